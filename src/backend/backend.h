@@ -1,0 +1,212 @@
+// The kernel interface (DESIGN.md §4). One implementation per device: CpuBackend (reference and
+// tests) and CudaBackend. The model code (model/transformer.cpp) calls only this interface, so
+// the engine, scheduler and verifier run unchanged on either device.
+//
+// Plan, then run: `begin_pass` receives the host-side description of a forward pass (tokens,
+// positions, KV slots, block tables, which rows need logits) and prepares it once (uploads index
+// arrays, chooses the fast schedule's splits); the per-layer kernels then only execute that plan.
+//
+// Every kernel that reduces takes a Schedule (schedule.h). Layouts are row-major; each method
+// states its shapes and which dimension it reduces.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/schedule.h"
+#include "core/tensor.h"
+#include "model/config.h"
+
+namespace llm42 {
+
+// One sequence's slice of a forward pass. Its tokens occupy rows [q_begin, q_begin + q_len) and
+// sit at consecutive absolute positions starting at pos_begin. Its KV cache (every position in
+// [0, pos_begin + q_len)) lives in the blocks block_tables[block_begin .. block_begin+n_blocks).
+struct PassSeq {
+  int32_t q_begin = 0;
+  int32_t q_len = 0;
+  int32_t pos_begin = 0;
+  int32_t block_begin = 0;
+  int32_t n_blocks = 0;
+};
+
+// The host-side description of one forward pass.
+struct PassInput {
+  Schedule schedule = Schedule::kCanonical;
+  std::vector<int32_t> tokens;        // (T) input token ids
+  std::vector<int32_t> positions;     // (T) absolute positions
+  std::vector<int32_t> slots;         // (T) KV slot (block * block_size + offset) written per token
+  std::vector<PassSeq> seqs;          // sequences in the pass, in row order
+  std::vector<int32_t> block_tables;  // concatenated block ids of all sequences
+  std::vector<int32_t> logit_rows;    // (R) rows whose logits are wanted, in output order
+
+  int n_tokens() const { return static_cast<int>(tokens.size()); }
+  // Checks internal consistency (rows, positions, slots, block coverage); aborts when broken.
+  void check(int block_size, int n_blocks) const;
+};
+
+// Paged KV cache: per layer, K and V pools of shape (n_blocks, block_size, n_kv_heads, head_dim).
+struct KvCache {
+  int n_layers = 0;
+  int n_blocks = 0;
+  int block_size = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  DType dtype = DType::kF32;
+  std::vector<Tensor> k;  // per layer
+  std::vector<Tensor> v;  // per layer
+  size_t bytes() const;
+};
+
+// Precomputed RoPE rotation: cos and sin of position * inv_freq[i], computed in double on the
+// host and stored as fp32, (max_positions, head_dim / 2) each. Both backends use the same table,
+// so RoPE is bitwise identical between them.
+struct RopeTable {
+  int max_positions = 0;
+  int half_dim = 0;
+  RopeLayout layout = RopeLayout::kHalf;
+  Tensor cos;  // (max_positions, head_dim / 2) f32
+  Tensor sin;  // (max_positions, head_dim / 2) f32
+};
+
+// Attention geometry of the fused qkv activation: each row is [q (n_heads*head_dim) |
+// k (n_kv_heads*head_dim) | v (n_kv_heads*head_dim)].
+struct QkvLayout {
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  int q_dim() const { return n_heads * head_dim; }
+  int kv_dim() const { return n_kv_heads * head_dim; }
+  int row() const { return q_dim() + 2 * kv_dim(); }
+};
+
+// How dummy weights are drawn (deterministic from the seed and the tensor's index).
+enum class RandomInit { kNormal, kOnesNoise, kBias };
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual Device device() const = 0;
+  // Identifies the kernels a canonical value depends on, for system_fingerprint.
+  virtual std::string kernel_id() const = 0;
+  // Activations are kept in this dtype between kernels (f32 on CPU, bf16 on CUDA).
+  virtual DType activation_dtype() const = 0;
+
+  // ---- memory -----------------------------------------------------------------------------
+  virtual void* allocate(size_t bytes) = 0;
+  virtual void deallocate(void* p) = 0;
+  virtual void copy_to_device(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
+  virtual void synchronize() = 0;
+  // Bytes free for the KV cache after weights and workspaces (CPU: a fraction of free RAM).
+  virtual size_t free_memory() const = 0;
+
+  // Converts a host tensor (f32, f16 or bf16) into device memory of dtype `to` (round to nearest
+  // even), writing into `dst` which must have the same element count.
+  virtual void upload_convert(const void* src, DType from, const Tensor& dst) = 0;
+  // Fills `dst` with deterministic pseudo-random values: kNormal ~ N(0, scale^2), kOnesNoise ~
+  // 1 + scale * N(0,1), kBias ~ scale * N(0,1); element i depends only on (seed, i).
+  virtual void fill_random(const Tensor& dst, uint64_t seed, RandomInit init, float scale) = 0;
+
+  // ---- plan --------------------------------------------------------------------------------
+  virtual void begin_pass(const PassInput& pass, const KvCache& cache) = 0;
+
+  // ---- kernels (all use the pass given to begin_pass) --------------------------------------
+  // out[t, :] = table[tokens[t], :].   table (vocab, dim), out (T, dim)
+  virtual void embedding(const Tensor& table, const Tensor& out) = 0;
+
+  // out = x / sqrt(mean(x^2) + eps) * w, reducing over dim per row.  x, out (T, dim), w (dim)
+  virtual void rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out,
+                       Schedule s) = 0;
+
+  // residual += delta; out = rmsnorm(residual) * w.   residual, delta, out (T, dim)
+  virtual void add_rmsnorm(const Tensor& residual, const Tensor& delta, const Tensor& w,
+                           float eps, const Tensor& out, Schedule s) = 0;
+
+  // out = x @ w^T (+ bias), reducing over K.   x (M, K), w (N, K), bias (N) f32 or empty,
+  // out (M, N) in the activation dtype or f32.
+  virtual void matmul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out,
+                      Schedule s) = 0;
+
+  // Qwen3: RMSNorm over each head's head_dim values of q and k inside qkv, in place.
+  // qkv (T, layout.row()), q_w, k_w (head_dim)
+  virtual void qk_norm(const Tensor& qkv, const QkvLayout& layout, const Tensor& q_w,
+                       const Tensor& k_w, float eps, Schedule s) = 0;
+
+  // Rotates q and k inside qkv by the pass positions, in place.  qkv (T, layout.row())
+  virtual void rope(const Tensor& qkv, const QkvLayout& layout, const RopeTable& table) = 0;
+
+  // Writes k and v of each pass token into its KV slot of `layer`.
+  virtual void kv_write(const Tensor& qkv, const QkvLayout& layout, const KvCache& cache,
+                        int layer) = 0;
+
+  // Causal attention of each pass query over its sequence's KV cache (positions [0, pos]),
+  // grouped-query: query head h reads KV head h / (n_heads / n_kv_heads). Reduces over key
+  // positions. Canonical: keys in fixed tiles aligned to absolute positions, combined in order.
+  // qkv (T, layout.row()), out (T, n_heads * head_dim)
+  virtual void attention(const Tensor& qkv, const QkvLayout& layout, const KvCache& cache,
+                         int layer, const Tensor& out, Schedule s) = 0;
+
+  // out = silu(gate) * up where gate_up = [gate (F) | up (F)] per row.  gate_up (T, 2F), out (T, F)
+  virtual void swiglu(const Tensor& gate_up, const Tensor& out) = 0;
+
+  // out[r, :] = x[logit_rows[r], :].   x (T, dim), out (R, dim)
+  virtual void gather_logit_rows(const Tensor& x, const Tensor& out) = 0;
+};
+
+// Owns a device allocation of one backend.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(Backend& b, size_t bytes) : backend_(&b), bytes_(bytes) {
+    ptr_ = bytes ? b.allocate(bytes) : nullptr;
+  }
+  ~Buffer() { reset(); }
+  Buffer(Buffer&& o) noexcept : backend_(o.backend_), ptr_(o.ptr_), bytes_(o.bytes_) {
+    o.ptr_ = nullptr;
+  }
+  Buffer& operator=(Buffer&& o) noexcept {
+    if (this != &o) {
+      reset();
+      backend_ = o.backend_;
+      ptr_ = o.ptr_;
+      bytes_ = o.bytes_;
+      o.ptr_ = nullptr;
+    }
+    return *this;
+  }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  void* get() const { return ptr_; }
+  size_t bytes() const { return bytes_; }
+  void reset() {
+    if (ptr_ != nullptr) backend_->deallocate(ptr_);
+    ptr_ = nullptr;
+  }
+
+ private:
+  Backend* backend_ = nullptr;
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+struct BackendOptions {
+  std::string device = "cpu";         // "cpu" or "cuda" (or "cuda:N")
+  int threads = 0;                    // CPU: 0 = all cores
+  bool round_activations_bf16 = false;  // CPU: mirror the GPU's bf16 activations
+};
+
+std::unique_ptr<Backend> make_backend(const BackendOptions& opts);
+
+// Allocates a KV cache of n_blocks blocks on `backend`; `storage` receives the allocations.
+KvCache allocate_kv_cache(Backend& backend, const ModelConfig& c, int n_blocks, int block_size,
+                          std::vector<Buffer>& storage);
+RopeTable make_rope_table(Backend& backend, const ModelConfig& c, int max_positions,
+                          std::vector<Buffer>& storage);
+
+}  // namespace llm42

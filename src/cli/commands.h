@@ -1,0 +1,30 @@
+// Registration of the subcommands. Each subcommand lives in its own file and adds itself to the
+// CLI11 app with a callback that runs it.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <vector>
+
+namespace llm42 {
+
+inline constexpr const char* kVersion = "0.1.0";
+
+namespace cli {
+
+using Register = std::function<void(CLI::App&)>;
+using Run = std::function<int()>;
+
+// Every subcommand's registration function, in the order they appear in --help.
+std::vector<Register> all_commands();
+
+// Binds `run` to the subcommand `sub`; run_selected calls it after parsing.
+void bind(CLI::App& sub, Run run);
+int run_selected(CLI::App& sub);
+
+void register_generate(CLI::App& app);
+void register_tokenize(CLI::App& app);
+
+}  // namespace cli
+}  // namespace llm42

@@ -1,0 +1,75 @@
+// A model checkpoint as read from disk: its config and named tensor views into mapped files.
+// Tensor names are the Hugging Face ones (`model.layers.0.self_attn.q_proj.weight`, ...) whatever
+// the format; GGUF and llama2.c loaders translate theirs. Shapes are row-major, outermost first
+// (a linear layer's weight is (out_features, in_features)).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/config.h"
+#include "util/mapped_file.h"
+
+namespace llm42 {
+
+struct TensorView {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  const uint8_t* data = nullptr;  // inside one of Checkpoint::files
+  size_t nbytes = 0;
+  std::string file;  // where it came from, for error messages
+
+  int64_t numel() const;
+  std::string shape_string() const;
+};
+
+// A vocabulary stored inside the model file (GGUF `tokenizer.ggml.*`).
+struct EmbeddedVocab {
+  std::string model;                // "llama" (SentencePiece BPE) or "gpt2" (byte-level BPE)
+  std::string pre;                  // tokenizer.ggml.pre when present (e.g. "llama-bpe")
+  std::vector<std::string> tokens;  // token text (SentencePiece pieces use U+2581 for space)
+  std::vector<float> scores;        // merge priority, higher first (SentencePiece)
+  std::vector<int32_t> token_types; // 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte
+  std::vector<std::string> merges;  // "a b" pairs in rank order (gpt2)
+  int bos_id = -1;
+  int eos_id = -1;
+  int unk_id = -1;
+  int pad_id = -1;
+  bool add_bos = true;
+};
+
+struct Checkpoint {
+  std::string path;    // what the user named
+  std::string format;  // "safetensors", "gguf" or "llama2c"
+  ModelConfig config;
+  std::map<std::string, TensorView> tensors;
+  std::vector<std::unique_ptr<MappedFile>> files;
+  std::optional<EmbeddedVocab> vocab;
+
+  // The tensor `name`, checked against `shape`. Throws llm42::Error naming the checkpoint, the
+  // tensor and expected vs found when it is missing or has another shape.
+  const TensorView& get(const std::string& name, const std::vector<int64_t>& shape) const;
+  const TensorView* find(const std::string& name) const;
+};
+
+// Loads a checkpoint: a Hugging Face directory (config.json + model.safetensors or a sharded
+// index), a .gguf file, or a llama2.c .bin file. Validates every tensor the architecture needs
+// (presence, dtype, shape against the config, bounds inside the file). Throws llm42::Error with
+// a message naming the file, the tensor or field, and expected vs found.
+Checkpoint load_checkpoint(const std::string& path);
+
+// The tensor names and shapes an architecture needs, for validation and for dummy weights.
+struct TensorSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  enum class Init { kNormal, kOnesNoise, kBias } init = Init::kNormal;  // for dummy weights
+};
+std::vector<TensorSpec> expected_tensors(const ModelConfig& c);
+
+}  // namespace llm42
