@@ -123,7 +123,8 @@ class Backend {
   virtual void rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out,
                        Schedule s) = 0;
 
-  // residual += delta; out = rmsnorm(residual) * w.   residual, delta, out (T, dim)
+  // residual += delta; out = rmsnorm(residual) * w.   residual, delta, out (T, dim); out may
+  // alias delta.
   virtual void add_rmsnorm(const Tensor& residual, const Tensor& delta, const Tensor& w,
                            float eps, const Tensor& out, Schedule s) = 0;
 
@@ -199,6 +200,7 @@ struct BackendOptions {
   std::string device = "cpu";         // "cpu" or "cuda" (or "cuda:N")
   int threads = 0;                    // CPU: 0 = all cores
   bool round_activations_bf16 = false;  // CPU: mirror the GPU's bf16 activations
+  double memory_fraction = 0.9;         // CUDA: share of GPU memory llm42 may use
 };
 
 std::unique_ptr<Backend> make_backend(const BackendOptions& opts);

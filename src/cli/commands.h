@@ -7,11 +7,9 @@
 #include <functional>
 #include <vector>
 
-namespace llm42 {
+#include "core/version.h"
 
-inline constexpr const char* kVersion = "0.1.0";
-
-namespace cli {
+namespace llm42::cli {
 
 using Register = std::function<void(CLI::App&)>;
 using Run = std::function<int()>;
@@ -26,5 +24,4 @@ int run_selected(CLI::App& sub);
 void register_generate(CLI::App& app);
 void register_tokenize(CLI::App& app);
 
-}  // namespace cli
-}  // namespace llm42
+}  // namespace llm42::cli

@@ -1,10 +1,211 @@
+// llm42 generate: run prompts through the engine and stream the text. Ends with one line that
+// reports prompt and decode speed and a hash of the output token ids (calm's habit: a
+// regression in speed or determinism shows in one line).
+#include <xxhash.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
 #include "cli/commands.h"
+#include "cli/options.h"
+#include "engine/engine.h"
+#include "util/error.h"
+#include "util/timer.h"
 
 namespace llm42::cli {
+namespace {
+
+struct GenerateOptions {
+  ModelOptions model;
+  EngineOptions engine;
+  std::string prompt;
+  std::string prompt_ids;
+  std::string prompts_file;
+  int max_tokens = 256;
+  float temperature = 0.0f;
+  float top_p = 1.0f;
+  int top_k = 0;
+  float min_p = 0.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  float repetition_penalty = 1.0f;
+  int64_t seed = -1;
+  bool deterministic = false;
+  bool no_bos = false;
+  bool ignore_eos = false;
+  bool quiet = false;
+};
+
+std::vector<int32_t> parse_ids(const std::string& s) {
+  std::vector<int32_t> ids;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t used = 0;
+      ids.push_back(std::stoi(item, &used));
+      if (used != item.size() && item.find_first_not_of(' ', used) != std::string::npos)
+        throw std::invalid_argument(item);
+    } catch (const std::exception&) {
+      fail("--prompt-ids: '{}' is not an integer", item);
+    }
+  }
+  return ids;
+}
+
+int run(const GenerateOptions& o) {
+  const EngineConfig config = o.engine.resolve();
+  LoadedModel lm = load_model(o.model, max_pass_tokens(config), max_logit_rows(config));
+  Engine engine(*lm.model, config, lm.tokenizer.get());
+
+  std::vector<std::vector<int32_t>> prompts;
+  auto encode = [&](const std::string& text) {
+    if (lm.tokenizer == nullptr)
+      fail("{} has no tokenizer: give --prompt-ids, or --tokenizer", lm.name);
+    return lm.tokenizer->encode(text, !o.no_bos);
+  };
+  if (!o.prompt_ids.empty()) prompts.push_back(parse_ids(o.prompt_ids));
+  if (!o.prompts_file.empty()) {
+    std::ifstream in(o.prompts_file);
+    if (!in) fail("--prompts {}: cannot open", o.prompts_file);
+    std::string line;
+    while (std::getline(in, line))
+      if (!line.empty()) prompts.push_back(encode(line));
+    if (prompts.empty()) fail("--prompts {}: no prompts (one per line)", o.prompts_file);
+  }
+  if (prompts.empty()) {
+    std::vector<int32_t> ids = encode(o.prompt);
+    if (ids.empty() && lm.tokenizer) ids.push_back(lm.tokenizer->bos_id());
+    prompts.push_back(std::move(ids));
+  }
+  const bool stream = prompts.size() == 1 && !o.quiet;
+
+  Request base;
+  base.max_tokens = o.max_tokens;
+  base.sampling.temperature = o.temperature;
+  base.sampling.top_p = o.top_p;
+  base.sampling.top_k = o.top_k;
+  base.sampling.min_p = o.min_p;
+  base.sampling.presence_penalty = o.presence_penalty;
+  base.sampling.frequency_penalty = o.frequency_penalty;
+  base.sampling.repetition_penalty = o.repetition_penalty;
+  if (o.seed >= 0) base.sampling.seed = static_cast<uint64_t>(o.seed);
+  base.deterministic = o.deterministic;
+  base.ignore_eos = o.ignore_eos;
+
+  struct Result {
+    std::vector<int32_t> ids;
+    std::string text;
+    double first_token = 0;
+    FinishReason reason = FinishReason::kNone;
+    VerifyStats verify;
+  };
+  std::vector<Result> results(prompts.size());
+  const double t0 = now_seconds();
+  int64_t prompt_tokens = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    Request r = base;
+    r.prompt = prompts[i];
+    prompt_tokens += static_cast<int64_t>(r.prompt.size());
+    if (stream && lm.tokenizer) {
+      std::string shown = lm.tokenizer->decode(r.prompt);
+      std::fwrite(shown.data(), 1, shown.size(), stdout);
+      std::fflush(stdout);
+    }
+    engine.add_request(std::move(r), [&, i](RequestOutput&& out) {
+      Result& res = results[i];
+      if (res.first_token == 0 && !out.tokens.empty()) res.first_token = now_seconds();
+      res.ids.insert(res.ids.end(), out.tokens.begin(), out.tokens.end());
+      res.text += out.text;
+      if (stream) {
+        if (lm.tokenizer) {
+          std::fwrite(out.text.data(), 1, out.text.size(), stdout);
+        } else {
+          for (int32_t id : out.tokens) std::printf(" %d", id);
+        }
+        std::fflush(stdout);
+      }
+      if (out.finished) {
+        res.reason = out.finish_reason;
+        res.verify = out.verify;
+        if (!out.error.empty()) std::fprintf(stderr, "request %zu failed: %s\n", i, out.error.c_str());
+      }
+    });
+  }
+  engine.run_until_idle();
+  const double t1 = now_seconds();
+
+  if (!stream && !o.quiet) {
+    for (size_t i = 0; i < results.size(); ++i) {
+      std::printf("[%zu] ", i);
+      if (lm.tokenizer) {
+        std::printf("%s\n", results[i].text.c_str());
+      } else {
+        for (int32_t id : results[i].ids) std::printf("%d ", id);
+        std::printf("\n");
+      }
+    }
+  }
+  if (stream) std::printf("\n");
+
+  // Prompt phase: until every request has its first token; decode phase: the rest.
+  double first_all = t0;
+  int64_t output_tokens = 0;
+  XXH64_state_t* hs = XXH64_createState();
+  XXH64_reset(hs, 0);
+  for (const Result& r : results) {
+    first_all = std::max(first_all, r.first_token);
+    output_tokens += static_cast<int64_t>(r.ids.size());
+    XXH64_update(hs, r.ids.data(), r.ids.size() * sizeof(int32_t));
+  }
+  const uint64_t hash = XXH64_digest(hs);
+  XXH64_freeState(hs);
+  const int64_t decode_tokens = output_tokens - static_cast<int64_t>(results.size());
+  const double prefill_s = first_all - t0, decode_s = t1 - first_all;
+  const EngineStats st = engine.stats();
+  std::fprintf(stderr,
+               "prompt: %lld tok, %.1f tok/s | decode: %lld tok, %.1f tok/s | requests %zu | "
+               "rollbacks %lld (recompute %.3f) | output hash %016llx\n",
+               static_cast<long long>(prompt_tokens),
+               prefill_s > 0 ? static_cast<double>(prompt_tokens) / prefill_s : 0.0,
+               static_cast<long long>(decode_tokens),
+               decode_s > 0 ? static_cast<double>(decode_tokens) / decode_s : 0.0, results.size(),
+               static_cast<long long>(st.verify.rollbacks), st.recompute_rate(),
+               static_cast<unsigned long long>(hash));
+  return 0;
+}
+
+}  // namespace
 
 void register_generate(CLI::App& app) {
-  CLI::App* sub = app.add_subcommand("generate", "Generate text from a prompt");
-  bind(*sub, [] { return 0; });
+  auto o = std::make_shared<GenerateOptions>();
+  CLI::App* sub = app.add_subcommand("generate", "Generate text from a prompt (or many)");
+  add_model_options(*sub, o->model);
+  sub->add_option("-p,--prompt", o->prompt, "Prompt text");
+  sub->add_option("--prompt-ids", o->prompt_ids, "Prompt as comma-separated token ids");
+  sub->add_option("--prompts", o->prompts_file,
+                  "File with one prompt per line, all run concurrently through the engine");
+  sub->add_option("-n,--max-tokens", o->max_tokens, "Tokens to generate per prompt")
+      ->capture_default_str();
+  sub->add_option("-t,--temperature", o->temperature, "0 = greedy")->capture_default_str();
+  sub->add_option("--top-p", o->top_p)->capture_default_str();
+  sub->add_option("--top-k", o->top_k, "0 = off")->capture_default_str();
+  sub->add_option("--min-p", o->min_p)->capture_default_str();
+  sub->add_option("--presence-penalty", o->presence_penalty)->capture_default_str();
+  sub->add_option("--frequency-penalty", o->frequency_penalty)->capture_default_str();
+  sub->add_option("--repetition-penalty", o->repetition_penalty)->capture_default_str();
+  sub->add_option("-s,--seed", o->seed, "Sampling seed (-1 = random; deterministic: 0)")
+      ->capture_default_str();
+  sub->add_flag("--deterministic", o->deterministic,
+                "Ask for a deterministic answer (bitwise identical under any load)");
+  sub->add_flag("--no-bos", o->no_bos, "Do not add the tokenizer's special tokens (BOS)");
+  sub->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past EOS");
+  sub->add_flag("-q,--quiet", o->quiet, "Print only the summary line");
+  add_engine_options(*sub, o->engine);
+  bind(*sub, [o] { return run(*o); });
 }
 
 }  // namespace llm42::cli

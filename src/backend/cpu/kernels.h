@@ -1,0 +1,27 @@
+// CPU kernels as free functions over raw arrays, so the CUDA tests can call them as the
+// reference ("CPU as the oracle"). Each states its layout and what it reduces.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace llm42::cpu {
+
+// Canonical dot product of length n: 8 lanes, lane l accumulates elements l, l+8, l+16, ...
+// with fused multiply-adds in index order, then the lanes are summed in a fixed tree. Every
+// canonical reduction over a model dimension uses this order, whatever the batch.
+float dot_f32(const float* a, const float* b, int64_t n);
+float dot_bf16(const float* a, const uint16_t* b, int64_t n);  // b: bf16 weights
+float sum_squares(const float* a, int64_t n);
+
+// out (M, N) = x (M, K) @ w (N, K)^T + bias (N). w is f32 or bf16. split_k = 1 reduces each
+// output over K in one canonical dot; split_k = S cuts K into S contiguous ranges reduced
+// separately and added in order (the fast schedule's choice for small M).
+void gemm(const float* x, const void* w, DType w_dtype, const float* bias, float* out, int64_t m,
+          int64_t n, int64_t k, int split_k, int threads);
+
+// Fast-schedule split-K for a GEMM of this shape on `threads` threads (1 = no split).
+int fast_split_k(int64_t m, int64_t n, int64_t k, int threads);
+
+}  // namespace llm42::cpu

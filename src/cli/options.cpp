@@ -1,0 +1,198 @@
+#include "cli/options.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "model/checkpoint.h"
+#include "model/presets.h"
+#include "model/weights.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/mapped_file.h"
+#include "util/timer.h"
+
+namespace llm42::cli {
+namespace fs = std::filesystem;
+
+void add_model_options(CLI::App& app, ModelOptions& o) {
+  app.add_option("-m,--model", o.model,
+                 "Model: a Hugging Face directory, a .gguf file, a llama2.c .bin file, or "
+                 "dummy:PRESET for random weights at a real shape (presets: " +
+                     [] {
+                       std::string s;
+                       for (const auto& n : preset_names()) s += (s.empty() ? "" : ", ") + n;
+                       return s;
+                     }() +
+                     ")")
+      ->required();
+  app.add_flag("--dummy-weights", o.dummy_weights,
+               "Random weights with the shape of --model's config.json (no weight files read)");
+  app.add_option("--weights-seed", o.weights_seed, "Seed of dummy weights")->capture_default_str();
+  app.add_option("--tokenizer", o.tokenizer,
+                 "Tokenizer to use instead of the model's: tokenizer.json, a directory holding "
+                 "one, or a llama2.c tokenizer .bin");
+  app.add_option("--device", o.device, "cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--threads", o.threads, "CPU threads (0 = all cores)")->capture_default_str();
+  app.add_option("--dtype", o.dtype,
+                 "Weights precision on the device: auto (bf16 on CUDA, as stored on CPU), f32, "
+                 "bf16")
+      ->capture_default_str();
+  app.add_flag("--bf16-activations", o.bf16_activations,
+               "CPU: round activations to bf16 between kernels, as the GPU keeps them");
+  app.add_option("--max-seq-len", o.max_seq_len,
+                 "Context length to serve (0 = the model's max_position_embeddings)")
+      ->capture_default_str();
+  app.add_option("--gpu-memory-fraction", o.gpu_memory_fraction,
+                 "CUDA: fraction of GPU memory llm42 may use (weights, workspaces, KV cache)")
+      ->capture_default_str();
+}
+
+void add_engine_options(CLI::App& app, EngineOptions& o) {
+  EngineConfig& c = o.config;
+  app.add_option("--determinism", o.mode,
+                 "off (all fast), dvr (per-request decode-verify-rollback) or global (all "
+                 "canonical)")
+      ->capture_default_str();
+  app.add_option("--verify-schedule", o.verify_schedule,
+                 "invariant (canonical kernels, default) or fixed-shape (the paper's padded "
+                 "passes)")
+      ->capture_default_str();
+  app.add_option("--window", c.window, "W: speculative tokens per verification window")
+      ->capture_default_str();
+  app.add_option("--group", c.group, "G: requests verified together in one pass")
+      ->capture_default_str();
+  app.add_option("--max-num-seqs", c.max_num_seqs, "Running sequences at most")
+      ->capture_default_str();
+  app.add_option("--max-num-batched-tokens", c.max_num_batched_tokens,
+                 "Token budget of one engine step")
+      ->capture_default_str();
+  app.add_option("--prefill-chunk", c.prefill_chunk, "Prompt tokens of one request per step")
+      ->capture_default_str();
+  app.add_option("--canonical-decode-threshold", c.canonical_decode_threshold,
+                 "dvr: run a decode step in the canonical lane when at least this fraction of "
+                 "its rows are deterministic (>1 = never)")
+      ->capture_default_str();
+  app.add_option("--block-size", c.block_size, "KV cache block size in tokens")
+      ->capture_default_str();
+  app.add_option("--num-blocks", c.num_blocks, "KV cache blocks (0 = sized from memory)")
+      ->capture_default_str();
+  app.add_option("--kv-cache-memory-fraction", c.kv_cache_memory_fraction,
+                 "Fraction of the memory left after weights given to the KV cache")
+      ->capture_default_str();
+  app.add_flag("!--no-prefix-cache", c.prefix_cache, "Disable the prefix cache");
+  app.add_option("--inject-mismatch-rate", c.inject_mismatch_rate,
+                 "Fault injection: force a mismatch in this fraction of verification windows")
+      ->capture_default_str();
+  app.add_option("--inject-mismatch-position", c.inject_mismatch_position,
+                 "Fault injection: window index of the forced mismatch (-1 = random)")
+      ->capture_default_str();
+  app.add_flag("--verify-no-rollback", c.verify_no_rollback,
+               "Verify but never roll back (measures pure verification overhead; outputs are "
+               "then not deterministic)");
+  app.add_flag("--check-integrity", c.check_integrity,
+               "Check the block manager's invariants after every step (slow)");
+}
+
+EngineConfig EngineOptions::resolve() const {
+  EngineConfig c = config;
+  c.mode = parse_determinism_mode(mode);
+  c.verify_schedule = parse_verify_schedule(verify_schedule);
+  c.validate();
+  return c;
+}
+
+int max_pass_tokens(const EngineConfig& c) {
+  return std::max(c.max_num_batched_tokens, c.window * c.group);
+}
+
+int max_logit_rows(const EngineConfig& c) {
+  return std::min(max_pass_tokens(c), c.max_num_seqs + c.window * c.group);
+}
+
+namespace {
+
+// The tokenizer that goes with a model, or null when there is none.
+std::unique_ptr<Tokenizer> find_tokenizer(const ModelOptions& o, const Checkpoint* ckpt,
+                                          const ModelConfig& c) {
+  auto from_path = [&](const std::string& p) -> std::unique_ptr<Tokenizer> {
+    if (is_directory(p)) return load_hf_tokenizer(p + "/tokenizer.json");
+    if (p.ends_with(".json")) return load_hf_tokenizer(p);
+    return load_llama2c_tokenizer(p, c.vocab_size);
+  };
+  if (!o.tokenizer.empty()) return from_path(o.tokenizer);
+  if (ckpt != nullptr && ckpt->vocab) return tokenizer_from_vocab(*ckpt->vocab);
+  const fs::path model(o.model);
+  if (is_directory(o.model) && file_exists(o.model + "/tokenizer.json"))
+    return load_hf_tokenizer(o.model + "/tokenizer.json");
+  if (ckpt != nullptr && ckpt->format == "llama2c") {
+    const fs::path dir = model.parent_path();
+    for (const std::string& name :
+         {std::string("tokenizer.bin"), "tok" + std::to_string(c.vocab_size) + ".bin"}) {
+      if (file_exists((dir / name).string())) return load_llama2c_tokenizer((dir / name).string(),
+                                                                            c.vocab_size);
+    }
+  }
+  if (ckpt == nullptr && c.vocab_size >= 259) {
+    log_info("model has no tokenizer: using one token per byte (ids 3..258)");
+    return make_byte_tokenizer(c.vocab_size, c.bos_id, c.eos_ids.empty() ? 2 : c.eos_ids[0]);
+  }
+  return nullptr;
+}
+
+DType weights_dtype(const ModelOptions& o, const Backend& b, DType stored) {
+  if (o.dtype != "auto") return parse_dtype(o.dtype);
+  if (b.device() == Device::kCUDA) return DType::kBF16;
+  return stored == DType::kF16 ? DType::kF32 : stored;
+}
+
+}  // namespace
+
+LoadedModel load_model(const ModelOptions& o, int max_pass_tokens, int max_logit_rows) {
+  const double t0 = now_seconds();
+  LoadedModel lm;
+  BackendOptions bo;
+  bo.device = o.device;
+  bo.threads = o.threads;
+  bo.round_activations_bf16 = o.bf16_activations;
+  bo.memory_fraction = o.gpu_memory_fraction;
+  lm.backend = make_backend(bo);
+
+  ModelConfig config;
+  std::unique_ptr<Checkpoint> ckpt;
+  const bool dummy_preset = o.model.rfind("dummy:", 0) == 0;
+  if (dummy_preset) {
+    config = preset_config(o.model.substr(6));
+  } else if (o.dummy_weights) {
+    const std::string cfg = is_directory(o.model) ? o.model + "/config.json" : o.model;
+    config = parse_hf_config(nlohmann::json::parse(read_file(cfg), nullptr, true), cfg);
+  } else {
+    ckpt = std::make_unique<Checkpoint>(load_checkpoint(o.model));
+    config = ckpt->config;
+  }
+  if (o.max_seq_len > 0) config.max_seq_len = o.max_seq_len;
+  lm.tokenizer = find_tokenizer(o, ckpt.get(), config);
+  if (lm.tokenizer != nullptr && lm.tokenizer->vocab_size() > config.vocab_size)
+    fail("tokenizer has {} tokens but the model's vocabulary is {}", lm.tokenizer->vocab_size(),
+         config.vocab_size);
+
+  const DType dtype = weights_dtype(o, *lm.backend, config.weights_dtype);
+  ModelWeights weights = ckpt ? load_weights(*lm.backend, *ckpt, dtype)
+                              : dummy_weights(*lm.backend, config, dtype, o.weights_seed);
+  weights.config = config;
+  lm.model = std::make_unique<Transformer>(*lm.backend, std::move(weights), max_pass_tokens,
+                                           max_logit_rows);
+  lm.name = dummy_preset ? o.model : fs::path(o.model).filename().string();
+  if (lm.name.empty()) lm.name = fs::path(o.model).parent_path().filename().string();
+  lm.load_seconds = now_seconds() - t0;
+  log_info("loaded {} ({}, {} layers, dim {}, {:.1f}M parameters, {} weights, {:.2f} GiB) on {} "
+           "in {:.2f} s",
+           lm.name, architecture_name(config.arch), config.n_layers, config.dim,
+           static_cast<double>(config.n_params()) / 1e6, dtype_name(dtype),
+           static_cast<double>(lm.model->weights().bytes()) / (1 << 30), lm.backend->kernel_id(),
+           lm.load_seconds);
+  return lm;
+}
+
+}  // namespace llm42::cli

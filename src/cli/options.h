@@ -1,0 +1,56 @@
+// Flags shared by the subcommands that run a model (generate, serve, bench), and the code that
+// turns them into a backend, a model, a tokenizer and an engine configuration.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+#include "engine/engine_config.h"
+#include "model/transformer.h"
+#include "tokenizer/tokenizer.h"
+
+namespace llm42::cli {
+
+struct ModelOptions {
+  std::string model;             // path, or dummy:PRESET
+  bool dummy_weights = false;    // with a config.json (or HF directory): random weights
+  uint64_t weights_seed = 0;     // seed of dummy weights
+  std::string tokenizer;         // override: tokenizer.json, HF directory or llama2.c .bin
+  std::string device = "cpu";
+  int threads = 0;
+  std::string dtype = "auto";    // weights on the device: auto, f32, bf16
+  bool bf16_activations = false; // CPU: round activations to bf16 between kernels
+  int max_seq_len = 0;           // 0 = the model's
+  double gpu_memory_fraction = 0.9;
+};
+
+struct EngineOptions {
+  EngineConfig config;
+  std::string mode = "dvr";
+  std::string verify_schedule = "invariant";
+  EngineConfig resolve() const;
+};
+
+void add_model_options(CLI::App& app, ModelOptions& o);
+void add_engine_options(CLI::App& app, EngineOptions& o);
+
+struct LoadedModel {
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<Transformer> model;
+  std::unique_ptr<Tokenizer> tokenizer;  // null when the model has none
+  std::string name;                      // for the API and reports
+  double load_seconds = 0;
+};
+
+// Loads what the options name. `max_pass_tokens` and `max_logit_rows` size the workspaces.
+LoadedModel load_model(const ModelOptions& o, int max_pass_tokens, int max_logit_rows);
+
+// The workspace sizes an engine with this configuration needs.
+int max_pass_tokens(const EngineConfig& c);
+int max_logit_rows(const EngineConfig& c);
+
+}  // namespace llm42::cli

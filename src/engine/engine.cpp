@@ -1,0 +1,521 @@
+#include "engine/engine.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <random>
+
+#include "core/version.h"
+#include "engine/verifier.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/timer.h"
+
+namespace llm42 {
+namespace {
+
+void validate_sampling(const SamplingParams& p) {
+  if (!(p.temperature >= 0.0f && p.temperature <= 100.0f))
+    fail("'temperature' = {}: must be in [0, 100]", p.temperature);
+  if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) fail("'top_p' = {}: must be in (0, 1]", p.top_p);
+  if (p.top_k < 0) fail("'top_k' = {}: must be 0 (off) or positive", p.top_k);
+  if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) fail("'min_p' = {}: must be in [0, 1]", p.min_p);
+  if (!(p.presence_penalty >= -2.0f && p.presence_penalty <= 2.0f))
+    fail("'presence_penalty' = {}: must be in [-2, 2]", p.presence_penalty);
+  if (!(p.frequency_penalty >= -2.0f && p.frequency_penalty <= 2.0f))
+    fail("'frequency_penalty' = {}: must be in [-2, 2]", p.frequency_penalty);
+  if (!(p.repetition_penalty > 0.0f && p.repetition_penalty <= 10.0f))
+    fail("'repetition_penalty' = {}: must be in (0, 10]", p.repetition_penalty);
+  if (p.top_logprobs < 0 || p.top_logprobs > 20)
+    fail("'top_logprobs' = {}: must be in [0, 20]", p.top_logprobs);
+}
+
+}  // namespace
+
+std::string_view finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::kNone:
+      return "";
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kAbort:
+      return "abort";
+    case FinishReason::kError:
+      return "error";
+  }
+  return "";
+}
+
+Engine::Engine(Transformer& model, const EngineConfig& config, const Tokenizer* tokenizer)
+    : model_(model), config_(config), tokenizer_(tokenizer) {
+  config_.validate();
+  const ModelConfig& mc = model_.config();
+  max_seq_len_ = mc.max_seq_len;
+  eos_ids_.assign(mc.eos_ids.begin(), mc.eos_ids.end());
+  if (tokenizer_ != nullptr)
+    for (int32_t id : tokenizer_->eos_ids())
+      if (std::find(eos_ids_.begin(), eos_ids_.end(), id) == eos_ids_.end()) eos_ids_.push_back(id);
+
+  Backend& backend = model_.backend();
+  const int bs = config_.block_size;
+  const size_t block_bytes = 2ull * mc.n_layers * bs * mc.kv_dim() *
+                             dtype_size(backend.activation_dtype());
+  const int64_t useful = static_cast<int64_t>(config_.max_num_seqs) *
+                         ((max_seq_len_ + bs - 1) / bs);
+  int64_t n_blocks = config_.num_blocks;
+  if (n_blocks == 0) {
+    const double budget = static_cast<double>(backend.free_memory()) *
+                          config_.kv_cache_memory_fraction;
+    n_blocks = std::min<int64_t>(useful, static_cast<int64_t>(budget / block_bytes));
+    if (n_blocks < (max_seq_len_ + bs - 1) / bs)
+      fail("KV cache: {:.1f} MiB available for {} blocks of {} KiB cannot hold one sequence of {} "
+           "positions; lower --max-seq-len or raise --kv-cache-memory-fraction",
+           budget / (1 << 20), n_blocks, block_bytes / 1024, max_seq_len_);
+  }
+  // Scratch blocks for fixed-shape padding rows live beyond the managed pool.
+  const int n_scratch = config_.verify_schedule == VerifySchedule::kFixedShape
+                            ? (config_.window * config_.group + bs - 1) / bs
+                            : 0;
+  kv_ = allocate_kv_cache(backend, mc, static_cast<int>(n_blocks) + n_scratch, bs, kv_storage_);
+  std::vector<int32_t> scratch;
+  for (int i = 0; i < n_scratch; ++i) scratch.push_back(static_cast<int32_t>(n_blocks) + i);
+  blocks_ = std::make_unique<BlockManager>(static_cast<int>(n_blocks), bs, config_.prefix_cache);
+  scheduler_ = std::make_unique<Scheduler>(config_, *blocks_, max_seq_len_);
+  runner_ = std::make_unique<ModelRunner>(model_, kv_, std::move(scratch));
+  stats_.kv_blocks_total = static_cast<int>(n_blocks);
+  stats_snapshot_ = stats_;
+  log_debug("engine: {} KV blocks of {} positions ({:.1f} MiB), mode {}, W {}, G {}", n_blocks, bs,
+            static_cast<double>(kv_.bytes()) / (1 << 20), determinism_mode_name(config_.mode),
+            config_.window, config_.group);
+}
+
+Engine::~Engine() { stop(false); }
+
+std::string Engine::fingerprint() const {
+  const ModelWeights& w = model_.weights();
+  std::string fp = fmt::format("llm42-{}-w{:016x}-{}-{}-{}", kVersion, w.content_hash,
+                                dtype_name(w.dtype), model_.backend().kernel_id(),
+                                determinism_mode_name(config_.mode));
+  if (config_.mode == DeterminismMode::kDvr) {
+    fp += fmt::format("-{}", verify_schedule_name(config_.verify_schedule));
+    // Fixed-shape answers depend on the padded pass shape, i.e. on W and G.
+    if (config_.verify_schedule == VerifySchedule::kFixedShape)
+      fp += fmt::format("-W{}G{}", config_.window, config_.group);
+  }
+  return fp;
+}
+
+uint64_t Engine::add_request(Request req, OutputCallback on_output) {
+  const ModelConfig& mc = model_.config();
+  const int p = static_cast<int>(req.prompt.size());
+  if (p == 0) fail("'prompt' is empty: at least one token is needed");
+  for (size_t i = 0; i < req.prompt.size(); ++i)
+    if (req.prompt[i] < 0 || req.prompt[i] >= mc.vocab_size)
+      fail("'prompt' token {} at index {} is outside the vocabulary [0, {})", req.prompt[i], i,
+           mc.vocab_size);
+  if (req.max_tokens < 1) fail("'max_tokens' = {}: must be at least 1", req.max_tokens);
+  if (p + req.max_tokens > max_seq_len_)
+    fail("this model's maximum context length is {} tokens, but {} were requested ({} in the "
+         "prompt, {} for the completion)",
+         max_seq_len_, p + req.max_tokens, p, req.max_tokens);
+  const int need = blocks_->blocks_for(p + req.max_tokens);
+  if (need > blocks_->num_blocks())
+    fail("the request needs {} KV blocks ({} tokens) but the KV cache has {} in all", need,
+         p + req.max_tokens, blocks_->num_blocks());
+  validate_sampling(req.sampling);
+  if (!req.stop_strings.empty() && tokenizer_ == nullptr)
+    fail("'stop' strings need a tokenizer, and this model has none");
+  for (const std::string& s : req.stop_strings)
+    if (s.empty()) fail("'stop' contains an empty string");
+  for (int32_t id : req.stop_ids)
+    if (id < 0 || id >= mc.vocab_size) fail("stop token id {} outside the vocabulary", id);
+
+  auto seq = std::make_unique<Sequence>();
+  seq->verified = req.deterministic && config_.mode == DeterminismMode::kDvr;
+  if (req.sampling.seed) {
+    seq->seed = *req.sampling.seed;
+  } else if (req.deterministic) {
+    seq->seed = config_.default_seed;
+  } else {
+    static thread_local std::mt19937_64 rng{std::random_device{}()};
+    seq->seed = rng();
+  }
+  seq->tokens = req.prompt;
+  seq->n_prompt = p;
+  if (req.detokenize && tokenizer_ != nullptr)
+    seq->detok = std::make_unique<Detokenizer>(*tokenizer_);
+  seq->req = std::move(req);
+  seq->on_output = std::move(on_output);
+  seq->arrival_time = now_seconds();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stop_ || drain_) fail("the engine is shutting down and accepts no new requests");
+  seq->id = next_id_++;
+  const uint64_t id = seq->id;
+  inbox_.push_back(std::move(seq));
+  cv_.notify_all();
+  return id;
+}
+
+void Engine::abort(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  abort_inbox_.push_back(id);
+  cv_.notify_all();
+}
+
+void Engine::drain_inbox() {
+  std::vector<std::unique_ptr<Sequence>> added;
+  std::vector<uint64_t> aborts;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    added.swap(inbox_);
+    aborts.swap(abort_inbox_);
+  }
+  for (auto& s : added) {
+    Sequence* raw = s.get();
+    seqs_[raw->id] = std::move(s);
+    scheduler_->add(raw);
+    ++stats_.requests_added;
+  }
+  for (uint64_t id : aborts) {
+    auto it = seqs_.find(id);
+    if (it == seqs_.end()) continue;  // finished already
+    finish(*it->second, FinishReason::kAbort);
+  }
+}
+
+void Engine::finish(Sequence& s, FinishReason reason, std::string error) {
+  if (s.status == SeqStatus::kFinished) return;
+  s.status = SeqStatus::kFinished;
+  s.finish_reason = reason;
+  // Whatever was speculative is dropped: only committed tokens leave the engine.
+  s.tokens.resize(static_cast<size_t>(s.n_prompt + s.n_committed));
+  s.out_logprobs.resize(static_cast<size_t>(s.n_committed));
+  blocks_->release(s);
+  scheduler_->remove(&s);
+  if (reason == FinishReason::kAbort) ++stats_.requests_aborted;
+  s.error = std::move(error);
+  emit(s);
+}
+
+SampledToken Engine::sample_at(const Sequence& s, const float* logits, int output_index) const {
+  const std::span<const int32_t> all(s.tokens);
+  const TokenHistory history{all.subspan(0, static_cast<size_t>(s.n_prompt)),
+                             all.subspan(static_cast<size_t>(s.n_prompt),
+                                         static_cast<size_t>(output_index))};
+  return sample_token(logits, model_.config().vocab_size, s.req.sampling, s.seed,
+                      static_cast<int64_t>(s.n_prompt) + output_index, history);
+}
+
+bool Engine::commit(Sequence& s, int32_t token, TokenLogprob lp) {
+  LLM42_ASSERT(s.n_spec() == 0, "commit with a speculative tail");
+  const int index = s.n_committed;
+  s.tokens.push_back(token);
+  s.out_logprobs.push_back(std::move(lp));
+  ++s.n_committed;
+  ++stats_.output_tokens;
+  if (s.first_token_time == 0) s.first_token_time = now_seconds();
+  if (s.detok) s.text += s.detok->push(token);
+  bool done = token_finishes(s, token, index, max_seq_len_, eos_ids_);
+  FinishReason reason = FinishReason::kStop;
+  if (done) {
+    const bool stop_token =
+        (!s.req.ignore_eos && std::find(eos_ids_.begin(), eos_ids_.end(), token) != eos_ids_.end()) ||
+        std::find(s.req.stop_ids.begin(), s.req.stop_ids.end(), token) != s.req.stop_ids.end();
+    reason = stop_token ? FinishReason::kStop : FinishReason::kLength;
+  }
+  if (!s.req.stop_strings.empty()) {
+    size_t max_len = 0;
+    for (const std::string& st : s.req.stop_strings) max_len = std::max(max_len, st.size());
+    // Search only where a stop string could have been completed by this token's text.
+    const size_t from = s.text_emitted > max_len ? s.text_emitted - max_len : 0;
+    size_t cut = std::string::npos;
+    for (const std::string& st : s.req.stop_strings) {
+      const size_t at = s.text.find(st, from);
+      if (at != std::string::npos) cut = std::min(cut, at);
+    }
+    if (cut != std::string::npos) {
+      s.text.resize(cut);
+      done = true;
+      reason = FinishReason::kStop;
+    }
+  }
+  if (done) {
+    s.finish_reason = reason;
+    s.status = SeqStatus::kFinished;
+  }
+  return done;
+}
+
+void Engine::on_prefill(Sequence& s, const PassEntry& e, const PassResult& r, int row,
+                        bool canonical) {
+  s.n_cached = e.pos_begin + e.n_tokens;
+  if (canonical || config_.mode == DeterminismMode::kOff) s.n_canonical = s.n_cached;
+  if (row < 0) return;
+  // Output token 0 comes from the prefill (canonical in dvr and global modes): committed at once.
+  const SampledToken t = sample_at(s, r.row(row), 0);
+  commit(s, t.id, TokenLogprob{t.id, t.logprob, t.top});
+}
+
+void Engine::on_decode(Sequence& s, const PassResult& r, int row, bool canonical) {
+  s.n_cached += 1;
+  const int index = s.n_output();
+  const SampledToken t = sample_at(s, r.row(row), index);
+  TokenLogprob lp{t.id, t.logprob, t.top};
+  const bool speculative = s.verified && !(canonical && s.n_spec() == 0);
+  if (!speculative) {
+    if (canonical || config_.mode == DeterminismMode::kOff) s.n_canonical = s.n_cached;
+    if (s.verified) ++s.verify.canonical_decode_tokens;
+    commit(s, t.id, std::move(lp));
+    return;
+  }
+  s.tokens.push_back(t.id);
+  s.out_logprobs.push_back(std::move(lp));
+  if (token_finishes(s, t.id, index, max_seq_len_, eos_ids_)) s.spec_finished = true;
+  if (!s.spec_finished && !s.req.stop_strings.empty() && tokenizer_ != nullptr) {
+    // Would the speculative text complete a stop string? Then verify now rather than decode on.
+    std::string tail = s.text.substr(s.text.size() > 256 ? s.text.size() - 256 : 0);
+    for (int i = s.n_prompt + s.n_committed; i < s.len(); ++i)
+      tail += tokenizer_->token_bytes(s.tokens[i]);
+    for (const std::string& st : s.req.stop_strings)
+      if (tail.find(st) != std::string::npos) s.spec_finished = true;
+  }
+}
+
+void Engine::on_verify(Sequence& s, const PassEntry& e, const PassResult& r, int row) {
+  const int k = e.n_tokens;
+  LLM42_ASSERT(k == s.n_spec() && e.pos_begin == s.n_prompt + s.n_committed - 1);
+  const int c = s.n_committed;
+  std::vector<int32_t> spec(s.tokens.end() - k, s.tokens.end());
+  std::vector<SampledToken> predicted;
+  auto predict = [&](int i) {
+    predicted.push_back(sample_at(s, r.row(row + i), c + i));
+    return predicted.back().id;
+  };
+  const VerifyOptions opts{config_.inject_mismatch_rate, config_.inject_mismatch_position,
+                           config_.verify_no_rollback};
+  const VerifyDecision d = decide_commit(spec, predict, opts, s.seed, e.pos_begin);
+
+  ++s.verify.windows_verified;
+  ++s.verify.verify_passes;
+  s.verify.verify_tokens += k;
+  // Roll everything speculative back, then commit the confirmed prefix and the correction.
+  std::vector<TokenLogprob> spec_lp(s.out_logprobs.end() - k, s.out_logprobs.end());
+  s.tokens.resize(static_cast<size_t>(s.n_prompt + c));
+  s.out_logprobs.resize(static_cast<size_t>(c));
+  s.spec_finished = false;
+  bool done = false;
+  for (int i = 0; i < d.n_match && !done; ++i) {
+    // Logprobs of committed tokens come from the canonical lane (except with no_rollback).
+    TokenLogprob lp = config_.verify_no_rollback
+                          ? spec_lp[static_cast<size_t>(i)]
+                          : TokenLogprob{spec[i], predicted[i].logprob, predicted[i].top};
+    done = commit(s, spec[i], std::move(lp));
+  }
+  if (d.mismatch && !done) {
+    const SampledToken& t = predicted[static_cast<size_t>(d.n_match)];
+    done = commit(s, t.id, TokenLogprob{t.id, t.logprob, t.top});
+  }
+  if (d.mismatch) {
+    ++s.verify.rollbacks;
+    s.verify.tokens_rolled_back += k - d.n_match;
+  }
+  // KV: the window's positions up to the new last token are canonical now; the rest is freed.
+  s.n_cached = s.len() - 1;
+  s.n_canonical = s.n_cached;
+  if (!done) blocks_->truncate(s, s.n_cached);
+}
+
+void Engine::process_pass(const PassPlan& plan, const PassResult& result) {
+  const bool canonical = plan.schedule == Schedule::kCanonical;
+  (canonical ? stats_.canonical_passes : stats_.fast_passes) += 1;
+  (canonical ? stats_.canonical_tokens : stats_.fast_tokens) += plan.n_tokens();
+  bool has_verify = false;
+  for (size_t i = 0; i < plan.entries.size(); ++i) {
+    const PassEntry& e = plan.entries[i];
+    Sequence& s = *e.seq;
+    const int row = result.entry_first_row[i];
+    switch (e.kind) {
+      case WorkKind::kPrefill:
+        on_prefill(s, e, result, row, canonical);
+        break;
+      case WorkKind::kDecode:
+        on_decode(s, result, row, canonical);
+        break;
+      case WorkKind::kVerify:
+        has_verify = true;
+        on_verify(s, e, result, row);
+        break;
+    }
+    if (s.status != SeqStatus::kFinished && config_.prefix_cache &&
+        !(s.verified && config_.verify_schedule == VerifySchedule::kFixedShape))
+      blocks_->publish(s, s.n_canonical);
+  }
+  if (has_verify) {
+    ++stats_.verify_passes;
+    stats_.verify_pass_tokens += plan.n_tokens();
+    ++stats_.verify_pass_sizes[plan.n_tokens()];
+  }
+}
+
+void Engine::emit(Sequence& s) {
+  const bool finished = s.status == SeqStatus::kFinished;
+  if (s.final_sent || (s.n_emitted == s.n_committed && !finished)) return;
+  s.final_sent = finished;
+  RequestOutput out;
+  out.request_id = s.id;
+  for (int i = s.n_emitted; i < s.n_committed; ++i) {
+    out.tokens.push_back(s.tokens[static_cast<size_t>(s.n_prompt + i)]);
+    if (s.req.logprobs) out.logprobs.push_back(s.out_logprobs[static_cast<size_t>(i)]);
+  }
+  s.n_emitted = s.n_committed;
+  if (s.detok) {
+    if (finished && s.finish_reason != FinishReason::kStop) s.text += s.detok->flush();
+    // Hold back text that could still turn out to start a stop string.
+    size_t hold = 0;
+    if (!finished)
+      for (const std::string& st : s.req.stop_strings) hold = std::max(hold, st.size() - 1);
+    const size_t upto = s.text.size() > hold ? s.text.size() - hold : 0;
+    if (upto > s.text_emitted) {
+      out.text = s.text.substr(s.text_emitted, upto - s.text_emitted);
+      s.text_emitted = upto;
+    }
+  }
+  out.finished = finished;
+  out.finish_reason = finished ? s.finish_reason : FinishReason::kNone;
+  out.error = s.error;
+  out.prompt_tokens = s.n_prompt;
+  out.completion_tokens = s.n_committed;
+  out.cached_tokens = s.n_cached_hit;
+  out.verify = s.verify;
+  out.arrival_time = s.arrival_time;
+  out.first_token_time = s.first_token_time;
+  if (s.on_output) s.on_output(std::move(out));
+}
+
+bool Engine::step() {
+  drain_inbox();
+  const StepPlan plan = scheduler_->schedule();
+  for (const PassPlan& pass : plan.passes) {
+    const PassResult result = runner_->run(pass);
+    process_pass(pass, result);
+  }
+  stats_.preemptions = scheduler_->num_preemptions();
+  ++stats_.steps;
+  // Outputs, then retire finished sequences.
+  std::vector<uint64_t> done;
+  for (auto& [id, s] : seqs_) {
+    if (s->status == SeqStatus::kFinished) {
+      blocks_->release(*s);
+      scheduler_->remove(s.get());
+      emit(*s);
+      done.push_back(id);
+    } else {
+      emit(*s);
+    }
+  }
+  for (uint64_t id : done) {
+    const Sequence& s = *seqs_[id];
+    finished_verify_.windows_verified += s.verify.windows_verified;
+    finished_verify_.rollbacks += s.verify.rollbacks;
+    finished_verify_.tokens_rolled_back += s.verify.tokens_rolled_back;
+    finished_verify_.verify_passes += s.verify.verify_passes;
+    finished_verify_.verify_tokens += s.verify.verify_tokens;
+    finished_verify_.canonical_decode_tokens += s.verify.canonical_decode_tokens;
+    stats_.prompt_tokens += s.n_prompt;
+    ++stats_.requests_finished;
+    seqs_.erase(id);
+  }
+  if (config_.check_integrity) {
+    std::vector<const Sequence*> live;
+    for (const Sequence* s : scheduler_->running()) live.push_back(s);
+    for (const Sequence* s : scheduler_->waiting()) live.push_back(s);
+    blocks_->check_integrity(live);
+  }
+  // Publish a snapshot for other threads.
+  stats_.verify = finished_verify_;
+  for (const auto& [id, s] : seqs_) {
+    stats_.verify.windows_verified += s->verify.windows_verified;
+    stats_.verify.rollbacks += s->verify.rollbacks;
+    stats_.verify.tokens_rolled_back += s->verify.tokens_rolled_back;
+    stats_.verify.verify_passes += s->verify.verify_passes;
+    stats_.verify.verify_tokens += s->verify.verify_tokens;
+    stats_.verify.canonical_decode_tokens += s->verify.canonical_decode_tokens;
+  }
+  stats_.running = static_cast<int>(scheduler_->running().size());
+  stats_.waiting = static_cast<int>(scheduler_->waiting().size());
+  stats_.kv_blocks_used = blocks_->num_used();
+  stats_.prefix_cache_hits = blocks_->prefix_hits();
+  stats_.prefix_cache_queries = blocks_->prefix_queries();
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_snapshot_ = stats_;
+  ++steps_done_;
+  cv_.notify_all();
+  return !scheduler_->idle() || !inbox_.empty() || !abort_inbox_.empty();
+}
+
+void Engine::run_until_idle() {
+  while (step()) {
+  }
+}
+
+bool Engine::has_work() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return !inbox_.empty() || !abort_inbox_.empty() || stats_snapshot_.running > 0 ||
+         stats_snapshot_.waiting > 0;
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_snapshot_;
+}
+
+void Engine::wait_for_step() {
+  std::unique_lock<std::mutex> lock(mu_);
+  const int64_t target = steps_done_ + 2;
+  cv_.wait(lock, [&] { return steps_done_ >= target || stop_ || !thread_.joinable(); });
+}
+
+void Engine::start() {
+  LLM42_ASSERT(!thread_.joinable(), "engine started twice");
+  thread_ = std::thread([this] { loop(); });
+}
+
+void Engine::loop() {
+  bool more = false;
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || more || !inbox_.empty() || !abort_inbox_.empty(); });
+      if (stop_ && !more && inbox_.empty() && abort_inbox_.empty()) break;
+      if (stop_ && !drain_) {
+        // Abort everything still queued or running.
+        for (auto& s : inbox_) abort_inbox_.push_back(s->id);
+        for (auto& [id, s] : seqs_) abort_inbox_.push_back(id);
+      }
+    }
+    try {
+      more = step();
+    } catch (const std::exception& e) {
+      // A failing pass must not take the other requests down silently: every live request
+      // finishes with the error, and the engine keeps serving new ones.
+      log(LogLevel::kError, "engine step failed: {}", e.what());
+      for (auto& [id, s] : seqs_) finish(*s, FinishReason::kError, e.what());
+      seqs_.clear();
+      more = false;
+    }
+  }
+}
+
+void Engine::stop(bool drain) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    drain_ = drain;
+    cv_.notify_all();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace llm42

@@ -1,0 +1,133 @@
+// The engine (DESIGN.md §4): one thread owns the model and runs steps; other threads post
+// requests and aborts and receive committed tokens through callbacks.
+//
+//   step: drain new requests and aborts -> Scheduler::schedule() -> for each pass:
+//         ModelRunner::run -> sample -> commit (prefill, non-verified decode, canonical decode)
+//         or keep as speculative (verified decode) or Verifier decision (verify windows)
+//         -> BlockManager (truncate, publish) -> outputs of committed tokens only.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "backend/backend.h"
+#include "engine/block_manager.h"
+#include "engine/engine_config.h"
+#include "engine/model_runner.h"
+#include "engine/request.h"
+#include "engine/sampler.h"
+#include "engine/scheduler.h"
+#include "engine/sequence.h"
+#include "model/transformer.h"
+#include "tokenizer/tokenizer.h"
+
+namespace llm42 {
+
+struct EngineStats {
+  int64_t steps = 0;
+  int64_t fast_passes = 0, canonical_passes = 0;
+  int64_t fast_tokens = 0, canonical_tokens = 0;
+  int64_t verify_passes = 0;           // passes that contained verification windows
+  int64_t verify_pass_tokens = 0;      // tokens in those passes (padding included)
+  std::map<int, int64_t> verify_pass_sizes;  // tokens per verification pass -> count
+  VerifyStats verify;                  // summed over all requests
+  int64_t prompt_tokens = 0;           // of finished requests
+  int64_t output_tokens = 0;           // committed, all requests
+  int64_t requests_added = 0, requests_finished = 0, requests_aborted = 0;
+  int64_t preemptions = 0;
+  int64_t prefix_cache_hits = 0, prefix_cache_queries = 0;
+  int running = 0, waiting = 0;
+  int kv_blocks_used = 0, kv_blocks_total = 0;
+  // Rolled-back tokens per committed output token.
+  double recompute_rate() const {
+    return output_tokens == 0 ? 0.0
+                              : static_cast<double>(verify.tokens_rolled_back) / output_tokens;
+  }
+};
+
+class Engine {
+ public:
+  // `tokenizer` may be null (ids only: no text, no stop strings). The engine keeps references
+  // to model and tokenizer.
+  Engine(Transformer& model, const EngineConfig& config, const Tokenizer* tokenizer);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Thread-safe. Validates the request (throws llm42::Error naming the field) and queues it;
+  // outputs arrive through `on_output` on the engine's thread, in order, the last one finished.
+  uint64_t add_request(Request req, OutputCallback on_output);
+  // Thread-safe. The request finishes with FinishReason::kAbort at the next step boundary and
+  // its KV is freed.
+  void abort(uint64_t id);
+
+  // Caller-driven use (tests, bench, generate): one step on this thread. Returns whether work
+  // remains (running, waiting or newly added requests).
+  bool step();
+  void run_until_idle();
+
+  // Background use (server): a thread that steps while there is work.
+  void start();
+  // Stops the loop. drain: finish every accepted request first; otherwise abort them.
+  void stop(bool drain);
+  bool has_work() const;
+
+  EngineStats stats() const;
+  const EngineConfig& config() const { return config_; }
+  const ModelConfig& model_config() const { return model_.config(); }
+  int max_seq_len() const { return max_seq_len_; }
+  int num_kv_blocks() const { return blocks_->num_blocks(); }
+  // What a deterministic answer depends on: weights, dtype, kernels, verification schedule.
+  std::string fingerprint() const;
+  // Blocks until the engine thread has run at least one full step after this call.
+  void wait_for_step();
+
+ private:
+  void drain_inbox();
+  void finish(Sequence& s, FinishReason reason, std::string error = {});
+  void process_pass(const PassPlan& plan, const PassResult& result);
+  void on_prefill(Sequence& s, const PassEntry& e, const PassResult& r, int row, bool canonical);
+  void on_decode(Sequence& s, const PassResult& r, int row, bool canonical);
+  void on_verify(Sequence& s, const PassEntry& e, const PassResult& r, int row);
+  // Appends tokens to the committed output in order; stops at (and returns true for) a token
+  // that finishes the request.
+  bool commit(Sequence& s, int32_t token, TokenLogprob lp);
+  SampledToken sample_at(const Sequence& s, const float* logits, int output_index) const;
+  void emit(Sequence& s);
+  void loop();
+
+  Transformer& model_;
+  EngineConfig config_;
+  const Tokenizer* tokenizer_;
+  int max_seq_len_;
+  std::vector<int32_t> eos_ids_;
+  std::vector<Buffer> kv_storage_;
+  KvCache kv_;
+  std::unique_ptr<BlockManager> blocks_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<ModelRunner> runner_;
+  std::unordered_map<uint64_t, std::unique_ptr<Sequence>> seqs_;
+  VerifyStats finished_verify_;  // of sequences already gone
+  EngineStats stats_;            // engine-thread copy, published to stats_snapshot_
+
+  mutable std::mutex mu_;  // guards everything below
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<Sequence>> inbox_;
+  std::vector<uint64_t> abort_inbox_;
+  uint64_t next_id_ = 1;
+  int64_t steps_done_ = 0;
+  EngineStats stats_snapshot_;
+  std::thread thread_;
+  bool stop_ = false;
+  bool drain_ = false;
+};
+
+}  // namespace llm42

@@ -1,0 +1,66 @@
+// Engine configuration: determinism mode, verifier window and group, scheduler limits, KV cache.
+// Every field has a command-line flag of the same name (dashes for underscores) in
+// `llm42 serve`, `generate` and `bench`; see docs/engine.md.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace llm42 {
+
+// Server determinism modes (DESIGN.md §3).
+//   kOff    : every pass fast; the deterministic flag is ignored.
+//   kDvr    : per-request opt-in; deterministic requests decode fast and are verified in the
+//             canonical lane (decode-verify-rollback).
+//   kGlobal : every pass canonical (the batch-invariant baseline); nothing is verified.
+enum class DeterminismMode { kOff, kDvr, kGlobal };
+
+// How verification passes are run.
+//   kInvariant  : canonical kernels, any pass size, no padding (the default).
+//   kFixedShape : the paper's mechanism: fast kernels, every verification pass padded to exactly
+//                 G x W tokens, deterministic prefill isolated, prefix cache off for
+//                 deterministic requests. Deterministic only within one (W, G).
+enum class VerifySchedule { kInvariant, kFixedShape };
+
+DeterminismMode parse_determinism_mode(std::string_view s);
+std::string_view determinism_mode_name(DeterminismMode m);
+VerifySchedule parse_verify_schedule(std::string_view s);
+std::string_view verify_schedule_name(VerifySchedule s);
+
+struct EngineConfig {
+  DeterminismMode mode = DeterminismMode::kDvr;
+  VerifySchedule verify_schedule = VerifySchedule::kInvariant;
+  int window = 64;      // W: speculative tokens per verification window
+  int group = 8;        // G: requests verified together in one pass
+
+  // Scheduler.
+  int max_num_seqs = 256;             // running sequences at most
+  int max_num_batched_tokens = 2048;  // tokens per step over all passes
+  int prefill_chunk = 512;            // tokens of one prompt per step at most
+  // In dvr mode, run a whole decode step in the canonical lane when at least this fraction of
+  // its rows are deterministic (tokens of requests without a speculative tail are then committed
+  // directly). 1.0 = only when all are; above 1 = never.
+  double canonical_decode_threshold = 1.01;
+
+  // KV cache.
+  int block_size = 16;
+  int num_blocks = 0;              // 0 = sized from memory (kv_cache_memory_fraction)
+  double kv_cache_memory_fraction = 0.5;  // of free device memory after weights (CPU: of free RAM)
+  bool prefix_cache = true;
+
+  // Fault injection (DESIGN.md §3).
+  double inject_mismatch_rate = 0.0;  // fraction of verification windows forced to mismatch
+  int inject_mismatch_position = -1;  // where in the window (clamped to k-1); -1 = random
+  bool verify_no_rollback = false;    // verify, but always accept the speculative tokens
+
+  // Self-checks: call BlockManager::check_integrity() after every step (tests, debug).
+  bool check_integrity = false;
+  // Default seed for deterministic requests that give none.
+  uint64_t default_seed = 0;
+
+  // Throws llm42::Error naming the field when a value is out of range.
+  void validate() const;
+};
+
+}  // namespace llm42

@@ -1,0 +1,35 @@
+// The model runner: turns a pass plan into the backend's pass input (tokens, positions, KV slots,
+// block tables, logit rows), runs the forward pass and brings the needed logits to the host.
+#pragma once
+
+#include <vector>
+
+#include "backend/backend.h"
+#include "engine/scheduler.h"
+#include "model/transformer.h"
+
+namespace llm42 {
+
+struct PassResult {
+  std::vector<float> logits;             // (rows, vocab) on the host
+  std::vector<int> entry_first_row;      // per pass entry: its first logits row, or -1
+  int vocab = 0;
+  const float* row(int r) const { return logits.data() + static_cast<size_t>(r) * vocab; }
+};
+
+class ModelRunner {
+ public:
+  // `scratch_blocks` are KV blocks outside the block manager's pool, used by padding rows.
+  ModelRunner(Transformer& model, const KvCache& cache, std::vector<int32_t> scratch_blocks);
+
+  PassResult run(const PassPlan& plan);
+  const PassInput& last_input() const { return input_; }
+
+ private:
+  Transformer& model_;
+  const KvCache& cache_;
+  std::vector<int32_t> scratch_blocks_;
+  PassInput input_;
+};
+
+}  // namespace llm42

@@ -1,0 +1,66 @@
+// What a client asks of the engine, and what the engine streams back.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "engine/sampling_params.h"
+
+namespace llm42 {
+
+struct Request {
+  std::vector<int32_t> prompt;  // token ids
+  SamplingParams sampling;
+  bool deterministic = false;
+  int max_tokens = 16;
+  std::vector<int32_t> stop_ids;          // finish after any of these (kept in the output)
+  std::vector<std::string> stop_strings;  // finish when the text contains one (cut from text)
+  bool ignore_eos = false;
+  bool logprobs = false;                  // return the logprob of every token
+  bool detokenize = true;                 // produce text deltas (needs the engine's tokenizer)
+};
+
+enum class FinishReason { kNone, kStop, kLength, kAbort, kError };
+std::string_view finish_reason_name(FinishReason r);  // "stop", "length", "abort", "error"
+
+// Verification counters of one request (or of the whole engine).
+struct VerifyStats {
+  int64_t windows_verified = 0;  // verification windows this request went through
+  int64_t rollbacks = 0;         // windows that ended with a mismatch
+  int64_t tokens_rolled_back = 0;
+  int64_t verify_passes = 0;     // passes this request took part in
+  int64_t verify_tokens = 0;     // tokens it contributed to them
+  int64_t canonical_decode_tokens = 0;  // committed straight from canonical-lane decode steps
+};
+
+struct TokenLogprob {
+  int32_t id = -1;
+  float logprob = 0.0f;
+  std::vector<std::pair<int32_t, float>> top;  // top_logprobs alternatives
+};
+
+// One delta of committed output. Deltas of one request arrive in order; the last one has
+// finished = true.
+struct RequestOutput {
+  uint64_t request_id = 0;
+  std::vector<int32_t> tokens;       // newly committed
+  std::vector<TokenLogprob> logprobs;  // one per token when Request::logprobs
+  std::string text;                  // newly complete text (never half a UTF-8 character)
+  bool finished = false;
+  FinishReason finish_reason = FinishReason::kNone;
+  std::string error;                 // when finish_reason == kError
+  int prompt_tokens = 0;
+  int completion_tokens = 0;         // committed so far
+  int cached_tokens = 0;             // prompt tokens served from the prefix cache
+  VerifyStats verify;
+  double first_token_time = 0;       // seconds since epoch-independent steady clock
+  double arrival_time = 0;
+};
+
+using OutputCallback = std::function<void(RequestOutput&&)>;
+
+}  // namespace llm42

@@ -1,0 +1,43 @@
+// The sampler (DESIGN.md §3): a pure function of (logits, parameters, seed, absolute position,
+// token history). Both lanes and both verification schedules call it with the same arguments,
+// so a token depends only on its logits.
+//
+//   greedy:  argmax of the penalized logits, ties to the lowest id.
+//   sampled: z = penalized logits / temperature; keep top-k, then top-p (smallest prefix of the
+//            sorted distribution reaching p), then min-p (p >= min_p * p_max); pick
+//            argmax(z_i + g_i) over the kept ids, g_i = -log(-log(u)) with u a counter-based
+//            uniform of (seed, position, i). This is an exact sample of the filtered softmax.
+//
+// Logprobs are of the model's own distribution: log_softmax of the raw logits (before
+// penalties, temperature and filters), accumulated in double in index order.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "engine/sampling_params.h"
+
+namespace llm42 {
+
+// Token history a penalty needs: prompt ids and the generated ids before this position.
+struct TokenHistory {
+  std::span<const int32_t> prompt;
+  std::span<const int32_t> generated;
+};
+
+struct SampledToken {
+  int32_t id = -1;
+  float logprob = 0.0f;                            // of `id` under log_softmax(raw logits)
+  std::vector<std::pair<int32_t, float>> top;      // top_logprobs alternatives, best first
+};
+
+// Samples the token at absolute `position` from one row of `vocab` logits.
+SampledToken sample_token(const float* logits, int vocab, const SamplingParams& params,
+                          uint64_t seed, int64_t position, const TokenHistory& history);
+
+// log_softmax of `logits` at `id` (double accumulation in index order).
+float token_logprob(const float* logits, int vocab, int32_t id);
+
+}  // namespace llm42

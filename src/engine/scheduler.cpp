@@ -1,0 +1,211 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+
+#include "util/error.h"
+
+namespace llm42 {
+
+int PassPlan::n_tokens() const {
+  int n = 0;
+  for (const PassEntry& e : entries) n += e.n_tokens;
+  return std::max(n, pad_to);
+}
+
+bool token_finishes(const Sequence& seq, int32_t token, int output_index, int max_seq_len,
+                    const std::vector<int32_t>& eos_ids) {
+  const Request& r = seq.req;
+  if (!r.ignore_eos && std::find(eos_ids.begin(), eos_ids.end(), token) != eos_ids.end())
+    return true;
+  if (std::find(r.stop_ids.begin(), r.stop_ids.end(), token) != r.stop_ids.end()) return true;
+  if (output_index + 1 >= r.max_tokens) return true;
+  return seq.n_prompt + output_index + 1 >= max_seq_len;
+}
+
+Scheduler::Scheduler(const EngineConfig& config, BlockManager& blocks, int max_seq_len)
+    : config_(config), blocks_(blocks), max_seq_len_(max_seq_len) {}
+
+bool Scheduler::fixed_shape() const {
+  return config_.mode == DeterminismMode::kDvr &&
+         config_.verify_schedule == VerifySchedule::kFixedShape;
+}
+
+void Scheduler::add(Sequence* seq) {
+  seq->status = SeqStatus::kWaiting;
+  waiting_.push_back(seq);
+}
+
+void Scheduler::remove(Sequence* seq) {
+  std::erase(running_, seq);
+  std::erase(waiting_, seq);
+}
+
+bool Scheduler::ready_to_verify(const Sequence& seq) const {
+  return seq.verified && seq.n_spec() > 0 &&
+         (seq.n_spec() >= config_.window || seq.spec_finished);
+}
+
+void Scheduler::preempt(Sequence* seq, StepPlan& plan) {
+  blocks_.release(*seq);
+  // The speculative tail is dropped; prompt + committed tokens are re-prefilled on resumption
+  // (in the canonical lane for deterministic requests), which restores the same KV.
+  seq->tokens.resize(static_cast<size_t>(seq->n_prompt + seq->n_committed));
+  seq->out_logprobs.resize(static_cast<size_t>(seq->n_committed));
+  seq->spec_finished = false;
+  seq->n_cached = 0;
+  seq->n_canonical = 0;
+  seq->status = SeqStatus::kWaiting;
+  std::erase(running_, seq);
+  waiting_.push_front(seq);
+  plan.preempted.push_back(seq);
+  ++num_preemptions_;
+}
+
+Sequence* Scheduler::preempt_one(StepPlan& plan) {
+  // The most recently admitted sequence yields (first come, first served). Sequences earlier in
+  // running_ were scheduled already this step, and they are never the victim.
+  LLM42_ASSERT(!running_.empty());
+  Sequence* victim = running_.back();
+  preempt(victim, plan);
+  return victim;
+}
+
+StepPlan Scheduler::schedule() {
+  StepPlan plan;
+  const DeterminismMode mode = config_.mode;
+  const bool fixed = fixed_shape();
+  const int group_tokens = config_.window * config_.group;
+  int budget = config_.max_num_batched_tokens;
+
+  std::vector<PassEntry> canonical_prefill, fast_prefill, decode, verify;
+  std::vector<PassEntry> isolated_prefill;  // fixed-shape: deterministic prefill, a pass each
+
+  // Prefill lane: canonical, except in off mode and for fixed-shape's non-verified requests.
+  auto prefill_entry = [&](Sequence* s, int chunk) {
+    PassEntry e{s, WorkKind::kPrefill, s->n_cached, chunk};
+    if (mode == DeterminismMode::kOff || (fixed && !s->verified)) {
+      fast_prefill.push_back(e);
+    } else if (fixed) {
+      isolated_prefill.push_back(e);
+    } else {
+      canonical_prefill.push_back(e);
+    }
+  };
+  // The chunk a sequence's prefill takes now. Fixed-shape deterministic prefill is chunked by
+  // prefill_chunk alone so that its passes do not depend on load; it waits for budget instead.
+  auto prefill_chunk = [&](const Sequence* s) {
+    const int remaining = s->prefill_target() - s->n_cached;
+    const int chunk = std::min(remaining, config_.prefill_chunk);
+    if (fixed && s->verified) return chunk <= budget ? chunk : 0;
+    return std::min(chunk, budget);
+  };
+  // Makes room for `positions` KV positions of s, preempting newer sequences; false when s
+  // itself had to be preempted.
+  auto reserve = [&](Sequence* s, int positions) {
+    while (!blocks_.ensure(*s, positions)) {
+      if (preempt_one(plan) == s) return false;
+    }
+    return true;
+  };
+
+  int verify_windows = 0;
+  for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
+    Sequence* s = running_[i];
+    if (s->needs_prefill()) {
+      const int chunk = prefill_chunk(s);
+      if (chunk <= 0) continue;
+      if (!reserve(s, s->n_cached + chunk)) break;  // s was the newest: nothing after it
+      prefill_entry(s, chunk);
+      budget -= chunk;
+    } else if (ready_to_verify(*s)) {
+      const int k = s->n_spec();
+      int cost = k;
+      if (fixed) cost = verify_windows % config_.group == 0 ? group_tokens : 0;
+      if (cost > budget) continue;
+      // The window's KV positions exist already (written by the fast decode steps).
+      verify.push_back(PassEntry{s, WorkKind::kVerify, s->n_prompt + s->n_committed - 1, k});
+      ++verify_windows;
+      budget -= cost;
+    } else {
+      if (!reserve(s, s->n_cached + 1)) break;
+      decode.push_back(PassEntry{s, WorkKind::kDecode, s->n_cached, 1});
+      budget -= 1;
+    }
+  }
+
+  // Admission, first come first served, while the budget, the sequence cap and the KV allow.
+  while (!waiting_.empty() && budget > 0 &&
+         static_cast<int>(running_.size()) < config_.max_num_seqs) {
+    Sequence* s = waiting_.front();
+    const bool cache_ok = config_.prefix_cache && !(fixed && s->verified);
+    if (s->blocks.empty() && cache_ok) {
+      // Leave at least one prompt token to compute when the first output token is still to be
+      // sampled from the prefill's logits.
+      const int max_match = s->n_committed == 0 ? s->n_prompt - 1 : s->len() - 1;
+      const int matched = blocks_.match_prefix(*s, max_match);
+      s->n_cached = s->n_canonical = matched;
+      if (s->n_committed == 0) s->n_cached_hit = matched;
+    }
+    const int chunk = prefill_chunk(s);
+    if (chunk <= 0 && s->needs_prefill()) break;
+    if (!blocks_.ensure(*s, s->n_cached + std::max(chunk, 0))) {
+      blocks_.release(*s);
+      s->n_cached = s->n_canonical = 0;
+      break;
+    }
+    waiting_.pop_front();
+    running_.push_back(s);
+    s->status = SeqStatus::kRunning;
+    if (chunk > 0) {
+      prefill_entry(s, chunk);
+      budget -= chunk;
+    }
+  }
+
+  // Assemble the passes.
+  auto add_pass = [&](Schedule sched, std::vector<PassEntry> entries, int pad_to = 0) {
+    if (entries.empty()) return;
+    plan.passes.push_back(PassPlan{sched, std::move(entries), pad_to});
+  };
+  if (mode == DeterminismMode::kOff || mode == DeterminismMode::kGlobal) {
+    const Schedule sched = mode == DeterminismMode::kOff ? Schedule::kFast : Schedule::kCanonical;
+    std::vector<PassEntry> all = std::move(mode == DeterminismMode::kOff ? fast_prefill
+                                                                          : canonical_prefill);
+    all.insert(all.end(), decode.begin(), decode.end());
+    add_pass(sched, std::move(all));
+    return plan;
+  }
+
+  // dvr: decode rows run fast unless enough of them are deterministic.
+  bool canonical_decode = false;
+  if (!fixed && !decode.empty()) {
+    const auto n_det = std::count_if(decode.begin(), decode.end(),
+                                     [](const PassEntry& e) { return e.seq->verified; });
+    canonical_decode = static_cast<double>(n_det) >=
+                       config_.canonical_decode_threshold * static_cast<double>(decode.size());
+  }
+  std::vector<PassEntry> fast_pass = std::move(fast_prefill);
+  std::vector<PassEntry> canonical_pass = std::move(canonical_prefill);
+  (canonical_decode ? canonical_pass : fast_pass).insert(
+      (canonical_decode ? canonical_pass : fast_pass).end(), decode.begin(), decode.end());
+  add_pass(Schedule::kFast, std::move(fast_pass));
+  for (const PassEntry& e : isolated_prefill) add_pass(Schedule::kFast, {e});
+
+  // Verification groups of up to G requests.
+  for (size_t g = 0; g < verify.size(); g += static_cast<size_t>(config_.group)) {
+    std::vector<PassEntry> group(verify.begin() + static_cast<std::ptrdiff_t>(g),
+                                 verify.begin() + static_cast<std::ptrdiff_t>(std::min(
+                                                      verify.size(), g + config_.group)));
+    if (fixed) {
+      add_pass(Schedule::kFast, std::move(group), group_tokens);
+    } else if (g == 0) {
+      canonical_pass.insert(canonical_pass.end(), group.begin(), group.end());
+    } else {
+      add_pass(Schedule::kCanonical, std::move(group));
+    }
+  }
+  add_pass(Schedule::kCanonical, std::move(canonical_pass));
+  return plan;
+}
+
+}  // namespace llm42

@@ -1,0 +1,61 @@
+// A sequence: one request's state inside the engine.
+//
+// tokens = prompt (P) + committed output (c) + speculative output (k). Invariants (DESIGN.md §3):
+//   - once prefilled, the KV of positions [0, n_cached) is written and n_cached == len() - 1:
+//     the last token is the next decode input;
+//   - for a deterministic request in dvr mode, positions [0, P + c - 1) hold canonical KV;
+//   - only committed tokens ever leave the engine.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/request.h"
+#include "tokenizer/tokenizer.h"
+
+namespace llm42 {
+
+enum class SeqStatus { kWaiting, kRunning, kFinished };
+
+struct Sequence {
+  uint64_t id = 0;
+  Request req;
+  OutputCallback on_output;
+  uint64_t seed = 0;
+  bool verified = false;  // deterministic in dvr mode: decoded tokens are speculative
+  double arrival_time = 0;
+  double first_token_time = 0;
+
+  SeqStatus status = SeqStatus::kWaiting;
+  FinishReason finish_reason = FinishReason::kNone;
+
+  std::vector<int32_t> tokens;
+  int n_prompt = 0;
+  int n_committed = 0;
+  std::vector<TokenLogprob> out_logprobs;  // committed + speculative, one per output token
+  int n_cached = 0;      // positions whose KV is written
+  int n_canonical = 0;   // positions whose KV is canonical (prefix cache may publish them)
+  int n_cached_hit = 0;  // prompt tokens served from the prefix cache on admission
+  bool spec_finished = false;  // a speculative token would finish the request: verify now
+  std::vector<int32_t> blocks;  // block table
+  std::vector<uint64_t> block_hashes;  // chain hashes of full canonical blocks, published
+
+  VerifyStats verify;
+  int n_emitted = 0;  // committed tokens already sent to the client
+  std::unique_ptr<Detokenizer> detok;
+  std::string text;   // committed text so far (for stop strings)
+  size_t text_emitted = 0;
+  bool final_sent = false;  // the finished output went out
+  std::string error;        // when finish_reason == kError
+
+  int len() const { return static_cast<int>(tokens.size()); }
+  int n_output() const { return len() - n_prompt; }
+  int n_spec() const { return n_output() - n_committed; }
+  // Tokens whose KV a prefill must compute before decoding can start.
+  int prefill_target() const { return n_committed == 0 ? n_prompt : len() - 1; }
+  bool needs_prefill() const { return n_cached < prefill_target(); }
+};
+
+}  // namespace llm42

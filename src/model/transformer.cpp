@@ -1,0 +1,82 @@
+#include "model/transformer.h"
+
+#include "util/error.h"
+
+namespace llm42 {
+
+Transformer::Transformer(Backend& backend, ModelWeights weights, int max_tokens,
+                         int max_logit_rows)
+    : backend_(backend),
+      weights_(std::move(weights)),
+      max_tokens_(max_tokens),
+      max_logit_rows_(max_logit_rows) {
+  const ModelConfig& c = weights_.config;
+  qkv_layout_ = QkvLayout{c.n_heads, c.n_kv_heads, c.head_dim};
+  rope_ = make_rope_table(backend_, c, c.max_seq_len, storage_);
+  const DType a = backend_.activation_dtype();
+  const int64_t t = max_tokens;
+  x_ = workspace(a, {t, c.dim});
+  h_ = workspace(a, {t, c.dim});
+  qkv_ = workspace(a, {t, qkv_layout_.row()});
+  attn_ = workspace(a, {t, c.q_dim()});
+  proj_ = workspace(a, {t, c.dim});
+  gu_ = workspace(a, {t, 2LL * c.ffn_dim});
+  act_ = workspace(a, {t, c.ffn_dim});
+  last_ = workspace(a, {max_logit_rows, c.dim});
+  normed_ = workspace(a, {max_logit_rows, c.dim});
+  logits_ = workspace(DType::kF32, {max_logit_rows, c.vocab_size});
+}
+
+Tensor Transformer::workspace(DType dtype, std::initializer_list<int64_t> shape) {
+  Tensor t(nullptr, dtype, backend_.device(), shape);
+  storage_.emplace_back(backend_, t.nbytes());
+  t.data = storage_.back().get();
+  return t;
+}
+
+Tensor Transformer::forward(const PassInput& pass, const KvCache& cache) {
+  const ModelConfig& c = weights_.config;
+  const int t = pass.n_tokens();
+  const int r = static_cast<int>(pass.logit_rows.size());
+  LLM42_ASSERT(t > 0 && t <= max_tokens_, "pass of {} tokens (max {})", t, max_tokens_);
+  LLM42_ASSERT(r <= max_logit_rows_, "{} logit rows (max {})", r, max_logit_rows_);
+  const Schedule s = pass.schedule;
+  backend_.begin_pass(pass, cache);
+
+  const Tensor x = x_.rows(0, t), h = h_.rows(0, t), qkv = qkv_.rows(0, t),
+               attn = attn_.rows(0, t), proj = proj_.rows(0, t), gu = gu_.rows(0, t),
+               act = act_.rows(0, t);
+  backend_.embedding(weights_.embedding, x);
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& lw = weights_.layers[l];
+    // Attention block. The previous block's output (proj) is added to the residual stream by
+    // the fused add_rmsnorm, except before the first layer.
+    if (l == 0) {
+      backend_.rmsnorm(x, lw.attn_norm, c.norm_eps, h, s);
+    } else {
+      backend_.add_rmsnorm(x, proj, lw.attn_norm, c.norm_eps, h, s);
+    }
+    backend_.matmul(h, lw.wqkv, lw.bqkv.empty() ? nullptr : &lw.bqkv, qkv, s);
+    if (c.qk_norm) backend_.qk_norm(qkv, qkv_layout_, lw.q_norm, lw.k_norm, c.norm_eps, s);
+    backend_.rope(qkv, qkv_layout_, rope_);
+    backend_.kv_write(qkv, qkv_layout_, cache, l);
+    backend_.attention(qkv, qkv_layout_, cache, l, attn, s);
+    backend_.matmul(attn, lw.wo, nullptr, proj, s);
+    // MLP block.
+    backend_.add_rmsnorm(x, proj, lw.ffn_norm, c.norm_eps, h, s);
+    backend_.matmul(h, lw.w_gate_up, nullptr, gu, s);
+    backend_.swiglu(gu, act);
+    backend_.matmul(act, lw.w_down, nullptr, proj, s);
+  }
+  if (r == 0) return logits_.rows(0, 0);
+  // Only the rows that need logits go through the last residual add, norm and LM head. The
+  // residual add is applied to the gathered rows, not the whole pass.
+  const Tensor last = last_.rows(0, r), normed = normed_.rows(0, r), logits = logits_.rows(0, r);
+  backend_.gather_logit_rows(x, last);
+  backend_.gather_logit_rows(proj, normed);
+  backend_.add_rmsnorm(last, normed, weights_.final_norm, c.norm_eps, normed, s);
+  backend_.matmul(normed, weights_.lm_head, nullptr, logits, s);
+  return logits;
+}
+
+}  // namespace llm42

@@ -1,0 +1,51 @@
+// The decoder forward pass of the Llama family (Llama 2/3, Mistral, Qwen2, Qwen3), written once
+// against the Backend interface. One call runs one pass: any mix of prefill chunks, decode rows
+// and verification windows, under one schedule.
+#pragma once
+
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/weights.h"
+
+namespace llm42 {
+
+class Transformer {
+ public:
+  // Workspaces are sized for passes of at most max_tokens tokens and max_logit_rows logit rows.
+  Transformer(Backend& backend, ModelWeights weights, int max_tokens, int max_logit_rows);
+
+  const ModelConfig& config() const { return weights_.config; }
+  const ModelWeights& weights() const { return weights_; }
+  Backend& backend() { return backend_; }
+  int max_tokens() const { return max_tokens_; }
+  int max_logit_rows() const { return max_logit_rows_; }
+
+  // Runs the pass, writing K/V of every pass token into its slot, and returns the logits of
+  // pass.logit_rows: (R, vocab) f32 in device memory, valid until the next forward.
+  Tensor forward(const PassInput& pass, const KvCache& cache);
+
+ private:
+  Tensor workspace(DType dtype, std::initializer_list<int64_t> shape);
+
+  Backend& backend_;
+  ModelWeights weights_;
+  int max_tokens_;
+  int max_logit_rows_;
+  QkvLayout qkv_layout_;
+  RopeTable rope_;
+  std::vector<Buffer> storage_;
+  // Activations, (max_tokens, ...) each; views of the first T rows are used per pass.
+  Tensor x_;       // (T, dim)       residual stream
+  Tensor h_;       // (T, dim)       normed input of a block
+  Tensor qkv_;     // (T, q_dim + 2 kv_dim)
+  Tensor attn_;    // (T, q_dim)
+  Tensor proj_;    // (T, dim)       output of o_proj / down_proj
+  Tensor gu_;      // (T, 2 ffn_dim)
+  Tensor act_;     // (T, ffn_dim)
+  Tensor last_;    // (R, dim)       residual rows whose logits are wanted
+  Tensor normed_;  // (R, dim)
+  Tensor logits_;  // (R, vocab) f32
+};
+
+}  // namespace llm42

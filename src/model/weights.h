@@ -1,0 +1,48 @@
+// The model's weights on a backend, in the layout the kernels use: q/k/v projections stacked
+// into one matrix and gate/up into another, so each layer runs two GEMMs fewer.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/checkpoint.h"
+#include "model/config.h"
+
+namespace llm42 {
+
+struct LayerWeights {
+  Tensor attn_norm;  // (dim) f32
+  Tensor wqkv;       // (q_dim + 2 * kv_dim, dim): q rows, then k rows, then v rows
+  Tensor bqkv;       // (q_dim + 2 * kv_dim) f32, Qwen2 only
+  Tensor q_norm;     // (head_dim) f32, Qwen3 only
+  Tensor k_norm;     // (head_dim) f32, Qwen3 only
+  Tensor wo;         // (dim, q_dim)
+  Tensor ffn_norm;   // (dim) f32
+  Tensor w_gate_up;  // (2 * ffn_dim, dim): gate rows, then up rows
+  Tensor w_down;     // (dim, ffn_dim)
+};
+
+struct ModelWeights {
+  ModelConfig config;
+  DType dtype = DType::kF32;  // of the matrices
+  Tensor embedding;           // (vocab, dim)
+  std::vector<LayerWeights> layers;
+  Tensor final_norm;  // (dim) f32
+  Tensor lm_head;     // (vocab, dim); the embedding itself when tied
+  std::vector<Buffer> storage;
+  uint64_t content_hash = 0;  // of the checkpoint's tensor bytes (or the dummy seed), for fingerprints
+
+  size_t bytes() const;
+};
+
+// Copies (and converts) a checkpoint's tensors onto the backend. Matrices are stored in `dtype`.
+ModelWeights load_weights(Backend& backend, const Checkpoint& ckpt, DType dtype);
+
+// Dummy weights at the config's real shape, drawn on the backend from `seed` (like vLLM's
+// --load-format dummy): matrices N(0, 1/in_features), norm weights 1 + 0.1 N(0,1), biases
+// 0.1 N(0,1). Deterministic: the same seed gives the same weights on a backend.
+ModelWeights dummy_weights(Backend& backend, const ModelConfig& config, DType dtype,
+                           uint64_t seed);
+
+}  // namespace llm42
