@@ -83,6 +83,29 @@ struct QkvLayout {
   int row() const { return q_dim() + 2 * kv_dim(); }
 };
 
+// One row to sample on the device (the sampler of engine/sampler.h without penalties, which
+// need token history and run on the host). A pure function of (logits row, these fields).
+struct SampleRow {
+  int32_t logit_row = 0;    // row of the logits tensor
+  float temperature = 0.0f; // 0 = greedy
+  int32_t top_k = 0;
+  float top_p = 1.0f;
+  float min_p = 0.0f;
+  uint64_t seed = 0;
+  int64_t position = 0;     // absolute position of the sampled token (the noise counter)
+  int32_t top_logprobs = 0; // alternatives to return, at most kMaxTopLogprobs
+};
+
+inline constexpr int kMaxTopLogprobs = 20;
+
+struct SampleResult {
+  int32_t token = -1;
+  float logprob = 0.0f;  // log_softmax of the raw logits at token
+  int32_t n_top = 0;
+  int32_t top_ids[kMaxTopLogprobs] = {};
+  float top_logprobs[kMaxTopLogprobs] = {};
+};
+
 // How dummy weights are drawn (deterministic from the seed and the tensor's index).
 enum class RandomInit { kNormal, kOnesNoise, kBias };
 
@@ -157,6 +180,13 @@ class Backend {
 
   // out[r, :] = x[logit_rows[r], :].   x (T, dim), out (R, dim)
   virtual void gather_logit_rows(const Tensor& x, const Tensor& out) = 0;
+
+  // Samples each row of `logits` (R, vocab) f32 as engine/sampler.h specifies (greedy argmax
+  // with ties to the lowest id; Gumbel-max over top-k, top-p, min-p with counter-based noise;
+  // logprobs of log_softmax(raw logits)); reduces over the vocabulary, one fixed order per row.
+  // Results land in `out` (host), one per row, in order.
+  virtual void sample(const Tensor& logits, const std::vector<SampleRow>& rows,
+                      std::vector<SampleResult>& out) = 0;
 };
 
 // Owns a device allocation of one backend.

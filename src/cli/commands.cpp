@@ -10,7 +10,7 @@ std::map<const CLI::App*, Run>& runs() {
 }
 }  // namespace
 
-std::vector<Register> all_commands() { return {register_generate, register_tokenize}; }
+std::vector<Register> all_commands() { return {register_generate, register_serve, register_bench, register_check, register_tokenize}; }
 
 void bind(CLI::App& sub, Run run) { runs()[&sub] = std::move(run); }
 

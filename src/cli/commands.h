@@ -23,5 +23,10 @@ int run_selected(CLI::App& sub);
 
 void register_generate(CLI::App& app);
 void register_tokenize(CLI::App& app);
+void register_serve(CLI::App& app);
+void register_check(CLI::App& app);
+void register_bench(CLI::App& app);
+// `llm42 bench serve`: a subcommand of bench, registered by register_bench.
+void register_bench_serve(CLI::App& bench);
 
 }  // namespace llm42::cli

@@ -199,15 +199,6 @@ void Engine::finish(Sequence& s, FinishReason reason, std::string error) {
   emit(s);
 }
 
-SampledToken Engine::sample_at(const Sequence& s, const float* logits, int output_index) const {
-  const std::span<const int32_t> all(s.tokens);
-  const TokenHistory history{all.subspan(0, static_cast<size_t>(s.n_prompt)),
-                             all.subspan(static_cast<size_t>(s.n_prompt),
-                                         static_cast<size_t>(output_index))};
-  return sample_token(logits, model_.config().vocab_size, s.req.sampling, s.seed,
-                      static_cast<int64_t>(s.n_prompt) + output_index, history);
-}
-
 bool Engine::commit(Sequence& s, int32_t token, TokenLogprob lp) {
   LLM42_ASSERT(s.n_spec() == 0, "commit with a speculative tail");
   const int index = s.n_committed;
@@ -254,14 +245,14 @@ void Engine::on_prefill(Sequence& s, const PassEntry& e, const PassResult& r, in
   if (canonical || config_.mode == DeterminismMode::kOff) s.n_canonical = s.n_cached;
   if (row < 0) return;
   // Output token 0 comes from the prefill (canonical in dvr and global modes): committed at once.
-  const SampledToken t = sample_at(s, r.row(row), 0);
+  const SampledToken& t = r.samples[static_cast<size_t>(row)];
   commit(s, t.id, TokenLogprob{t.id, t.logprob, t.top});
 }
 
 void Engine::on_decode(Sequence& s, const PassResult& r, int row, bool canonical) {
   s.n_cached += 1;
   const int index = s.n_output();
-  const SampledToken t = sample_at(s, r.row(row), index);
+  const SampledToken& t = r.samples[static_cast<size_t>(row)];
   TokenLogprob lp{t.id, t.logprob, t.top};
   const bool speculative = s.verified && !(canonical && s.n_spec() == 0);
   if (!speculative) {
@@ -288,11 +279,8 @@ void Engine::on_verify(Sequence& s, const PassEntry& e, const PassResult& r, int
   LLM42_ASSERT(k == s.n_spec() && e.pos_begin == s.n_prompt + s.n_committed - 1);
   const int c = s.n_committed;
   std::vector<int32_t> spec(s.tokens.end() - k, s.tokens.end());
-  std::vector<SampledToken> predicted;
-  auto predict = [&](int i) {
-    predicted.push_back(sample_at(s, r.row(row + i), c + i));
-    return predicted.back().id;
-  };
+  const SampledToken* predicted = &r.samples[static_cast<size_t>(row)];
+  auto predict = [&](int i) { return predicted[i].id; };
   const VerifyOptions opts{config_.inject_mismatch_rate, config_.inject_mismatch_position,
                            config_.verify_no_rollback};
   const VerifyDecision d = decide_commit(spec, predict, opts, s.seed, e.pos_begin);
@@ -314,7 +302,7 @@ void Engine::on_verify(Sequence& s, const PassEntry& e, const PassResult& r, int
     done = commit(s, spec[i], std::move(lp));
   }
   if (d.mismatch && !done) {
-    const SampledToken& t = predicted[static_cast<size_t>(d.n_match)];
+    const SampledToken& t = predicted[d.n_match];
     done = commit(s, t.id, TokenLogprob{t.id, t.logprob, t.top});
   }
   if (d.mismatch) {

@@ -100,7 +100,6 @@ class Engine {
   // Appends tokens to the committed output in order; stops at (and returns true for) a token
   // that finishes the request.
   bool commit(Sequence& s, int32_t token, TokenLogprob lp);
-  SampledToken sample_at(const Sequence& s, const float* logits, int output_index) const;
   void emit(Sequence& s);
   void loop();
 

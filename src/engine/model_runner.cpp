@@ -14,7 +14,9 @@ PassResult ModelRunner::run(const PassPlan& plan) {
   in = PassInput{};
   in.schedule = plan.schedule;
   PassResult result;
-  result.vocab = model_.config().vocab_size;
+  const int vocab = model_.config().vocab_size;
+  // Per logits row: the sequence and the output index of the token it predicts.
+  std::vector<std::pair<const Sequence*, int>> row_owner;
 
   auto add_seq = [&](const std::vector<int32_t>& blocks, int pos_begin, int n,
                      const int32_t* tokens) {
@@ -59,7 +61,11 @@ PassResult ModelRunner::run(const PassPlan& plan) {
     } else {
       result.entry_first_row.push_back(static_cast<int>(in.logit_rows.size()));
       const int last = e.kind == WorkKind::kVerify ? first_row + e.n_tokens : logits_from + 1;
-      for (int r = logits_from; r < last; ++r) in.logit_rows.push_back(r);
+      // The row at absolute position p predicts the token at p + 1: output index p + 1 - P.
+      for (int r = logits_from; r < last; ++r) {
+        in.logit_rows.push_back(r);
+        row_owner.emplace_back(&s, in.positions[r] + 1 - s.n_prompt);
+      }
     }
   }
   if (plan.pad_to > in.n_tokens()) {
@@ -72,10 +78,46 @@ PassResult ModelRunner::run(const PassPlan& plan) {
   }
 
   const Tensor logits = model_.forward(in, cache_);
-  result.logits.resize(static_cast<size_t>(logits.numel()));
-  if (!result.logits.empty())
-    model_.backend().copy_to_host(result.logits.data(), logits.data, logits.nbytes());
-  model_.backend().synchronize();
+  Backend& backend = model_.backend();
+  result.samples.resize(row_owner.size());
+  sample_rows_.clear();
+  std::vector<int> device_rows;
+  for (size_t r = 0; r < row_owner.size(); ++r) {
+    const auto [s, index] = row_owner[r];
+    const SamplingParams& p = s->req.sampling;
+    if (p.has_penalties()) {
+      // Host path: this row's logits and the token history.
+      host_row_.resize(static_cast<size_t>(vocab));
+      backend.copy_to_host(host_row_.data(), logits.ptr<float>() + r * vocab,
+                           static_cast<size_t>(vocab) * sizeof(float));
+      const std::span<const int32_t> all(s->tokens);
+      const TokenHistory history{all.subspan(0, static_cast<size_t>(s->n_prompt)),
+                                 all.subspan(static_cast<size_t>(s->n_prompt),
+                                             static_cast<size_t>(index))};
+      result.samples[r] = sample_token(host_row_.data(), vocab, p, s->seed,
+                                       static_cast<int64_t>(s->n_prompt) + index, history);
+      continue;
+    }
+    SampleRow row;
+    row.logit_row = static_cast<int32_t>(r);
+    row.temperature = p.temperature;
+    row.top_k = p.top_k;
+    row.top_p = p.top_p;
+    row.min_p = p.min_p;
+    row.seed = s->seed;
+    row.position = static_cast<int64_t>(s->n_prompt) + index;
+    row.top_logprobs = p.top_logprobs;
+    sample_rows_.push_back(row);
+    device_rows.push_back(static_cast<int>(r));
+  }
+  if (!sample_rows_.empty()) backend.sample(logits, sample_rows_, sample_out_);
+  for (size_t i = 0; i < device_rows.size(); ++i) {
+    const SampleResult& o = sample_out_[i];
+    SampledToken& t = result.samples[static_cast<size_t>(device_rows[i])];
+    t.id = o.token;
+    t.logprob = o.logprob;
+    for (int j = 0; j < o.n_top; ++j) t.top.emplace_back(o.top_ids[j], o.top_logprobs[j]);
+  }
   return result;
 }
 

@@ -5,16 +5,17 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "engine/sampler.h"
 #include "engine/scheduler.h"
 #include "model/transformer.h"
 
 namespace llm42 {
 
+// The sampled token of every logits row of a pass. Rows of requests with penalties are sampled
+// on the host (they need token history); all others by the backend.
 struct PassResult {
-  std::vector<float> logits;             // (rows, vocab) on the host
-  std::vector<int> entry_first_row;      // per pass entry: its first logits row, or -1
-  int vocab = 0;
-  const float* row(int r) const { return logits.data() + static_cast<size_t>(r) * vocab; }
+  std::vector<SampledToken> samples;  // per logits row
+  std::vector<int> entry_first_row;   // per pass entry: its first logits row, or -1
 };
 
 class ModelRunner {
@@ -30,6 +31,9 @@ class ModelRunner {
   const KvCache& cache_;
   std::vector<int32_t> scratch_blocks_;
   PassInput input_;
+  std::vector<SampleRow> sample_rows_;
+  std::vector<SampleResult> sample_out_;
+  std::vector<float> host_row_;
 };
 
 }  // namespace llm42

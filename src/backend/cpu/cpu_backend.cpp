@@ -12,6 +12,7 @@
 #include <string>
 
 #include "backend/cpu/attention.h"
+#include "engine/sampler.h"
 #include "util/error.h"
 #include "util/hash.h"
 #include "util/numeric.h"
@@ -299,6 +300,37 @@ void CpuBackend::gather_logit_rows(const Tensor& x, const Tensor& out) {
   for (size_t r = 0; r < pass_.logit_rows.size(); ++r)
     std::memcpy(out.ptr<float>() + r * n, x.ptr<float>() + pass_.logit_rows[r] * n,
                 n * sizeof(float));
+}
+
+}  // namespace llm42
+
+namespace llm42 {
+
+void CpuBackend::sample(const Tensor& logits, const std::vector<SampleRow>& rows,
+                        std::vector<SampleResult>& out) {
+  const int vocab = static_cast<int>(logits.dim(1));
+  out.assign(rows.size(), SampleResult{});
+#pragma omp parallel for schedule(dynamic) num_threads(threads_)
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const SampleRow& r = rows[i];
+    SamplingParams p;
+    p.temperature = r.temperature;
+    p.top_k = r.top_k;
+    p.top_p = r.top_p;
+    p.min_p = r.min_p;
+    p.top_logprobs = std::min(r.top_logprobs, kMaxTopLogprobs);
+    const SampledToken t =
+        sample_token(logits.ptr<float>() + static_cast<int64_t>(r.logit_row) * vocab, vocab, p,
+                     r.seed, r.position, TokenHistory{});
+    SampleResult& o = out[i];
+    o.token = t.id;
+    o.logprob = t.logprob;
+    o.n_top = static_cast<int32_t>(t.top.size());
+    for (size_t j = 0; j < t.top.size(); ++j) {
+      o.top_ids[j] = t.top[j].first;
+      o.top_logprobs[j] = t.top[j].second;
+    }
+  }
 }
 
 }  // namespace llm42

@@ -49,6 +49,8 @@ class CpuBackend final : public Backend {
                  const Tensor& out, Schedule s) override;
   void swiglu(const Tensor& gate_up, const Tensor& out) override;
   void gather_logit_rows(const Tensor& x, const Tensor& out) override;
+  void sample(const Tensor& logits, const std::vector<SampleRow>& rows,
+              std::vector<SampleResult>& out) override;
 
   int threads() const { return threads_; }
 
