@@ -1,11 +1,258 @@
+// llm42 bench: drives the engine in-process with synthetic workloads and reports throughput,
+// latency percentiles and the verifier's cost. Sweeps over comma-separated lists of modes,
+// deterministic ratios and workloads; prints a table and writes JSON.
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
 #include "cli/commands.h"
+#include "cli/options.h"
+#include "core/version.h"
+#include "engine/engine.h"
+#include "engine/workload.h"
+#include "util/error.h"
+#include "util/percentile.h"
+#include "util/timer.h"
 
 namespace llm42::cli {
+namespace {
+
+struct BenchOptions {
+  ModelOptions model;
+  EngineOptions engine;
+  std::string modes = "dvr";
+  std::string ratios = "0";
+  std::string workloads = "fixed:1024,256";
+  int num_prompts = 64;
+  double request_rate = 0;  // 0 = all at once (offline throughput)
+  uint64_t seed = 0;
+  std::string json_out;
+  bool progress = true;
+};
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    // "fixed:1024,256" contains a comma: glue the output length back on.
+    if (!out.empty() && out.back().rfind("fixed:", 0) == 0 &&
+        out.back().find(',') == std::string::npos) {
+      out.back() += "," + item;
+    } else {
+      out.push_back(item);
+    }
+  }
+  return out;
+}
+
+struct RunResult {
+  nlohmann::json json;
+  std::string row;
+};
+
+struct Latencies {
+  std::vector<double> ttft, tpot, e2e;
+};
+
+nlohmann::json summarize(const std::vector<double>& v) {
+  return {{"mean", mean(v)},
+          {"p50", percentile(v, 50)},
+          {"p90", percentile(v, 90)},
+          {"p99", percentile(v, 99)}};
+}
+
+RunResult run_one(const BenchOptions& o, LoadedModel& lm, const std::string& mode, double ratio,
+                  const std::string& workload) {
+  EngineOptions eo = o.engine;
+  eo.mode = mode;
+  const EngineConfig config = eo.resolve();
+  Engine engine(*lm.model, config, nullptr);
+  const auto items = make_workload(workload, o.num_prompts, lm.model->config().vocab_size,
+                                   engine.max_seq_len(), ratio, o.seed);
+  // Arrival times: all at t = 0, or a Poisson process at request_rate.
+  std::vector<double> arrival(items.size(), 0.0);
+  if (o.request_rate > 0) {
+    std::mt19937_64 rng(o.seed + 1);
+    std::exponential_distribution<double> gap(o.request_rate);
+    double t = 0;
+    for (double& a : arrival) a = t += gap(rng);
+  }
+  struct Track {
+    double arrival = 0, first = 0, end = 0;
+    int prompt = 0, out = 0;
+  };
+  std::vector<Track> track(items.size());
+  size_t finished = 0, next = 0;
+  const double t0 = now_seconds();
+  double last_progress = 0;
+  while (finished < items.size()) {
+    const double now = now_seconds() - t0;
+    while (next < items.size() && arrival[next] <= now) {
+      Request r;
+      r.prompt = items[next].prompt;
+      r.max_tokens = items[next].max_tokens;
+      r.deterministic = items[next].deterministic;
+      r.ignore_eos = true;
+      r.detokenize = false;
+      r.sampling.temperature = 0.0f;
+      track[next].arrival = t0 + arrival[next];
+      track[next].prompt = static_cast<int>(r.prompt.size());
+      engine.add_request(std::move(r), [&, i = next](RequestOutput&& out) {
+        Track& t = track[i];
+        if (t.first == 0 && !out.tokens.empty()) t.first = now_seconds();
+        t.out = out.completion_tokens;
+        if (out.finished) {
+          t.end = now_seconds();
+          ++finished;
+        }
+      });
+      ++next;
+    }
+    if (!engine.step() && next < items.size()) {
+      // Idle until the next arrival.
+      const double wait = arrival[next] - (now_seconds() - t0);
+      if (wait > 0) std::this_thread::sleep_for(std::chrono::duration<double>(wait));
+    }
+    if (o.progress && now_seconds() - last_progress > 0.5) {
+      last_progress = now_seconds();
+      const int width = 30;
+      const int filled = static_cast<int>(width * finished / items.size());
+      std::fprintf(stderr, "\r  [%s%s] %zu/%zu requests  %.1f s", std::string(filled, '#').c_str(),
+                   std::string(width - filled, '.').c_str(), finished, items.size(),
+                   now_seconds() - t0);
+      std::fflush(stderr);
+    }
+  }
+  const double duration = now_seconds() - t0;
+  if (o.progress) std::fprintf(stderr, "\r%80s\r", "");
+
+  Latencies lat;
+  int64_t prompt_tokens = 0, output_tokens = 0;
+  for (const Track& t : track) {
+    prompt_tokens += t.prompt;
+    output_tokens += t.out;
+    lat.ttft.push_back(t.first - t.arrival);
+    lat.e2e.push_back(t.end - t.arrival);
+    if (t.out > 1) lat.tpot.push_back((t.end - t.first) / (t.out - 1));
+  }
+  const EngineStats st = engine.stats();
+  const double total_tps = static_cast<double>(prompt_tokens + output_tokens) / duration;
+  const double out_tps = static_cast<double>(output_tokens) / duration;
+  RunResult r;
+  r.json = {{"mode", mode},
+            {"deterministic_ratio", ratio},
+            {"workload", workload},
+            {"workload_description", describe_workload(workload)},
+            {"num_prompts", items.size()},
+            {"request_rate", o.request_rate},
+            {"duration_s", duration},
+            {"prompt_tokens", prompt_tokens},
+            {"output_tokens", output_tokens},
+            {"total_tokens_per_s", total_tps},
+            {"output_tokens_per_s", out_tps},
+            {"ttft_s", summarize(lat.ttft)},
+            {"tpot_s", summarize(lat.tpot)},
+            {"e2e_s", summarize(lat.e2e)},
+            {"recompute_rate", st.recompute_rate()},
+            {"windows_verified", st.verify.windows_verified},
+            {"rollbacks", st.verify.rollbacks},
+            {"tokens_rolled_back", st.verify.tokens_rolled_back},
+            {"verify_passes", st.verify_passes},
+            {"verify_pass_tokens", st.verify_pass_tokens},
+            {"canonical_decode_tokens", st.verify.canonical_decode_tokens},
+            {"fast_passes", st.fast_passes},
+            {"canonical_passes", st.canonical_passes},
+            {"preemptions", st.preemptions},
+            {"window", config.window},
+            {"group", config.group},
+            {"verify_schedule", verify_schedule_name(config.verify_schedule)}};
+  r.row = fmt::format(
+      "{:<7} {:>5.2f} {:<16} {:>9.1f} {:>9.1f} {:>8.1f} {:>8.1f} {:>8.1f} {:>8.2f} {:>8.2f} "
+      "{:>8.2f} {:>7.4f} {:>7}",
+      mode, ratio, workload, total_tps, out_tps, percentile(lat.ttft, 50) * 1e3,
+      percentile(lat.ttft, 99) * 1e3, percentile(lat.tpot, 50) * 1e3,
+      percentile(lat.e2e, 50), percentile(lat.e2e, 90), percentile(lat.e2e, 99),
+      st.recompute_rate(), st.verify_passes);
+  return r;
+}
+
+int run(const BenchOptions& o) {
+  const EngineConfig probe = o.engine.resolve();
+  LoadedModel lm = load_model(o.model, max_pass_tokens(probe), max_logit_rows(probe));
+  std::printf("llm42 bench: %s on %s, %d prompts, request rate %s\n", lm.name.c_str(),
+              lm.backend->kernel_id().c_str(), o.num_prompts,
+              o.request_rate > 0 ? fmt::format("{}/s", o.request_rate).c_str() : "inf (offline)");
+  std::printf("%-7s %5s %-16s %9s %9s %8s %8s %8s %8s %8s %8s %7s %7s\n", "mode", "det", "workload",
+              "total/s", "out/s", "ttft50ms", "ttft99ms", "tpot50ms", "e2e50s", "e2e90s", "e2e99s",
+              "recomp", "vpasses");
+  nlohmann::json runs = nlohmann::json::array();
+  for (const std::string& workload : split(o.workloads)) {
+    for (const std::string& mode : split(o.modes)) {
+      for (const std::string& ratio_s : split(o.ratios)) {
+        double ratio = 0;
+        try {
+          ratio = std::stod(ratio_s);
+        } catch (const std::exception&) {
+          fail("--deterministic-ratio '{}': not a number", ratio_s);
+        }
+        if (ratio < 0 || ratio > 1) fail("--deterministic-ratio {}: must be in [0, 1]", ratio);
+        RunResult r = run_one(o, lm, mode, ratio, workload);
+        std::printf("%s\n", r.row.c_str());
+        std::fflush(stdout);
+        runs.push_back(std::move(r.json));
+      }
+    }
+  }
+  if (!o.json_out.empty()) {
+    nlohmann::json doc = {{"llm42_version", kVersion},
+                          {"model", lm.name},
+                          {"device", lm.backend->kernel_id()},
+                          {"runs", runs}};
+    std::ofstream out(o.json_out);
+    if (!out) fail("--json {}: cannot write", o.json_out);
+    out << doc.dump(2) << "\n";
+    std::printf("wrote %s\n", o.json_out.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
 
 void register_bench(CLI::App& app) {
-  CLI::App* sub = app.add_subcommand("bench", "Benchmark the engine in-process");
+  auto o = std::make_shared<BenchOptions>();
+  CLI::App* sub = app.add_subcommand(
+      "bench", "Benchmark the engine in-process (or, with `bench serve`, a running server)");
+  add_model_options(*sub, o->model);
+  add_engine_options(*sub, o->engine);
+  sub->add_option("--modes", o->modes, "Determinism modes to run, comma-separated")
+      ->capture_default_str();
+  sub->add_option("--deterministic-ratio", o->ratios,
+                  "Fractions of deterministic requests, comma-separated")
+      ->capture_default_str();
+  sub->add_option("--workload", o->workloads,
+                  "fixed:IN,OUT, sharegpt or arxiv; several separated by commas")
+      ->capture_default_str();
+  sub->add_option("--num-prompts", o->num_prompts)->capture_default_str();
+  sub->add_option("--request-rate", o->request_rate,
+                  "Poisson arrivals per second (0 = all at once: offline throughput)")
+      ->capture_default_str();
+  sub->add_option("--seed", o->seed, "Workload seed")->capture_default_str();
+  sub->add_option("--json", o->json_out, "Write results as JSON to this file");
+  sub->add_flag("!--no-progress", o->progress, "No progress bar on stderr");
+  // `--model` is required for the in-process benchmark but not for `bench serve`.
+  sub->require_subcommand(0, 1);
   register_bench_serve(*sub);
-  bind(*sub, [] { return 1; });
+  bind(*sub, [o] { return run(*o); });
 }
 
 }  // namespace llm42::cli

@@ -25,8 +25,7 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
                        for (const auto& n : preset_names()) s += (s.empty() ? "" : ", ") + n;
                        return s;
                      }() +
-                     ")")
-      ->required();
+                     ")");
   app.add_flag("--dummy-weights", o.dummy_weights,
                "Random weights with the shape of --model's config.json (no weight files read)");
   app.add_option("--weights-seed", o.weights_seed, "Seed of dummy weights")->capture_default_str();
@@ -150,6 +149,7 @@ DType weights_dtype(const ModelOptions& o, const Backend& b, DType stored) {
 }  // namespace
 
 LoadedModel load_model(const ModelOptions& o, int max_pass_tokens, int max_logit_rows) {
+  if (o.model.empty()) fail("--model is required (a path, or dummy:PRESET)");
   const double t0 = now_seconds();
   LoadedModel lm;
   BackendOptions bo;

@@ -70,11 +70,24 @@ PassResult ModelRunner::run(const PassPlan& plan) {
   }
   if (plan.pad_to > in.n_tokens()) {
     // Fixed-shape verification: dummy rows at positions [0, pad) over the scratch blocks; they
-    // read and write only those blocks and produce no logits.
+    // read and write only those blocks. Logits are computed for every row of the padded pass,
+    // so that the LM head GEMM has the same shape whichever windows share the pass.
     const int pad = plan.pad_to - in.n_tokens();
     LLM42_ASSERT(static_cast<int>(scratch_blocks_.size()) * bs >= pad, "scratch too small");
     const std::vector<int32_t> pad_tokens(static_cast<size_t>(pad), 0);
     add_seq(scratch_blocks_, 0, pad, pad_tokens.data());
+    LLM42_ASSERT(in.logit_rows.size() == row_owner.size());
+    std::vector<std::pair<const Sequence*, int>> owners(static_cast<size_t>(in.n_tokens()),
+                                                        {nullptr, 0});
+    for (size_t i = 0; i < in.logit_rows.size(); ++i)
+      owners[static_cast<size_t>(in.logit_rows[i])] = row_owner[i];
+    for (size_t e = 0; e < plan.entries.size(); ++e) {
+      if (result.entry_first_row[e] >= 0)
+        result.entry_first_row[e] = in.logit_rows[static_cast<size_t>(result.entry_first_row[e])];
+    }
+    in.logit_rows.resize(static_cast<size_t>(in.n_tokens()));
+    for (int r = 0; r < in.n_tokens(); ++r) in.logit_rows[static_cast<size_t>(r)] = r;
+    row_owner = std::move(owners);
   }
 
   const Tensor logits = model_.forward(in, cache_);
@@ -84,6 +97,7 @@ PassResult ModelRunner::run(const PassPlan& plan) {
   std::vector<int> device_rows;
   for (size_t r = 0; r < row_owner.size(); ++r) {
     const auto [s, index] = row_owner[r];
+    if (s == nullptr) continue;  // a padding row
     const SamplingParams& p = s->req.sampling;
     if (p.has_penalties()) {
       // Host path: this row's logits and the token history.

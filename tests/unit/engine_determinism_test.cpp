@@ -164,7 +164,6 @@ TEST_P(Determinism, PrefixCacheWarm) {
 TEST_P(Determinism, OffModeDiverges) {
   // The same workload in off mode, under load: some requests must differ from the canonical
   // answer, or the scenarios above prove nothing.
-  if (!GetParam().bf16) GTEST_SKIP() << "fp32 off-mode divergence is checked with bf16 rounding";
   EngineConfig c = base_config();
   c.mode = DeterminismMode::kOff;
   int diverged = 0;
@@ -178,18 +177,34 @@ TEST_P(Determinism, OffModeDiverges) {
               requests_.size());
 }
 
-TEST_P(Determinism, FastLaneDivergenceIsCaughtByVerification) {
-  // Under load, dvr mode must really roll back (the fast lane disagreed) and still match.
-  if (!GetParam().bf16) GTEST_SKIP() << "rollbacks are frequent only with bf16 rounding";
-  EngineStats stats;
-  const auto got = run_workload(model_, base_config(), requests_,
-                                Load{.background = 48, .seed = 31, .arrivals_per_step = 3},
-                                &stats);
-  EXPECT_GT(stats.verify.rollbacks, 0);
-  EXPECT_EQ(count_mismatches(got, nullptr), 0);
-  std::printf("dvr: %lld windows, %lld rollbacks, recompute rate %.4f\n",
-              static_cast<long long>(stats.verify.windows_verified),
-              static_cast<long long>(stats.verify.rollbacks), stats.recompute_rate());
+TEST_P(Determinism, FastLaneValuesWouldBeCaught) {
+  // The comparison is sensitive to any fast-lane value reaching a client: with verification
+  // reduced to "accept everything" (--verify-no-rollback), committed logprobs come from the fast
+  // lane and the suite must fail; with real verification it must pass under the same load.
+  // Natural token rollbacks are counted and reported (they need a near-tie in the logits).
+  int64_t windows = 0, rollbacks = 0;
+  for (bool no_rollback : {true, false}) {
+    EngineStats stats;
+    EngineConfig c = base_config();
+    c.window = 32;
+    // Few rows per decode step: the fast lane then splits K, as GPU libraries do for small
+    // batches, so its rounding differs from the canonical lane's.
+    c.max_num_seqs = 4;
+    c.verify_no_rollback = no_rollback;
+    const auto got = run_workload(model_, c, requests_,
+                                  Load{.background = 32, .seed = 31, .arrivals_per_step = 2},
+                                  &stats);
+    const int bad = count_mismatches(got, nullptr);
+    if (no_rollback) {
+      EXPECT_GT(bad, 0) << "fast-lane values went unnoticed: the comparison proves nothing";
+    } else {
+      EXPECT_EQ(bad, 0);
+      windows = stats.verify.windows_verified;
+      rollbacks = stats.verify.rollbacks;
+    }
+  }
+  std::printf("dvr: %lld windows verified, %lld natural rollbacks\n",
+              static_cast<long long>(windows), static_cast<long long>(rollbacks));
 }
 
 TEST_P(Determinism, FixedShapeIsDeterministicWithinOneConfiguration) {
@@ -202,7 +217,16 @@ TEST_P(Determinism, FixedShapeIsDeterministicWithinOneConfiguration) {
   const auto b = run_workload(model_, c, requests_, Load{.background = 8, .seed = 42,
                                                          .shuffle = true});
   int bad = 0;
-  for (size_t i = 0; i < a.size(); ++i) bad += first_mismatch(a[i], b[i]) >= 0 ? 1 : 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const int at = first_mismatch(a[i], b[i]);
+    if (at < 0) continue;
+    ++bad;
+    ADD_FAILURE() << "request " << i << " differs at output position " << at << " ("
+                  << a[i].ids.size() << " vs " << b[i].ids.size() << " tokens): ids "
+                  << a[i].ids[at] << " vs " << b[i].ids[at] << ", logprobs " << a[i].logprobs[at]
+                  << " vs " << b[i].logprobs[at] << ", windows " << a[i].verify.windows_verified
+                  << " vs " << b[i].verify.windows_verified;
+  }
   EXPECT_EQ(bad, 0) << "fixed-shape verification differed between two loads";
 }
 
