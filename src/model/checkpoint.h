@@ -35,7 +35,8 @@ struct EmbeddedVocab {
   std::string pre;                  // tokenizer.ggml.pre when present (e.g. "llama-bpe")
   std::vector<std::string> tokens;  // token text (SentencePiece pieces use U+2581 for space)
   std::vector<float> scores;        // merge priority, higher first (SentencePiece)
-  std::vector<int32_t> token_types; // 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte
+  // 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte
+  std::vector<int32_t> token_types;
   std::vector<std::string> merges;  // "a b" pairs in rank order (gpt2)
   int bos_id = -1;
   int eos_id = -1;
@@ -48,6 +49,7 @@ struct Checkpoint {
   std::string path;    // what the user named
   std::string format;  // "safetensors", "gguf" or "llama2c"
   ModelConfig config;
+  std::string config_source;  // where `config` was read from (config.json, a file header)
   std::map<std::string, TensorView> tensors;
   std::vector<std::unique_ptr<MappedFile>> files;
   std::optional<EmbeddedVocab> vocab;
@@ -69,6 +71,9 @@ struct TensorSpec {
   std::string name;
   std::vector<int64_t> shape;
   enum class Init { kNormal, kOnesNoise, kBias } init = Init::kNormal;  // for dummy weights
+  // How the shape follows from the config, in Hugging Face field names with their values, e.g.
+  // "(num_key_value_heads 8 * head_dim 128, hidden_size 4096)"; used in shape-mismatch errors.
+  std::string dims;
 };
 std::vector<TensorSpec> expected_tensors(const ModelConfig& c);
 
