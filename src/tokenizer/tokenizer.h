@@ -1,11 +1,16 @@
 // Tokenizers: text <-> token ids, and the raw bytes behind each id for streaming.
 //
-// Implementations (one per file):
-//   SentencePieceBpe  — merge by score, byte fallback, U+2581 for spaces (llama2.c tokenizer files,
-//                       GGUF `llama` vocabularies, HF tokenizer.json BPE with byte_fallback).
-//   ByteLevelBpe      — ranked merges over GPT-2 byte-to-unicode symbols, HF pre-tokenizer regex
-//                       run with PCRE2, added/special tokens, ignore_merges (Llama 3, Qwen).
-//   ByteTokenizer     — one id per byte (for dummy models with no tokenizer).
+// One implementation follows Hugging Face's pipeline (bpe_tokenizer.h): added tokens are cut out
+// of the text first, the rest is normalized, pre-tokenized and encoded by a BPE model, and a
+// post-processor adds BOS. Its loaders configure it as
+//   SentencePiece-style BPE — merges by score or rank, byte fallback to <0xAB> tokens, U+2581 for
+//                             spaces: llama2.c tokenizer files, GGUF `llama` vocabularies, HF
+//                             tokenizer.json BPE with byte_fallback (Llama 2);
+//   byte-level BPE          — ranked merges over GPT-2's byte alphabet, pre-tokenizer regex run
+//                             with PCRE2, NFC, ignore_merges: HF tokenizer.json (Llama 3, Qwen),
+//                             GGUF `gpt2` vocabularies.
+// ByteTokenizer (byte_tokenizer.cpp) gives one id per byte, for dummy models with no tokenizer.
+// docs/tokenizers.md describes the formats and the rules.
 #pragma once
 
 #include <cstdint>
@@ -38,14 +43,20 @@ class Tokenizer {
   virtual std::string token_bytes(int32_t id, bool include_special = false) const = 0;
 
   // Decodes a whole sequence as HF `decode(ids, skip_special_tokens=skip_special)` does
-  // (including SentencePiece's removal of the leading space). Invalid UTF-8 becomes U+FFFD.
-  virtual std::string decode(const std::vector<int32_t>& ids, bool skip_special = true) const = 0;
+  // (including SentencePiece's removal of the leading space). Invalid UTF-8 becomes U+FFFD; ids
+  // outside the vocabulary are ignored, as HF ignores them. The default builds the text from
+  // token_bytes and fallback_byte.
+  virtual std::string decode(const std::vector<int32_t>& ids, bool skip_special = true) const;
 
   virtual int vocab_size() const = 0;
   virtual std::optional<int32_t> token_id(std::string_view token_text) const = 0;
   virtual bool is_special(int32_t id) const = 0;
   // True for SentencePiece tokenizers, whose decoders drop one leading space of the output.
   virtual bool strips_leading_space() const { return false; }
+  // The byte of a SentencePiece byte-fallback token (<0xAB>), else nothing. A run of such
+  // tokens decodes as one group: when the group is not valid UTF-8 as a whole, each of its bytes
+  // becomes U+FFFD (HF's ByteFallback decoder), so a decoder must hold a group until it ends.
+  virtual std::optional<uint8_t> fallback_byte(int32_t id) const { return std::nullopt; }
 
   int bos_id() const { return bos_id_; }
   const std::vector<int32_t>& eos_ids() const { return eos_ids_; }
@@ -56,13 +67,20 @@ class Tokenizer {
 };
 
 // Loaders. All throw llm42::Error naming the file and what is wrong.
+// A tokenizer.json; BOS and EOS come from the tokenizer_config.json beside it when there is one.
 std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& tokenizer_json_path);
+// A llama2.c tokenizer file holding exactly `vocab_size` tokens.
 std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& path, int vocab_size);
 std::unique_ptr<Tokenizer> tokenizer_from_vocab(const EmbeddedVocab& vocab);
+// One token per byte: byte b is id b + 3; ids 0..2 and 259.. are control tokens. Needs
+// vocab_size >= 259, and bos_id and eos_id outside the byte range 3..258.
 std::unique_ptr<Tokenizer> make_byte_tokenizer(int vocab_size, int bos_id, int eos_id);
 
 // Streaming detokenizer: feed committed ids one at a time, get back text that is safe to send —
-// never half a UTF-8 character. Matches Tokenizer::decode on the concatenation of all pieces.
+// never half a UTF-8 character. The concatenation of everything push and flush return equals
+// Tokenizer::decode of all the ids. Text is held back only while it may still change: an
+// incomplete UTF-8 character, and a run of byte-fallback tokens until a token of another kind
+// (or flush) ends it.
 class Detokenizer {
  public:
   explicit Detokenizer(const Tokenizer& tok, bool skip_special = true);
@@ -72,10 +90,14 @@ class Detokenizer {
   std::string flush();
 
  private:
+  std::string close_fallback_run();
+  std::string release(bool final);
+
   const Tokenizer& tok_;
   bool skip_special_;
-  bool at_start_ = true;
-  std::string pending_;  // bytes not yet emitted: an incomplete UTF-8 sequence
+  bool at_start_ = true;  // nothing emitted yet: SentencePiece's leading space still to strip
+  std::string fallback_;  // bytes of the current run of byte-fallback tokens
+  std::string pending_;   // bytes not yet emitted: an incomplete UTF-8 sequence
 };
 
 }  // namespace llm42
