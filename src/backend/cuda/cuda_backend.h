@@ -1,15 +1,30 @@
 // The CUDA backend: every kernel of the Backend interface on the GPU (bf16 activations, fp32
-// accumulation), cuBLASLt GEMMs with a canonical algorithm table, paged attention for prefill
-// and decode. Built only when nvcc is found (LLM42_HAVE_CUDA).
+// accumulation, f32 logits), cuBLASLt GEMMs with a canonical algorithm table, paged attention on
+// tensor cores for prefill, verification and decode. Built only when nvcc is found
+// (LLM42_HAVE_CUDA).
 //
-// Host code (this header, cuda_backend.cpp: planning, memory, cuBLASLt, errors with fmt) is
-// compiled by the C++ compiler; device code lives in the .cu files under kernels/, which include
-// no fmt (nvcc cannot compile its consteval checks) and expose plain launch functions.
+// Host code (this header, cuda_backend.cpp, gemm.cpp, attention_plan.cpp: planning, memory,
+// cuBLASLt, errors with fmt) is compiled by the C++ compiler; device code lives in the .cu files
+// (row_kernels.cu, attention.cu, sampling.cu), which include no fmt (nvcc cannot compile its
+// consteval checks) and expose the plain launch functions of kernels.h.
+//
+// All work runs in order on one stream owned by the backend. Plan, then run: begin_pass uploads
+// the pass's index arrays once; the attention plan is made on the host at the first attention
+// call of a pass (it needs the head counts, which begin_pass does not receive) and reused by
+// every layer.
 #pragma once
 
+#include <cuda_runtime.h>
+
 #include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "backend/backend.h"
+#include "backend/cuda/attention_plan.h"
+#include "backend/cuda/gemm.h"
+#include "backend/cuda/kernels.h"
 
 namespace llm42 {
 
@@ -18,5 +33,121 @@ std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& opts, int ordin
 
 // Number of CUDA devices visible (0 when the driver or a GPU is missing).
 int cuda_device_count();
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(const BackendOptions& opts, int ordinal);
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  Device device() const override { return Device::kCUDA; }
+  std::string kernel_id() const override;
+  DType activation_dtype() const override { return DType::kBF16; }
+
+  void* allocate(size_t bytes) override;
+  void deallocate(void* p) override;
+  void copy_to_device(void* dst, const void* src, size_t bytes) override;
+  void copy_to_host(void* dst, const void* src, size_t bytes) override;
+  void synchronize() override;
+  size_t free_memory() const override;
+
+  void upload_convert(const void* src, DType from, const Tensor& dst) override;
+  void fill_random(const Tensor& dst, uint64_t seed, RandomInit init, float scale) override;
+
+  void begin_pass(const PassInput& pass, const KvCache& cache) override;
+
+  void embedding(const Tensor& table, const Tensor& out) override;
+  void rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out, Schedule s) override;
+  void add_rmsnorm(const Tensor& residual, const Tensor& delta, const Tensor& w, float eps,
+                   const Tensor& out, Schedule s) override;
+  void matmul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out,
+              Schedule s) override;
+  void qk_norm(const Tensor& qkv, const QkvLayout& layout, const Tensor& q_w, const Tensor& k_w,
+               float eps, Schedule s) override;
+  void rope(const Tensor& qkv, const QkvLayout& layout, const RopeTable& table) override;
+  void kv_write(const Tensor& qkv, const QkvLayout& layout, const KvCache& cache,
+                int layer) override;
+  void attention(const Tensor& qkv, const QkvLayout& layout, const KvCache& cache, int layer,
+                 const Tensor& out, Schedule s) override;
+  void swiglu(const Tensor& gate_up, const Tensor& out) override;
+  void gather_logit_rows(const Tensor& x, const Tensor& out) override;
+  void sample(const Tensor& logits, const std::vector<SampleRow>& rows,
+              std::vector<SampleResult>& out) override;
+
+  // ---- for tests and kernel labs ----------------------------------------------------------
+  cuda::GemmRunner& gemm() { return *gemm_; }
+  // Forces the attention planner to split row tiles into key pieces, or never to (kAuto: by
+  // load). Canonical results must not change; fast ones may.
+  void set_attention_split_policy(cuda::SplitPolicy p) {
+    split_policy_ = p;
+    plan_valid_ = false;
+  }
+  struct AttnPlanStats {
+    int items = 0;
+    int combines = 0;
+    int64_t partial_rows = 0;
+  };
+  AttnPlanStats last_attention_plan() const { return last_plan_stats_; }
+  cudaStream_t stream() const { return stream_; }
+  int sm_count() const { return sm_count_; }
+  const std::string& device_name() const { return device_name_; }
+
+ private:
+  // A device allocation owned by the backend (workspaces), counted against memory_fraction.
+  struct Workspace {
+    void* ptr = nullptr;
+    size_t bytes = 0;
+  };
+  void ensure(Workspace& w, size_t bytes);
+  void* device_alloc(size_t bytes, const char* what);
+  void device_free(void* p);
+  // Pinned staging for host-to-device uploads of plans; waits until the last upload has left it.
+  unsigned char* staging(size_t bytes);
+  void upload(Workspace& dst, size_t bytes);
+  void prepare_attention(const QkvLayout& layout, Schedule s);
+
+  int ordinal_;
+  double memory_fraction_;
+  std::string device_name_;
+  int sm_count_ = 0;
+  int cc_major_ = 0, cc_minor_ = 0;
+  size_t total_memory_ = 0;
+  size_t used_ = 0;  // bytes allocated by this backend
+  std::unordered_map<void*, size_t> allocations_;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<cuda::GemmRunner> gemm_;
+
+  // The pass (host copy for planning) and its index arrays on the device.
+  PassInput pass_;
+  Workspace pass_buf_;
+  const int32_t* d_tokens_ = nullptr;
+  const int32_t* d_positions_ = nullptr;
+  const int32_t* d_slots_ = nullptr;
+  const int32_t* d_logit_rows_ = nullptr;
+  const int32_t* d_block_tables_ = nullptr;
+  const cuda::AttnSeq* d_seqs_ = nullptr;
+
+  // The attention plan of the current pass.
+  cuda::SplitPolicy split_policy_ = cuda::SplitPolicy::kAuto;
+  bool plan_valid_ = false;
+  Schedule plan_schedule_ = Schedule::kCanonical;
+  int plan_heads_ = 0, plan_kv_heads_ = 0;
+  int n_items_ = 0, n_combines_ = 0;
+  Workspace plan_buf_;
+  Workspace partial_o_, partial_ml_;
+  int64_t partial_capacity_ = 0;
+  AttnPlanStats last_plan_stats_;
+
+  unsigned char* staging_ = nullptr;
+  size_t staging_bytes_ = 0;
+  cudaEvent_t staging_free_ = nullptr;
+
+  Workspace convert_buf_;  // upload_convert staging
+  Workspace bias_tmp_;     // f32 GEMM output before a bias is added
+  // Sampling.
+  Workspace sample_rows_, sample_out_, sort_keys_, sort_ids_, sort_offsets_, sort_temp_;
+  std::vector<cuda::SampleOutDev> sample_host_;
+};
 
 }  // namespace llm42

@@ -1,0 +1,147 @@
+// Kernel lab: one whole decode step (Transformer::forward, sampling excluded) of Llama-3.1-8B
+// with dummy weights on the CUDA backend, in both lanes, against the HBM roofline: a decode
+// step must read every weight once plus each sequence's KV, so its floor is
+// (weight bytes + KV bytes) / bandwidth. Also checks that the canonical lane gives the same
+// logits for a row alone and inside the batch.
+//
+//   ./build-cuda/bin/cuda_decode_lab [--quick]
+#ifdef LLM42_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "backend/cuda/check.h"
+#include "backend/cuda/cuda_backend.h"
+#include "model/transformer.h"
+#include "model/weights.h"
+
+namespace {
+
+using namespace llm42;
+
+constexpr double kBandwidth = 3.0e12;  // measured device-to-device copy on the H100 (notes)
+
+ModelConfig llama31_8b() {
+  ModelConfig c;
+  c.arch = Architecture::kLlama;
+  c.vocab_size = 128256;
+  c.dim = 4096;
+  c.n_layers = 32;
+  c.n_heads = 32;
+  c.n_kv_heads = 8;
+  c.head_dim = 128;
+  c.ffn_dim = 14336;
+  c.max_seq_len = 8192;
+  c.rope_theta = 500000.0;
+  c.rope_layout = RopeLayout::kHalf;
+  c.weights_dtype = DType::kBF16;
+  return c;
+}
+
+// B decode rows, sequence s at position ctx - 1 over its own blocks.
+PassInput decode_pass(int b, int ctx, int bs, int blocks_per_seq, Schedule s) {
+  PassInput p;
+  p.schedule = s;
+  for (int i = 0; i < b; ++i) {
+    PassSeq q;
+    q.q_begin = i;
+    q.q_len = 1;
+    q.pos_begin = ctx - 1;
+    q.block_begin = static_cast<int32_t>(p.block_tables.size());
+    q.n_blocks = (ctx + bs - 1) / bs;
+    for (int k = 0; k < q.n_blocks; ++k) p.block_tables.push_back(i * blocks_per_seq + k);
+    p.tokens.push_back(1000 + i);
+    p.positions.push_back(ctx - 1);
+    p.slots.push_back(p.block_tables[q.block_begin + (ctx - 1) / bs] * bs + (ctx - 1) % bs);
+    p.seqs.push_back(q);
+    p.logit_rows.push_back(i);
+  }
+  return p;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+  if (cuda_device_count() == 0) {
+    std::printf("cuda_decode_lab: no CUDA GPU, nothing to measure\n");
+    return 0;
+  }
+  BackendOptions opts;
+  opts.device = "cuda";
+  CudaBackend b(opts, 0);
+  ModelConfig c = llama31_8b();
+  if (quick) c.n_layers = 4;
+  ModelWeights w = dummy_weights(b, c, DType::kBF16, 7);
+  w.config = c;
+  const double weight_bytes = static_cast<double>(w.bytes());
+  Transformer model(b, std::move(w), 256, 256);
+  const int bs = 16, max_b = 64, max_ctx = 4096;
+  const int per_seq = max_ctx / bs;
+  std::vector<Buffer> storage;
+  const KvCache cache = allocate_kv_cache(b, c, per_seq * max_b, bs, storage);
+  for (int l = 0; l < c.n_layers; ++l) {
+    b.fill_random(cache.k[l], 100 + l, RandomInit::kNormal, 1.0f);
+    b.fill_random(cache.v[l], 200 + l, RandomInit::kNormal, 1.0f);
+  }
+  std::printf("device: %s; model llama-3.1-8b shape, %d layers, %.2f GB of weights\n",
+              b.device_name().c_str(), c.n_layers, weight_bytes / 1e9);
+
+  cudaEvent_t start, stop;
+  LLM42_CUDA_CHECK(cudaEventCreate(&start));
+  LLM42_CUDA_CHECK(cudaEventCreate(&stop));
+  std::printf("%-10s %4s %6s %9s %9s %9s %7s\n", "lane", "B", "ctx", "ms/step", "floor ms", "tok/s",
+              "%floor");
+  std::vector<float> alone_logits(static_cast<size_t>(c.vocab_size));
+  for (int bsz : quick ? std::vector<int>{1, 8} : std::vector<int>{1, 8, 32, 64}) {
+    for (int ctx : {1024, 4096}) {
+      const double kv_bytes = double(bsz) * ctx * c.n_layers * c.kv_dim() * 2 * 2;
+      const double floor_ms = (weight_bytes + kv_bytes) / kBandwidth * 1e3;
+      for (Schedule s : {Schedule::kFast, Schedule::kCanonical}) {
+        const PassInput pass = decode_pass(bsz, ctx, bs, per_seq, s);
+        Tensor logits = model.forward(pass, cache);  // warm-up (and canonical GEMM tuning)
+        b.synchronize();
+        std::vector<float> t;
+        for (int r = 0; r < (quick ? 3 : 10); ++r) {
+          LLM42_CUDA_CHECK(cudaEventRecord(start, b.stream()));
+          logits = model.forward(pass, cache);
+          LLM42_CUDA_CHECK(cudaEventRecord(stop, b.stream()));
+          LLM42_CUDA_CHECK(cudaEventSynchronize(stop));
+          float ms = 0;
+          LLM42_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+          t.push_back(ms);
+        }
+        std::sort(t.begin(), t.end());
+        const double ms = t[t.size() / 2];
+        std::printf("%-10s %4d %6d %9.2f %9.2f %9.0f %6.0f%%\n",
+                    std::string(schedule_name(s)).c_str(), bsz, ctx, ms, floor_ms,
+                    bsz / (ms * 1e-3), 100 * floor_ms / ms);
+        if (s == Schedule::kCanonical && ctx == 1024) {
+          // Row 0 of a canonical batch must equal the same row decoded alone.
+          std::vector<float> row(alone_logits.size());
+          b.copy_to_host(row.data(), logits.data, row.size() * sizeof(float));
+          if (bsz == 1)
+            alone_logits = row;
+          else
+            std::printf(
+                "  canonical row 0 of B %d equals B 1 bit for bit: %s\n", bsz,
+                std::memcmp(row.data(), alone_logits.data(), row.size() * 4) == 0 ? "yes" : "NO");
+        }
+      }
+    }
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return 0;
+}
+#else
+#include <cstdio>
+int main() {
+  std::printf("cuda_decode_lab: this build has no CUDA backend\n");
+  return 0;
+}
+#endif

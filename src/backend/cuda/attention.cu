@@ -1,0 +1,448 @@
+// Causal attention over the paged KV cache on tensor cores (mma.sync m16n8k16, bf16 in, fp32
+// accumulate), FlashAttention-2 style, for prefill chunks, verification windows and decode.
+//
+// Layout: qkv (T, qkv_stride) bf16 with the q heads first; K and V caches (n_blocks,
+// block_size, n_kv_heads, head_dim) bf16; out (T, out_stride) bf16. Reduced dimension: key
+// positions. One CTA = 4 warps runs one AttnWorkItem: up to 64 packed query rows of one
+// sequence and one KV head (the `group` query heads of that KV head for each token, so the K/V
+// tile is loaded once for all of them); each warp owns 16 rows as the MMA's M dimension.
+//
+// Why one kernel serves every lane and pass shape (DESIGN.md §2): an MMA output element depends
+// only on its own row of A and column of B, and every other step (scale, mask, row max, exp,
+// row sums, rescales, merges) is per row, written with explicit _rn intrinsics and ex2.approx so
+// that no compiler contraction depends on the context. A query row therefore gets the same
+// instruction sequence whether it sits in a prefill chunk, a verification window or alone in a
+// decode step, in any MMA row, next to any other rows. Rows that reach fewer keys than their
+// neighbours see the extra tiles fully masked, which leaves their state exactly unchanged
+// (rescale by exactly 1, add exactly 0).
+//
+// Reduction order of one row: tiles of 64 keys starting at the item's key_begin; within a tile
+// the MMA sums over head_dim and then over keys; after each chunk of tiles_per_chunk tiles the
+// chunk's (max, sum, O) is merged into the running state in increasing chunk order.
+//   canonical: key_begin = chunk-aligned absolute position, tiles_per_chunk = kCanonicalChunk /
+//              64, so chunk c covers absolute positions [c*C, (c+1)*C) whatever the pass. A row
+//              tile may run as one item (in-kernel merges) or as one item per chunk plus a
+//              combine (the same merge function over stored fp32 states): identical bits, so the
+//              planner may pick either by load.
+//   fast:      unaligned key ranges chosen from the load (FlashDecoding), no in-range merges.
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "backend/cuda/kernels.h"
+
+namespace llm42::cuda {
+namespace {
+
+constexpr int kThreads = 128;
+constexpr float kNegInf = -__builtin_huge_valf();
+
+__device__ __forceinline__ float ex2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+
+// d += a * b for one m16n8k16 tile.
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// The merge of a state (m_b, l_b, O_b) into (m_a, l_a, O_a), used by the kernel and by the
+// combine, so both paths perform the same operations on the same fp32 values. An empty state
+// (l = 0) contributes nothing; merging into an empty state copies.
+struct MergeScales {
+  bool skip;
+  bool copy;
+  float a;
+  float b;
+  float m;
+  float l;
+};
+
+__device__ __forceinline__ MergeScales merge_scales(float m_a, float l_a, float m_b, float l_b) {
+  MergeScales s{};
+  s.skip = l_b == 0.0f;
+  s.copy = !s.skip && l_a == 0.0f;
+  if (s.skip || s.copy) {
+    s.m = s.copy ? m_b : m_a;
+    s.l = s.copy ? l_b : l_a;
+    return s;
+  }
+  s.m = fmaxf(m_a, m_b);
+  s.a = m_a == s.m ? 1.0f : ex2(__fsub_rn(m_a, s.m));
+  s.b = m_b == s.m ? 1.0f : ex2(__fsub_rn(m_b, s.m));
+  s.l = __fadd_rn(__fmul_rn(l_a, s.a), __fmul_rn(l_b, s.b));
+  return s;
+}
+
+__device__ __forceinline__ float merge_value(const MergeScales& s, float o_a, float o_b) {
+  if (s.skip) return o_a;
+  if (s.copy) return o_b;
+  return __fadd_rn(__fmul_rn(o_a, s.a), __fmul_rn(o_b, s.b));
+}
+
+template <int D>
+struct Smem {
+  static constexpr int kStride = D + 8;  // bf16 elements per row: 16 bytes of padding keeps
+                                         // ldmatrix's 8 row addresses on distinct bank groups
+  static constexpr int kTileElems = kAttnKeyTile * kStride;
+  static constexpr int kKvBytes = 2 * 2 * kTileElems * 2;  // K and V, two stages
+  static constexpr int kQBytes = kAttnRowTile * kStride * 2;
+  static constexpr int kORunBytes = kAttnRowTile * D * 4;
+  static constexpr int kXBytes = kQBytes > kORunBytes ? kQBytes : kORunBytes;
+  static constexpr int kBytes = kKvBytes + kXBytes;
+};
+
+template <int D>
+__global__ void __launch_bounds__(kThreads, 2) attention_kernel(const AttnParams p) {
+  using S = Smem<D>;
+  extern __shared__ __align__(16) unsigned char smem[];
+  __nv_bfloat16* s_k = reinterpret_cast<__nv_bfloat16*>(smem);                // [2][64][stride]
+  __nv_bfloat16* s_v = s_k + 2 * S::kTileElems;                               // [2][64][stride]
+  __nv_bfloat16* s_q = reinterpret_cast<__nv_bfloat16*>(smem + S::kKvBytes);  // [64][stride]
+  float* s_orun = reinterpret_cast<float*>(smem + S::kKvBytes);  // [64][D], after s_q is read
+
+  const AttnWorkItem item = p.items[blockIdx.x];
+  const AttnSeq seq = p.seqs[item.seq];
+  const int group = p.n_heads / p.n_kv_heads;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int hd = p.head_dim;
+  const int32_t* block_table = p.block_tables + seq.block_begin;
+  const int64_t kv_row_stride = static_cast<int64_t>(p.n_kv_heads) * hd;
+
+  // Keys that exist: the causal limit of the item's last row, capped by key_end.
+  const int last_token = (item.row_begin + item.n_rows - 1) / group;
+  const int kv_limit = min(item.key_end, p.positions[seq.q_begin + last_token] + 1);
+  const int n_tiles = (kv_limit - item.key_begin + kAttnKeyTile - 1) / kAttnKeyTile;
+
+  // Q rows into shared memory (zeros for padding rows and dims beyond head_dim).
+  constexpr int kChunks = D / 8;  // 16-byte chunks per row
+  for (int c = tid; c < kAttnRowTile * kChunks; c += kThreads) {
+    const int r = c / kChunks, part = c % kChunks;
+    const bool valid = r < item.n_rows && part * 8 < hd;
+    const int packed = item.row_begin + (valid ? r : 0);
+    const int64_t token = seq.q_begin + packed / group;
+    const int head = item.kv_head * group + packed % group;
+    const uint16_t* src =
+        p.qkv + token * p.qkv_stride + static_cast<int64_t>(head) * hd + (valid ? part * 8 : 0);
+    cp_async_16(s_q + r * S::kStride + part * 8, src, valid);
+  }
+  cp_async_commit();
+
+  auto load_tile = [&](int tile, int stage) {
+    const int key0 = item.key_begin + tile * kAttnKeyTile;
+    for (int c = tid; c < kAttnKeyTile * kChunks; c += kThreads) {
+      const int j = c / kChunks, part = c % kChunks;
+      const int pos = key0 + j;
+      const bool valid = pos < kv_limit && part * 8 < hd;
+      int64_t off = 0;
+      if (valid) {
+        const int64_t slot = static_cast<int64_t>(block_table[pos / p.block_size]) * p.block_size +
+                             pos % p.block_size;
+        off = slot * kv_row_stride + static_cast<int64_t>(item.kv_head) * hd + part * 8;
+      }
+      const int dst = stage * S::kTileElems + j * S::kStride + part * 8;
+      cp_async_16(s_k + dst, p.k_cache + off, valid);
+      cp_async_16(s_v + dst, p.v_cache + off, valid);
+    }
+  };
+  if (n_tiles > 0) load_tile(0, 0);
+  cp_async_commit();
+
+  // Fragment ownership: this thread holds rows r0 = warp*16 + lane/4 and r0 + 8, and within
+  // each 8-wide column tile the columns 2*(lane%4) and +1.
+  const int qr = lane / 4, qc = 2 * (lane % 4);
+  const int r_local[2] = {warp * 16 + qr, warp * 16 + qr + 8};
+  int row_pos[2];
+  for (int h = 0; h < 2; ++h) {
+    const int r = r_local[h];
+    row_pos[h] = r < item.n_rows ? p.positions[seq.q_begin + (item.row_begin + r) / group] : -1;
+  }
+  const bool warp_active = warp * 16 < item.n_rows;
+
+  cp_async_wait<1>();  // Q has landed
+  __syncthreads();
+  uint32_t qa[D / 16][4];
+#pragma unroll
+  for (int ks = 0; ks < D / 16; ++ks)
+    ldmatrix_x4(qa[ks], s_q + (warp * 16 + lane % 16) * S::kStride + ks * 16 + (lane / 16) * 8);
+
+  float o[D / 8][4];
+  float m[2] = {kNegInf, kNegInf}, l[2] = {0.0f, 0.0f};
+  float m_run[2] = {kNegInf, kNegInf}, l_run[2] = {0.0f, 0.0f};
+#pragma unroll
+  for (int dt = 0; dt < D / 8; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
+
+  for (int tile = 0; tile < n_tiles; ++tile) {
+    const int stage = tile & 1;
+    __syncthreads();  // every warp is done with the stage about to be refilled (and with s_q)
+    if (tile + 1 < n_tiles) load_tile(tile + 1, stage ^ 1);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+
+    const __nv_bfloat16* tk = s_k + stage * S::kTileElems;
+    const __nv_bfloat16* tv = s_v + stage * S::kTileElems;
+    const int key0 = item.key_begin + tile * kAttnKeyTile;
+    if (warp_active) {
+      // S = Q K^T over this tile: 8 column tiles of 8 keys.
+      float s[8][4];
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+      for (int ks = 0; ks < D / 16; ++ks) {
+#pragma unroll
+        for (int np = 0; np < 4; ++np) {
+          uint32_t b[4];
+          const int mi = lane / 8;
+          ldmatrix_x4(
+              b, tk + (np * 16 + (mi / 2) * 8 + lane % 8) * S::kStride + ks * 16 + (mi % 2) * 8);
+          mma_bf16(s[2 * np], qa[ks], b[0], b[1]);
+          mma_bf16(s[2 * np + 1], qa[ks], b[2], b[3]);
+        }
+      }
+      // Scale to log2 units, mask, online softmax per row.
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float mx = kNegInf;
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int key = key0 + nt * 8 + qc + e;
+            float v = __fmul_rn(s[nt][2 * h + e], p.scale_log2);
+            if (key > row_pos[h] || key >= kv_limit) v = kNegInf;
+            s[nt][2 * h + e] = v;
+            mx = fmaxf(mx, v);
+          }
+        }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m[h], mx);
+        const float m_use = m_new == kNegInf ? 0.0f : m_new;
+        const float alpha = m[h] == m_new ? 1.0f : ex2(__fsub_rn(m[h], m_use));
+        m[h] = m_new;
+        float rowsum = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const float pe = ex2(__fsub_rn(s[nt][2 * h + e], m_use));
+            s[nt][2 * h + e] = pe;
+            rowsum = __fadd_rn(rowsum, pe);
+          }
+        }
+        l[h] = __fadd_rn(__fmul_rn(l[h], alpha), rowsum);
+#pragma unroll
+        for (int dt = 0; dt < D / 8; ++dt) {
+          o[dt][2 * h] = __fmul_rn(o[dt][2 * h], alpha);
+          o[dt][2 * h + 1] = __fmul_rn(o[dt][2 * h + 1], alpha);
+        }
+      }
+      // O += P V: P from the S accumulators (the C layout of two n-tiles is the A layout of one
+      // k-step), V fragments by transposed ldmatrix.
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        uint32_t pa[4];
+        pa[0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
+        pa[1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
+        pa[2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+        pa[3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+        for (int dp = 0; dp < D / 16; ++dp) {
+          uint32_t b[4];
+          const int mi = lane / 8;
+          ldmatrix_x4_trans(
+              b, tv + (kk * 16 + (mi % 2) * 8 + lane % 8) * S::kStride + (2 * dp + mi / 2) * 8);
+          mma_bf16(o[2 * dp], pa, b[0], b[1]);
+          mma_bf16(o[2 * dp + 1], pa, b[2], b[3]);
+        }
+      }
+
+      // Close the chunk after its last tile (or the item's last tile) and merge it.
+      const bool chunk_end = tile + 1 == n_tiles ||
+                             (item.tiles_per_chunk > 0 && (tile + 1) % item.tiles_per_chunk == 0);
+      if (chunk_end) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          float lq = l[h];
+          lq = __fadd_rn(lq, __shfl_xor_sync(0xffffffffu, lq, 1));
+          lq = __fadd_rn(lq, __shfl_xor_sync(0xffffffffu, lq, 2));
+          const MergeScales ms = merge_scales(m_run[h], l_run[h], m[h], lq);
+          float* orow = s_orun + r_local[h] * D;
+#pragma unroll
+          for (int dt = 0; dt < D / 8; ++dt) {
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int d = dt * 8 + qc + e;
+              if (ms.copy) {
+                orow[d] = o[dt][2 * h + e];
+              } else if (!ms.skip) {
+                orow[d] = merge_value(ms, orow[d], o[dt][2 * h + e]);
+              } else if (l_run[h] == 0.0f) {
+                orow[d] = 0.0f;  // still empty: the running O starts at zero, as in the combine
+              }
+            }
+          }
+          m_run[h] = ms.m;
+          l_run[h] = ms.l;
+          m[h] = kNegInf;
+          l[h] = 0.0f;
+#pragma unroll
+          for (int dt = 0; dt < D / 8; ++dt) o[dt][2 * h] = o[dt][2 * h + 1] = 0.0f;
+        }
+      }
+    }
+  }
+  cp_async_wait<0>();
+
+  // Write the normalized output, or the unnormalized state for a combine.
+  if (!warp_active) return;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = r_local[h];
+    if (r >= item.n_rows) continue;
+    const float* orow = s_orun + r * D;
+    if (item.partial < 0) {
+      const int packed = item.row_begin + r;
+      const int64_t token = seq.q_begin + packed / group;
+      const int head = item.kv_head * group + packed % group;
+      uint16_t* dst = p.out + token * p.out_stride + static_cast<int64_t>(head) * hd;
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt) {
+        const int d = dt * 8 + qc;
+        if (d < hd) {
+          const __nv_bfloat162 v =
+              __floats2bfloat162_rn(__fdiv_rn(orow[d], l_run[h]), __fdiv_rn(orow[d + 1], l_run[h]));
+          *reinterpret_cast<__nv_bfloat162*>(dst + d) = v;
+        }
+      }
+    } else {
+      const int64_t prow = item.partial + r;
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt) {
+        const int d = dt * 8 + qc;
+        p.partial_o[prow * D + d] = orow[d];
+        p.partial_o[prow * D + d + 1] = orow[d + 1];
+      }
+      if (qc == 0) {
+        p.partial_ml[prow * 2] = m_run[h];
+        p.partial_ml[prow * 2 + 1] = l_run[h];
+      }
+    }
+  }
+}
+
+// One warp per row of a combine item; lanes take a fixed stride of head_dim.
+template <int D>
+__global__ void __launch_bounds__(kThreads) combine_kernel(const AttnParams p) {
+  constexpr int kPerLane = (D + 31) / 32;
+  const AttnCombineItem c = p.combines[blockIdx.x];
+  const AttnSeq seq = p.seqs[c.seq];
+  const int group = p.n_heads / p.n_kv_heads;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int r = warp; r < c.n_rows; r += kThreads / 32) {
+    float m_run = kNegInf, l_run = 0.0f;
+    float o[kPerLane];
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) o[i] = 0.0f;
+    for (int part = 0; part < c.n_parts; ++part) {
+      const int64_t prow = c.partial + static_cast<int64_t>(part) * c.n_rows + r;
+      const MergeScales ms =
+          merge_scales(m_run, l_run, p.partial_ml[prow * 2], p.partial_ml[prow * 2 + 1]);
+#pragma unroll
+      for (int i = 0; i < kPerLane; ++i) {
+        const int d = lane + 32 * i;
+        if (d < D) o[i] = merge_value(ms, o[i], p.partial_o[prow * D + d]);
+      }
+      m_run = ms.m;
+      l_run = ms.l;
+    }
+    const int packed = c.row_begin + r;
+    const int64_t token = seq.q_begin + packed / group;
+    const int head = c.kv_head * group + packed % group;
+    uint16_t* dst = p.out + token * p.out_stride + static_cast<int64_t>(head) * p.head_dim;
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) {
+      const int d = lane + 32 * i;
+      if (d < p.head_dim)
+        dst[d] = __bfloat16_as_ushort(__float2bfloat16_rn(__fdiv_rn(o[i], l_run)));
+    }
+  }
+}
+
+template <int D>
+cudaError_t launch(const AttnParams& p, cudaStream_t stream) {
+  constexpr int kBytes = Smem<D>::kBytes;
+  static_assert(kBytes <= 227 * 1024, "attention tile does not fit in shared memory");
+  cudaError_t e = cudaFuncSetAttribute(attention_kernel<D>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes);
+  if (e != cudaSuccess) return e;
+  if (p.n_items > 0) attention_kernel<D><<<p.n_items, kThreads, kBytes, stream>>>(p);
+  e = cudaGetLastError();
+  if (e != cudaSuccess || p.n_combines == 0) return e;
+  combine_kernel<D><<<p.n_combines, kThreads, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+int attention_head_dim_pad(int head_dim) {
+  if (head_dim <= 0 || head_dim % 8 != 0) return 0;
+  for (int d : {16, 32, 64, 128})
+    if (head_dim <= d) return d;
+  return 0;
+}
+
+cudaError_t launch_attention(const AttnParams& p, cudaStream_t stream) {
+  switch (attention_head_dim_pad(p.head_dim)) {
+    case 16:
+      return launch<16>(p, stream);
+    case 32:
+      return launch<32>(p, stream);
+    case 64:
+      return launch<64>(p, stream);
+    case 128:
+      return launch<128>(p, stream);
+    default:
+      return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace llm42::cuda

@@ -1,0 +1,85 @@
+#include "backend/cuda/attention_plan.h"
+
+#include <algorithm>
+
+#include "util/error.h"
+
+namespace llm42::cuda {
+namespace {
+
+struct RowTile {
+  int seq;
+  int row_begin;
+  int n_rows;
+  int kv_len;  // keys reached by the tile's last row
+};
+
+}  // namespace
+
+AttnPlan plan_attention(const PassInput& pass, const AttnPlanRequest& req) {
+  LLM42_ASSERT(req.n_kv_heads > 0 && req.n_heads % req.n_kv_heads == 0);
+  static_assert(kCanonicalChunk % kAttnKeyTile == 0);
+  const int group = req.n_heads / req.n_kv_heads;
+  const bool canonical = req.schedule == Schedule::kCanonical;
+
+  std::vector<RowTile> tiles;
+  for (int s = 0; s < static_cast<int>(pass.seqs.size()); ++s) {
+    const PassSeq& sq = pass.seqs[s];
+    const int rows = sq.q_len * group;
+    for (int rb = 0; rb < rows; rb += kAttnRowTile) {
+      const int n = std::min(kAttnRowTile, rows - rb);
+      const int last_token = (rb + n - 1) / group;
+      tiles.push_back({s, rb, n, sq.pos_begin + last_token + 1});
+    }
+  }
+  // Two resident CTAs per SM: below that many items the GPU idles unless keys are split.
+  const int64_t target = 2LL * req.sm_count;
+  const int64_t unsplit = static_cast<int64_t>(tiles.size()) * req.n_kv_heads;
+  const bool split =
+      req.policy == SplitPolicy::kAlways || (req.policy == SplitPolicy::kAuto && unsplit < target);
+  const int fast_pieces = static_cast<int>(
+      std::clamp<int64_t>((target + unsplit - 1) / std::max<int64_t>(unsplit, 1), 2, 64));
+
+  AttnPlan plan;
+  const int tiles_per_chunk = canonical ? kCanonicalChunk / kAttnKeyTile : 0;
+  for (const RowTile& t : tiles) {
+    for (int kvh = 0; kvh < req.n_kv_heads; ++kvh) {
+      int parts = 1;
+      if (split) {
+        if (canonical) {
+          parts = (t.kv_len + kCanonicalChunk - 1) / kCanonicalChunk;
+        } else {
+          // Pieces of at least two key tiles, unless a split is forced.
+          const int cap =
+              req.policy == SplitPolicy::kAlways ? t.kv_len : t.kv_len / (2 * kAttnKeyTile);
+          parts = std::min(fast_pieces, std::max(1, cap));
+        }
+      }
+      if (parts > 1 &&
+          plan.partial_rows + static_cast<int64_t>(parts) * t.n_rows > req.partial_capacity)
+        parts = 1;
+      if (parts == 1) {
+        plan.items.push_back({t.seq, kvh, t.row_begin, t.n_rows, 0, t.kv_len, tiles_per_chunk, -1});
+        continue;
+      }
+      const auto base = static_cast<int32_t>(plan.partial_rows);
+      for (int c = 0; c < parts; ++c) {
+        int k0, k1;
+        if (canonical) {
+          k0 = c * kCanonicalChunk;
+          k1 = std::min(t.kv_len, (c + 1) * kCanonicalChunk);
+        } else {
+          k0 = static_cast<int>(static_cast<int64_t>(t.kv_len) * c / parts);
+          k1 = static_cast<int>(static_cast<int64_t>(t.kv_len) * (c + 1) / parts);
+        }
+        plan.items.push_back(
+            {t.seq, kvh, t.row_begin, t.n_rows, k0, k1, tiles_per_chunk, base + c * t.n_rows});
+      }
+      plan.combines.push_back({t.seq, kvh, t.row_begin, t.n_rows, parts, base});
+      plan.partial_rows += static_cast<int64_t>(parts) * t.n_rows;
+    }
+  }
+  return plan;
+}
+
+}  // namespace llm42::cuda

@@ -1,0 +1,46 @@
+// Host-side planning of the attention kernel (plan, then run): which work items and combines
+// one pass runs, for one schedule. The kernels only execute the lists (backend/cuda/kernels.h).
+//
+// A sequence's query rows are packed as (token, query head of one KV head) and cut into tiles
+// of kAttnRowTile rows, per KV head. Then:
+//   canonical: keys in chunks of kCanonicalChunk absolute positions, merged in increasing order.
+//              A row tile runs as one item (chunks merged in the kernel) or, when the pass is
+//              too small to fill the GPU, as one item per chunk plus a combine. Both give the
+//              same bits, so this choice may follow the load.
+//   fast:      FlashDecoding: when the pass is too small to fill the GPU, a row tile's keys are
+//              cut into S near-equal pieces, S chosen from the load, plus a combine; otherwise
+//              one item over all keys. Piece boundaries are not aligned: not batch-invariant.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cuda/kernels.h"
+
+namespace llm42::cuda {
+
+// Positions per canonical chunk; a multiple of kAttnKeyTile. Part of the canonical value.
+inline constexpr int kCanonicalChunk = 256;
+
+// How the planner may split row tiles into pieces (tests and labs force one or the other).
+enum class SplitPolicy { kAuto, kNever, kAlways };
+
+struct AttnPlanRequest {
+  Schedule schedule = Schedule::kCanonical;
+  SplitPolicy policy = SplitPolicy::kAuto;
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int sm_count = 132;
+  int64_t partial_capacity = 0;  // partial rows available in the workspace
+};
+
+struct AttnPlan {
+  std::vector<AttnWorkItem> items;
+  std::vector<AttnCombineItem> combines;
+  int64_t partial_rows = 0;
+};
+
+AttnPlan plan_attention(const PassInput& pass, const AttnPlanRequest& req);
+
+}  // namespace llm42::cuda

@@ -1,0 +1,383 @@
+#include "backend/cuda/gemm.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <vector>
+
+#include "backend/cuda/check.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace llm42::cuda {
+namespace {
+
+constexpr size_t kWorkspaceBytes = 32u << 20;  // enough for every split-K the heuristic picks
+constexpr int kHeuristicCandidates = 32;
+constexpr int kMaxHeuristicPicks = 16;  // split-K-free heuristic results kept
+constexpr int kMaxCandidates = 40;      // with their tile variants
+constexpr int kTimedRuns = 5;
+
+cudaDataType_t cuda_type(DType t) {
+  LLM42_ASSERT(t == DType::kBF16 || t == DType::kF32, "GEMM output must be bf16 or f32, not {}",
+               dtype_name(t));
+  return t == DType::kBF16 ? CUDA_R_16BF : CUDA_R_32F;
+}
+
+template <typename T>
+T config_attr(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttributes_t attr) {
+  T v{};
+  size_t written = 0;
+  LLM42_CUBLAS_CHECK(cublasLtMatmulAlgoConfigGetAttribute(&algo, attr, &v, sizeof v, &written));
+  return v;
+}
+
+bool split_k_free(const cublasLtMatmulAlgo_t& algo) {
+  return config_attr<uint32_t>(algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM) <= 1 &&
+         config_attr<uint32_t>(algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME) ==
+             CUBLASLT_REDUCTION_SCHEME_NONE;
+}
+
+bool tensor_core(const cublasLtMatmulAlgo_t& algo) {
+  uint64_t flags = 0;
+  size_t written = 0;
+  if (cublasLtMatmulAlgoCapGetAttribute(&algo, CUBLASLT_ALGO_CAP_NUMERICAL_IMPL_FLAGS, &flags,
+                                        sizeof flags, &written) != CUBLAS_STATUS_SUCCESS)
+    return false;
+  return (flags & CUBLASLT_NUMERICAL_IMPL_FLAGS_HMMA) != 0;
+}
+
+bool same_algo(const cublasLtMatmulAlgo_t& a, const cublasLtMatmulAlgo_t& b) {
+  return std::memcmp(a.data, b.data, sizeof a.data) == 0;
+}
+
+std::string cache_file(const std::string& device_tag) {
+  if (const char* p = std::getenv("LLM42_GEMM_CACHE"); p != nullptr && *p != '\0') return p;
+  std::filesystem::path dir;
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x != nullptr && *x != '\0') {
+    dir = x;
+  } else if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0') {
+    dir = std::filesystem::path(h) / ".cache";
+  } else {
+    dir = std::filesystem::temp_directory_path();
+  }
+  return (dir / "llm42" / fmt::format("gemm-{}-cublasLt{}.json", device_tag, cublasLtGetVersion()))
+      .string();
+}
+
+}  // namespace
+
+GemmRunner::GemmRunner(cudaStream_t stream, const std::string& device_tag)
+    : stream_(stream), workspace_bytes_(kWorkspaceBytes), cache_path_(cache_file(device_tag)) {
+  LLM42_CUBLAS_CHECK(cublasLtCreate(&handle_));
+  LLM42_CUDA_CHECK(cudaMalloc(&workspace_, workspace_bytes_));
+  load_cache();
+}
+
+GemmRunner::~GemmRunner() {
+  for (auto& [key, l] : layouts_) {
+    cublasLtMatrixLayoutDestroy(l.a);
+    cublasLtMatrixLayoutDestroy(l.b);
+    cublasLtMatrixLayoutDestroy(l.d);
+    cublasLtMatmulDescDestroy(l.op);
+  }
+  cudaFree(workspace_);
+  cublasLtDestroy(handle_);
+}
+
+int GemmRunner::m_bucket(int64_t m) {
+  int b = 1;
+  while (b < m && b < 4096) b *= 2;
+  return b;
+}
+
+const GemmRunner::Layouts& GemmRunner::layouts(int64_t m, int64_t n, int64_t k, DType out) {
+  const ShapeKey key{m, n, k, out};
+  auto it = layouts_.find(key);
+  if (it != layouts_.end()) return it->second;
+  Layouts l;
+  LLM42_CUBLAS_CHECK(cublasLtMatmulDescCreate(&l.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+  LLM42_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(l.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+  LLM42_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(l.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+  // Column-major views of the row-major tensors: w (N, K) is K x N, x (M, K) is K x M, out
+  // (M, N) is N x M.
+  LLM42_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l.a, CUDA_R_16BF, k, n, k));
+  LLM42_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l.b, CUDA_R_16BF, k, m, k));
+  LLM42_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l.d, cuda_type(out), n, m, n));
+  return layouts_.emplace(key, l).first->second;
+}
+
+cublasStatus_t GemmRunner::matmul(const Layouts& l, const cublasLtMatmulAlgo_t& algo, const void* x,
+                                  const void* w, void* out) {
+  const float alpha = 1.0f, beta = 0.0f;
+  return cublasLtMatmul(handle_, l.op, &alpha, w, l.a, x, l.b, &beta, out, l.d, out, l.d, &algo,
+                        workspace_, workspace_bytes_, stream_);
+}
+
+void GemmRunner::run(const void* x, const void* w, void* out, int64_t m, int64_t n, int64_t k,
+                     DType out_dtype, Schedule s) {
+  const cublasLtMatmulAlgo_t& algo = s == Schedule::kFast
+                                         ? fast_algo(m, n, k, out_dtype)
+                                         : canonical_algo(x, w, out, m, n, k, out_dtype);
+  LLM42_CUBLAS_CHECK(matmul(layouts(m, n, k, out_dtype), algo, x, w, out));
+}
+
+std::string GemmRunner::describe(const void* x, const void* w, void* out, int64_t m, int64_t n,
+                                 int64_t k, DType out_dtype, Schedule s) {
+  return algo_desc(s == Schedule::kFast ? fast_algo(m, n, k, out_dtype)
+                                        : canonical_algo(x, w, out, m, n, k, out_dtype));
+}
+
+const cublasLtMatmulAlgo_t& GemmRunner::fast_algo(int64_t m, int64_t n, int64_t k, DType out) {
+  const ShapeKey key{m, n, k, out};
+  auto it = fast_.find(key);
+  if (it != fast_.end()) return it->second;
+  const Layouts& l = layouts(m, n, k, out);
+  cublasLtMatmulPreference_t pref = nullptr;
+  LLM42_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  const uint64_t ws = workspace_bytes_;
+  LLM42_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  const cublasStatus_t st =
+      cublasLtMatmulAlgoGetHeuristic(handle_, l.op, l.a, l.b, l.d, l.d, pref, 1, &result, &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (st != CUBLAS_STATUS_SUCCESS || found == 0)
+    fail("cuBLASLt has no algorithm for a bf16 GEMM of M {} N {} K {} to {} (status {})", m, n, k,
+         dtype_name(out), static_cast<int>(st));
+  return fast_.emplace(key, result.algo).first->second;
+}
+
+const cublasLtMatmulAlgo_t& GemmRunner::canonical_algo(const void* x, const void* w, void* out,
+                                                       int64_t m, int64_t n, int64_t k,
+                                                       DType out_dtype) {
+  const BucketKey key{m_bucket(m), n, k, out_dtype};
+  auto it = canonical_.find(key);
+  if (it == canonical_.end()) {
+    it = canonical_.emplace(key, tune(x, w, out, m, n, k, out_dtype)).first;
+    save_cache();
+  }
+  return it->second.algo;
+}
+
+GemmRunner::Tuned GemmRunner::tune(const void* x, const void* w, void* out, int64_t m, int64_t n,
+                                   int64_t k, DType out_dtype) {
+  ++tunings_run_;
+  const Layouts& l = layouts(m, n, k, out_dtype);
+  // The heuristic's results, asked once with reduction schemes masked out and once without
+  // (how a mask of "none" is read is not documented); split-K ones are filtered below.
+  std::vector<cublasLtMatmulHeuristicResult_t> heur;
+  for (bool masked : {true, false}) {
+    cublasLtMatmulPreference_t pref = nullptr;
+    LLM42_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    const uint64_t ws = workspace_bytes_;
+    const uint32_t no_reduction = CUBLASLT_REDUCTION_SCHEME_NONE;
+    LLM42_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    if (masked)
+      LLM42_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+          pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &no_reduction, sizeof no_reduction));
+    std::vector<cublasLtMatmulHeuristicResult_t> got(kHeuristicCandidates);
+    int found = 0;
+    if (cublasLtMatmulAlgoGetHeuristic(handle_, l.op, l.a, l.b, l.d, l.d, pref,
+                                       kHeuristicCandidates, got.data(),
+                                       &found) == CUBLAS_STATUS_SUCCESS)
+      heur.insert(heur.end(), got.begin(), got.begin() + found);
+    cublasLtMatmulPreferenceDestroy(pref);
+  }
+
+  // Candidates: the heuristic's split-K-free tensor-core algorithms, then each one's other tile
+  // shapes (the heuristic's own first pick can be several times slower at small M).
+  std::vector<cublasLtMatmulAlgo_t> cands;
+  auto add = [&](const cublasLtMatmulAlgo_t& a) {
+    if (static_cast<int>(cands.size()) >= kMaxCandidates) return;
+    if (!split_k_free(a) || !tensor_core(a)) return;
+    for (const auto& c : cands)
+      if (same_algo(c, a)) return;
+    cublasLtMatmulHeuristicResult_t check{};
+    if (cublasLtMatmulAlgoCheck(handle_, l.op, l.a, l.b, l.d, l.d, &a, &check) !=
+            CUBLAS_STATUS_SUCCESS ||
+        check.workspaceSize > workspace_bytes_)
+      return;
+    cands.push_back(a);
+  };
+  for (const auto& h : heur)
+    if (h.state == CUBLAS_STATUS_SUCCESS && static_cast<int>(cands.size()) < kMaxHeuristicPicks)
+      add(h.algo);
+  const size_t n_heuristic = cands.size();
+  for (size_t i = 0; i < n_heuristic; ++i) {
+    size_t bytes = 0;
+    if (cublasLtMatmulAlgoCapGetAttribute(&cands[i], CUBLASLT_ALGO_CAP_TILE_IDS, nullptr, 0,
+                                          &bytes) != CUBLAS_STATUS_SUCCESS)
+      continue;
+    std::vector<uint32_t> tiles(bytes / sizeof(uint32_t));
+    if (tiles.empty() ||
+        cublasLtMatmulAlgoCapGetAttribute(&cands[i], CUBLASLT_ALGO_CAP_TILE_IDS, tiles.data(),
+                                          bytes, &bytes) != CUBLAS_STATUS_SUCCESS)
+      continue;
+    for (uint32_t tile : tiles) {
+      if (tile == CUBLASLT_MATMUL_TILE_UNDEFINED) continue;
+      cublasLtMatmulAlgo_t v = cands[i];
+      if (cublasLtMatmulAlgoConfigSetAttribute(&v, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile,
+                                               sizeof tile) == CUBLAS_STATUS_SUCCESS)
+        add(v);
+    }
+  }
+  if (cands.empty())
+    fail(
+        "cuBLASLt offers no split-K-free tensor-core algorithm for a bf16 GEMM of M {} N {} K {} "
+        "to {}: the canonical lane cannot run this shape",
+        m, n, k, dtype_name(out_dtype));
+
+  // Every candidate must give the bits of the first on the same data (first and last row), or it
+  // is not the same reduction; then the fastest wins.
+  const size_t row_bytes = static_cast<size_t>(n) * dtype_size(out_dtype);
+  auto rows_of_out = [&]() {
+    std::vector<unsigned char> h(2 * row_bytes);
+    LLM42_CUDA_CHECK(cudaMemcpyAsync(h.data(), out, row_bytes, cudaMemcpyDeviceToHost, stream_));
+    LLM42_CUDA_CHECK(cudaMemcpyAsync(h.data() + row_bytes,
+                                     static_cast<const unsigned char*>(out) + (m - 1) * row_bytes,
+                                     row_bytes, cudaMemcpyDeviceToHost, stream_));
+    LLM42_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return h;
+  };
+  cudaEvent_t start = nullptr, stop = nullptr;
+  LLM42_CUDA_CHECK(cudaEventCreate(&start));
+  LLM42_CUDA_CHECK(cudaEventCreate(&stop));
+  std::vector<unsigned char> reference;
+  Tuned best;
+  best.us = -1.0;
+  int disagreeing = 0;
+  for (const auto& c : cands) {
+    if (matmul(l, c, x, w, out) != CUBLAS_STATUS_SUCCESS) continue;
+    std::vector<unsigned char> bits = rows_of_out();
+    if (reference.empty()) {
+      reference = std::move(bits);
+    } else if (bits != reference) {
+      ++disagreeing;
+      log_warn("gemm autotune: {} gives other bits than {} for M {} N {} K {}; excluded",
+               algo_desc(c), algo_desc(cands.front()), m, n, k);
+      continue;
+    }
+    std::vector<float> times;
+    for (int r = 0; r < kTimedRuns; ++r) {
+      LLM42_CUDA_CHECK(cudaEventRecord(start, stream_));
+      LLM42_CUBLAS_CHECK(matmul(l, c, x, w, out));
+      LLM42_CUDA_CHECK(cudaEventRecord(stop, stream_));
+      LLM42_CUDA_CHECK(cudaEventSynchronize(stop));
+      float ms = 0.0f;
+      LLM42_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+      times.push_back(ms);
+    }
+    std::sort(times.begin(), times.end());
+    const double us = 1000.0 * times[times.size() / 2];
+    if (best.us < 0.0 || us < best.us) {
+      best.algo = c;
+      best.us = us;
+    }
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  if (best.us < 0.0)
+    fail("cuBLASLt: none of {} canonical candidates ran for M {} N {} K {}", cands.size(), m, n, k);
+  best.desc = algo_desc(best.algo);
+  log_info(
+      "gemm autotune: M {} (bucket {}) N {} K {} -> {}: {} ({:.1f} us; {} candidates, {} "
+      "excluded for other bits)",
+      m, m_bucket(m), n, k, dtype_name(out_dtype), best.desc, best.us, cands.size(), disagreeing);
+  return best;
+}
+
+std::string GemmRunner::algo_desc(const cublasLtMatmulAlgo_t& a) const {
+  return fmt::format(
+      "algo {} tile {} stages {} splitK {} reduction {} swizzle {} custom {} "
+      "inner {} cluster {}",
+      config_attr<int32_t>(a, CUBLASLT_ALGO_CONFIG_ID),
+      config_attr<uint32_t>(a, CUBLASLT_ALGO_CONFIG_TILE_ID),
+      config_attr<uint32_t>(a, CUBLASLT_ALGO_CONFIG_STAGES_ID),
+      config_attr<uint32_t>(a, CUBLASLT_ALGO_CONFIG_SPLITK_NUM),
+      config_attr<uint32_t>(a, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME),
+      config_attr<uint32_t>(a, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING),
+      config_attr<uint32_t>(a, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION),
+      config_attr<uint16_t>(a, CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID),
+      config_attr<uint16_t>(a, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID));
+}
+
+void GemmRunner::load_cache() {
+  std::ifstream in(cache_path_);
+  if (!in) return;
+  nlohmann::json j;
+  try {
+    in >> j;
+  } catch (const nlohmann::json::exception& e) {
+    log_warn("gemm cache {}: unreadable ({}); autotuning again", cache_path_, e.what());
+    return;
+  }
+  int loaded = 0, dropped = 0;
+  for (const auto& e : j.value("entries", nlohmann::json::array())) {
+    const BucketKey key{e.at("bucket").get<int>(), e.at("n").get<int64_t>(),
+                        e.at("k").get<int64_t>(), parse_dtype(e.at("out").get<std::string>())};
+    Tuned t{};
+    const auto words = e.at("algo").get<std::vector<std::string>>();
+    if (words.size() != 8) {
+      ++dropped;
+      continue;
+    }
+    for (size_t i = 0; i < 8; ++i) t.algo.data[i] = std::stoull(words[i], nullptr, 16);
+    const Layouts& l =
+        layouts(std::get<0>(key), std::get<1>(key), std::get<2>(key), std::get<3>(key));
+    cublasLtMatmulHeuristicResult_t check{};
+    if (cublasLtMatmulAlgoCheck(handle_, l.op, l.a, l.b, l.d, l.d, &t.algo, &check) !=
+            CUBLAS_STATUS_SUCCESS ||
+        !split_k_free(t.algo)) {
+      ++dropped;
+      continue;
+    }
+    t.desc = e.value("desc", "");
+    t.us = e.value("us", 0.0);
+    canonical_[key] = t;
+    ++loaded;
+  }
+  log_info("gemm cache {}: {} canonical algorithms loaded, {} dropped", cache_path_, loaded,
+           dropped);
+}
+
+void GemmRunner::save_cache() const {
+  nlohmann::json entries = nlohmann::json::array();
+  for (const auto& [key, t] : canonical_) {
+    std::vector<std::string> words;
+    for (uint64_t wd : t.algo.data) words.push_back(fmt::format("{:016x}", wd));
+    entries.push_back({{"bucket", std::get<0>(key)},
+                       {"n", std::get<1>(key)},
+                       {"k", std::get<2>(key)},
+                       {"out", std::string(dtype_name(std::get<3>(key)))},
+                       {"algo", words},
+                       {"desc", t.desc},
+                       {"us", t.us}});
+  }
+  const nlohmann::json j{{"cublasLt_version", cublasLtGetVersion()}, {"entries", entries}};
+  std::error_code ec;
+  const std::filesystem::path path(cache_path_);
+  std::filesystem::create_directories(path.parent_path(), ec);
+  const std::string tmp = cache_path_ + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << j.dump(1) << "\n";
+    if (!out) {
+      log_warn("gemm cache {}: cannot write; the table lives in memory only", cache_path_);
+      return;
+    }
+  }
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) log_warn("gemm cache {}: cannot replace ({})", cache_path_, ec.message());
+}
+
+}  // namespace llm42::cuda

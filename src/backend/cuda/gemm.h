@@ -1,0 +1,88 @@
+// GEMMs through cuBLASLt, in the two lanes (DESIGN.md §2).
+//
+//   out (M, N) = x (M, K) @ w (N, K)^T; x and w bf16, fp32 accumulation, out bf16 or f32. In
+//   cuBLASLt's column-major terms this is D (N x M) = op_T(W) (N x K) * X^T (K x M).
+//
+//   fast:      the heuristic's first choice for the exact (M, N, K): may split K, by M.
+//   canonical: a split-K-free tensor-core algorithm per (M bucket, N, K, out dtype), so every
+//              output element is one K-ordered dot product whatever M is. The algorithm is chosen
+//              by a short autotune the first time a bucket is seen (heuristic candidates and
+//              their tile variants, each checked to give the same bits as the others on the same
+//              data, then timed), cached on disk per GPU and cuBLASLt version and reloaded at
+//              start. That split-K-free algorithms agree with each other across M is observed
+//              (shared/notes/cublas-batch-invariance.md), not documented: tests/cuda checks it.
+#pragma once
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <tuple>
+
+#include "core/schedule.h"
+#include "core/tensor.h"
+
+namespace llm42::cuda {
+
+class GemmRunner {
+ public:
+  // `device_tag` names the GPU in the cache file name; the cuBLASLt workspace is allocated once.
+  GemmRunner(cudaStream_t stream, const std::string& device_tag);
+  ~GemmRunner();
+  GemmRunner(const GemmRunner&) = delete;
+  GemmRunner& operator=(const GemmRunner&) = delete;
+
+  void run(const void* x, const void* w, void* out, int64_t m, int64_t n, int64_t k,
+           DType out_dtype, Schedule s);
+
+  // The algorithm the lane uses for this shape (tuning a canonical bucket if needed, which
+  // overwrites `out`), in words: "algo 66 tile 20 stages 8 splitK 1 ...".
+  std::string describe(const void* x, const void* w, void* out, int64_t m, int64_t n, int64_t k,
+                       DType out_dtype, Schedule s);
+
+  // Canonical M buckets: 1, 2, 4, ..., 4096 (larger M shares the 4096 bucket's algorithm).
+  static int m_bucket(int64_t m);
+
+  const std::string& cache_path() const { return cache_path_; }
+  size_t workspace_bytes() const { return workspace_bytes_; }
+  int tunings_run() const { return tunings_run_; }
+
+ private:
+  using ShapeKey = std::tuple<int64_t, int64_t, int64_t, DType>;  // (m, n, k, out)
+  using BucketKey = std::tuple<int, int64_t, int64_t, DType>;     // (bucket, n, k, out)
+  struct Layouts {
+    cublasLtMatmulDesc_t op = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+  };
+  struct Tuned {
+    cublasLtMatmulAlgo_t algo;
+    std::string desc;
+    double us = 0.0;
+  };
+
+  const Layouts& layouts(int64_t m, int64_t n, int64_t k, DType out);
+  const cublasLtMatmulAlgo_t& fast_algo(int64_t m, int64_t n, int64_t k, DType out);
+  const cublasLtMatmulAlgo_t& canonical_algo(const void* x, const void* w, void* out, int64_t m,
+                                             int64_t n, int64_t k, DType out_dtype);
+  Tuned tune(const void* x, const void* w, void* out, int64_t m, int64_t n, int64_t k,
+             DType out_dtype);
+  cublasStatus_t matmul(const Layouts& l, const cublasLtMatmulAlgo_t& algo, const void* x,
+                        const void* w, void* out);
+  std::string algo_desc(const cublasLtMatmulAlgo_t& algo) const;
+  void load_cache();
+  void save_cache() const;
+
+  cudaStream_t stream_;
+  cublasLtHandle_t handle_ = nullptr;
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 0;
+  std::string cache_path_;
+  int tunings_run_ = 0;
+  std::map<ShapeKey, Layouts> layouts_;
+  std::map<ShapeKey, cublasLtMatmulAlgo_t> fast_;
+  std::map<BucketKey, Tuned> canonical_;
+};
+
+}  // namespace llm42::cuda

@@ -1,0 +1,200 @@
+// Launch functions of the CUDA kernels, shared by the .cu files (device code, built by nvcc) and
+// the host code (cuda_backend.cpp, built by the C++ compiler). Plain types only: nvcc cannot
+// compile fmt, so errors are returned as cudaError_t and formatted with file:line on the host.
+//
+// Activations are bf16 (passed as uint16_t bit patterns), accumulation fp32, logits fp32.
+// Every launch returns cudaGetLastError() right after the launch.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace llm42::cuda {
+
+// ---- conversions and dummy weights ------------------------------------------------------------
+
+// dst[i] = convert(src[i]) for i < n, round to nearest even. src: f32, f16 or bf16; dst: f32,
+// f16 or bf16.
+cudaError_t launch_convert(const void* src, DType from, void* dst, DType to, int64_t n,
+                           cudaStream_t stream);
+
+// dst[i] = z(seed, i) * scale (+ 1 for ones_noise), z ~ N(0, 1) by Box-Muller from
+// counter_uniform(seed, i, 0) and counter_uniform(seed, i, 1). dst: f32 or bf16.
+cudaError_t launch_fill_random(void* dst, DType dtype, int64_t n, uint64_t seed, bool ones_noise,
+                               float scale, cudaStream_t stream);
+
+// ---- row kernels (one block or warp per row; no reduction crosses rows) ------------------------
+
+// out[t, :] = table[tokens[t], :].  table (vocab, dim) f32 or bf16, out (T, dim) bf16.
+cudaError_t launch_embedding(const void* table, DType table_dtype, const int32_t* tokens,
+                             int n_tokens, int dim, uint16_t* out, cudaStream_t stream);
+
+// out = x / sqrt(mean(x^2) + eps) * w, reducing over dim (fixed block of 256 threads, fixed
+// tree), one block per row.  x, out (rows, dim) bf16; w (dim) f32.
+cudaError_t launch_rmsnorm(const uint16_t* x, const float* w, float eps, uint16_t* out, int rows,
+                           int dim, cudaStream_t stream);
+
+// residual = bf16(residual + delta); out = rmsnorm(residual) * w. out may alias delta.
+cudaError_t launch_add_rmsnorm(uint16_t* residual, const uint16_t* delta, const float* w, float eps,
+                               uint16_t* out, int rows, int dim, cudaStream_t stream);
+
+// Qwen3: RMSNorm over each head's head_dim values of q and k inside qkv (T, row_stride), in
+// place; one warp per (token, head), reducing over head_dim.
+cudaError_t launch_qk_norm(uint16_t* qkv, int n_tokens, int row_stride, int n_heads, int n_kv_heads,
+                           int head_dim, const float* q_w, const float* k_w, float eps,
+                           cudaStream_t stream);
+
+// Rotates the q and k heads of each row of qkv by positions[t] with the fp32 table
+// (max_positions, head_dim / 2): y0 = x0 c - x1 s, y1 = x0 s + x1 c, each product rounded (the
+// CPU's arithmetic, so RoPE matches the CPU bit for bit on the same inputs).
+cudaError_t launch_rope(uint16_t* qkv, int n_tokens, int row_stride, int n_rot_heads, int head_dim,
+                        bool interleaved, const int32_t* positions, const float* cos,
+                        const float* sin, cudaStream_t stream);
+
+// Copies k and v of each row of qkv into its slot of the paged cache (n_blocks * block_size,
+// kv_dim); rows with slot < 0 are padding and skipped.
+cudaError_t launch_kv_write(const uint16_t* qkv, int n_tokens, int row_stride, int k_offset,
+                            int kv_dim, const int32_t* slots, uint16_t* k_cache, uint16_t* v_cache,
+                            cudaStream_t stream);
+
+// out = silu(gate) * up with gate_up = [gate (f) | up (f)] per row.  out (rows, f) bf16.
+cudaError_t launch_swiglu(const uint16_t* gate_up, uint16_t* out, int rows, int f,
+                          cudaStream_t stream);
+
+// out = tmp + bias (fp32 add, then rounded to out's dtype), bias broadcast over rows.
+// tmp (m, n) f32, bias (n) f32, out (m, n) bf16 or f32 (may alias tmp when f32).
+cudaError_t launch_add_bias(const float* tmp, const float* bias, void* out, DType out_dtype,
+                            int64_t m, int64_t n, cudaStream_t stream);
+
+// out[r, :] = x[rows[r], :] for rows of row_bytes bytes (a multiple of 2).
+cudaError_t launch_gather_rows(const void* x, const int32_t* rows, int n_rows, int64_t row_bytes,
+                               void* out, cudaStream_t stream);
+
+// ---- attention --------------------------------------------------------------------------------
+
+// A sequence of the pass, as the attention kernels see it.
+struct AttnSeq {
+  int32_t q_begin;      // first row of the pass
+  int32_t q_len;        // tokens
+  int32_t pos_begin;    // absolute position of the first token
+  int32_t block_begin;  // offset of its block table in block_tables
+};
+
+// One unit of work of the attention kernel: the query rows [row_begin, row_begin + n_rows) of a
+// sequence's packed rows (packed row = token * group + g, for query head kv_head * group + g),
+// over the keys [key_begin, key_end) capped by each row's causal limit. The keys are taken in
+// tiles of kAttnKeyTile starting at key_begin; after every tiles_per_chunk tiles (0 = never) the
+// tile-by-tile online softmax state is closed as one chunk and merged, in increasing order, into
+// the running state. partial < 0: the item covers all keys of its rows and writes the
+// normalized bf16 output; otherwise it writes its unnormalized state (O, max, sum) to partial
+// rows [partial, partial + n_rows) and a combine item merges those.
+struct AttnWorkItem {
+  int32_t seq;
+  int32_t kv_head;
+  int32_t row_begin;
+  int32_t n_rows;
+  int32_t key_begin;
+  int32_t key_end;
+  int32_t tiles_per_chunk;
+  int32_t partial;
+};
+
+// Merges the partial states of one row tile in increasing chunk order: part c of local row r
+// is partial row `partial + c * n_rows + r`. Parts whose sum is 0 (no key reached the row) are
+// skipped, exactly as the attention kernel skips an empty chunk.
+struct AttnCombineItem {
+  int32_t seq;
+  int32_t kv_head;
+  int32_t row_begin;
+  int32_t n_rows;
+  int32_t n_parts;
+  int32_t partial;
+};
+
+inline constexpr int kAttnKeyTile = 64;  // keys per tile (one shared-memory stage)
+inline constexpr int kAttnRowTile = 64;  // packed query rows per work item (4 warps x 16)
+
+struct AttnParams {
+  const uint16_t* qkv;  // (T, qkv_stride): q heads first
+  int64_t qkv_stride;
+  const uint16_t* k_cache;  // (n_blocks, block_size, n_kv_heads, head_dim)
+  const uint16_t* v_cache;
+  uint16_t* out;  // (T, out_stride), head h at column h * head_dim
+  int64_t out_stride;
+  const int32_t* positions;     // (T)
+  const int32_t* block_tables;  // concatenated
+  const AttnSeq* seqs;
+  const AttnWorkItem* items;
+  int n_items;
+  const AttnCombineItem* combines;
+  int n_combines;
+  float* partial_o;   // (P, head_dim_pad) fp32
+  float* partial_ml;  // (P, 2) fp32: running max (log2 units), running sum
+  int n_heads;
+  int n_kv_heads;
+  int head_dim;
+  int block_size;
+  float scale_log2;  // log2(e) / sqrt(head_dim)
+};
+
+// The padded head dimension the kernels are built for (16, 32, 64, 128), 0 if unsupported.
+int attention_head_dim_pad(int head_dim);
+
+// Runs the work items, then the combine items (if any). Reduces over key positions.
+cudaError_t launch_attention(const AttnParams& p, cudaStream_t stream);
+
+// ---- sampling ---------------------------------------------------------------------------------
+
+struct SampleRowDev {
+  int32_t logit_row;
+  float temperature;
+  int32_t top_k;
+  float top_p;
+  float min_p;
+  int32_t top_logprobs;  // already capped at kSampleMaxTop
+  uint64_t seed;
+  int64_t position;
+  int32_t sorted;  // index of this row in the sorted buffers, or -1
+};
+
+inline constexpr int kSampleMaxTop = 20;
+
+struct SampleOutDev {
+  int32_t token;
+  int32_t n_top;
+  float logprob;
+  double lse;  // log-sum-exp of the raw logits
+  int32_t top_ids[kSampleMaxTop];
+  float top_logprobs[kSampleMaxTop];
+};
+
+// Per row: max, log-sum-exp (double), greedy argmax (ties to the lowest id) and, for sampled
+// rows that need no sorted order, the Gumbel-max token over the whole vocabulary.
+cudaError_t launch_sample_rows(const float* logits, int vocab, const SampleRowDev* rows, int n_rows,
+                               SampleOutDev* out, cudaStream_t stream);
+
+// Sorting support for rows with top-k/top-p/min-p or top logprobs: copies the logits of rows
+// `rows[i].logit_row` for the given sorted indices [first, first + count) into keys (count,
+// vocab) and writes ids 0..vocab-1 into ids, and segment offsets (count + 1).
+cudaError_t launch_sample_gather(const float* logits, int vocab, const SampleRowDev* rows,
+                                 int n_rows, int first_sorted, int count, float* keys, int32_t* ids,
+                                 int32_t* offsets, cudaStream_t stream);
+
+// Sorts each of `count` segments of `vocab` (key, id) pairs by key descending, stable (ties keep
+// ascending ids). temp may be null to query temp_bytes.
+cudaError_t sort_segments_descending(void* temp, size_t& temp_bytes, const float* keys_in,
+                                     float* keys_out, const int32_t* ids_in, int32_t* ids_out,
+                                     int count, int vocab, const int32_t* offsets,
+                                     cudaStream_t stream);
+
+// Finishes the rows whose sorted index lies in [first, first + count): filters (top-k, top-p,
+// min-p) over the sorted candidates, Gumbel-max among the kept ones, top logprobs.
+cudaError_t launch_sample_sorted(const float* logits, const float* sorted_keys,
+                                 const int32_t* sorted_ids, int vocab, const SampleRowDev* rows,
+                                 int n_rows, int first_sorted, int count, SampleOutDev* out,
+                                 cudaStream_t stream);
+
+}  // namespace llm42::cuda

@@ -1,0 +1,312 @@
+// Row kernels: conversions, dummy weights, embedding, RMSNorm (plain and fused with the residual
+// add), Qwen3 qk-norm, RoPE, paged KV write, SwiGLU and row gather.
+//
+// Determinism: no reduction here crosses rows, and every reduction inside a row has one fixed
+// order that depends only on the row length (a fixed block of 256 threads, each summing a fixed
+// stride of elements, then a fixed shuffle tree), never on the number of rows. Arithmetic that
+// the compiler could contract is written with explicit _rn intrinsics, so the same row gives
+// the same bits in any pass.
+#include <cuda_bf16.h>
+
+#include <cmath>
+
+#include "backend/cuda/kernels.h"
+#include "util/hash.h"
+#include "util/numeric.h"
+
+namespace llm42::cuda {
+namespace {
+
+constexpr int kNormThreads = 256;
+
+__device__ __forceinline__ float bf(uint16_t h) { return __uint_as_float(uint32_t{h} << 16); }
+__device__ __forceinline__ uint16_t to_bf(float f) {
+  return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+}
+
+__device__ __forceinline__ float load_as_f32(const void* p, DType t, int64_t i) {
+  switch (t) {
+    case DType::kF32:
+      return static_cast<const float*>(p)[i];
+    case DType::kBF16:
+      return bf(static_cast<const uint16_t*>(p)[i]);
+    default:
+      return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+  }
+}
+
+__device__ __forceinline__ void store_from_f32(void* p, DType t, int64_t i, float v) {
+  switch (t) {
+    case DType::kF32:
+      static_cast<float*>(p)[i] = v;
+      break;
+    case DType::kBF16:
+      static_cast<uint16_t*>(p)[i] = to_bf(v);
+      break;
+    default:
+      static_cast<uint16_t*>(p)[i] = f32_to_f16(v);
+      break;
+  }
+}
+
+__global__ void convert_kernel(const void* src, DType from, void* dst, DType to, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x)
+    store_from_f32(dst, to, i, load_as_f32(src, from, i));
+}
+
+__global__ void fill_random_kernel(void* dst, DType dtype, int64_t n, uint64_t seed,
+                                   bool ones_noise, float scale) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const double u1 = counter_uniform(seed, static_cast<uint64_t>(i), 0);
+    const double u2 = counter_uniform(seed, static_cast<uint64_t>(i), 1);
+    const double z = sqrt(-2.0 * log(u1)) * cos(2.0 * 3.14159265358979323846 * u2);
+    float v = static_cast<float>(z * static_cast<double>(scale));
+    if (ones_noise) v = __fadd_rn(v, 1.0f);
+    store_from_f32(dst, dtype, i, v);
+  }
+}
+
+__global__ void embedding_kernel(const void* table, DType dtype, const int32_t* tokens, int dim,
+                                 uint16_t* out) {
+  const int64_t t = blockIdx.x;
+  const int64_t src = static_cast<int64_t>(tokens[t]) * dim;
+  for (int i = threadIdx.x; i < dim; i += blockDim.x)
+    out[t * dim + i] = dtype == DType::kBF16 ? static_cast<const uint16_t*>(table)[src + i]
+                                             : to_bf(static_cast<const float*>(table)[src + i]);
+}
+
+// Sum over the block of one value per thread: shuffle tree within warps, then warp sums in
+// warp order by thread 0. The order depends only on blockDim (fixed at kNormThreads).
+__device__ float block_sum(float v, float* scratch) {
+  for (int o = 16; o > 0; o >>= 1) v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, o));
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float s = scratch[0];
+    for (int w = 1; w < kNormThreads / 32; ++w) s = __fadd_rn(s, scratch[w]);
+    scratch[kNormThreads / 32] = s;
+  }
+  __syncthreads();
+  return scratch[kNormThreads / 32];
+}
+
+// 1 / sqrt(mean + eps), as the CPU computes it.
+__device__ __forceinline__ float inv_rms(float sum_sq, int n, float eps) {
+  const float ms = __fdiv_rn(sum_sq, static_cast<float>(n));
+  return __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(ms, eps)));
+}
+
+// One block per row; reduces x^2 over dim.
+__global__ void __launch_bounds__(kNormThreads)
+    rmsnorm_kernel(const uint16_t* x, const float* w, float eps, uint16_t* out, int dim) {
+  __shared__ float scratch[kNormThreads / 32 + 1];
+  const uint16_t* xr = x + static_cast<int64_t>(blockIdx.x) * dim;
+  uint16_t* orow = out + static_cast<int64_t>(blockIdx.x) * dim;
+  float acc = 0.0f;
+  for (int i = threadIdx.x; i < dim; i += kNormThreads) {
+    const float v = bf(xr[i]);
+    acc = __fmaf_rn(v, v, acc);
+  }
+  const float inv = inv_rms(block_sum(acc, scratch), dim, eps);
+  for (int i = threadIdx.x; i < dim; i += kNormThreads)
+    orow[i] = to_bf(__fmul_rn(__fmul_rn(bf(xr[i]), inv), w[i]));
+}
+
+// One block per row. The updated residual row is written first and re-read for the output, so
+// `out` may alias `delta`: delta is only read before the block's barrier.
+__global__ void __launch_bounds__(kNormThreads)
+    add_rmsnorm_kernel(uint16_t* residual, const uint16_t* delta, const float* w, float eps,
+                       uint16_t* out, int dim) {
+  __shared__ float scratch[kNormThreads / 32 + 1];
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * dim;
+  float acc = 0.0f;
+  for (int i = threadIdx.x; i < dim; i += kNormThreads) {
+    const uint16_t r = to_bf(__fadd_rn(bf(residual[base + i]), bf(delta[base + i])));
+    residual[base + i] = r;
+    const float v = bf(r);
+    acc = __fmaf_rn(v, v, acc);
+  }
+  const float inv = inv_rms(block_sum(acc, scratch), dim, eps);
+  for (int i = threadIdx.x; i < dim; i += kNormThreads)
+    out[base + i] = to_bf(__fmul_rn(__fmul_rn(bf(residual[base + i]), inv), w[i]));
+}
+
+// One warp per (token, head) of q and k; lanes take a fixed stride of head_dim.
+__global__ void qk_norm_kernel(uint16_t* qkv, int n_tokens, int row_stride, int n_heads,
+                               int n_kv_heads, int head_dim, const float* q_w, const float* k_w,
+                               float eps) {
+  const int heads = n_heads + n_kv_heads;
+  const int64_t item = blockIdx.x * int64_t{blockDim.x / 32} + threadIdx.x / 32;
+  if (item >= static_cast<int64_t>(n_tokens) * heads) return;
+  const int lane = threadIdx.x % 32;
+  const int64_t t = item / heads;
+  const int h = static_cast<int>(item % heads);
+  uint16_t* x = qkv + t * row_stride + static_cast<int64_t>(h) * head_dim;  // k follows q
+  const float* w = h < n_heads ? q_w : k_w;
+  float acc = 0.0f;
+  for (int i = lane; i < head_dim; i += 32) {
+    const float v = bf(x[i]);
+    acc = __fmaf_rn(v, v, acc);
+  }
+  for (int o = 16; o > 0; o >>= 1) acc = __fadd_rn(acc, __shfl_xor_sync(0xffffffffu, acc, o));
+  const float inv = inv_rms(acc, head_dim, eps);
+  for (int i = lane; i < head_dim; i += 32) x[i] = to_bf(__fmul_rn(__fmul_rn(bf(x[i]), inv), w[i]));
+}
+
+__global__ void rope_kernel(uint16_t* qkv, int n_tokens, int row_stride, int n_rot_heads,
+                            int head_dim, bool interleaved, const int32_t* positions,
+                            const float* cos_t, const float* sin_t) {
+  const int half = head_dim / 2;
+  const int64_t total = static_cast<int64_t>(n_tokens) * n_rot_heads * half;
+  for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < total;
+       e += int64_t{gridDim.x} * blockDim.x) {
+    const int i = static_cast<int>(e % half);
+    const int64_t th = e / half;
+    const int h = static_cast<int>(th % n_rot_heads);
+    const int64_t t = th / n_rot_heads;
+    const int64_t p = positions[t];
+    const float c = cos_t[p * half + i], s = sin_t[p * half + i];
+    uint16_t* x = qkv + t * row_stride + static_cast<int64_t>(h) * head_dim;
+    const int a = interleaved ? 2 * i : i;
+    const int b = interleaved ? 2 * i + 1 : i + half;
+    const float x0 = bf(x[a]), x1 = bf(x[b]);
+    x[a] = to_bf(__fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s)));
+    x[b] = to_bf(__fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c)));
+  }
+}
+
+__global__ void kv_write_kernel(const uint16_t* qkv, int row_stride, int k_offset, int kv_dim,
+                                const int32_t* slots, uint16_t* k_cache, uint16_t* v_cache) {
+  const int64_t t = blockIdx.x;
+  const int64_t slot = slots[t];
+  if (slot < 0) return;
+  const uint16_t* k = qkv + t * row_stride + k_offset;
+  for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) {
+    k_cache[slot * kv_dim + i] = k[i];
+    v_cache[slot * kv_dim + i] = k[kv_dim + i];
+  }
+}
+
+__global__ void swiglu_kernel(const uint16_t* gate_up, uint16_t* out, int64_t rows, int f) {
+  const int64_t total = rows * f;
+  for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < total;
+       e += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t r = e / f;
+    const int64_t i = e % f;
+    const float g = bf(gate_up[r * 2 * f + i]);
+    const float u = bf(gate_up[r * 2 * f + f + i]);
+    const float silu = __fdiv_rn(g, __fadd_rn(1.0f, expf(-g)));
+    out[e] = to_bf(__fmul_rn(silu, u));
+  }
+}
+
+__global__ void add_bias_kernel(const float* tmp, const float* bias, void* out, DType out_dtype,
+                                int64_t m, int64_t n) {
+  const int64_t total = m * n;
+  for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < total;
+       e += int64_t{gridDim.x} * blockDim.x)
+    store_from_f32(out, out_dtype, e, __fadd_rn(tmp[e], bias[e % n]));
+}
+
+__global__ void gather_rows_kernel(const uint16_t* x, const int32_t* rows, int64_t row_elems,
+                                   uint16_t* out) {
+  const int64_t r = blockIdx.x;
+  const uint16_t* src = x + static_cast<int64_t>(rows[r]) * row_elems;
+  for (int64_t i = threadIdx.x; i < row_elems; i += blockDim.x) out[r * row_elems + i] = src[i];
+}
+
+int grid_for(int64_t n, int threads) {
+  return static_cast<int>(std::min<int64_t>((n + threads - 1) / threads, 65535 * 8));
+}
+
+}  // namespace
+
+cudaError_t launch_convert(const void* src, DType from, void* dst, DType to, int64_t n,
+                           cudaStream_t stream) {
+  if (n > 0) convert_kernel<<<grid_for(n, 256), 256, 0, stream>>>(src, from, dst, to, n);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_fill_random(void* dst, DType dtype, int64_t n, uint64_t seed, bool ones_noise,
+                               float scale, cudaStream_t stream) {
+  if (n > 0)
+    fill_random_kernel<<<grid_for(n, 256), 256, 0, stream>>>(dst, dtype, n, seed, ones_noise,
+                                                             scale);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_embedding(const void* table, DType table_dtype, const int32_t* tokens,
+                             int n_tokens, int dim, uint16_t* out, cudaStream_t stream) {
+  if (n_tokens > 0)
+    embedding_kernel<<<n_tokens, 256, 0, stream>>>(table, table_dtype, tokens, dim, out);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_rmsnorm(const uint16_t* x, const float* w, float eps, uint16_t* out, int rows,
+                           int dim, cudaStream_t stream) {
+  if (rows > 0) rmsnorm_kernel<<<rows, kNormThreads, 0, stream>>>(x, w, eps, out, dim);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_add_rmsnorm(uint16_t* residual, const uint16_t* delta, const float* w, float eps,
+                               uint16_t* out, int rows, int dim, cudaStream_t stream) {
+  if (rows > 0)
+    add_rmsnorm_kernel<<<rows, kNormThreads, 0, stream>>>(residual, delta, w, eps, out, dim);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_qk_norm(uint16_t* qkv, int n_tokens, int row_stride, int n_heads, int n_kv_heads,
+                           int head_dim, const float* q_w, const float* k_w, float eps,
+                           cudaStream_t stream) {
+  const int64_t warps = static_cast<int64_t>(n_tokens) * (n_heads + n_kv_heads);
+  if (warps > 0)
+    qk_norm_kernel<<<static_cast<int>((warps + 7) / 8), 256, 0, stream>>>(
+        qkv, n_tokens, row_stride, n_heads, n_kv_heads, head_dim, q_w, k_w, eps);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_rope(uint16_t* qkv, int n_tokens, int row_stride, int n_rot_heads, int head_dim,
+                        bool interleaved, const int32_t* positions, const float* cos,
+                        const float* sin, cudaStream_t stream) {
+  const int64_t n = static_cast<int64_t>(n_tokens) * n_rot_heads * (head_dim / 2);
+  if (n > 0)
+    rope_kernel<<<grid_for(n, 256), 256, 0, stream>>>(qkv, n_tokens, row_stride, n_rot_heads,
+                                                      head_dim, interleaved, positions, cos, sin);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_kv_write(const uint16_t* qkv, int n_tokens, int row_stride, int k_offset,
+                            int kv_dim, const int32_t* slots, uint16_t* k_cache, uint16_t* v_cache,
+                            cudaStream_t stream) {
+  if (n_tokens > 0)
+    kv_write_kernel<<<n_tokens, 256, 0, stream>>>(qkv, row_stride, k_offset, kv_dim, slots, k_cache,
+                                                  v_cache);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_swiglu(const uint16_t* gate_up, uint16_t* out, int rows, int f,
+                          cudaStream_t stream) {
+  const int64_t n = static_cast<int64_t>(rows) * f;
+  if (n > 0) swiglu_kernel<<<grid_for(n, 256), 256, 0, stream>>>(gate_up, out, rows, f);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_add_bias(const float* tmp, const float* bias, void* out, DType out_dtype,
+                            int64_t m, int64_t n, cudaStream_t stream) {
+  if (m * n > 0)
+    add_bias_kernel<<<grid_for(m * n, 256), 256, 0, stream>>>(tmp, bias, out, out_dtype, m, n);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_gather_rows(const void* x, const int32_t* rows, int n_rows, int64_t row_bytes,
+                               void* out, cudaStream_t stream) {
+  if (n_rows > 0)
+    gather_rows_kernel<<<n_rows, 256, 0, stream>>>(static_cast<const uint16_t*>(x), rows,
+                                                   row_bytes / 2, static_cast<uint16_t*>(out));
+  return cudaGetLastError();
+}
+
+}  // namespace llm42::cuda

@@ -1,0 +1,368 @@
+// Every CUDA kernel against its CPU twin (CpuBackend with bf16 activations, or the cpu:: free
+// functions), on random non-zero inputs, with the GPU output poisoned (NaN) before each run.
+// Kernels whose arithmetic is the CPU's, operation for operation (copies, conversions, RoPE),
+// must match bit for bit; reductions must match within the relative-error tolerances of
+// cuda_test_util.h.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <numeric>
+
+#include "backend/cpu/kernels.h"
+#include "cuda_test_util.h"
+#include "engine/sampler.h"
+
+namespace llm42::test {
+namespace {
+
+struct SeqSpec {
+  int pos_begin;
+  int q_len;
+};
+
+// A pass over `specs` with blocks drawn from a shuffled pool of n_blocks.
+PassInput make_pass(const std::vector<SeqSpec>& specs, int block_size, int n_blocks, int vocab,
+                    uint32_t seed, Schedule s) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> pool(static_cast<size_t>(n_blocks));
+  std::iota(pool.begin(), pool.end(), 0);
+  std::shuffle(pool.begin(), pool.end(), rng);
+  size_t next_block = 0;
+  PassInput p;
+  p.schedule = s;
+  for (const SeqSpec& sp : specs) {
+    PassSeq q;
+    q.q_begin = p.n_tokens();
+    q.q_len = sp.q_len;
+    q.pos_begin = sp.pos_begin;
+    q.block_begin = static_cast<int32_t>(p.block_tables.size());
+    q.n_blocks = (sp.pos_begin + sp.q_len + block_size - 1) / block_size;
+    for (int b = 0; b < q.n_blocks; ++b) p.block_tables.push_back(pool.at(next_block++));
+    for (int i = 0; i < sp.q_len; ++i) {
+      const int pos = sp.pos_begin + i;
+      p.tokens.push_back(static_cast<int32_t>(rng() % vocab));
+      p.positions.push_back(pos);
+      p.slots.push_back(p.block_tables[q.block_begin + pos / block_size] * block_size +
+                        pos % block_size);
+    }
+    p.seqs.push_back(q);
+  }
+  for (int r = 0; r < p.n_tokens(); r += 3) p.logit_rows.push_back(r);
+  return p;
+}
+
+// One layer of KV cache on both backends with the same (bf16-rounded) random contents.
+struct TwinCache {
+  std::vector<float> k_host, v_host;
+  DevTensor k_dev, v_dev;
+  KvCache cpu, gpu;
+};
+
+TwinCache make_cache(int n_blocks, int block_size, int n_kv_heads, int head_dim, uint32_t seed) {
+  TwinCache c;
+  const size_t n = static_cast<size_t>(n_blocks) * block_size * n_kv_heads * head_dim;
+  c.k_host = rounded(random_vec(n, seed));
+  c.v_host = rounded(random_vec(n, seed + 1));
+  c.k_dev = upload(c.k_host, DType::kBF16, {n_blocks, block_size, n_kv_heads, head_dim});
+  c.v_dev = upload(c.v_host, DType::kBF16, {n_blocks, block_size, n_kv_heads, head_dim});
+  for (KvCache* kv : {&c.cpu, &c.gpu}) {
+    kv->n_layers = 1;
+    kv->n_blocks = n_blocks;
+    kv->block_size = block_size;
+    kv->n_kv_heads = n_kv_heads;
+    kv->head_dim = head_dim;
+  }
+  c.cpu.dtype = DType::kF32;
+  c.cpu.k = {host_tensor(c.k_host, {n_blocks, block_size, n_kv_heads, head_dim})};
+  c.cpu.v = {host_tensor(c.v_host, {n_blocks, block_size, n_kv_heads, head_dim})};
+  c.gpu.dtype = DType::kBF16;
+  c.gpu.k = {c.k_dev.t};
+  c.gpu.v = {c.v_dev.t};
+  return c;
+}
+
+class CudaKernels : public ::testing::Test {
+ protected:
+  void SetUp() override { LLM42_REQUIRE_GPU(); }
+};
+
+TEST_F(CudaKernels, ConvertAndFillRandom) {
+  const std::vector<float> src = random_vec(10007, 1, 3.0f);
+  DevTensor bf = upload(src, DType::kBF16, {10007});
+  std::vector<uint16_t> want(src.size());
+  for (size_t i = 0; i < src.size(); ++i) want[i] = f32_to_bf16(src[i]);
+  EXPECT_EQ(download_bits(bf.t), want) << "f32 -> bf16 must round to nearest even like the CPU";
+
+  std::vector<uint16_t> f16(src.size());
+  for (size_t i = 0; i < src.size(); ++i) f16[i] = f32_to_f16(src[i]);
+  DevTensor from_f16 = dev_tensor(DType::kBF16, {10007});
+  gpu().upload_convert(f16.data(), DType::kF16, from_f16.t);
+  for (size_t i = 0; i < src.size(); ++i) want[i] = f32_to_bf16(f16_to_f32(f16[i]));
+  EXPECT_EQ(download_bits(from_f16.t), want) << "f16 -> bf16";
+
+  // Dummy weights: Box-Muller in double on both sides; libm and CUDA may differ in the last
+  // ulp of log/cos, far below fp32 resolution.
+  for (RandomInit init : {RandomInit::kNormal, RandomInit::kOnesNoise, RandomInit::kBias}) {
+    DevTensor d = dev_tensor(DType::kF32, {4099});
+    poison(d.t);
+    gpu().fill_random(d.t, 1234, init, 0.5f);
+    std::vector<float> ref(4099);
+    cpu_bf16().fill_random(host_tensor(ref, {4099}), 1234, init, 0.5f);
+    EXPECT_LT(rel_error(download(d.t), ref), 1e-6);
+  }
+}
+
+TEST_F(CudaKernels, EmbeddingAndGather) {
+  const int vocab = 300, dim = 96;
+  std::vector<float> table = rounded(random_vec(static_cast<size_t>(vocab) * dim, 2));
+  DevTensor table_d = upload(table, DType::kBF16, {vocab, dim});
+  TwinCache cache = make_cache(64, 16, 2, 16, 3);
+  const PassInput pass =
+      make_pass({{0, 17}, {40, 1}, {5, 9}}, 16, 64, vocab, 4, Schedule::kCanonical);
+  const int t = pass.n_tokens(), r = static_cast<int>(pass.logit_rows.size());
+  gpu().begin_pass(pass, cache.gpu);
+  cpu_bf16().begin_pass(pass, cache.cpu);
+
+  DevTensor out = dev_tensor(DType::kBF16, {t, dim});
+  poison(out.t);
+  gpu().embedding(table_d.t, out.t);
+  std::vector<float> ref(static_cast<size_t>(t) * dim);
+  cpu_bf16().embedding(host_tensor(table, {vocab, dim}), host_tensor(ref, {t, dim}));
+  EXPECT_EQ(download(out.t), ref);
+
+  DevTensor gathered = dev_tensor(DType::kBF16, {r, dim});
+  poison(gathered.t);
+  gpu().gather_logit_rows(out.t, gathered.t);
+  std::vector<float> ref_g(static_cast<size_t>(r) * dim);
+  cpu_bf16().gather_logit_rows(host_tensor(ref, {t, dim}), host_tensor(ref_g, {r, dim}));
+  EXPECT_EQ(download(gathered.t), ref_g);
+}
+
+TEST_F(CudaKernels, RmsNormAndFusedAdd) {
+  for (int dim : {64, 1000, 4096, 5120}) {
+    const int rows = 7;
+    const size_t n = static_cast<size_t>(rows) * dim;
+    std::vector<float> x = rounded(random_vec(n, 10 + dim, 2.0f));
+    std::vector<float> d = rounded(random_vec(n, 20 + dim));
+    std::vector<float> w = random_vec(static_cast<size_t>(dim), 30 + dim, 0.3f);
+    for (float& v : w) v += 1.0f;
+    DevTensor x_d = upload(x, DType::kBF16, {rows, dim});
+    DevTensor d_d = upload(d, DType::kBF16, {rows, dim});
+    DevTensor w_d = upload(w, DType::kF32, {dim});
+    DevTensor out = dev_tensor(DType::kBF16, {rows, dim});
+    poison(out.t);
+    gpu().rmsnorm(x_d.t, w_d.t, 1e-5f, out.t, Schedule::kCanonical);
+    std::vector<float> ref(n);
+    cpu_bf16().rmsnorm(host_tensor(x, {rows, dim}), host_tensor(w, {dim}), 1e-5f,
+                       host_tensor(ref, {rows, dim}), Schedule::kCanonical);
+    EXPECT_LT(rel_error(download(out.t), ref), kBf16Out) << "rmsnorm dim " << dim;
+
+    // Fused residual add with the output aliasing delta, as the model calls it.
+    gpu().add_rmsnorm(x_d.t, d_d.t, w_d.t, 1e-5f, d_d.t, Schedule::kCanonical);
+    cpu_bf16().add_rmsnorm(host_tensor(x, {rows, dim}), host_tensor(d, {rows, dim}),
+                           host_tensor(w, {dim}), 1e-5f, host_tensor(d, {rows, dim}),
+                           Schedule::kCanonical);
+    EXPECT_EQ(download(x_d.t), x) << "residual x + delta, rounded once to bf16, dim " << dim;
+    EXPECT_LT(rel_error(download(d_d.t), d), kBf16Out) << "add_rmsnorm dim " << dim;
+  }
+}
+
+TEST_F(CudaKernels, QkNormRopeKvWriteSwiglu) {
+  struct Geo {
+    int heads, kv_heads, head_dim;
+  };
+  for (const Geo g : {Geo{4, 2, 32}, Geo{32, 8, 128}, Geo{8, 4, 8}}) {
+    for (RopeLayout layout : {RopeLayout::kHalf, RopeLayout::kInterleaved}) {
+      const QkvLayout ql{g.heads, g.kv_heads, g.head_dim};
+      TwinCache cache = make_cache(128, 16, g.kv_heads, g.head_dim, 40);
+      const PassInput pass =
+          make_pass({{0, 33}, {200, 1}, {17, 16}}, 16, 128, 100, 41, Schedule::kCanonical);
+      const int t = pass.n_tokens();
+      gpu().begin_pass(pass, cache.gpu);
+      cpu_bf16().begin_pass(pass, cache.cpu);
+      std::vector<float> qkv = rounded(random_vec(static_cast<size_t>(t) * ql.row(), 42));
+      DevTensor qkv_d = upload(qkv, DType::kBF16, {t, ql.row()});
+      Tensor qkv_h = host_tensor(qkv, {t, ql.row()});
+
+      std::vector<float> qw = random_vec(static_cast<size_t>(g.head_dim), 43, 0.2f);
+      std::vector<float> kw = random_vec(static_cast<size_t>(g.head_dim), 44, 0.2f);
+      for (float& v : qw) v += 1.0f;
+      for (float& v : kw) v += 1.0f;
+      DevTensor qw_d = upload(qw, DType::kF32, {g.head_dim});
+      DevTensor kw_d = upload(kw, DType::kF32, {g.head_dim});
+      gpu().qk_norm(qkv_d.t, ql, qw_d.t, kw_d.t, 1e-6f, Schedule::kCanonical);
+      cpu_bf16().qk_norm(qkv_h, ql, host_tensor(qw, {g.head_dim}), host_tensor(kw, {g.head_dim}),
+                         1e-6f, Schedule::kCanonical);
+      std::vector<float> got = download(qkv_d.t);
+      EXPECT_LT(rel_error(got, qkv), kBf16Out) << "qk_norm head_dim " << g.head_dim;
+      // Continue from identical inputs so RoPE can be compared bit for bit.
+      qkv = got;
+      qkv_d = upload(qkv, DType::kBF16, {t, ql.row()});
+      qkv_h = host_tensor(qkv, {t, ql.row()});
+
+      ModelConfig mc;
+      mc.head_dim = g.head_dim;
+      mc.rope_theta = 500000.0;
+      mc.rope_layout = layout;
+      std::vector<Buffer> rope_storage_gpu, rope_storage_cpu;
+      const RopeTable table_gpu = make_rope_table(gpu(), mc, 512, rope_storage_gpu);
+      const RopeTable table_cpu = make_rope_table(cpu_bf16(), mc, 512, rope_storage_cpu);
+      gpu().rope(qkv_d.t, ql, table_gpu);
+      cpu_bf16().rope(qkv_h, ql, table_cpu);
+      EXPECT_EQ(download(qkv_d.t), qkv) << "RoPE performs the CPU's fp32 operations";
+
+      poison(cache.k_dev.t);
+      poison(cache.v_dev.t);
+      gpu().kv_write(qkv_d.t, ql, cache.gpu, 0);
+      cpu_bf16().kv_write(qkv_h, ql, cache.cpu, 0);
+      std::vector<float> k_got = download(cache.k_dev.t), v_got = download(cache.v_dev.t);
+      const size_t kv = static_cast<size_t>(ql.kv_dim());
+      for (int32_t slot : pass.slots) {
+        for (size_t i = 0; i < kv; ++i) {
+          ASSERT_EQ(k_got[slot * kv + i], cache.k_host[slot * kv + i]) << "slot " << slot;
+          ASSERT_EQ(v_got[slot * kv + i], cache.v_host[slot * kv + i]) << "slot " << slot;
+        }
+      }
+    }
+  }
+  const int rows = 9, f = 1536;
+  std::vector<float> gu = rounded(random_vec(static_cast<size_t>(rows) * 2 * f, 50, 2.0f));
+  DevTensor gu_d = upload(gu, DType::kBF16, {rows, 2 * f});
+  DevTensor out = dev_tensor(DType::kBF16, {rows, f});
+  poison(out.t);
+  gpu().swiglu(gu_d.t, out.t);
+  std::vector<float> ref(static_cast<size_t>(rows) * f);
+  cpu_bf16().swiglu(host_tensor(gu, {rows, 2 * f}), host_tensor(ref, {rows, f}));
+  EXPECT_LT(rel_error(download(out.t), ref), kBf16Out) << "swiglu";
+}
+
+TEST_F(CudaKernels, MatmulBothLanes) {
+  struct Shape {
+    int m, n, k;
+  };
+  for (const Shape sh : {Shape{1, 64, 64}, Shape{7, 300, 96}, Shape{33, 1024, 4096},
+                         Shape{128, 4096, 1024}, Shape{5, 4096, 14336}}) {
+    const std::vector<float> x = rounded(random_vec(static_cast<size_t>(sh.m) * sh.k, sh.k));
+    const std::vector<float> w =
+        rounded(random_vec(static_cast<size_t>(sh.n) * sh.k, sh.n, 1.0f / std::sqrt(float(sh.k))));
+    const std::vector<float> bias = random_vec(static_cast<size_t>(sh.n), 7, 0.1f);
+    DevTensor x_d = upload(x, DType::kBF16, {sh.m, sh.k});
+    DevTensor w_d = upload(w, DType::kBF16, {sh.n, sh.k});
+    DevTensor b_d = upload(bias, DType::kF32, {sh.n});
+    for (bool with_bias : {false, true}) {
+      std::vector<float> ref(static_cast<size_t>(sh.m) * sh.n);
+      cpu::gemm(x.data(), w.data(), DType::kF32, with_bias ? bias.data() : nullptr, ref.data(),
+                sh.m, sh.n, sh.k, 1, 4);
+      for (DType out_t : {DType::kBF16, DType::kF32}) {
+        for (Schedule s : {Schedule::kFast, Schedule::kCanonical}) {
+          DevTensor out = dev_tensor(out_t, {sh.m, sh.n});
+          poison(out.t);
+          gpu().matmul(x_d.t, w_d.t, with_bias ? &b_d.t : nullptr, out.t, s);
+          const double err = rel_error(download(out.t), ref);
+          EXPECT_LT(err, out_t == DType::kF32 ? kF32Out : kBf16Out)
+              << "M " << sh.m << " N " << sh.n << " K " << sh.k << " out " << dtype_name(out_t)
+              << " bias " << with_bias << " " << schedule_name(s);
+        }
+      }
+    }
+  }
+}
+
+TEST_F(CudaKernels, AttentionAgainstCpu) {
+  struct Geo {
+    int heads, kv_heads, head_dim;
+  };
+  const int block_size = 16, n_blocks = 160;
+  // A prefill chunk from 0, a later chunk, a decode row at position 0, a decode row deep in
+  // the context, a verification window, and a prefill that crosses canonical chunks.
+  const std::vector<SeqSpec> specs = {{0, 70}, {100, 37}, {0, 1}, {700, 1}, {520, 16}, {300, 290}};
+  for (const Geo g : {Geo{4, 2, 16}, Geo{8, 4, 8}, Geo{4, 2, 32}, Geo{6, 3, 40}, Geo{8, 8, 64},
+                      Geo{32, 8, 128}}) {
+    const QkvLayout ql{g.heads, g.kv_heads, g.head_dim};
+    TwinCache cache = make_cache(n_blocks, block_size, g.kv_heads, g.head_dim, 60 + g.head_dim);
+    const PassInput pass = make_pass(specs, block_size, n_blocks, 100, 61, Schedule::kCanonical);
+    const int t = pass.n_tokens();
+    std::vector<float> qkv = rounded(random_vec(static_cast<size_t>(t) * ql.row(), 62));
+    DevTensor qkv_d = upload(qkv, DType::kBF16, {t, ql.row()});
+    cpu_bf16().begin_pass(pass, cache.cpu);
+    std::vector<float> ref(static_cast<size_t>(t) * ql.q_dim());
+    cpu_bf16().attention(host_tensor(qkv, {t, ql.row()}), ql, cache.cpu, 0,
+                         host_tensor(ref, {t, ql.q_dim()}), Schedule::kCanonical);
+    for (Schedule s : {Schedule::kCanonical, Schedule::kFast}) {
+      for (cuda::SplitPolicy policy :
+           {cuda::SplitPolicy::kAuto, cuda::SplitPolicy::kNever, cuda::SplitPolicy::kAlways}) {
+        gpu().set_attention_split_policy(policy);
+        gpu().begin_pass(pass, cache.gpu);
+        DevTensor out = dev_tensor(DType::kBF16, {t, ql.q_dim()});
+        poison(out.t);
+        gpu().attention(qkv_d.t, ql, cache.gpu, 0, out.t, s);
+        EXPECT_LT(rel_error(download(out.t), ref), kAttention)
+            << "heads " << g.heads << "/" << g.kv_heads << " head_dim " << g.head_dim << " "
+            << schedule_name(s) << " split policy " << static_cast<int>(policy);
+      }
+    }
+  }
+  gpu().set_attention_split_policy(cuda::SplitPolicy::kAuto);
+}
+
+TEST_F(CudaKernels, SamplingMatchesCpuSampler) {
+  for (int vocab : {1000, 128256}) {
+    std::vector<SampleRow> rows;
+    auto add = [&](float temp, int top_k, float top_p, float min_p, int top_logprobs) {
+      SampleRow r;
+      r.logit_row = static_cast<int32_t>(rows.size());
+      r.temperature = temp;
+      r.top_k = top_k;
+      r.top_p = top_p;
+      r.min_p = min_p;
+      r.seed = 1000 + rows.size();
+      r.position = 17 + static_cast<int64_t>(rows.size()) * 31;
+      r.top_logprobs = top_logprobs;
+      rows.push_back(r);
+    };
+    for (int rep = 0; rep < 5; ++rep) {
+      add(0.0f, 0, 1.0f, 0.0f, 0);
+      add(0.0f, 0, 1.0f, 0.0f, 5);
+      add(0.8f, 0, 1.0f, 0.0f, 0);
+      add(1.0f, 40, 1.0f, 0.0f, 0);
+      add(0.7f, 0, 0.9f, 0.0f, 2);
+      add(1.2f, 0, 1.0f, 0.05f, 0);
+      add(0.9f, 100, 0.8f, 0.02f, 20);
+      add(1.0f, 0, 1.0f, 0.0f, 20);
+    }
+    const int r = static_cast<int>(rows.size());  // 40 rows: more than one sort chunk
+    std::vector<float> logits = random_vec(static_cast<size_t>(r) * vocab, 70 + vocab, 3.0f);
+    // A tie for the greedy maximum in row 0: the lower id must win.
+    auto mx = std::max_element(logits.begin(), logits.begin() + vocab);
+    logits[37] = *mx;
+    logits[vocab - 3] = *mx;
+    DevTensor logits_d = upload(logits, DType::kF32, {r, vocab});
+    std::vector<SampleResult> got;
+    gpu().sample(logits_d.t, rows, got);
+    ASSERT_EQ(got.size(), rows.size());
+    for (int i = 0; i < r; ++i) {
+      const SampleRow& row = rows[static_cast<size_t>(i)];
+      SamplingParams p;
+      p.temperature = row.temperature;
+      p.top_k = row.top_k;
+      p.top_p = row.top_p;
+      p.min_p = row.min_p;
+      p.top_logprobs = row.top_logprobs;
+      const SampledToken want = sample_token(logits.data() + static_cast<size_t>(i) * vocab, vocab,
+                                             p, row.seed, row.position, TokenHistory{});
+      const SampleResult& o = got[static_cast<size_t>(i)];
+      EXPECT_EQ(o.token, want.id) << "vocab " << vocab << " row " << i << " temp "
+                                  << row.temperature << " top_k " << row.top_k << " top_p "
+                                  << row.top_p << " min_p " << row.min_p;
+      EXPECT_NEAR(o.logprob, want.logprob, 1e-5) << "row " << i;
+      ASSERT_EQ(o.n_top, static_cast<int>(want.top.size())) << "row " << i;
+      for (int j = 0; j < o.n_top; ++j) {
+        EXPECT_EQ(o.top_ids[j], want.top[static_cast<size_t>(j)].first) << "row " << i;
+        EXPECT_NEAR(o.top_logprobs[j], want.top[static_cast<size_t>(j)].second, 1e-5);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace llm42::test

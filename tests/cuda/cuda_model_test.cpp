@@ -1,0 +1,385 @@
+// End to end on the CUDA backend: the test models of shared/models against their golden
+// outputs and against the CPU backend with bf16 activations, and the DVR determinism suite of
+// the engine (tests/unit/engine_determinism_test.cpp) on dummy weights on the GPU.
+//
+// Tolerances. Golden logits are fp32 (transformers on CPU); the GPU keeps activations in bf16,
+// rounding about ten times per layer, each a relative error of at most u = 2^-9 per element, so
+// the logits carry a relative L2 error of order sqrt(10 * layers) * u / sqrt(3): ~7e-3 for the
+// 2-layer tiny models, ~1e-2 for the 5-layer stories260K. kGoldenTol = 5e-2 leaves a margin of
+// 5. Against the CPU backend rounding at the same points, only the summation order differs,
+// which moves a value across a bf16 rounding boundary now and then: kCpuBf16Tol = 2e-2.
+// Greedy ids must equal the golden ones until the first difference, and that difference is only
+// accepted at a near tie: where the GPU's own top-2 logit gap is under kTieGap (a few times the
+// logit error above; the smallest golden gaps are 0.0097 to 0.042, README of shared/models).
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "../unit/engine_harness.cpp"  // the determinism harness, shared with tests/unit
+#include "../unit/test_util.h"
+#include "cuda_test_util.h"
+#include "engine/engine.h"
+#include "model/checkpoint.h"
+#include "model/weights.h"
+#include "util/mapped_file.h"
+
+namespace llm42::test {
+namespace {
+
+constexpr double kGoldenTol = 5e-2;
+constexpr double kCpuBf16Tol = 2e-2;
+constexpr float kTieGap = 0.1f;
+
+struct Golden {
+  std::vector<int32_t> input_ids;  // (batch, seq)
+  int batch = 0, seq = 0, vocab = 0;
+  std::vector<float> logits;    // (batch, seq, vocab)
+  std::vector<int32_t> greedy;  // continuation of input_ids[0]
+};
+
+// A minimal safetensors reader for the golden files (8-byte header size, JSON header, data).
+Golden read_golden(const std::string& path) {
+  const std::string bytes = read_file(path);
+  uint64_t header_len = 0;
+  std::memcpy(&header_len, bytes.data(), 8);
+  const nlohmann::json h = nlohmann::json::parse(bytes.substr(8, header_len));
+  const char* data = bytes.data() + 8 + header_len;
+  auto get = [&](const char* name, auto& out, std::vector<int64_t>& shape) {
+    const auto& t = h.at(name);
+    shape = t.at("shape").get<std::vector<int64_t>>();
+    const auto off = t.at("data_offsets").get<std::vector<size_t>>();
+    out.resize((off[1] - off[0]) / sizeof(out[0]));
+    std::memcpy(out.data(), data + off[0], off[1] - off[0]);
+  };
+  Golden g;
+  std::vector<int64_t> shape;
+  get("input_ids", g.input_ids, shape);
+  g.batch = static_cast<int>(shape[0]);
+  g.seq = static_cast<int>(shape[1]);
+  get("logits", g.logits, shape);
+  g.vocab = static_cast<int>(shape[2]);
+  get("greedy_ids", g.greedy, shape);
+  return g;
+}
+
+// Logits of every position of one unpadded sequence, in one canonical prefill pass.
+std::vector<float> prefill_logits(Backend& backend, Transformer& model,
+                                  const std::vector<int32_t>& ids) {
+  std::vector<Buffer> storage;
+  const KvCache cache = allocate_kv_cache(backend, model.config(), 32, 16, storage);
+  PassInput p;
+  p.schedule = Schedule::kCanonical;
+  p.tokens = ids;
+  PassSeq s;
+  s.q_len = static_cast<int>(ids.size());
+  s.n_blocks = (s.q_len + 15) / 16;
+  for (int b = 0; b < s.n_blocks; ++b) p.block_tables.push_back(b);
+  for (int i = 0; i < s.q_len; ++i) {
+    p.positions.push_back(i);
+    p.slots.push_back(i);
+    p.logit_rows.push_back(i);
+  }
+  p.seqs.push_back(s);
+  const Tensor logits = model.forward(p, cache);
+  std::vector<float> out(static_cast<size_t>(logits.numel()));
+  backend.copy_to_host(out.data(), logits.data, out.size() * sizeof(float));
+  return out;
+}
+
+struct Generated {
+  std::vector<int32_t> ids;
+  std::vector<float> gaps;  // top-1 minus top-2 logit at each step
+};
+
+Generated greedy(Transformer& model, const std::vector<int32_t>& prompt, int n) {
+  EngineConfig c;
+  c.mode = DeterminismMode::kGlobal;
+  c.num_blocks = 64;
+  Engine engine(model, c, nullptr);
+  Request r;
+  r.prompt = prompt;
+  r.max_tokens = n;
+  r.sampling.temperature = 0;
+  r.sampling.top_logprobs = 2;
+  r.logprobs = true;
+  r.ignore_eos = true;
+  r.detokenize = false;
+  Generated g;
+  engine.add_request(r, [&](RequestOutput&& o) {
+    g.ids.insert(g.ids.end(), o.tokens.begin(), o.tokens.end());
+    for (const TokenLogprob& lp : o.logprobs)
+      g.gaps.push_back(lp.top.size() >= 2 ? lp.top[0].second - lp.top[1].second : 1e9f);
+  });
+  engine.run_until_idle();
+  return g;
+}
+
+// Equal to `want` up to a first difference that falls on a near tie (then nothing after it is
+// compared: the sequences have legitimately parted).
+void expect_greedy_matches(const Generated& got, const std::vector<int32_t>& want,
+                           const std::string& what) {
+  ASSERT_EQ(got.ids.size(), want.size()) << what;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (got.ids[i] == want[i]) continue;
+    std::printf("[golden] %s: first greedy difference at step %zu of %zu, GPU top-2 gap %.4f\n",
+                what.c_str(), i, want.size(), got.gaps[i]);
+    EXPECT_LT(got.gaps[i], kTieGap) << what << ": greedy id " << got.ids[i] << " != golden "
+                                    << want[i] << " at step " << i << " with a clear top-2 gap";
+    return;
+  }
+  std::printf("[golden] %s: all %zu greedy ids equal the golden ones\n", what.c_str(), want.size());
+}
+
+class CudaGolden : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { LLM42_REQUIRE_GPU(); }
+};
+
+TEST_P(CudaGolden, LogitsAndGreedyIds) {
+  LLM42_SHARED_OR_SKIP(dir, "models/" + GetParam());
+  const Golden g = read_golden(dir + "/golden.safetensors");
+  const Checkpoint ckpt = load_checkpoint(dir);
+  Transformer gpu_model(gpu(), load_weights(gpu(), ckpt, DType::kBF16), 256, 256);
+  BackendOptions o;
+  o.threads = 0;
+  o.round_activations_bf16 = true;
+  CpuBackend cpu(o);
+  // The CPU twin holds the same bf16 weights (its GEMM widens them exactly).
+  Transformer cpu_model(cpu, load_weights(cpu, ckpt, DType::kBF16), 256, 256);
+
+  double worst_golden = 0.0, worst_cpu = 0.0;
+  for (int b = 0; b < g.batch; ++b) {
+    const std::vector<int32_t> ids(g.input_ids.begin() + b * g.seq,
+                                   g.input_ids.begin() + (b + 1) * g.seq);
+    const std::vector<float> got = prefill_logits(gpu(), gpu_model, ids);
+    const std::vector<float> want(
+        g.logits.begin() + static_cast<ptrdiff_t>(b) * g.seq * g.vocab,
+        g.logits.begin() + static_cast<ptrdiff_t>(b + 1) * g.seq * g.vocab);
+    const std::vector<float> cpu_logits = prefill_logits(cpu, cpu_model, ids);
+    worst_golden = std::max(worst_golden, rel_error(got, want));
+    worst_cpu = std::max(worst_cpu, rel_error(got, cpu_logits));
+  }
+  std::printf("[golden] %s: logits rel. L2 error vs golden fp32 %.2e, vs CPU bf16 %.2e\n",
+              GetParam().c_str(), worst_golden, worst_cpu);
+  RecordProperty("rel_error_vs_golden", fmt::format("{:.3e}", worst_golden));
+  RecordProperty("rel_error_vs_cpu_bf16", fmt::format("{:.3e}", worst_cpu));
+  EXPECT_LT(worst_golden, kGoldenTol);
+  EXPECT_LT(worst_cpu, kCpuBf16Tol);
+
+  // Greedy continuation: stories from BOS; tiny models continue input_ids[0].
+  const bool stories = GetParam().find("stories") != std::string::npos;
+  const std::vector<int32_t> prompt =
+      stories ? std::vector<int32_t>{1}
+              : std::vector<int32_t>(g.input_ids.begin(), g.input_ids.begin() + g.seq);
+  expect_greedy_matches(greedy(gpu_model, prompt, static_cast<int>(g.greedy.size())), g.greedy,
+                        GetParam());
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, CudaGolden,
+                         ::testing::Values("tiny-llama3", "tiny-qwen2", "tiny-qwen3",
+                                           "tiny-mistral", "stories260K-hf"),
+                         [](const auto& p) {
+                           std::string n = p.param;
+                           for (char& c : n)
+                             if (c == '-') c = '_';
+                           return n;
+                         });
+
+// stories260K in its llama2.c and GGUF files: the first 40 greedy ids from BOS.
+TEST(CudaStories, GreedyFromBos) {
+  LLM42_REQUIRE_GPU();
+  LLM42_SHARED_OR_SKIP(dir, "models/stories260K");
+  const std::string text = read_file(dir + "/golden/greedy_ids_from_bos_40.txt");
+  std::vector<int32_t> want;
+  std::stringstream ss(text.substr(text.find('[') + 1, text.find(']') - text.find('[') - 1));
+  for (std::string item; std::getline(ss, item, ',');) want.push_back(std::stoi(item));
+  ASSERT_EQ(want.size(), 40u);
+  for (const char* file : {"stories260K.bin", "stories260K-f32.gguf"}) {
+    const Checkpoint ckpt = load_checkpoint(dir + "/" + file);
+    Transformer model(gpu(), load_weights(gpu(), ckpt, DType::kBF16), 512, 512);
+    expect_greedy_matches(greedy(model, {1}, 40), want, file);
+  }
+}
+
+// ---- DVR determinism on the GPU -------------------------------------------------------------
+
+ModelConfig llama31_8b() {
+  ModelConfig c;
+  c.arch = Architecture::kLlama;
+  c.vocab_size = 128256;
+  c.dim = 4096;
+  c.n_layers = 32;
+  c.n_heads = 32;
+  c.n_kv_heads = 8;
+  c.head_dim = 128;
+  c.ffn_dim = 14336;
+  c.max_seq_len = 2048;
+  c.norm_eps = 1e-5f;
+  c.rope_theta = 500000.0;
+  c.rope_scaling.type = RopeScaling::Type::kLlama3;
+  c.rope_scaling.factor = 8.0;
+  c.rope_scaling.low_freq_factor = 1.0;
+  c.rope_scaling.high_freq_factor = 4.0;
+  c.rope_scaling.original_max_position_embeddings = 8192;
+  c.rope_layout = RopeLayout::kHalf;
+  c.bos_id = 128000;
+  c.eos_ids = {128001, 128009};
+  c.weights_dtype = DType::kBF16;
+  return c;
+}
+
+// A model small enough to run the whole scenario list: Llama-shaped, GQA 4:1, head_dim 64.
+ModelConfig mid_config() {
+  ModelConfig c = llama31_8b();
+  c.vocab_size = 4096;
+  c.dim = 1024;
+  c.n_layers = 4;
+  c.n_heads = 16;
+  c.n_kv_heads = 4;
+  c.head_dim = 64;
+  c.ffn_dim = 2816;
+  c.bos_id = 1;
+  c.eos_ids = {2};
+  return c;
+}
+
+TestModel make_gpu_model(const ModelConfig& c) {
+  TestModel m;
+  BackendOptions o;
+  o.device = "cuda";
+  m.backend = make_backend(o);
+  ModelWeights w = dummy_weights(*m.backend, c, DType::kBF16, 11);
+  w.config = c;
+  m.model = std::make_unique<Transformer>(*m.backend, std::move(w), 2048, 2048);
+  return m;
+}
+
+EngineConfig dvr_config() {
+  EngineConfig c;
+  c.mode = DeterminismMode::kDvr;
+  c.window = 16;
+  c.group = 4;
+  c.max_num_seqs = 32;
+  c.max_num_batched_tokens = 512;
+  c.prefill_chunk = 64;
+  c.num_blocks = 1024;
+  c.check_integrity = true;
+  return c;
+}
+
+int count_mismatches(const std::vector<Outcome>& got, const std::vector<Outcome>& ref,
+                     std::string* first) {
+  int bad = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const int at = first_mismatch(got[i], ref[i]);
+    if (at < 0) continue;
+    if (bad++ == 0 && first != nullptr)
+      *first = fmt::format("request {} first differs at output position {}", i, at);
+  }
+  return bad;
+}
+
+struct DvrCase {
+  const char* name;
+  bool full_size;
+};
+
+class CudaDvr : public ::testing::TestWithParam<DvrCase> {
+ protected:
+  void SetUp() override { LLM42_REQUIRE_GPU(); }
+};
+
+TEST_P(CudaDvr, DeterministicRequestsIdenticalAcrossLoads) {
+  const bool full = GetParam().full_size;
+  TestModel m = make_gpu_model(full ? llama31_8b() : mid_config());
+  const int vocab = m.model->config().vocab_size;
+  const std::vector<Request> requests =
+      full ? make_requests(16, vocab, 77, 8, 24) : make_requests(64, vocab, 77, 8, 72);
+  EngineConfig ref_cfg = dvr_config();
+  ref_cfg.mode = DeterminismMode::kGlobal;
+  ref_cfg.max_num_seqs = 1;
+  const std::vector<Outcome> reference = run_workload(m, ref_cfg, requests, Load{.alone = true});
+
+  struct Scenario {
+    std::string name;
+    EngineConfig config;
+    Load load;
+  };
+  std::vector<Scenario> scenarios;
+  auto with = [&](std::string name, auto edit, Load load) {
+    EngineConfig c = dvr_config();
+    edit(c);
+    scenarios.push_back({std::move(name), c, load});
+  };
+  auto none = [](EngineConfig&) {};
+  with("heavy background load", none,
+       Load{.background = full ? 32 : 96, .seed = 2, .arrivals_per_step = 3});
+  if (!full) {
+    with("shuffled arrivals", none,
+         Load{.background = 24, .seed = 3, .shuffle = true, .arrivals_per_step = 2});
+    with(
+        "W 4, G 2",
+        [](EngineConfig& c) {
+          c.window = 4;
+          c.group = 2;
+        },
+        Load{.background = 32, .seed = 6, .arrivals_per_step = 5});
+    with(
+        "W 64, G 16",
+        [](EngineConfig& c) {
+          c.window = 64;
+          c.group = 16;
+        },
+        Load{.background = 32, .seed = 7, .arrivals_per_step = 5});
+    with(
+        "prefill chunk 5", [](EngineConfig& c) { c.prefill_chunk = 5; },
+        Load{.background = 16, .seed = 8, .arrivals_per_step = 4});
+    with(
+        "tiny KV pool (preemption)", [](EngineConfig& c) { c.num_blocks = 24; },
+        Load{.background = 24, .seed = 10, .arrivals_per_step = 8});
+    with(
+        "injected mismatches 40%", [](EngineConfig& c) { c.inject_mismatch_rate = 0.4; },
+        Load{.background = 16, .seed = 11, .arrivals_per_step = 4});
+    with(
+        "global mode under load", [](EngineConfig& c) { c.mode = DeterminismMode::kGlobal; },
+        Load{.background = 48, .seed = 14, .arrivals_per_step = 3});
+  }
+  for (const Scenario& sc : scenarios) {
+    EngineStats stats;
+    const std::vector<Outcome> got = run_workload(m, sc.config, requests, sc.load, &stats);
+    std::string first;
+    const int bad = count_mismatches(got, reference, &first);
+    std::printf(
+        "[dvr] %s, %s: %d of %zu deterministic requests differ from the canonical "
+        "reference\n",
+        GetParam().name, sc.name.c_str(), bad, got.size());
+    EXPECT_EQ(bad, 0) << "scenario '" << sc.name << "': " << first;
+    EXPECT_EQ(stats.kv_blocks_used, 0) << sc.name;
+  }
+
+  // The same workload with determinism off must diverge between running alone and under load,
+  // or the suite proves nothing.
+  EngineConfig off = dvr_config();
+  off.mode = DeterminismMode::kOff;
+  const std::vector<Outcome> off_alone = run_workload(m, off, requests, Load{.alone = true});
+  const std::vector<Outcome> off_loaded = run_workload(
+      m, off, requests, Load{.background = full ? 32 : 96, .seed = 2, .arrivals_per_step = 3});
+  const int off_bad = count_mismatches(off_loaded, off_alone, nullptr);
+  std::printf("[dvr] %s, mode off: %d of %zu requests differ between alone and loaded\n",
+              GetParam().name, off_bad, requests.size());
+  RecordProperty("off_mode_requests_differing", off_bad);
+  EXPECT_GT(off_bad, 0) << "the fast lane did not diverge under load";
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, CudaDvr,
+                         ::testing::Values(DvrCase{"mid (dim 1024, 4 layers)", false},
+                                           DvrCase{"llama-3.1-8b shape", true}),
+                         [](const auto& p) {
+                           return std::string(p.param.full_size ? "Llama31_8B" : "Mid");
+                         });
+
+}  // namespace
+}  // namespace llm42::test
