@@ -90,7 +90,7 @@ void CpuBackend::upload_convert(const void* src, DType from, const Tensor& dst) 
         LLM42_ASSERT(false, "cannot convert from {}", dtype_name(from));
     }
   };
-#pragma omp parallel for schedule(static) num_threads(threads_)
+#pragma omp parallel for schedule(static) num_threads(threads_) if(cpu::worth_parallel(n))
   for (int64_t i = 0; i < n; ++i) {
     const float v = load(i);
     if (dst.dtype == DType::kF32) {
@@ -105,7 +105,7 @@ void CpuBackend::upload_convert(const void* src, DType from, const Tensor& dst) 
 
 void CpuBackend::fill_random(const Tensor& dst, uint64_t seed, RandomInit init, float scale) {
   const int64_t n = dst.numel();
-#pragma omp parallel for schedule(static) num_threads(threads_)
+#pragma omp parallel for schedule(static) num_threads(threads_) if(cpu::worth_parallel(n))
   for (int64_t i = 0; i < n; ++i) {
     // Box-Muller from two counter-based uniforms: element i depends on (seed, i) only.
     const double u1 = counter_uniform(seed, static_cast<uint64_t>(i), 0);
@@ -154,7 +154,7 @@ void CpuBackend::embedding(const Tensor& table, const Tensor& out) {
 void CpuBackend::rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out,
                          Schedule) {
   const int64_t rows = x.dim(0), n = x.row_size();
-#pragma omp parallel for schedule(static) num_threads(threads_)
+#pragma omp parallel for schedule(static) num_threads(threads_) if(cpu::worth_parallel(rows * n))
   for (int64_t r = 0; r < rows; ++r)
     rmsnorm_row(x.ptr<float>() + r * n, w.ptr<float>(), eps, out.ptr<float>() + r * n, n);
   round_if_needed(out);
@@ -163,7 +163,7 @@ void CpuBackend::rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tens
 void CpuBackend::add_rmsnorm(const Tensor& residual, const Tensor& delta, const Tensor& w,
                              float eps, const Tensor& out, Schedule) {
   const int64_t rows = residual.dim(0), n = residual.row_size();
-#pragma omp parallel for schedule(static) num_threads(threads_)
+#pragma omp parallel for schedule(static) num_threads(threads_) if(cpu::worth_parallel(rows * n))
   for (int64_t r = 0; r < rows; ++r) {
     float* x = residual.ptr<float>() + r * n;
     const float* d = delta.ptr<float>() + r * n;
@@ -190,7 +190,7 @@ void CpuBackend::qk_norm(const Tensor& qkv, const QkvLayout& layout, const Tenso
                          const Tensor& k_w, float eps, Schedule) {
   const int64_t rows = qkv.dim(0);
   const int d = layout.head_dim;
-#pragma omp parallel for schedule(static) num_threads(threads_)
+#pragma omp parallel for schedule(static) num_threads(threads_) if(cpu::worth_parallel(rows * layout.row()))
   for (int64_t r = 0; r < rows; ++r) {
     float* row = qkv.ptr<float>() + r * layout.row();
     for (int h = 0; h < layout.n_heads; ++h) rmsnorm_row(row + h * d, q_w.ptr<float>(), eps,
@@ -207,7 +207,7 @@ void CpuBackend::rope(const Tensor& qkv, const QkvLayout& layout, const RopeTabl
   const int n = pass_.n_tokens();
   const int half = layout.head_dim / 2;
   const bool interleaved = table.layout == RopeLayout::kInterleaved;
-#pragma omp parallel for schedule(static) num_threads(threads_)
+#pragma omp parallel for schedule(static) num_threads(threads_) if(cpu::worth_parallel(static_cast<int64_t>(n) * layout.row()))
   for (int t = 0; t < n; ++t) {
     const int pos = pass_.positions[t];
     LLM42_ASSERT(pos < table.max_positions, "position {} beyond the RoPE table of {}", pos,
@@ -266,7 +266,10 @@ void CpuBackend::attention(const Tensor& qkv, const QkvLayout& layout, const KvC
     for (int r = 0; r < pass_.seqs[i].q_len; ++r) seq_of[pass_.seqs[i].q_begin + r] = i;
   const float* kc = cache.k[layer].ptr<float>();
   const float* vc = cache.v[layer].ptr<float>();
-#pragma omp parallel for collapse(2) schedule(dynamic, 4) num_threads(threads_)
+  int64_t attention_work = 0;
+  for (int t = 0; t < n; ++t)
+    attention_work += static_cast<int64_t>(pass_.positions[t] + 1) * layout.n_heads * layout.head_dim;
+#pragma omp parallel for collapse(2) schedule(dynamic, 4) num_threads(threads_) if(cpu::worth_parallel(attention_work))
   for (int t = 0; t < n; ++t) {
     for (int h = 0; h < layout.n_heads; ++h) {
       const PassSeq& sq = pass_.seqs[seq_of[t]];
@@ -283,7 +286,7 @@ void CpuBackend::attention(const Tensor& qkv, const QkvLayout& layout, const KvC
 
 void CpuBackend::swiglu(const Tensor& gate_up, const Tensor& out) {
   const int64_t rows = gate_up.dim(0), f = out.dim(1);
-#pragma omp parallel for schedule(static) num_threads(threads_)
+#pragma omp parallel for schedule(static) num_threads(threads_) if(cpu::worth_parallel(rows * f))
   for (int64_t r = 0; r < rows; ++r) {
     const float* g = gate_up.ptr<float>() + r * 2 * f;
     const float* u = g + f;
@@ -310,7 +313,7 @@ void CpuBackend::sample(const Tensor& logits, const std::vector<SampleRow>& rows
                         std::vector<SampleResult>& out) {
   const int vocab = static_cast<int>(logits.dim(1));
   out.assign(rows.size(), SampleResult{});
-#pragma omp parallel for schedule(dynamic) num_threads(threads_)
+#pragma omp parallel for schedule(dynamic) num_threads(threads_) if(cpu::worth_parallel(static_cast<int64_t>(rows.size()) * vocab))
   for (size_t i = 0; i < rows.size(); ++i) {
     const SampleRow& r = rows[i];
     SamplingParams p;

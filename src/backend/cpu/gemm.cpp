@@ -125,7 +125,7 @@ void gemm_typed(const float* x, const W* w, const float* bias, float* out, int64
   const int64_t mt = (m + kMr - 1) / kMr;
   const int64_t nt = (n + kNr - 1) / kNr;
   split_k = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(split_k, k / 8)));
-#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads) if(worth_parallel(m * n * k))
   for (int64_t ti = 0; ti < mt; ++ti) {
     for (int64_t tj = 0; tj < nt; ++tj) {
       const int64_t m0 = ti * kMr, n0 = tj * kNr;

@@ -8,6 +8,13 @@
 
 namespace llm42::cpu {
 
+// Parallel regions below this many elements of work run on one thread: forking and joining an
+// OpenMP team costs microseconds, and far more when the machine is oversubscribed (a spinning
+// barrier waits for a descheduled thread). Only which thread computes an output depends on this,
+// never the output's arithmetic.
+inline constexpr int64_t kMinParallelWork = int64_t{1} << 15;
+inline bool worth_parallel(int64_t work) { return work >= kMinParallelWork; }
+
 // Canonical dot product of length n: 8 lanes, lane l accumulates elements l, l+8, l+16, ...
 // with fused multiply-adds in index order, then the lanes are summed in a fixed tree. Every
 // canonical reduction over a model dimension uses this order, whatever the batch.
