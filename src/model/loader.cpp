@@ -52,12 +52,24 @@ std::string first_bytes(const std::string& path, size_t n) {
   return s;
 }
 
+// Where a missing tensor was looked for, when the user named a folder rather than the file.
+std::string searched(const Checkpoint& ckpt) {
+  if (ckpt.files.size() == 1 && ckpt.files[0]->path() != ckpt.path)
+    return fmt::format(" (not in {})",
+                       std::filesystem::path(ckpt.files[0]->path()).filename().string());
+  if (ckpt.files.size() > 1)
+    return fmt::format(" (not in any of the {} shards of model.safetensors.index.json)",
+                       ckpt.files.size());
+  return "";
+}
+
 // Every tensor the architecture needs: present, a floating-point dtype, the config's shape.
 void check_tensors(const Checkpoint& ckpt) {
   for (const TensorSpec& spec : expected_tensors(ckpt.config)) {
     const TensorView* t = ckpt.find(spec.name);
     if (t == nullptr)
-      fail("{}: tensor '{}' is missing{}", ckpt.path, spec.name,
+      fail("{}: tensor '{}' is missing{}, but {} implies it{}", ckpt.path, spec.name,
+           searched(ckpt), ckpt.config_source,
            spec.name == "lm_head.weight"
                ? " (the output head is not tied to the embedding, so it must be stored)"
                : "");
@@ -83,8 +95,10 @@ Checkpoint load_checkpoint(const std::string& path) {
   } else if (first_bytes(path, 4) == "GGUF") {
     ckpt = load_gguf(path);
   } else if (name.ends_with(".gguf")) {
+    const std::string magic = first_bytes(path, 4);
+    if (magic.size() < 4) fail("{}: {} bytes is too short to be a GGUF file", path, magic.size());
     std::string hex;
-    for (unsigned char ch : first_bytes(path, 4)) hex += fmt::format("{:02x} ", ch);
+    for (unsigned char ch : magic) hex += fmt::format("{:02x} ", ch);
     fail("{}: not a GGUF file: it starts with bytes {}instead of the magic \"GGUF\"", path, hex);
   } else if (name.ends_with(".safetensors") || name == "config.json") {
     const std::string dir = fs::path(path).parent_path().string();
