@@ -1,0 +1,108 @@
+#include "chat/jinja_value.h"
+
+#include <fmt/format.h>
+
+#include "chat/jinja_error.h"
+
+namespace llm42::jinja {
+
+const Value* Object::find(std::string_view key) const {
+  const auto it = index_.find(key);
+  return it == index_.end() ? nullptr : &entries_[it->second].second;
+}
+
+void Object::set(std::string key, Value value) {
+  const auto it = index_.find(std::string_view(key));
+  if (it != index_.end()) {
+    entries_[it->second].second = std::move(value);
+    return;
+  }
+  index_.emplace(key, entries_.size());
+  entries_.emplace_back(std::move(key), std::move(value));
+}
+
+Value Value::list(std::vector<Value> items, bool is_tuple) {
+  Value v;
+  v.v_ = std::make_shared<const List>(List{std::move(items), is_tuple});
+  return v;
+}
+
+Value Value::dict(Object object) {
+  Value v;
+  v.v_ = std::make_shared<const Object>(std::move(object));
+  return v;
+}
+
+Value Value::make_namespace(Object attributes) {
+  Value v;
+  v.v_ = std::make_shared<Object>(std::move(attributes));
+  return v;
+}
+
+Value Value::function(std::string name, NativeFunction call) {
+  Value v;
+  v.v_ = std::make_shared<const Function>(Function{std::move(name), std::move(call)});
+  return v;
+}
+
+namespace {
+
+template <typename Json>
+Value convert(const Json& j) {
+  using json = Json;
+  switch (j.type()) {
+    case json::value_t::null:
+      return Value::none();
+    case json::value_t::boolean:
+      return Value(j.template get<bool>());
+    case json::value_t::number_integer:
+      return Value(j.template get<int64_t>());
+    case json::value_t::number_unsigned: {
+      const uint64_t u = j.template get<uint64_t>();
+      if (u > static_cast<uint64_t>(INT64_MAX))
+        eval_fail("the integer {} is too large (the template interpreter's ints are 64-bit)", u);
+      return Value(static_cast<int64_t>(u));
+    }
+    case json::value_t::number_float:
+      return Value(j.template get<double>());
+    case json::value_t::string:
+      return Value(j.template get<std::string>());
+    case json::value_t::array: {
+      std::vector<Value> items;
+      items.reserve(j.size());
+      for (const json& e : j) items.push_back(convert(e));
+      return Value::list(std::move(items));
+    }
+    case json::value_t::object: {
+      Object o;
+      for (const auto& [k, e] : j.items()) o.set(k, convert(e));
+      return Value::dict(std::move(o));
+    }
+    case json::value_t::binary:
+    case json::value_t::discarded:
+      break;
+  }
+  eval_fail("unsupported JSON value of type {}", j.type_name());
+}
+
+}  // namespace
+
+Value Value::from_json(const nlohmann::ordered_json& j) { return convert(j); }
+Value Value::from_json(const nlohmann::json& j) { return convert(j); }
+
+const void* Value::identity() const {
+  switch (type()) {
+    case Type::kList:
+      return &as_list();
+    case Type::kDict:
+      return &as_dict();
+    case Type::kNamespace:
+      return &namespace_attributes();
+    case Type::kFunction:
+      return &as_function();
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace llm42::jinja
