@@ -1,0 +1,429 @@
+#include "server/openai_request.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <limits>
+
+#include "server/api_error.h"
+#include "tokenizer/utf8.h"
+
+namespace llm42::server {
+namespace {
+
+// Ordered, so that tool schemas keep their key order when a template writes them with tojson.
+using json = nlohmann::ordered_json;
+
+std::string_view type_name(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "a boolean";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::object:
+      return "an object";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned:
+      return "an integer";
+    case json::value_t::number_float:
+      return "a number";
+    default:
+      return "an unsupported value";
+  }
+}
+
+[[noreturn]] void type_error(const std::string& name, std::string_view expected, const json& v) {
+  throw invalid_request(name, fmt::format("'{}' must be {}, not {}", name, expected, type_name(v)));
+}
+
+// The value of `key`, or null when absent or JSON null (OpenAI treats both as "not given").
+const json* field(const json& obj, const char* key) {
+  const auto it = obj.find(key);
+  return it == obj.end() || it->is_null() ? nullptr : &*it;
+}
+
+bool as_bool(const json& v, const std::string& name) {
+  if (!v.is_boolean()) type_error(name, "a boolean", v);
+  return v.get<bool>();
+}
+
+const std::string& as_string(const json& v, const std::string& name) {
+  if (!v.is_string()) type_error(name, "a string", v);
+  return v.get_ref<const std::string&>();
+}
+
+double as_number(const json& v, const std::string& name, double lo, double hi,
+                 std::string_view range) {
+  if (!v.is_number()) type_error(name, "a number", v);
+  const double x = v.get<double>();
+  if (!(x >= lo && x <= hi))
+    throw invalid_request(name, fmt::format("'{}' = {} is out of range: must be in {}", name,
+                                            v.dump(), range));
+  return x;
+}
+
+// Integers may be written as integral floats (2.0), as OpenAI's own validation accepts.
+int64_t as_integer(const json& v, const std::string& name, int64_t lo, int64_t hi) {
+  int64_t x = 0;
+  if (v.is_number_integer() && !v.is_number_unsigned()) {
+    x = v.get<int64_t>();
+  } else if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    x = u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())
+            ? std::numeric_limits<int64_t>::max()
+            : static_cast<int64_t>(u);
+  } else if (v.is_number_float()) {
+    const double d = v.get<double>();
+    if (!std::isfinite(d) || d != std::floor(d)) type_error(name, "an integer", v);
+    if (d < -9.2e18 || d > 9.2e18)
+      throw invalid_request(name, fmt::format("'{}' = {} is out of range: must be in [{}, {}]",
+                                              name, v.dump(), lo, hi));
+    x = static_cast<int64_t>(d);
+  } else {
+    type_error(name, "an integer", v);
+  }
+  if (x < lo || x > hi)
+    throw invalid_request(name, fmt::format("'{}' = {} is out of range: must be in [{}, {}]",
+                                            name, v.dump(), lo, hi));
+  return x;
+}
+
+// Offset of the first byte that does not start a well-formed UTF-8 character, or npos.
+size_t find_invalid_utf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const size_t len = utf8::char_length(s, i);
+    if (len == 0) return i;
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
+// Rejects bodies nested deeper than `max_depth` before the JSON parser sees them, so no input
+// can make parsing or destroying the document recurse without bound.
+void check_depth(std::string_view body, int max_depth) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < body.size(); ++i) {
+    const char c = body[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth)
+        throw invalid_request("", fmt::format("the request body is nested deeper than {} levels",
+                                              max_depth));
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+}
+
+std::vector<int32_t> token_ids(const json& arr, const std::string& name) {
+  std::vector<int32_t> ids;
+  ids.reserve(arr.size());
+  for (size_t i = 0; i < arr.size(); ++i)
+    ids.push_back(static_cast<int32_t>(
+        as_integer(arr[i], fmt::format("{}[{}]", name, i), 0, std::numeric_limits<int32_t>::max())));
+  return ids;
+}
+
+void parse_prompt(const json& body, ApiRequest& r) {
+  const json* p = field(body, "prompt");
+  if (p == nullptr) throw invalid_request("prompt", "'prompt' is required");
+  if (p->is_string()) {
+    r.prompts.push_back({false, p->get<std::string>(), {}});
+    return;
+  }
+  if (!p->is_array())
+    type_error("prompt", "a string, an array of strings, or token ids (an array of integers or "
+                         "of arrays of integers)", *p);
+  if (p->empty()) throw invalid_request("prompt", "'prompt' must not be an empty array");
+  const json& first = p->front();
+  if (first.is_number()) {
+    r.prompts.push_back({true, {}, token_ids(*p, "prompt")});
+    return;
+  }
+  for (size_t i = 0; i < p->size(); ++i) {
+    const json& item = (*p)[i];
+    const std::string name = fmt::format("prompt[{}]", i);
+    if (first.is_string()) {
+      r.prompts.push_back({false, as_string(item, name), {}});
+    } else if (first.is_array()) {
+      if (!item.is_array()) type_error(name, "an array of token ids", item);
+      if (item.empty()) throw invalid_request(name, fmt::format("'{}' is an empty prompt", name));
+      r.prompts.push_back({true, {}, token_ids(item, name)});
+    } else {
+      type_error(name, "a string, an integer or an array of integers", item);
+    }
+  }
+}
+
+// Normalises one message: content becomes a string (text parts joined with "\n", as vLLM does
+// for templates that expect strings) or null for an assistant message that only calls tools.
+json parse_message(const json& m, size_t i) {
+  const std::string at = fmt::format("messages[{}]", i);
+  if (!m.is_object()) type_error(at, "an object", m);
+  const json* role_v = field(m, "role");
+  if (role_v == nullptr) throw invalid_request(at + ".role", fmt::format("'{}.role' is required", at));
+  const std::string& role = as_string(*role_v, at + ".role");
+  if (role != "system" && role != "developer" && role != "user" && role != "assistant" &&
+      role != "tool")
+    throw invalid_request(at + ".role",
+                          fmt::format("'{}.role' = '{}': must be system, developer, user, "
+                                      "assistant or tool",
+                                      at, role));
+  json out = {{"role", role}};
+  const json* content = field(m, "content");
+  const std::string content_name = at + ".content";
+  if (content == nullptr) {
+    if (role != "assistant")
+      throw invalid_request(content_name, fmt::format("'{}' is required", content_name));
+    out["content"] = nullptr;
+  } else if (content->is_string()) {
+    out["content"] = *content;
+  } else if (content->is_array()) {
+    std::string text;
+    for (size_t j = 0; j < content->size(); ++j) {
+      const json& part = (*content)[j];
+      const std::string pn = fmt::format("{}[{}]", content_name, j);
+      if (!part.is_object()) type_error(pn, "an object", part);
+      const json* type = field(part, "type");
+      if (type == nullptr) throw invalid_request(pn + ".type", fmt::format("'{}.type' is required", pn));
+      const std::string& t = as_string(*type, pn + ".type");
+      if (t != "text")
+        throw invalid_request(pn + ".type",
+                              fmt::format("content parts of type '{}' are not supported: this "
+                                          "server takes text only",
+                                          t));
+      const json* tv = field(part, "text");
+      if (tv == nullptr) throw invalid_request(pn + ".text", fmt::format("'{}.text' is required", pn));
+      if (j > 0) text += "\n";
+      text += as_string(*tv, pn + ".text");
+    }
+    out["content"] = std::move(text);
+  } else {
+    type_error(content_name, "a string or an array of content parts", *content);
+  }
+  if (const json* name = field(m, "name")) out["name"] = as_string(*name, at + ".name");
+  if (const json* calls = field(m, "tool_calls")) {
+    if (!calls->is_array()) type_error(at + ".tool_calls", "an array", *calls);
+    out["tool_calls"] = *calls;
+  }
+  if (const json* id = field(m, "tool_call_id"))
+    out["tool_call_id"] = as_string(*id, at + ".tool_call_id");
+  return out;
+}
+
+void parse_messages(const json& body, ApiRequest& r) {
+  const json* m = field(body, "messages");
+  if (m == nullptr) throw invalid_request("messages", "'messages' is required");
+  if (!m->is_array()) type_error("messages", "an array", *m);
+  if (m->empty()) throw invalid_request("messages", "'messages' must contain at least one message");
+  r.messages = json::array();
+  for (size_t i = 0; i < m->size(); ++i) r.messages.push_back(parse_message((*m)[i], i));
+  r.prompts.push_back({});  // one prompt, rendered from the messages later
+
+  if (const json* v = field(body, "response_format")) {
+    if (!v->is_object()) type_error("response_format", "an object", *v);
+    const json* t = field(*v, "type");
+    const std::string type = t == nullptr ? "text" : as_string(*t, "response_format.type");
+    if (type != "text")
+      throw invalid_request("response_format",
+                            fmt::format("response_format type '{}' is not supported (only "
+                                        "'text')",
+                                        type));
+  }
+  if (const json* v = field(body, "tools")) {
+    if (!v->is_array()) type_error("tools", "an array", *v);
+    r.template_vars["tools"] = *v;
+  }
+  if (const json* v = field(body, "tool_choice")) {
+    if (!(v->is_string() && (*v == "none" || *v == "auto")))
+      throw invalid_request("tool_choice",
+                            "only 'none' and 'auto' are supported: this server does not force "
+                            "tool calls");
+  }
+  if (const json* v = field(body, "chat_template_kwargs")) {
+    if (!v->is_object()) type_error("chat_template_kwargs", "an object", *v);
+    for (const auto& [k, val] : v->items()) r.template_vars[k] = val;
+  }
+  if (const json* v = field(body, "add_generation_prompt"))
+    r.add_generation_prompt = as_bool(*v, "add_generation_prompt");
+}
+
+void parse_stop(const json& body, const RequestLimits& limits, ApiRequest& r) {
+  if (const json* v = field(body, "stop")) {
+    if (v->is_string()) {
+      r.stop.push_back(v->get<std::string>());
+    } else if (v->is_array()) {
+      if (static_cast<int>(v->size()) > limits.max_stop)
+        throw invalid_request("stop", fmt::format("'stop' has {} sequences: at most {} are "
+                                                  "accepted",
+                                                  v->size(), limits.max_stop));
+      for (size_t i = 0; i < v->size(); ++i)
+        r.stop.push_back(as_string((*v)[i], fmt::format("stop[{}]", i)));
+    } else {
+      type_error("stop", "a string or an array of strings", *v);
+    }
+    for (const std::string& s : r.stop)
+      if (s.empty()) throw invalid_request("stop", "'stop' contains an empty string");
+  }
+  if (const json* v = field(body, "stop_token_ids")) {
+    if (!v->is_array()) type_error("stop_token_ids", "an array of integers", *v);
+    r.stop_token_ids = token_ids(*v, "stop_token_ids");
+  }
+}
+
+void parse_sampling(const json& body, const RequestLimits& limits, ApiRequest& r) {
+  SamplingParams& s = r.sampling;
+  if (const json* v = field(body, "temperature"))
+    s.temperature = static_cast<float>(as_number(*v, "temperature", 0.0, 2.0, "[0, 2]"));
+  if (const json* v = field(body, "top_p")) {
+    s.top_p = static_cast<float>(as_number(*v, "top_p", 0.0, 1.0, "(0, 1]"));
+    if (s.top_p <= 0.0f) throw invalid_request("top_p", "'top_p' must be in (0, 1]");
+  }
+  if (const json* v = field(body, "top_k")) {
+    // -1 means off, as in vLLM.
+    s.top_k = static_cast<int>(as_integer(*v, "top_k", -1, std::numeric_limits<int32_t>::max()));
+    if (s.top_k < 0) s.top_k = 0;
+  }
+  if (const json* v = field(body, "min_p"))
+    s.min_p = static_cast<float>(as_number(*v, "min_p", 0.0, 1.0, "[0, 1]"));
+  if (const json* v = field(body, "presence_penalty"))
+    s.presence_penalty =
+        static_cast<float>(as_number(*v, "presence_penalty", -2.0, 2.0, "[-2, 2]"));
+  if (const json* v = field(body, "frequency_penalty"))
+    s.frequency_penalty =
+        static_cast<float>(as_number(*v, "frequency_penalty", -2.0, 2.0, "[-2, 2]"));
+  if (const json* v = field(body, "repetition_penalty")) {
+    s.repetition_penalty =
+        static_cast<float>(as_number(*v, "repetition_penalty", 0.0, 10.0, "(0, 10]"));
+    if (s.repetition_penalty <= 0.0f)
+      throw invalid_request("repetition_penalty", "'repetition_penalty' must be in (0, 10]");
+  }
+  if (const json* v = field(body, "seed")) {
+    // Any 64-bit integer; negative seeds are reinterpreted, not rejected.
+    if (v->is_number_unsigned()) {
+      s.seed = v->get<uint64_t>();
+    } else {
+      s.seed = static_cast<uint64_t>(as_integer(*v, "seed", std::numeric_limits<int64_t>::min(),
+                                                std::numeric_limits<int64_t>::max()));
+    }
+  }
+  const int max_lp = limits.max_top_logprobs;
+  if (r.endpoint == Endpoint::kCompletions) {
+    if (const json* v = field(body, "logprobs")) {
+      s.top_logprobs = static_cast<int>(as_integer(*v, "logprobs", 0, max_lp));
+      r.logprobs = true;
+    }
+  } else {
+    if (const json* v = field(body, "logprobs")) r.logprobs = as_bool(*v, "logprobs");
+    if (const json* v = field(body, "top_logprobs")) {
+      s.top_logprobs = static_cast<int>(as_integer(*v, "top_logprobs", 0, max_lp));
+      if (!r.logprobs)
+        throw invalid_request("top_logprobs", "'top_logprobs' requires 'logprobs': true");
+    }
+  }
+}
+
+void parse_unsupported(const json& body, const ApiRequest& r) {
+  if (const json* v = field(body, "echo"); v != nullptr && as_bool(*v, "echo"))
+    throw invalid_request("echo", "'echo' is not supported");
+  if (const json* v = field(body, "suffix"); v != nullptr && !as_string(*v, "suffix").empty())
+    throw invalid_request("suffix", "'suffix' is not supported");
+  if (const json* v = field(body, "best_of");
+      v != nullptr && as_integer(*v, "best_of", 1, 1 << 20) != r.n)
+    throw invalid_request("best_of", "'best_of' is not supported (other than equal to 'n')");
+  if (const json* v = field(body, "logit_bias")) {
+    if (!v->is_object()) type_error("logit_bias", "an object", *v);
+    if (!v->empty()) throw invalid_request("logit_bias", "'logit_bias' is not supported");
+  }
+}
+
+}  // namespace
+
+std::string_view prompt_field(Endpoint e) {
+  return e == Endpoint::kCompletions ? "prompt" : "messages";
+}
+
+ApiRequest parse_api_request(std::string_view body_text, Endpoint endpoint,
+                             const RequestLimits& limits) {
+  if (body_text.find_first_not_of(" \t\r\n") == std::string_view::npos)
+    throw invalid_request("", "the request body is empty: expected a JSON object");
+  if (const size_t bad = find_invalid_utf8(body_text); bad != std::string_view::npos)
+    throw invalid_request("", fmt::format("the request body is not valid UTF-8 (byte {})", bad));
+  check_depth(body_text, limits.max_json_depth);
+  json body;
+  try {
+    body = json::parse(body_text);
+  } catch (const json::exception& e) {
+    // A syntax error, or a number too large for a double. Drop the library's
+    // "[json.exception.parse_error.101] " prefix.
+    std::string_view msg = e.what();
+    if (const size_t at = msg.find("] "); at != std::string_view::npos) msg.remove_prefix(at + 2);
+    throw invalid_request("", fmt::format("the request body is not valid JSON: {}", msg));
+  }
+  if (!body.is_object())
+    throw invalid_request("", fmt::format("the request body must be a JSON object, not {}",
+                                          type_name(body)));
+
+  ApiRequest r;
+  r.endpoint = endpoint;
+  if (const json* v = field(body, "model")) r.model = as_string(*v, "model");
+  if (endpoint == Endpoint::kCompletions) {
+    parse_prompt(body, r);
+  } else {
+    parse_messages(body, r);
+  }
+  if (const json* v = field(body, "add_special_tokens"))
+    r.add_special_tokens = as_bool(*v, "add_special_tokens");
+
+  const int int_max = std::numeric_limits<int32_t>::max();
+  if (const json* v = field(body, "max_tokens"))
+    r.max_tokens = static_cast<int>(as_integer(*v, "max_tokens", 1, int_max));
+  if (const json* v = field(body, "max_completion_tokens"))
+    r.max_tokens = static_cast<int>(as_integer(*v, "max_completion_tokens", 1, int_max));
+  if (const json* v = field(body, "n")) r.n = static_cast<int>(as_integer(*v, "n", 1, limits.max_n));
+  if (static_cast<int64_t>(r.prompts.size()) * r.n > limits.max_choices)
+    throw invalid_request("n", fmt::format("{} prompts x n = {} choices: at most {} per request",
+                                           r.prompts.size(), r.n, limits.max_choices));
+  parse_sampling(body, limits, r);
+  parse_stop(body, limits, r);
+  parse_unsupported(body, r);
+
+  if (const json* v = field(body, "ignore_eos")) r.ignore_eos = as_bool(*v, "ignore_eos");
+  const json* det = field(body, "deterministic");
+  const json* det_alias = field(body, "is_deterministic");
+  if (det != nullptr) r.deterministic = as_bool(*det, "deterministic");
+  if (det_alias != nullptr) {
+    const bool alias = as_bool(*det_alias, "is_deterministic");
+    if (det != nullptr && alias != r.deterministic)
+      throw invalid_request("is_deterministic",
+                            "'deterministic' and 'is_deterministic' disagree: give one");
+    r.deterministic = alias;
+  }
+  if (const json* v = field(body, "return_token_ids"))
+    r.return_token_ids = as_bool(*v, "return_token_ids");
+  if (const json* v = field(body, "stream")) r.stream = as_bool(*v, "stream");
+  if (const json* v = field(body, "stream_options")) {
+    if (!r.stream)
+      throw invalid_request("stream_options",
+                            "'stream_options' is only allowed when 'stream' is true");
+    if (!v->is_object()) type_error("stream_options", "an object", *v);
+    if (const json* u = field(*v, "include_usage"))
+      r.include_usage = as_bool(*u, "stream_options.include_usage");
+  }
+  if (const json* v = field(body, "user")) as_string(*v, "user");
+  return r;
+}
+
+}  // namespace llm42::server

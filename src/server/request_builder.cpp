@@ -1,0 +1,94 @@
+#include "server/request_builder.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace llm42::server {
+
+EngineRequests build_engine_requests(const ApiRequest& r, const PromptContext& ctx) {
+  EngineRequests out;
+  const std::string field(prompt_field(r.endpoint));
+  if (r.endpoint == Endpoint::kChatCompletions) {
+    if (ctx.chat_template == nullptr)
+      throw invalid_request("messages",
+                            "this model has no chat template: start the server with "
+                            "--chat-template FILE or a built-in name, or use /v1/completions");
+    if (ctx.tokenizer == nullptr)
+      throw invalid_request("messages", "this model has no tokenizer, so it cannot take chat "
+                                        "messages: use /v1/completions with token ids");
+    std::string text;
+    try {
+      text = ctx.chat_template->render(r.messages, r.add_generation_prompt, r.template_vars);
+    } catch (const Error& e) {
+      throw invalid_request("messages", fmt::format("the chat template refused the messages: {}",
+                                                    e.what()));
+    }
+    out.prompts.push_back(ctx.tokenizer->encode(text, r.add_special_tokens.value_or(false), true));
+  } else {
+    for (size_t i = 0; i < r.prompts.size(); ++i) {
+      const PromptInput& p = r.prompts[i];
+      if (p.is_ids) {
+        out.prompts.push_back(p.ids);
+        continue;
+      }
+      if (ctx.tokenizer == nullptr)
+        throw invalid_request(r.prompts.size() == 1 ? field : fmt::format("{}[{}]", field, i),
+                              "this model has no tokenizer: send the prompt as token ids");
+      out.prompts.push_back(ctx.tokenizer->encode(p.text, r.add_special_tokens.value_or(true), true));
+    }
+  }
+
+  Request base;
+  base.sampling = r.sampling;
+  base.deterministic = r.deterministic;
+  base.stop_ids = r.stop_token_ids;
+  base.stop_strings = r.stop;
+  base.ignore_eos = r.ignore_eos;
+  base.logprobs = r.logprobs;
+  base.detokenize = ctx.tokenizer != nullptr;
+  for (size_t p = 0; p < out.prompts.size(); ++p) {
+    const int prompt_len = static_cast<int>(out.prompts[p].size());
+    for (int i = 0; i < r.n; ++i) {
+      Request q = base;
+      q.prompt = out.prompts[p];
+      // Completions default to 16 tokens (as OpenAI); chat to the rest of the context (at least
+      // one, so that an over-long prompt gets the engine's context-length message).
+      q.max_tokens = r.max_tokens.value_or(r.endpoint == Endpoint::kCompletions
+                                               ? 16
+                                               : std::max(1, ctx.max_seq_len - prompt_len));
+      // Each choice samples with its own seed: seed + i, so that a seeded request with n > 1 is
+      // reproducible and its choices differ.
+      const bool default_seeded = r.deterministic && ctx.mode != DeterminismMode::kOff;
+      if (r.sampling.seed) {
+        q.sampling.seed = *r.sampling.seed + static_cast<uint64_t>(i);
+      } else if (default_seeded && r.n > 1) {
+        q.sampling.seed = ctx.default_seed + static_cast<uint64_t>(i);
+      }
+      out.choices.push_back(std::move(q));
+      out.choice_prompt.push_back(static_cast<int>(p));
+    }
+  }
+  return out;
+}
+
+ApiError engine_error(const Error& e, Endpoint endpoint) {
+  const std::string msg = e.what();
+  const std::string prompt(prompt_field(endpoint));
+  if (msg.find("shutting down") != std::string::npos)
+    return ApiError(503, "service_unavailable", "the server is shutting down");
+  if (msg.find("maximum context length") != std::string::npos ||
+      msg.find("KV blocks") != std::string::npos)
+    return ApiError(400, "invalid_request_error", msg, prompt, "context_length_exceeded");
+  std::string param;
+  if (msg.size() > 1 && msg.front() == '\'') {
+    param = msg.substr(1, msg.find('\'', 1) - 1);
+  } else if (msg.find("stop token id") != std::string::npos) {
+    param = "stop_token_ids";
+  }
+  if (param == "prompt") param = prompt;
+  if (param == "top_logprobs" && endpoint == Endpoint::kCompletions) param = "logprobs";
+  return invalid_request(param, msg);
+}
+
+}  // namespace llm42::server

@@ -1,0 +1,44 @@
+// From a validated API request to engine requests: renders chat messages with the chat template,
+// tokenizes prompts, and expands prompts x n into one engine Request per choice. Runs on the
+// server's worker threads (tokenizing and templating are the slow parts of admission).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "chat/chat_template.h"
+#include "engine/engine_config.h"
+#include "engine/request.h"
+#include "server/api_error.h"
+#include "server/openai_request.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+
+namespace llm42::server {
+
+struct PromptContext {
+  const Tokenizer* tokenizer = nullptr;    // null: token-id prompts only
+  const ChatTemplate* chat_template = nullptr;  // null: chat completions are refused
+  int max_seq_len = 0;
+  DeterminismMode mode = DeterminismMode::kDvr;
+  uint64_t default_seed = 0;  // the engine's seed for deterministic requests that give none
+};
+
+struct EngineRequests {
+  std::vector<std::vector<int32_t>> prompts;  // token ids, one per prompt
+  // prompts x n, in the order of the response's choice indices (prompt-major, as OpenAI).
+  std::vector<Request> choices;
+  std::vector<int> choice_prompt;  // prompt index of each choice
+};
+
+// Throws ApiError naming the field (no tokenizer for a text prompt, no chat template, a
+// template that refuses the messages).
+EngineRequests build_engine_requests(const ApiRequest& r, const PromptContext& ctx);
+
+// An engine validation error (llm42::Error from Engine::add_request) as the API reports it:
+// 400 naming the field the message names ("'top_p' = ..." -> top_p; a context overflow -> the
+// prompt, code context_length_exceeded), or 503 when the engine is shutting down.
+ApiError engine_error(const Error& e, Endpoint endpoint);
+
+}  // namespace llm42::server
