@@ -33,10 +33,11 @@ timeout "${TEST_TIMEOUT:-420}" "$BIN/llm42_cuda_tests" --gtest_output="json:$OUT
 test_rc=$?
 test_s=$(($(date +%s) - start))
 
-# SANITIZE=1: the kernel tests once more under compute-sanitizer's memcheck.
+# SANITIZE=1: the kernel and attention-invariance tests again under compute-sanitizer memcheck.
 if [ "${SANITIZE:-0}" = 1 ] && command -v compute-sanitizer >/dev/null; then
   timeout "${SANITIZE_TIMEOUT:-60}" compute-sanitizer --tool memcheck --print-limit 20 \
-    "$BIN/llm42_cuda_tests" --gtest_filter='CudaKernels.*:-CudaKernels.SamplingMatchesCpuSampler' \
+    "$BIN/llm42_cuda_tests" \
+    --gtest_filter="${SANITIZE_FILTER:-CudaKernels.*:Geometries/*:-CudaKernels.Sampling*}" \
     >"$OUT/sanitizer.log" 2>&1
   echo "sanitizer exit $?" >>"$OUT/sanitizer.log"
 fi

@@ -240,8 +240,8 @@ TEST_F(CudaKernels, MatmulBothLanes) {
   struct Shape {
     int m, n, k;
   };
-  for (const Shape sh : {Shape{1, 64, 64}, Shape{7, 300, 96}, Shape{33, 1024, 4096},
-                         Shape{128, 4096, 1024}, Shape{5, 4096, 14336}}) {
+  for (const Shape sh : {Shape{1, 64, 64}, Shape{7, 300, 96}, Shape{3, 64, 172},
+                         Shape{33, 1024, 4096}, Shape{128, 4096, 1024}, Shape{5, 4096, 14336}}) {
     const std::vector<float> x = rounded(random_vec(static_cast<size_t>(sh.m) * sh.k, sh.k));
     const std::vector<float> w =
         rounded(random_vec(static_cast<size_t>(sh.n) * sh.k, sh.n, 1.0f / std::sqrt(float(sh.k))));

@@ -32,11 +32,13 @@ AttnPlan plan_attention(const PassInput& pass, const AttnPlanRequest& req) {
       tiles.push_back({s, rb, n, sq.pos_begin + last_token + 1});
     }
   }
-  // Two resident CTAs per SM: below that many items the GPU idles unless keys are split.
+  // Split keys only when the unsplit items cannot fill one wave (one per SM): splitting costs
+  // partial-state traffic and a combine, and measured slower for prefill-sized passes. Pieces
+  // then aim at two resident CTAs per SM.
   const int64_t target = 2LL * req.sm_count;
   const int64_t unsplit = static_cast<int64_t>(tiles.size()) * req.n_kv_heads;
-  const bool split =
-      req.policy == SplitPolicy::kAlways || (req.policy == SplitPolicy::kAuto && unsplit < target);
+  const bool split = req.policy == SplitPolicy::kAlways ||
+                     (req.policy == SplitPolicy::kAuto && unsplit < req.sm_count);
   const int fast_pieces = static_cast<int>(
       std::clamp<int64_t>((target + unsplit - 1) / std::max<int64_t>(unsplit, 1), 2, 64));
 
@@ -79,6 +81,12 @@ AttnPlan plan_attention(const PassInput& pass, const AttnPlanRequest& req) {
       plan.partial_rows += static_cast<int64_t>(parts) * t.n_rows;
     }
   }
+  // Longest items first, so the causal tail of a prefill does not run alone at the end. Items
+  // are independent (each writes its own rows or partial slots): the order changes no result.
+  std::stable_sort(plan.items.begin(), plan.items.end(),
+                   [](const AttnWorkItem& a, const AttnWorkItem& b) {
+                     return a.key_end - a.key_begin > b.key_end - b.key_begin;
+                   });
   return plan;
 }
 

@@ -18,8 +18,10 @@ namespace {
 // attention plans, bias temporaries, sampling sort buffers).
 constexpr size_t kReserveBytes = 512ull << 20;
 constexpr size_t kConvertChunkBytes = 64ull << 20;
-// Partial attention states (fp32 O of up to 128 dims, plus max and sum) for split key pieces.
+// Partial attention states for split key pieces: fp32 O (head_dim_pad floats per row) and
+// (max, sum) per row, sized for 65536 rows of 128 dims (more rows for smaller heads).
 constexpr size_t kPartialOBytes = 32ull << 20;
+constexpr size_t kPartialMlBytes = kPartialOBytes / (16 * sizeof(float)) * 2 * sizeof(float);
 constexpr int kSortRowsPerChunk = 32;
 
 constexpr double kMiB = 1024.0 * 1024.0;
@@ -82,7 +84,7 @@ CudaBackend::CudaBackend(const BackendOptions& opts, int ordinal)
   gemm_ = std::make_unique<cuda::GemmRunner>(stream_, device_tag(prop));
   used_ += gemm_->workspace_bytes();
   ensure(partial_o_, kPartialOBytes);
-  ensure(partial_ml_, kPartialOBytes / 128 * 2);
+  ensure(partial_ml_, kPartialMlBytes);
   log_info(
       "CUDA device {}: {} ({} SMs, {:.1f} GiB, {:.1f} GiB free), memory fraction {}, gemm "
       "cache {}",
@@ -267,7 +269,8 @@ void CudaBackend::prepare_attention(const QkvLayout& layout, Schedule s) {
   req.n_kv_heads = layout.n_kv_heads;
   req.sm_count = sm_count_;
   const int d_pad = cuda::attention_head_dim_pad(layout.head_dim);
-  req.partial_capacity = static_cast<int64_t>(partial_o_.bytes / (sizeof(float) * d_pad));
+  req.partial_capacity = static_cast<int64_t>(std::min(partial_o_.bytes / (sizeof(float) * d_pad),
+                                                       partial_ml_.bytes / (2 * sizeof(float))));
   const cuda::AttnPlan plan = cuda::plan_attention(pass_, req);
   const size_t items_bytes = plan.items.size() * sizeof(cuda::AttnWorkItem);
   const size_t bytes = items_bytes + plan.combines.size() * sizeof(cuda::AttnCombineItem);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "backend/cuda/check.h"
+#include "backend/cuda/kernels.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -20,6 +21,7 @@ constexpr size_t kWorkspaceBytes = 32u << 20;  // enough for every split-K the h
 constexpr int kHeuristicCandidates = 32;
 constexpr int kMaxHeuristicPicks = 16;  // split-K-free heuristic results kept
 constexpr int kMaxCandidates = 40;      // with their tile variants
+constexpr int kMaxRefinements = 48;     // custom option and cluster variants of the fastest
 constexpr int kTimedRuns = 5;
 
 cudaDataType_t cuda_type(DType t) {
@@ -123,6 +125,12 @@ cublasStatus_t GemmRunner::matmul(const Layouts& l, const cublasLtMatmulAlgo_t& 
 
 void GemmRunner::run(const void* x, const void* w, void* out, int64_t m, int64_t n, int64_t k,
                      DType out_dtype, Schedule s) {
+  if (uses_fallback(n, k)) {
+    LLM42_CUDA_CHECK(launch_gemm_fallback(static_cast<const uint16_t*>(x),
+                                          static_cast<const uint16_t*>(w), out, out_dtype, m, n, k,
+                                          stream_));
+    return;
+  }
   const cublasLtMatmulAlgo_t& algo = s == Schedule::kFast
                                          ? fast_algo(m, n, k, out_dtype)
                                          : canonical_algo(x, w, out, m, n, k, out_dtype);
@@ -131,6 +139,7 @@ void GemmRunner::run(const void* x, const void* w, void* out, int64_t m, int64_t
 
 std::string GemmRunner::describe(const void* x, const void* w, void* out, int64_t m, int64_t n,
                                  int64_t k, DType out_dtype, Schedule s) {
+  if (uses_fallback(n, k)) return "CUDA-core fallback (K or N not a multiple of 8)";
   return algo_desc(s == Schedule::kFast ? fast_algo(m, n, k, out_dtype)
                                         : canonical_algo(x, w, out, m, n, k, out_dtype));
 }
@@ -197,8 +206,9 @@ GemmRunner::Tuned GemmRunner::tune(const void* x, const void* w, void* out, int6
   // Candidates: the heuristic's split-K-free tensor-core algorithms, then each one's other tile
   // shapes (the heuristic's own first pick can be several times slower at small M).
   std::vector<cublasLtMatmulAlgo_t> cands;
+  size_t limit = kMaxCandidates;
   auto add = [&](const cublasLtMatmulAlgo_t& a) {
-    if (static_cast<int>(cands.size()) >= kMaxCandidates) return;
+    if (cands.size() >= limit) return;
     if (!split_k_free(a) || !tensor_core(a)) return;
     for (const auto& c : cands)
       if (same_algo(c, a)) return;
@@ -253,11 +263,10 @@ GemmRunner::Tuned GemmRunner::tune(const void* x, const void* w, void* out, int6
   LLM42_CUDA_CHECK(cudaEventCreate(&start));
   LLM42_CUDA_CHECK(cudaEventCreate(&stop));
   std::vector<unsigned char> reference;
-  Tuned best;
-  best.us = -1.0;
   int disagreeing = 0;
-  for (const auto& c : cands) {
-    if (matmul(l, c, x, w, out) != CUBLAS_STATUS_SUCCESS) continue;
+  // Microseconds of a candidate, or a negative value when it fails or computes other bits.
+  auto evaluate = [&](const cublasLtMatmulAlgo_t& c) -> double {
+    if (matmul(l, c, x, w, out) != CUBLAS_STATUS_SUCCESS) return -1.0;
     std::vector<unsigned char> bits = rows_of_out();
     if (reference.empty()) {
       reference = std::move(bits);
@@ -265,7 +274,7 @@ GemmRunner::Tuned GemmRunner::tune(const void* x, const void* w, void* out, int6
       ++disagreeing;
       log_warn("gemm autotune: {} gives other bits than {} for M {} N {} K {}; excluded",
                algo_desc(c), algo_desc(cands.front()), m, n, k);
-      continue;
+      return -1.0;
     }
     std::vector<float> times;
     for (int r = 0; r < kTimedRuns; ++r) {
@@ -278,16 +287,47 @@ GemmRunner::Tuned GemmRunner::tune(const void* x, const void* w, void* out, int6
       times.push_back(ms);
     }
     std::sort(times.begin(), times.end());
-    const double us = 1000.0 * times[times.size() / 2];
-    if (best.us < 0.0 || us < best.us) {
-      best.algo = c;
-      best.us = us;
+    return 1000.0 * times[times.size() / 2];
+  };
+  std::vector<std::pair<double, cublasLtMatmulAlgo_t>> timed;
+  for (const auto& c : cands)
+    if (const double us = evaluate(c); us >= 0.0) timed.emplace_back(us, c);
+  if (timed.empty())
+    fail("cuBLASLt: none of {} canonical candidates ran for M {} N {} K {}", cands.size(), m, n, k);
+  // Second round: custom options and cluster shapes of the two fastest (the configuration the
+  // heuristic never offers can be the fast one at small M).
+  std::sort(timed.begin(), timed.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  const size_t first_round = cands.size();
+  limit = first_round + kMaxRefinements;
+  for (size_t t = 0; t < std::min<size_t>(2, timed.size()); ++t) {
+    const cublasLtMatmulAlgo_t base = timed[t].second;
+    int32_t max_custom = 0;
+    size_t written = 0;
+    cublasLtMatmulAlgoCapGetAttribute(&base, CUBLASLT_ALGO_CAP_CUSTOM_OPTION_MAX, &max_custom,
+                                      sizeof max_custom, &written);
+    for (uint32_t custom = 0; custom <= static_cast<uint32_t>(std::min(max_custom, 7)); ++custom) {
+      for (uint16_t cluster : {CUBLASLT_CLUSTER_SHAPE_AUTO, CUBLASLT_CLUSTER_SHAPE_1x1x1,
+                               CUBLASLT_CLUSTER_SHAPE_2x1x1, CUBLASLT_CLUSTER_SHAPE_1x2x1}) {
+        cublasLtMatmulAlgo_t v = base;
+        if (cublasLtMatmulAlgoConfigSetAttribute(&v, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, &custom,
+                                                 sizeof custom) != CUBLAS_STATUS_SUCCESS ||
+            cublasLtMatmulAlgoConfigSetAttribute(&v, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID,
+                                                 &cluster, sizeof cluster) != CUBLAS_STATUS_SUCCESS)
+          continue;
+        add(v);
+      }
     }
   }
+  for (size_t i = first_round; i < cands.size(); ++i)
+    if (const double us = evaluate(cands[i]); us >= 0.0) timed.emplace_back(us, cands[i]);
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
-  if (best.us < 0.0)
-    fail("cuBLASLt: none of {} canonical candidates ran for M {} N {} K {}", cands.size(), m, n, k);
+  const auto fastest = std::min_element(
+      timed.begin(), timed.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  Tuned best;
+  best.algo = fastest->second;
+  best.us = fastest->first;
   best.desc = algo_desc(best.algo);
   log_info(
       "gemm autotune: M {} (bucket {}) N {} K {} -> {}: {} ({:.1f} us; {} candidates, {} "

@@ -11,6 +11,8 @@
 //              data, then timed), cached on disk per GPU and cuBLASLt version and reloaded at
 //              start. That split-K-free algorithms agree with each other across M is observed
 //              (shared/notes/cublas-batch-invariance.md), not documented: tests/cuda checks it.
+//   Shapes whose K or N is not a multiple of 8 (no tensor-core algorithm takes them) run the
+//   CUDA-core fallback of kernels.h in both lanes: tiny models only.
 #pragma once
 
 #include <cublasLt.h>
@@ -44,6 +46,8 @@ class GemmRunner {
 
   // Canonical M buckets: 1, 2, 4, ..., 4096 (larger M shares the 4096 bucket's algorithm).
   static int m_bucket(int64_t m);
+  // Whether (N, K) runs the CUDA-core fallback instead of cuBLASLt.
+  static bool uses_fallback(int64_t n, int64_t k) { return n % 8 != 0 || k % 8 != 0; }
 
   const std::string& cache_path() const { return cache_path_; }
   size_t workspace_bytes() const { return workspace_bytes_; }

@@ -64,6 +64,13 @@ cudaError_t launch_kv_write(const uint16_t* qkv, int n_tokens, int row_stride, i
 cudaError_t launch_swiglu(const uint16_t* gate_up, uint16_t* out, int rows, int f,
                           cudaStream_t stream);
 
+// out (m, n) = x (m, k) @ w (n, k)^T for shapes cuBLASLt's tensor-core algorithms cannot take
+// (k or n not a multiple of 8, e.g. stories260K's FFN of 172). One thread per output reduces k
+// with fused multiply-adds in increasing order, the same for every m: both lanes use it. Meant
+// for tiny models; not tuned for speed. x, w bf16; out bf16 or f32.
+cudaError_t launch_gemm_fallback(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,
+                                 int64_t m, int64_t n, int64_t k, cudaStream_t stream);
+
 // out = tmp + bias (fp32 add, then rounded to out's dtype), bias broadcast over rows.
 // tmp (m, n) f32, bias (n) f32, out (m, n) bf16 or f32 (may alias tmp when f32).
 cudaError_t launch_add_bias(const float* tmp, const float* bias, void* out, DType out_dtype,

@@ -1,5 +1,6 @@
 // Row kernels: conversions, dummy weights, embedding, RMSNorm (plain and fused with the residual
-// add), Qwen3 qk-norm, RoPE, paged KV write, SwiGLU and row gather.
+// add), Qwen3 qk-norm, RoPE, paged KV write, SwiGLU, bias add, row gather, and the CUDA-core
+// GEMM fallback (each output one dot product of two rows).
 //
 // Determinism: no reduction here crosses rows, and every reduction inside a row has one fixed
 // order that depends only on the row length (a fixed block of 256 threads, each summing a fixed
@@ -203,6 +204,18 @@ __global__ void swiglu_kernel(const uint16_t* gate_up, uint16_t* out, int64_t ro
   }
 }
 
+__global__ void gemm_fallback_kernel(const uint16_t* x, const uint16_t* w, void* out,
+                                     DType out_dtype, int64_t n, int64_t k) {
+  const int64_t j = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  const int64_t row = blockIdx.y;
+  if (j >= n) return;
+  const uint16_t* xr = x + row * k;
+  const uint16_t* wr = w + j * k;
+  float acc = 0.0f;
+  for (int64_t i = 0; i < k; ++i) acc = __fmaf_rn(bf(xr[i]), bf(wr[i]), acc);
+  store_from_f32(out, out_dtype, row * n + j, acc);
+}
+
 __global__ void add_bias_kernel(const float* tmp, const float* bias, void* out, DType out_dtype,
                                 int64_t m, int64_t n) {
   const int64_t total = m * n;
@@ -291,6 +304,15 @@ cudaError_t launch_swiglu(const uint16_t* gate_up, uint16_t* out, int rows, int 
                           cudaStream_t stream) {
   const int64_t n = static_cast<int64_t>(rows) * f;
   if (n > 0) swiglu_kernel<<<grid_for(n, 256), 256, 0, stream>>>(gate_up, out, rows, f);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_gemm_fallback(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,
+                                 int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
+  if (m > 0 && n > 0) {
+    const dim3 grid(static_cast<unsigned>((n + 127) / 128), static_cast<unsigned>(m));
+    gemm_fallback_kernel<<<grid, 128, 0, stream>>>(x, w, out, out_dtype, n, k);
+  }
   return cudaGetLastError();
 }
 
