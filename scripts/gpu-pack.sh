@@ -4,17 +4,17 @@
 # scripts/gpu-validate.sh runs them. Usage: scripts/gpu-pack.sh
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=${BUILD:-$ROOT/build-cuda}
+BUILD=${BUILD:-$ROOT/build}
 SHARED=${LLM42_SHARED_DIR:-$ROOT/../shared}
 PACK=$ROOT/.gpubin
 
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-ninja -C "$BUILD" llm42_cuda_tests cuda_gemm_lab cuda_attention_lab cuda_decode_lab
+ninja -C "$BUILD" llm42 llm42_cuda_tests cuda_gemm_lab cuda_attention_lab cuda_decode_lab
 
 rm -rf "$PACK"
 mkdir -p "$PACK/shared/models"
-cp "$BUILD/tests/llm42_cuda_tests" "$BUILD"/bin/cuda_*_lab "$PACK/"
-strip --strip-debug "$PACK"/llm42_cuda_tests "$PACK"/cuda_*_lab
+cp "$BUILD/tests/llm42_cuda_tests" "$BUILD"/bin/cuda_*_lab "$BUILD/bin/llm42" "$PACK/"
+strip --strip-debug "$PACK"/llm42_cuda_tests "$PACK"/cuda_*_lab "$PACK"/llm42
 for m in stories260K stories260K-hf tiny-llama3 tiny-qwen2 tiny-qwen3 tiny-mistral; do
   cp -r "$SHARED/models/$m" "$PACK/shared/models/"
 done
@@ -22,7 +22,7 @@ git -C "$ROOT" rev-parse HEAD >"$PACK/commit.txt"
 
 # The device machine has the CUDA 13 runtime libraries but none of the build's other
 # dependencies: everything else must be linked statically.
-missing=$(ldd "$PACK/llm42_cuda_tests" | grep -v -E 'cublas|libcuda|libc\.|libm\.|libgcc|libstdc|libgomp|ld-linux|linux-vdso|libpthread|libdl|librt' || true)
+missing=$(ldd "$PACK/llm42_cuda_tests" "$PACK/llm42" | grep -v -E "^/|:$" | grep -v -E 'cublas|libcuda|libc\.|libm\.|libgcc|libstdc|libgomp|ld-linux|linux-vdso|libpthread|libdl|librt' || true)
 if [ -n "$missing" ]; then
   echo "unexpected shared libraries:" >&2
   echo "$missing" >&2
