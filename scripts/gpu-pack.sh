@@ -19,6 +19,9 @@ for m in stories260K stories260K-hf tiny-llama3 tiny-qwen2 tiny-qwen3 tiny-mistr
   cp -r "$SHARED/models/$m" "$PACK/shared/models/"
 done
 git -C "$ROOT" rev-parse HEAD >"$PACK/commit.txt"
+# OpenMP's runtime, in case the device image lacks it (scripts/gpu-*.sh append lib/ to the path).
+mkdir -p "$PACK/lib"
+cp "$(ldd "$PACK/llm42" | awk '/libgomp/ {print $3}')" "$PACK/lib/"
 
 # The device machine has the CUDA 13 runtime libraries but none of the build's other
 # dependencies: everything else must be linked statically.

@@ -71,6 +71,16 @@ nlohmann::json summarize(const std::vector<double>& v) {
           {"p99", percentile(v, 99)}};
 }
 
+void write_json(const std::string& path, const LoadedModel& lm, const nlohmann::json& runs) {
+  nlohmann::json doc = {{"llm42_version", kVersion},
+                        {"model", lm.name},
+                        {"device", lm.backend->kernel_id()},
+                        {"runs", runs}};
+  std::ofstream out(path);
+  if (!out) fail("--json {}: cannot write", path);
+  out << doc.dump(2) << "\n";
+}
+
 RunResult run_one(const BenchOptions& o, LoadedModel& lm, const std::string& mode, double ratio,
                   const std::string& workload) {
   EngineOptions eo = o.engine;
@@ -206,23 +216,18 @@ int run(const BenchOptions& o) {
           fail("--deterministic-ratio '{}': not a number", ratio_s);
         }
         if (ratio < 0 || ratio > 1) fail("--deterministic-ratio {}: must be in [0, 1]", ratio);
+        // off and global run every request the same way whatever the ratio: once is enough.
+        if (mode != "dvr" && ratio_s != split(o.ratios).front()) continue;
         RunResult r = run_one(o, lm, mode, ratio, workload);
         std::printf("%s\n", r.row.c_str());
         std::fflush(stdout);
         runs.push_back(std::move(r.json));
+        // Rewritten after every run, so that an interrupted sweep keeps what it measured.
+        if (!o.json_out.empty()) write_json(o.json_out, lm, runs);
       }
     }
   }
-  if (!o.json_out.empty()) {
-    nlohmann::json doc = {{"llm42_version", kVersion},
-                          {"model", lm.name},
-                          {"device", lm.backend->kernel_id()},
-                          {"runs", runs}};
-    std::ofstream out(o.json_out);
-    if (!out) fail("--json {}: cannot write", o.json_out);
-    out << doc.dump(2) << "\n";
-    std::printf("wrote %s\n", o.json_out.c_str());
-  }
+  if (!o.json_out.empty()) std::printf("wrote %s\n", o.json_out.c_str());
   return 0;
 }
 

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The GPU benchmarks of docs/benchmarks.md, run on the device machine from the repository root
+# with the llm42 binary packed by scripts/gpu-pack.sh into .gpubin/. Everything lands in $OUT
+# (tables as .txt, results as .json). Parts, so that each fits one device call:
+#   PART=ceilings  the device's bandwidth and GEMM rate, batch-1 decode, the transformers peer
+#   PART=offline   offline throughput of off / global / dvr at several deterministic ratios
+#                  (WORKLOADS, PROMPTS)
+#   PART=studies   recompute rate against W with injected mismatches, the W x G grid
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.gpubin}
+OUT=${OUT:-$PWD/gpu-out}
+PART=${PART:-ceilings}
+MODEL=${MODEL:-dummy:llama-3.1-8b}
+mkdir -p "$OUT"
+export LLM42_GEMM_CACHE=${LLM42_GEMM_CACHE:-$OUT/gemm-cache.json}
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}:$PWD/$BIN/lib
+L42="$BIN/llm42 --log-level warn"
+PY=${PY:-python3}
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader \
+  >"$OUT/env.txt"
+cat "$BIN/commit.txt" >>"$OUT/env.txt" 2>/dev/null
+
+case "$PART" in
+ceilings)
+  timeout 120 $PY bench/gpu_roofline.py --json "$OUT/roofline.json" | tee "$OUT/roofline.txt"
+  ids=$(seq -s, 1000 1031)  # a 32-token prompt
+  for det in "" "--deterministic"; do
+    timeout 120 $L42 generate --device cuda --model "$MODEL" --prompt-ids "$ids" -n 512 \
+      --ignore-eos -q $det 2>&1 | tee -a "$OUT/decode_b1.txt"
+  done
+  timeout 240 $PY bench/hf_peer.py --batches "${PEER_BATCHES:-1,8,32}" --in-len 128 --out-len 128 \
+    --json "$OUT/hf_peer.json" 2>&1 | grep -v Warning | tee "$OUT/hf_peer.txt"
+  for b in ${PEER_BATCHES//,/ }; do
+    timeout 120 $L42 bench --device cuda --model "$MODEL" --workload fixed:128,128 \
+      --num-prompts "$b" --max-num-seqs "$b" --modes off --no-progress \
+      --json "$OUT/llm42_peer_b$b.json" 2>&1 | tee -a "$OUT/llm42_peer.txt"
+  done
+  ;;
+offline)
+  for w in ${WORKLOADS:-fixed:1024,256 sharegpt}; do
+    name=${w//[:,]/_}
+    timeout "${SWEEP_TIMEOUT:-280}" $L42 bench --device cuda --model "$MODEL" --workload "$w" \
+      --num-prompts "${PROMPTS:-256}" --modes off,global,dvr \
+      --deterministic-ratio "${RATIOS:-0.02,0.1,0.5,1}" --no-progress \
+      --json "$OUT/offline_$name.json" 2>&1 | tee -a "$OUT/offline.txt"
+  done
+  ;;
+studies)
+  # Recompute rate and throughput against W at 100 % deterministic traffic, natural and with an
+  # injected mismatch in 10 % of windows; then the W x G grid.
+  for inj in 0 0.1; do
+    for win in 16 32 64 128 256; do
+      timeout 100 $L42 bench --device cuda --model "$MODEL" --workload fixed:1024,256 \
+        --num-prompts "${PROMPTS:-128}" --modes dvr --deterministic-ratio 1 --window "$win" \
+        --inject-mismatch-rate "$inj" --no-progress \
+        --json "$OUT/study_w${win}_inj${inj}.json" 2>&1 | grep -E '^dvr' | \
+        sed "s/^/W=$win inject=$inj /" | tee -a "$OUT/studies.txt"
+    done
+  done
+  for win in 32 64 128; do
+    for g in 4 8 16; do
+      timeout 100 $L42 bench --device cuda --model "$MODEL" --workload fixed:1024,256 \
+        --num-prompts "${PROMPTS:-128}" --modes dvr --deterministic-ratio 1 --window "$win" \
+        --group "$g" --no-progress --json "$OUT/grid_w${win}_g${g}.json" 2>&1 | grep -E '^dvr' | \
+        sed "s/^/W=$win G=$g /" | tee -a "$OUT/studies.txt"
+    done
+  done
+  ;;
+*)
+  echo "PART must be ceilings, offline or studies" >&2
+  exit 2
+  ;;
+esac
