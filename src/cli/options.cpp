@@ -192,6 +192,14 @@ LoadedModel load_model(const ModelOptions& o, int max_pass_tokens, int max_logit
            static_cast<double>(config.n_params()) / 1e6, dtype_name(dtype),
            static_cast<double>(lm.model->weights().bytes()) / (1 << 30), lm.backend->kernel_id(),
            lm.load_seconds);
+  if (lm.backend->device() == Device::kCUDA) {
+    // Canonical GEMM algorithms are tuned per M bucket on first use (and cached on disk): do it
+    // before serving, so that no request's latency pays for it.
+    const double w0 = now_seconds();
+    lm.model->warm_up();
+    log_info("canonical GEMMs ready for passes of up to {} tokens ({:.2f} s)", max_pass_tokens,
+             now_seconds() - w0);
+  }
   return lm;
 }
 

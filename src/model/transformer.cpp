@@ -79,4 +79,31 @@ Tensor Transformer::forward(const PassInput& pass, const KvCache& cache) {
   return logits;
 }
 
+void Transformer::warm_up() {
+  if (weights_.layers.empty()) return;
+  const LayerWeights& lw = weights_.layers.front();
+  const Tensor* bias = lw.bqkv.empty() ? nullptr : &lw.bqkv;
+  // Random inputs: the autotune checks that its candidates agree bit for bit on them.
+  backend_.fill_random(h_, 1, RandomInit::kNormal, 1.0f);
+  backend_.fill_random(attn_, 2, RandomInit::kNormal, 1.0f);
+  backend_.fill_random(act_, 3, RandomInit::kNormal, 1.0f);
+  backend_.fill_random(normed_, 4, RandomInit::kNormal, 1.0f);
+  auto sizes = [](int limit) {
+    std::vector<int> m;
+    for (int v = 1; v < limit; v *= 2) m.push_back(v);
+    if (limit > 0) m.push_back(limit);
+    return m;
+  };
+  const Schedule s = Schedule::kCanonical;
+  for (int t : sizes(max_tokens_)) {
+    backend_.matmul(h_.rows(0, t), lw.wqkv, bias, qkv_.rows(0, t), s);
+    backend_.matmul(attn_.rows(0, t), lw.wo, nullptr, proj_.rows(0, t), s);
+    backend_.matmul(h_.rows(0, t), lw.w_gate_up, nullptr, gu_.rows(0, t), s);
+    backend_.matmul(act_.rows(0, t), lw.w_down, nullptr, proj_.rows(0, t), s);
+  }
+  for (int r : sizes(max_logit_rows_))
+    backend_.matmul(normed_.rows(0, r), weights_.lm_head, nullptr, logits_.rows(0, r), s);
+  backend_.synchronize();
+}
+
 }  // namespace llm42

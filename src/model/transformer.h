@@ -25,6 +25,12 @@ class Transformer {
   // pass.logit_rows: (R, vocab) f32 in device memory, valid until the next forward.
   Tensor forward(const PassInput& pass, const KvCache& cache);
 
+  // Runs every GEMM shape of the model in the canonical lane at M = 1, 2, 4, ... up to the pass
+  // limits, so that a backend that picks canonical algorithms per M bucket on first use (the
+  // CUDA backend's autotune, cached on disk) does it now, at start-up, rather than inside the
+  // first requests' latency. Overwrites the activation workspaces.
+  void warm_up();
+
  private:
   Tensor workspace(DType dtype, std::initializer_list<int64_t> shape);
 
