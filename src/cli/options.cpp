@@ -50,6 +50,7 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
 
 void add_engine_options(CLI::App& app, EngineOptions& o) {
   EngineConfig& c = o.config;
+  c.canonical_decode_threshold = -1.0;  // auto, resolved by the Engine from the backend
   app.add_option("--determinism", o.mode,
                  "off (all fast), dvr (per-request decode-verify-rollback) or global (all "
                  "canonical)")
@@ -71,7 +72,8 @@ void add_engine_options(CLI::App& app, EngineOptions& o) {
       ->capture_default_str();
   app.add_option("--canonical-decode-threshold", c.canonical_decode_threshold,
                  "dvr: run a decode step in the canonical lane when at least this fraction of "
-                 "its rows are deterministic (>1 = never)")
+                 "its rows are deterministic (>1 = never; -1 = auto: 0 on CUDA, where the "
+                 "canonical lane is as fast, never on the CPU)")
       ->capture_default_str();
   app.add_option("--block-size", c.block_size, "KV cache block size in tokens")
       ->capture_default_str();

@@ -50,6 +50,13 @@ std::string_view finish_reason_name(FinishReason r) {
 
 Engine::Engine(Transformer& model, const EngineConfig& config, const Tokenizer* tokenizer)
     : model_(model), config_(config), tokenizer_(tokenizer) {
+  if (config_.canonical_decode_threshold < 0) {
+    // auto: on CUDA the canonical lane decodes as fast as the fast one (split-K-free GEMMs
+    // autotuned per M bucket; docs/benchmarks.md), so any deterministic row makes the whole
+    // decode step canonical and its tokens need no verification. On the CPU the canonical lane
+    // gives up split-K and split-KV parallelism: decode fast and verify.
+    config_.canonical_decode_threshold = model_.backend().device() == Device::kCUDA ? 0.0 : 1.01;
+  }
   config_.validate();
   const ModelConfig& mc = model_.config();
   max_seq_len_ = mc.max_seq_len;

@@ -40,7 +40,8 @@ struct EngineConfig {
   int prefill_chunk = 512;            // tokens of one prompt per step at most
   // In dvr mode, run a whole decode step in the canonical lane when at least this fraction of
   // its rows are deterministic (tokens of requests without a speculative tail are then committed
-  // directly). 1.0 = only when all are; above 1 = never.
+  // directly). 1.0 = only when all are; above 1 = never; negative = auto (0 on CUDA, never on
+  // the CPU: the Engine resolves it from the backend).
   double canonical_decode_threshold = 1.01;
 
   // KV cache.
