@@ -23,9 +23,19 @@ int main(int argc, char** argv) {
   }
   try {
     llm42::set_log_level(llm42::parse_log_level(log_level));
-    for (CLI::App* sub : app.get_subcommands()) {
-      if (sub->parsed()) return llm42::cli::run_selected(*sub);
+    // Run the deepest subcommand given (`bench serve` is `serve` under `bench`).
+    CLI::App* selected = &app;
+    for (bool deeper = true; deeper;) {
+      deeper = false;
+      for (CLI::App* sub : selected->get_subcommands()) {
+        if (sub->parsed()) {
+          selected = sub;
+          deeper = true;
+          break;
+        }
+      }
     }
+    if (selected != &app) return llm42::cli::run_selected(*selected);
   } catch (const llm42::Error& e) {
     std::fprintf(stderr, "llm42: error: %s\n", e.what());
     return 1;

@@ -52,5 +52,26 @@ class CheckTest(unittest.TestCase):
         self.assertIn("cannot connect", p.stderr)
 
 
+class BenchServeTest(unittest.TestCase):
+    def test_bench_serve_writes_json_and_plot(self):
+        # `bench serve` is a subcommand of `bench`: it must run without bench's --model.
+        with server_util.Server() as srv, tempfile.TemporaryDirectory() as d:
+            p = subprocess.run([LLM42, "bench", "serve", "--url", f"http://127.0.0.1:{srv.port}",
+                                "--qps", "8,inf", "--num-prompts", "12", "--workload",
+                                "fixed:16,16", "--deterministic-ratio", "0.5",
+                                "--json", os.path.join(d, "r.json"),
+                                "--plot", os.path.join(d, "r.svg")],
+                               capture_output=True, text=True, timeout=300)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(os.path.join(d, "r.json")) as f:
+                report = json.load(f)
+            self.assertEqual(len(report["results"]), 2)
+            for r in report["results"]:
+                self.assertEqual((r["completed"], r["failed"]), (12, 0), r)
+                self.assertLessEqual(r["e2e_ms"]["p50"], r["e2e_ms"]["p99"])
+            with open(os.path.join(d, "r.svg")) as f:
+                self.assertIn("<svg", f.read())
+
+
 if __name__ == "__main__":
     server_util.run_tests()
