@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "client/sse_parser.h"
+#include "util/error.h"
 #include "util/timer.h"
 
 namespace llm42::client {
@@ -101,6 +102,17 @@ CompletionResult complete(HttpClient& client, const json& body, const std::strin
     r.completion_tokens = r.usage["completion_tokens"].get<int>();
   r.ok = r.error.empty();
   return r;
+}
+
+nlohmann::json first_served_model(const Url& url, const std::string& api_key) {
+  HttpClient client(url, 30);
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (!api_key.empty()) headers.emplace_back("Authorization", "Bearer " + api_key);
+  const HttpResponse r = client.request("GET", "/v1/models", "", headers);
+  if (r.status != 200) fail("{}/v1/models: HTTP {}: {}", url.str(), r.status, r.body);
+  const nlohmann::json j = nlohmann::json::parse(r.body);
+  if (!j.contains("data") || j["data"].empty()) fail("{}/v1/models: no model", url.str());
+  return j["data"][0];
 }
 
 }  // namespace llm42::client

@@ -36,4 +36,8 @@ struct CompletionResult {
 CompletionResult complete(HttpClient& client, const nlohmann::json& body,
                           const std::string& api_key);
 
+// The first entry of the server's GET /v1/models (its "id" is the model name). Throws
+// llm42::Error naming the URL when the server answers with an error or lists no model.
+nlohmann::json first_served_model(const Url& url, const std::string& api_key);
+
 }  // namespace llm42::client

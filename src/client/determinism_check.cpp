@@ -177,24 +177,14 @@ Comparison compare(std::string name, bool deterministic, const std::vector<Compl
   return c;
 }
 
-std::string model_of(const Url& url, const std::string& api_key) {
-  HttpClient client(url, 30);
-  std::vector<std::pair<std::string, std::string>> headers;
-  if (!api_key.empty()) headers.emplace_back("Authorization", "Bearer " + api_key);
-  const HttpResponse r = client.request("GET", "/v1/models", "", headers);
-  if (r.status != 200) fail("{}/v1/models: HTTP {}: {}", url.str(), r.status, r.body);
-  const json j = json::parse(r.body);
-  if (!j.contains("data") || j["data"].empty()) fail("{}/v1/models: no model", url.str());
-  return j["data"][0]["id"].get<std::string>();
-}
-
 }  // namespace
 
 int run_determinism_check(const CheckOptions& o) {
   if (o.prompts < 1) fail("--prompts must be at least 1");
   if (o.max_tokens < 1) fail("--max-tokens must be at least 1");
   const Url url = Url::parse(o.url);
-  const std::string model = o.model.empty() ? model_of(url, o.api_key) : o.model;
+  const std::string model =
+      o.model.empty() ? first_served_model(url, o.api_key)["id"].get<std::string>() : o.model;
   std::vector<json> det, nondet;
   for (int i = 0; i < o.prompts; ++i) {
     det.push_back(request_body(i, o, model, true));

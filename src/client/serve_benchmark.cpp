@@ -226,17 +226,6 @@ void write_plot(const std::string& path, const std::vector<json>& runs) {
   out << render_svg(title, panels, 3);
 }
 
-json server_model(const Url& url, const std::string& api_key) {
-  HttpClient client(url, 30);
-  std::vector<std::pair<std::string, std::string>> headers;
-  if (!api_key.empty()) headers.emplace_back("Authorization", "Bearer " + api_key);
-  const HttpResponse r = client.request("GET", "/v1/models", "", headers);
-  if (r.status != 200) fail("{}/v1/models: HTTP {}: {}", url.str(), r.status, r.body);
-  const json j = json::parse(r.body);
-  if (!j.contains("data") || j["data"].empty()) fail("{}/v1/models: no model", url.str());
-  return j["data"][0];
-}
-
 }  // namespace
 
 int run_bench_serve(const BenchServeOptions& o) {
@@ -244,7 +233,7 @@ int run_bench_serve(const BenchServeOptions& o) {
   for (const std::string& p : o.plot_inputs) runs.push_back(read_json(p));
   if (!o.url.empty()) {
     const Url url = Url::parse(o.url);
-    const json card = server_model(url, o.api_key);
+    const json card = first_served_model(url, o.api_key);
     const std::string model = o.model.empty() ? card["id"].get<std::string>() : o.model;
     const int max_len = card.value("max_model_len", 4096);
     const int vocab = o.vocab_size > 0 ? o.vocab_size : card.value("vocab_size", 32000);
