@@ -43,9 +43,10 @@ class Object {
   const Value* find(std::string_view key) const;
   // Inserts, or replaces the value in place keeping the key's position.
   void set(std::string key, Value value);
-  size_t size() const { return entries_.size(); }
-  bool empty() const { return entries_.empty(); }
-  const std::vector<std::pair<std::string, Value>>& entries() const { return entries_; }
+  // Defined after Value is complete (clang instantiates vector<pair<string, Value>> here).
+  size_t size() const;
+  bool empty() const;
+  const std::vector<std::pair<std::string, Value>>& entries() const;
 
  private:
   struct Hash {
@@ -134,5 +135,11 @@ class Value {
                std::shared_ptr<const Function>>
       v_;
 };
+
+inline size_t Object::size() const { return entries_.size(); }
+inline bool Object::empty() const { return entries_.empty(); }
+inline const std::vector<std::pair<std::string, Value>>& Object::entries() const {
+  return entries_;
+}
 
 }  // namespace llm42::jinja
