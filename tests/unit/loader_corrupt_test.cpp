@@ -609,8 +609,11 @@ std::string synthetic_gguf(const GgufFile& src,
   std::string toks, scores, types;
   const std::vector<std::string> tokens = *src.get_strings("tokenizer.ggml.tokens");
   for (const std::string& t : tokens) toks += GgufWriter::str(t);
-  for (float s : *src.get_floats("tokenizer.ggml.scores")) scores += pod(s);
-  for (int32_t t : *src.get_ints("tokenizer.ggml.token_type")) types += pod(t);
+  // Named: a range-for over *temporary_optional would read a destroyed vector.
+  const std::vector<float> src_scores = *src.get_floats("tokenizer.ggml.scores");
+  const std::vector<int32_t> src_types = *src.get_ints("tokenizer.ggml.token_type");
+  for (float s : src_scores) scores += pod(s);
+  for (int32_t t : src_types) types += pod(t);
   w.kv("tokenizer.ggml.tokens", T::kArray, GgufWriter::array(T::kString, tokens.size(), toks));
   w.kv("tokenizer.ggml.scores", T::kArray, GgufWriter::array(T::kF32, tokens.size(), scores));
   w.kv("tokenizer.ggml.token_type", T::kArray, GgufWriter::array(T::kI32, tokens.size(), types));
