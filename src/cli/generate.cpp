@@ -150,6 +150,7 @@ int run(const GenerateOptions& o) {
     }
   }
   if (stream) std::printf("\n");
+  std::fflush(stdout);  // the text before the summary line (stderr), also when piped
 
   // Prompt phase: until every request has its first token; decode phase: the rest.
   double first_all = t0;
