@@ -197,6 +197,18 @@ RunResult run_one(const BenchOptions& o, LoadedModel& lm, const std::string& mod
 }
 
 int run(const BenchOptions& o) {
+  // Parsed before the model loads, so that a bad ratio fails at once.
+  std::vector<double> ratios;
+  for (const std::string& ratio_s : split(o.ratios)) {
+    double ratio = 0;
+    try {
+      ratio = std::stod(ratio_s);
+    } catch (const std::exception&) {
+      fail("--deterministic-ratio '{}': not a number", ratio_s);
+    }
+    if (ratio < 0 || ratio > 1) fail("--deterministic-ratio {}: must be in [0, 1]", ratio);
+    ratios.push_back(ratio);
+  }
   const EngineConfig probe = o.engine.resolve();
   LoadedModel lm = load_model(o.model, max_pass_tokens(probe), max_logit_rows(probe));
   std::printf("llm42 bench: %s on %s, %d prompts, request rate %s\n", lm.name.c_str(),
@@ -208,17 +220,10 @@ int run(const BenchOptions& o) {
   nlohmann::json runs = nlohmann::json::array();
   for (const std::string& workload : split(o.workloads)) {
     for (const std::string& mode : split(o.modes)) {
-      for (const std::string& ratio_s : split(o.ratios)) {
-        double ratio = 0;
-        try {
-          ratio = std::stod(ratio_s);
-        } catch (const std::exception&) {
-          fail("--deterministic-ratio '{}': not a number", ratio_s);
-        }
-        if (ratio < 0 || ratio > 1) fail("--deterministic-ratio {}: must be in [0, 1]", ratio);
-        // off and global run every request the same way whatever the ratio: once is enough.
-        if (mode != "dvr" && ratio_s != split(o.ratios).front()) continue;
-        RunResult r = run_one(o, lm, mode, ratio, workload);
+      // off and global run every request the same way whatever the ratio: once is enough.
+      const size_t n_ratios = mode == "dvr" ? ratios.size() : std::min<size_t>(1, ratios.size());
+      for (size_t i = 0; i < n_ratios; ++i) {
+        RunResult r = run_one(o, lm, mode, ratios[i], workload);
         std::printf("%s\n", r.row.c_str());
         std::fflush(stdout);
         runs.push_back(std::move(r.json));
