@@ -4,7 +4,10 @@
 // KV bytes / bandwidth) and prefill (compute-bound: floor = 4 * heads * head_dim * sum of keys
 // per query / GEMM rate) at Llama-3.1-8B geometry (32 query heads, 8 KV heads, head_dim 128).
 //
-//   ./build-cuda/bin/cuda_attention_lab [--quick]
+//   ./build/bin/cuda_attention_lab [--quick | --profile]
+//
+// --profile runs only the 4096-token prefill, once per variant after a warm-up, for a profiler
+// (ncu -k regex:attention_kernel).
 #ifdef LLM42_HAVE_CUDA
 #include <cuda_runtime.h>
 
@@ -19,13 +22,13 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/check.h"
 #include "backend/cuda/cuda_backend.h"
+#include "cuda_lab_util.h"
 #include "util/numeric.h"
 
 namespace {
 
 using namespace llm42;
 
-constexpr double kBandwidth = 3.0e12;  // measured device-to-device copy on the H100 (notes)
 constexpr double kMmaRate = 660e12;    // dense bf16 mma.sync peak of an H100 SXM
 
 struct Owned {
@@ -91,6 +94,7 @@ KvCache cache_of(const Owned& k, const Owned& v, int n_blocks, int bs, int kvh, 
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+  const bool profile = argc > 1 && std::string(argv[1]) == "--profile";
   if (cuda_device_count() == 0) {
     std::printf("cuda_attention_lab: no CUDA GPU, nothing to measure\n");
     return 0;
@@ -102,7 +106,7 @@ int main(int argc, char** argv) {
   const int bs = 16;
 
   // CPU check: two prefill chunks, a verification window and two decode rows.
-  {
+  if (!profile) {
     const int per_seq = 64, n_blocks = 5 * per_seq;
     CpuBackend cpu(BackendOptions{});
     const size_t kv_elems = size_t(n_blocks) * bs * ql.kv_dim();
@@ -177,7 +181,7 @@ int main(int argc, char** argv) {
     b.attention(q, ql, cache, 0, o, v.schedule);  // plans, warms up
     *st = b.last_attention_plan();
     std::vector<float> t;
-    for (int r = 0; r < (quick ? 3 : 10); ++r) {
+    for (int r = 0; r < (profile ? 1 : quick ? 3 : 10); ++r) {
       LLM42_CUDA_CHECK(cudaEventRecord(start, b.stream()));
       b.attention(q, ql, cache, 0, o, v.schedule);
       LLM42_CUDA_CHECK(cudaEventRecord(stop, b.stream()));
@@ -191,11 +195,14 @@ int main(int argc, char** argv) {
   };
 
   // Decode: B sequences, one query each at context ctx.
-  std::printf("\n%-14s %4s %6s %7s %9s %9s %8s %7s\n", "decode", "B", "ctx", "items", "us",
-              "floor us", "GB/s", "%floor");
-  const std::vector<int> batches = quick ? std::vector<int>{1, 16} : std::vector<int>{1, 16, 64};
+  const double bandwidth = lab::copy_bandwidth(b);
+  std::printf("\n%-14s %4s %6s %7s %9s %9s %8s %7s   (copy bandwidth %.0f GB/s)\n", "decode", "B",
+              "ctx", "items", "us", "floor us", "GB/s", "%floor", bandwidth / 1e9);
+  const std::vector<int> batches = profile ? std::vector<int>{}
+                                   : quick ? std::vector<int>{1, 16}
+                                           : std::vector<int>{1, 16, 64};
   const std::vector<int> ctxs = quick ? std::vector<int>{1024} : std::vector<int>{1024, 4096, 8192};
-  const int max_ctx = ctxs.back(), max_b = batches.back();
+  const int max_ctx = ctxs.back(), max_b = profile ? 1 : batches.back();
   const int per_seq = (max_ctx + bs - 1) / bs;
   const int n_blocks = per_seq * max_b;
   Owned k = make(b, DType::kBF16, Device::kCUDA, {n_blocks, bs, 8, 128});
@@ -211,7 +218,7 @@ int main(int argc, char** argv) {
     for (int ctx : ctxs) {
       const PassInput pass = make_pass(bsz, 1, ctx, bs, per_seq);
       const double bytes = double(bsz) * ctx * ql.kv_dim() * 2 * 2;
-      const double floor_us = bytes / kBandwidth * 1e6;
+      const double floor_us = bytes / bandwidth * 1e6;
       for (const Variant& var : kVariants) {
         CudaBackend::AttnPlanStats st;
         const double us = time_us(pass, cache, qkv, out, var, &st);
@@ -227,7 +234,8 @@ int main(int argc, char** argv) {
   const int prefills[][2] = {{512, 0}, {2048, 0}, {512, 4096}, {4096, 0}};
   for (const auto& pf : prefills) {
     const int t = pf[0], prefix = pf[1];
-    if (t > max_rows || prefix + t > max_ctx || (quick && t > 512)) continue;
+    if (t > max_rows || prefix + t > max_ctx || (quick && t > 512) || (profile && t != 4096))
+      continue;
     const PassInput pass = make_pass(1, t, prefix + t, bs, per_seq);
     double keys = 0;
     for (int i = 0; i < t; ++i) keys += prefix + i + 1;

@@ -1,10 +1,12 @@
 // Kernel lab: one whole decode step (Transformer::forward, sampling excluded) of Llama-3.1-8B
-// with dummy weights on the CUDA backend, in both lanes, against the HBM roofline: a decode
-// step must read every weight once plus each sequence's KV, so its floor is
-// (weight bytes + KV bytes) / bandwidth. Also checks that the canonical lane gives the same
-// logits for a row alone and inside the batch.
+// with dummy weights on the CUDA backend, in both lanes, launched eagerly and replayed as a
+// captured graph, against the HBM roofline: a decode step must read every weight but the
+// embedding table once, plus each sequence's KV, so its floor is (those bytes) / bandwidth,
+// with the bandwidth of a device-to-device copy measured in the same run. Also checks that the
+// canonical lane gives the same logits for a row alone and inside the batch, and a graph the
+// same logits as the eager pass.
 //
-//   ./build-cuda/bin/cuda_decode_lab [--quick]
+//   ./build/bin/cuda_decode_lab [--quick]
 #ifdef LLM42_HAVE_CUDA
 #include <cuda_runtime.h>
 
@@ -16,14 +18,13 @@
 
 #include "backend/cuda/check.h"
 #include "backend/cuda/cuda_backend.h"
+#include "cuda_lab_util.h"
 #include "model/transformer.h"
 #include "model/weights.h"
 
 namespace {
 
 using namespace llm42;
-
-constexpr double kBandwidth = 3.0e12;  // measured device-to-device copy on the H100 (notes)
 
 ModelConfig llama31_8b() {
   ModelConfig c;
@@ -78,7 +79,7 @@ int main(int argc, char** argv) {
   if (quick) c.n_layers = 4;
   ModelWeights w = dummy_weights(b, c, DType::kBF16, 7);
   w.config = c;
-  const double weight_bytes = static_cast<double>(w.bytes());
+  const double weight_bytes = static_cast<double>(w.bytes_per_decode_step());
   Transformer model(b, std::move(w), 256, 256);
   const int bs = 16, max_b = 64, max_ctx = 4096;
   const int per_seq = max_ctx / bs;
@@ -88,48 +89,65 @@ int main(int argc, char** argv) {
     b.fill_random(cache.k[l], 100 + l, RandomInit::kNormal, 1.0f);
     b.fill_random(cache.v[l], 200 + l, RandomInit::kNormal, 1.0f);
   }
-  std::printf("device: %s; model llama-3.1-8b shape, %d layers, %.2f GB of weights\n",
-              b.device_name().c_str(), c.n_layers, weight_bytes / 1e9);
+  const double bandwidth = lab::copy_bandwidth(b);
+  std::printf(
+      "device: %s; model llama-3.1-8b shape, %d layers, %.2f GB of weights read per step; "
+      "copy bandwidth %.0f GB/s\n",
+      b.device_name().c_str(), c.n_layers, weight_bytes / 1e9, bandwidth / 1e9);
 
   cudaEvent_t start, stop;
   LLM42_CUDA_CHECK(cudaEventCreate(&start));
   LLM42_CUDA_CHECK(cudaEventCreate(&stop));
-  std::printf("%-10s %4s %6s %9s %9s %9s %7s\n", "lane", "B", "ctx", "ms/step", "floor ms", "tok/s",
-              "%floor");
+  std::printf("%-10s %4s %6s %9s %9s %9s %9s %7s %7s\n", "lane", "B", "ctx", "eager ms",
+              "graph ms", "floor ms", "tok/s", "eager%", "graph%");
   std::vector<float> alone_logits(static_cast<size_t>(c.vocab_size));
+  auto logits_of = [&](const Tensor& t) {
+    std::vector<float> row(static_cast<size_t>(t.numel()));
+    b.copy_to_host(row.data(), t.data, row.size() * sizeof(float));
+    return row;
+  };
   for (int bsz : quick ? std::vector<int>{1, 8} : std::vector<int>{1, 8, 32, 64}) {
     for (int ctx : {1024, 4096}) {
       const double kv_bytes = double(bsz) * ctx * c.n_layers * c.kv_dim() * 2 * 2;
-      const double floor_ms = (weight_bytes + kv_bytes) / kBandwidth * 1e3;
+      const double floor_ms = (weight_bytes + kv_bytes) / bandwidth * 1e3;
       for (Schedule s : {Schedule::kFast, Schedule::kCanonical}) {
-        const PassInput pass = decode_pass(bsz, ctx, bs, per_seq, s);
-        Tensor logits = model.forward(pass, cache);  // warm-up (and canonical GEMM tuning)
-        b.synchronize();
-        std::vector<float> t;
-        for (int r = 0; r < (quick ? 3 : 10); ++r) {
-          LLM42_CUDA_CHECK(cudaEventRecord(start, b.stream()));
-          logits = model.forward(pass, cache);
-          LLM42_CUDA_CHECK(cudaEventRecord(stop, b.stream()));
-          LLM42_CUDA_CHECK(cudaEventSynchronize(stop));
-          float ms = 0;
-          LLM42_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-          t.push_back(ms);
+        double ms[2];
+        std::vector<float> eager_logits;
+        for (bool graph : {false, true}) {
+          PassInput pass = decode_pass(bsz, ctx, bs, per_seq, s);
+          pass.graph = graph;
+          Tensor logits = model.forward(pass, cache);  // warm-up (tuning; the graph's capture)
+          b.synchronize();
+          std::vector<float> t;
+          for (int r = 0; r < (quick ? 3 : 10); ++r) {
+            LLM42_CUDA_CHECK(cudaEventRecord(start, b.stream()));
+            logits = model.forward(pass, cache);
+            LLM42_CUDA_CHECK(cudaEventRecord(stop, b.stream()));
+            LLM42_CUDA_CHECK(cudaEventSynchronize(stop));
+            float elapsed = 0;
+            LLM42_CUDA_CHECK(cudaEventElapsedTime(&elapsed, start, stop));
+            t.push_back(elapsed);
+          }
+          std::sort(t.begin(), t.end());
+          ms[graph] = t[t.size() / 2];
+          if (!graph) {
+            eager_logits = logits_of(logits);
+          } else if (logits_of(logits) != eager_logits) {
+            std::printf("  graph replay of %s B %d ctx %d: logits DIFFER from the eager pass\n",
+                        std::string(schedule_name(s)).c_str(), bsz, ctx);
+          }
         }
-        std::sort(t.begin(), t.end());
-        const double ms = t[t.size() / 2];
-        std::printf("%-10s %4d %6d %9.2f %9.2f %9.0f %6.0f%%\n",
-                    std::string(schedule_name(s)).c_str(), bsz, ctx, ms, floor_ms,
-                    bsz / (ms * 1e-3), 100 * floor_ms / ms);
+        std::printf("%-10s %4d %6d %9.2f %9.2f %9.2f %9.0f %6.0f%% %6.0f%%\n",
+                    std::string(schedule_name(s)).c_str(), bsz, ctx, ms[0], ms[1], floor_ms,
+                    bsz / (ms[1] * 1e-3), 100 * floor_ms / ms[0], 100 * floor_ms / ms[1]);
         if (s == Schedule::kCanonical && ctx == 1024) {
           // Row 0 of a canonical batch must equal the same row decoded alone.
-          std::vector<float> row(alone_logits.size());
-          b.copy_to_host(row.data(), logits.data, row.size() * sizeof(float));
+          std::vector<float> row(eager_logits.begin(), eager_logits.begin() + c.vocab_size);
           if (bsz == 1)
             alone_logits = row;
           else
-            std::printf(
-                "  canonical row 0 of B %d equals B 1 bit for bit: %s\n", bsz,
-                std::memcmp(row.data(), alone_logits.data(), row.size() * 4) == 0 ? "yes" : "NO");
+            std::printf("  canonical row 0 of B %d equals B 1 bit for bit: %s\n", bsz,
+                        row == alone_logits ? "yes" : "NO");
         }
       }
     }

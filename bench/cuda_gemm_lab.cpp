@@ -1,10 +1,11 @@
-// Kernel lab: the CUDA backend's cuBLASLt GEMMs in both lanes for the Llama-3.1-8B shapes.
-// Checks both lanes against the CPU GEMM, measures the two ceilings (a device-to-device copy,
-// a large GEMM), then sweeps M: fast (heuristic's first choice, may split K) against canonical
-// (autotuned split-K-free algorithm per M bucket), with the floor max(bytes / bandwidth,
-// flops / GEMM rate) for each shape.
+// Kernel lab: the CUDA backend's GEMMs in both lanes for the Llama-3.1-8B shapes. Checks both
+// lanes against the CPU GEMM, measures the two ceilings (a device-to-device copy, a large GEMM),
+// then sweeps M: the cuBLASLt heuristic's first choice (may split K), the skinny tensor-core GEMM
+// of gemv.cu (M <= 16, best of its variants), the fast lane (the faster of those two, picked per
+// shape), and the canonical lane (autotuned split-K-free algorithm per M bucket), each against
+// the floor max(bytes / bandwidth, flops / GEMM rate).
 //
-//   ./build-cuda/bin/cuda_gemm_lab [--quick]
+//   ./build/bin/cuda_gemm_lab [--quick]
 #ifdef LLM42_HAVE_CUDA
 #include <cuda_runtime.h>
 
@@ -18,48 +19,16 @@
 #include "backend/cpu/kernels.h"
 #include "backend/cuda/check.h"
 #include "backend/cuda/cuda_backend.h"
+#include "cuda_lab_util.h"
 #include "util/numeric.h"
+#include "util/error.h"
 
 namespace {
 
 using namespace llm42;
-
-struct Owned {
-  Buffer buf;
-  Tensor t;
-};
-
-Owned make(CudaBackend& b, DType dtype, std::initializer_list<int64_t> shape) {
-  Owned o;
-  o.t = Tensor(nullptr, dtype, Device::kCUDA, shape);
-  o.buf = Buffer(b, o.t.nbytes());
-  o.t.data = o.buf.get();
-  return o;
-}
-
-// Median time in microseconds of `reps` runs of f on the backend's stream (after a warm-up).
-template <typename F>
-double time_us(CudaBackend& b, int reps, F&& f) {
-  f(0);
-  b.synchronize();
-  cudaEvent_t start, stop;
-  LLM42_CUDA_CHECK(cudaEventCreate(&start));
-  LLM42_CUDA_CHECK(cudaEventCreate(&stop));
-  std::vector<float> t;
-  for (int r = 0; r < reps; ++r) {
-    LLM42_CUDA_CHECK(cudaEventRecord(start, b.stream()));
-    f(r);
-    LLM42_CUDA_CHECK(cudaEventRecord(stop, b.stream()));
-    LLM42_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0;
-    LLM42_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    t.push_back(ms * 1000.0f);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
+using lab::make;
+using lab::Owned;
+using lab::time_us;
 
 }  // namespace
 
@@ -107,19 +76,8 @@ int main(int argc, char** argv) {
 
   // Ceilings: bandwidth of a 2 GiB device-to-device copy (read + write), and the canonical GEMM
   // at 8192^3 on random data.
-  double bw = 0;
-  {
-    const size_t bytes = 2ull << 30;
-    Owned a = make(b, DType::kBF16, {static_cast<int64_t>(bytes / 2)});
-    Owned c = make(b, DType::kBF16, {static_cast<int64_t>(bytes / 2)});
-    b.fill_random(a.t, 1, RandomInit::kNormal, 1.0f);
-    const double us = time_us(b, 10, [&](int) {
-      LLM42_CUDA_CHECK(
-          cudaMemcpyAsync(c.t.data, a.t.data, bytes, cudaMemcpyDeviceToDevice, b.stream()));
-    });
-    bw = 2.0 * bytes / (us * 1e-6);
-    std::printf("ceiling: device-to-device copy %.0f GB/s (read + write)\n", bw / 1e9);
-  }
+  const double bw = lab::copy_bandwidth(b);
+  std::printf("ceiling: device-to-device copy %.0f GB/s (read + write)\n", bw / 1e9);
   double gemm_rate = 0;
   {
     const int s = quick ? 4096 : 8192;
@@ -143,11 +101,15 @@ int main(int argc, char** argv) {
                                      {"gate_up", 28672, 4096, DType::kBF16},
                                      {"down", 4096, 14336, DType::kBF16},
                                      {"lm_head", 128256, 4096, DType::kF32}};
-  const std::vector<int> ms =
-      quick ? std::vector<int>{1, 64} : std::vector<int>{1, 8, 32, 128, 512, 2048};
+  const std::vector<int> ms = quick ? std::vector<int>{1, 8, 64}
+                                   : std::vector<int>{1, 2, 4, 8, 16, 32, 128, 512, 2048};
   constexpr int kCopies = 3;  // weights rotated so repeated runs do not hit L2
-  std::printf("\n%-8s %5s %10s %10s %7s %10s %9s %8s  %s\n", "shape", "M", "fast us", "canon us",
-              "canon/f", "floor us", "TFLOP/s", "%floor", "canonical algorithm");
+  // cublas: the heuristic's first choice; skinny: the best variant of gemv.cu (M <= 16); fast:
+  // what the fast lane runs (the faster of the two, chosen on first use); canon: the canonical
+  // lane. %floor of the fast and canonical lanes.
+  std::printf("\n%-8s %5s %9s %9s %9s %9s %9s %7s %7s  %-24s %s\n", "shape", "M", "cublas us",
+              "skinny us", "fast us", "canon us", "floor us", "fast%", "canon%", "fast lane runs",
+              "canonical algorithm");
   for (const Shape& sh : shapes) {
     std::vector<Owned> ws;
     for (int c = 0; c < kCopies; ++c) {
@@ -160,6 +122,20 @@ int main(int argc, char** argv) {
     Owned o = make(b, sh.out, {max_m, sh.n});
     for (int m : ms) {
       const Tensor xm = x.t.rows(0, m), om = o.t.rows(0, m);
+      const double cublas_us = time_us(b, 20, [&](int r) {
+        b.gemm().run_heuristic(xm.data, ws[r % kCopies].t.data, om.data, m, sh.n, sh.k, sh.out);
+      });
+      double skinny_us = 0;
+      if (m <= cuda::kGemvMaxM) {
+        for (int v = 0; v < cuda::kGemvVariants; ++v) {
+          const double us = time_us(b, 20, [&](int r) {
+            LLM42_CUDA_CHECK(cuda::launch_gemv(static_cast<const uint16_t*>(xm.data),
+                                               static_cast<const uint16_t*>(ws[r % kCopies].t.data),
+                                               om.data, sh.out, m, sh.n, sh.k, v, b.stream()));
+          });
+          skinny_us = v == 0 ? us : std::min(skinny_us, us);
+        }
+      }
       double us[2];
       for (Schedule s : {Schedule::kFast, Schedule::kCanonical})
         us[s == Schedule::kCanonical] =
@@ -168,11 +144,14 @@ int main(int argc, char** argv) {
       const double bytes =
           2.0 * (double(sh.n) * sh.k + double(m) * sh.k) + double(m) * sh.n * dtype_size(sh.out);
       const double floor_us = std::max(bytes / bw, flops / gemm_rate) * 1e6;
+      const std::string fast = b.gemm().describe(xm.data, ws[0].t.data, om.data, m, sh.n, sh.k,
+                                                 sh.out, Schedule::kFast);
       const std::string algo = b.gemm().describe(xm.data, ws[0].t.data, om.data, m, sh.n, sh.k,
                                                  sh.out, Schedule::kCanonical);
-      std::printf("%-8s %5d %10.1f %10.1f %7.2f %10.1f %9.1f %7.0f%%  %s\n", sh.name, m, us[0],
-                  us[1], us[1] / us[0], floor_us, flops / (us[1] * 1e-6) / 1e12,
-                  100.0 * floor_us / us[1], algo.c_str());
+      std::printf("%-8s %5d %9.1f %9s %9.1f %9.1f %9.1f %6.0f%% %6.0f%%  %-24s %s\n", sh.name, m,
+                  cublas_us, m <= cuda::kGemvMaxM ? fmt::format("{:.1f}", skinny_us).c_str() : "-",
+                  us[0], us[1], floor_us, 100.0 * floor_us / us[0], 100.0 * floor_us / us[1],
+                  fast.substr(0, 24).c_str(), algo.c_str());
     }
   }
   return 0;

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The device's ceilings, measured in the same run as the benchmarks they judge (METHOD.md):
-HBM bandwidth (a large device-to-device copy, bytes read + written) and the dense bf16 GEMM
+HBM bandwidth (a large device-to-device copy, bytes read + written; and a read-only sum) and the
+dense bf16 GEMM
 rate (cuBLAS through PyTorch at the shapes a 4K-token prefill of Llama-3.1-8B runs, and at
 8192^3). Prints a table and writes JSON.
 
@@ -41,6 +42,11 @@ def main():
     ms = time_ms(lambda: dst.copy_(src))
     out["copy_bandwidth_gbs"] = 2 * n / ms / 1e6
     del src, dst
+    # Reading alone (what a decode step does with the weights): a sum over 4 GiB of random bf16.
+    x = torch.randn(n, dtype=torch.bfloat16, device="cuda")
+    ms = time_ms(lambda: x.sum(dtype=torch.float32))
+    out["read_bandwidth_gbs"] = 2 * n / ms / 1e6
+    del x
 
     gemms = {}
     shapes = {"8192^3": (8192, 8192, 8192), "prefill 4K qkv": (4096, 6144, 4096),
@@ -60,6 +66,7 @@ def main():
     print(f"device: {out['device']} ({out['sms']} SMs)")
     print(f"{'ceiling':34s} {'value':>10s}")
     print(f"{'HBM copy bandwidth (GB/s)':34s} {out['copy_bandwidth_gbs']:10.0f}")
+    print(f"{'HBM read bandwidth, sum (GB/s)':34s} {out['read_bandwidth_gbs']:10.0f}")
     for k, v in gemms.items():
         print(f"{'bf16 GEMM ' + k + ' (TFLOP/s)':34s} {v:10.1f}")
     print(f"{'bf16 GEMM, 8B 4K-prefill mix':34s} {out['prefill_4k_gemm_tflops']:10.1f}")

@@ -2,7 +2,8 @@
 # The GPU benchmarks of docs/benchmarks.md, run on the device machine from the repository root
 # with the llm42 binary packed by scripts/gpu-pack.sh into .gpubin/. Everything lands in $OUT
 # (tables as .txt, results as .json). Parts, so that each fits one device call:
-#   PART=ceilings  the device's bandwidth and GEMM rate, batch-1 decode, the transformers peer
+#   PART=ceilings  the device's bandwidth and GEMM rate, batch-1 decode (with and without CUDA
+#                  graphs), the transformers peer
 #   PART=offline   offline throughput of off / global / dvr at several deterministic ratios
 #                  (WORKLOADS, PROMPTS)
 #   PART=studies   recompute rate against W with injected mismatches, the W x G grid
@@ -25,9 +26,13 @@ case "$PART" in
 ceilings)
   timeout 120 $PY bench/gpu_roofline.py --json "$OUT/roofline.json" | tee "$OUT/roofline.txt"
   ids=$(seq -s, 1000 1031)  # a 32-token prompt
-  for det in "" "--deterministic"; do
-    timeout 120 $L42 generate --device cuda --model "$MODEL" --prompt-ids "$ids" -n 512 \
-      --ignore-eos -q $det 2>&1 | tee -a "$OUT/decode_b1.txt"
+  # Batch-1 decode: not deterministic and deterministic, with CUDA graphs and without.
+  for graphs in 256 0; do
+    for det in "" "--deterministic"; do
+      echo "== cuda-graph-max-batch $graphs ${det:-(not deterministic)}" >>"$OUT/decode_b1.txt"
+      timeout 120 $L42 generate --device cuda --model "$MODEL" --prompt-ids "$ids" -n 512 \
+        --ignore-eos -q --cuda-graph-max-batch $graphs $det 2>&1 | tee -a "$OUT/decode_b1.txt"
+    done
   done
   timeout 240 $PY bench/hf_peer.py --batches "${PEER_BATCHES:-1,8,32}" --in-len 128 --out-len 128 \
     --json "$OUT/hf_peer.json" 2>&1 | grep -v Warning | tee "$OUT/hf_peer.txt"

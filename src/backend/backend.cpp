@@ -39,6 +39,18 @@ void PassInput::check(int block_size, int n_blocks) const {
   for (int r : logit_rows) LLM42_ASSERT(r >= 0 && r < t, "logit row {} out of range", r);
 }
 
+void Backend::begin_graph_pass(const PassInput&, const KvCache&, const QkvLayout&) {
+  fail("the {} backend cannot run passes as graphs", device_name(device()));
+}
+
+std::unique_ptr<PassGraph> Backend::capture(const std::function<void()>&) {
+  fail("the {} backend cannot capture graphs", device_name(device()));
+}
+
+bool Backend::replay(const PassGraph&) {
+  fail("the {} backend cannot replay graphs", device_name(device()));
+}
+
 size_t KvCache::bytes() const {
   return 2ull * n_layers * n_blocks * block_size * n_kv_heads * head_dim * dtype_size(dtype);
 }

@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,6 +43,9 @@ struct PassInput {
   std::vector<PassSeq> seqs;          // sequences in the pass, in row order
   std::vector<int32_t> block_tables;  // concatenated block ids of all sequences
   std::vector<int32_t> logit_rows;    // (R) rows whose logits are wanted, in output order
+  // A decode pass padded to a fixed shape, which a backend with graphs may run as a captured
+  // graph (Backend::supports_graphs; model/transformer.cpp).
+  bool graph = false;
 
   int n_tokens() const { return static_cast<int>(tokens.size()); }
   // Checks internal consistency (rows, positions, slots, block coverage); aborts when broken.
@@ -106,6 +110,13 @@ struct SampleResult {
   float top_logprobs[kMaxTopLogprobs] = {};
 };
 
+// A forward pass captured by a backend with graphs (CUDA graphs), replayed for later passes of
+// the same shape (Backend::replay).
+class PassGraph {
+ public:
+  virtual ~PassGraph() = default;
+};
+
 // How dummy weights are drawn (deterministic from the seed and the tensor's index).
 enum class RandomInit { kNormal, kOnesNoise, kBias };
 
@@ -137,6 +148,21 @@ class Backend {
 
   // ---- plan --------------------------------------------------------------------------------
   virtual void begin_pass(const PassInput& pass, const KvCache& cache) = 0;
+
+  // ---- graphs (decode passes replayed as captured CUDA graphs) -------------------------------
+  // A backend with graphs runs the kernels of a pass shape recorded once instead of launching
+  // them one by one. Their inputs must then sit at fixed addresses: begin_graph_pass (instead of
+  // begin_pass) uploads the pass and its attention plan, made here for `layout`, into buffers
+  // that keep their address; then either replay() runs a capture of this shape, or the caller
+  // launches the kernels eagerly (for this pass's results) and capture() records them again.
+  virtual bool supports_graphs() const { return false; }
+  virtual void begin_graph_pass(const PassInput& pass, const KvCache& cache,
+                                const QkvLayout& layout);
+  // Records, without running them, the kernels that `launch` issues.
+  virtual std::unique_ptr<PassGraph> capture(const std::function<void()>& launch);
+  // Runs a capture on the pass of the last begin_graph_pass. Returns false, having run
+  // nothing, when a buffer the capture uses was reallocated after it was made.
+  virtual bool replay(const PassGraph& graph);
 
   // ---- kernels (all use the pass given to begin_pass) --------------------------------------
   // out[t, :] = table[tokens[t], :].   table (vocab, dim), out (T, dim)

@@ -167,23 +167,26 @@ int run(const GenerateOptions& o) {
   const int64_t decode_tokens = output_tokens - static_cast<int64_t>(results.size());
   const double prefill_s = first_all - t0, decode_s = t1 - first_all;
   const EngineStats st = engine.stats();
-  // Every decode step streams all weights once: the longest output took that many steps.
+  // Every decode step streams the weights once (all but the embedding table): the longest
+  // output took that many steps.
   size_t longest = 0;
   for (const Result& r : results) longest = std::max(longest, r.ids.size());
   const double weight_gbs =
       decode_s > 0 && longest > 1
-          ? static_cast<double>(lm.model->weights().bytes()) * static_cast<double>(longest - 1) /
-                decode_s / 1e9
+          ? static_cast<double>(lm.model->weights().bytes_per_decode_step()) *
+                static_cast<double>(longest - 1) / decode_s / 1e9
           : 0.0;
+  const int64_t passes = std::max<int64_t>(1, st.fast_passes + st.canonical_passes);
   std::fprintf(stderr,
                "prompt: %lld tok, %.1f tok/s | decode: %lld tok, %.1f tok/s, weights read at "
-               "%.0f GB/s | requests %zu | rollbacks %lld (recompute %.3f) | output hash "
-               "%016llx\n",
+               "%.0f GB/s | requests %zu | rollbacks %lld (recompute %.3f) | graph passes "
+               "%.0f%% | output hash %016llx\n",
                static_cast<long long>(prompt_tokens),
                prefill_s > 0 ? static_cast<double>(prompt_tokens) / prefill_s : 0.0,
                static_cast<long long>(decode_tokens),
                decode_s > 0 ? static_cast<double>(decode_tokens) / decode_s : 0.0, weight_gbs,
                results.size(), static_cast<long long>(st.verify.rollbacks), st.recompute_rate(),
+               100.0 * static_cast<double>(st.graph_passes) / static_cast<double>(passes),
                static_cast<unsigned long long>(hash));
   return 0;
 }

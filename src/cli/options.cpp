@@ -75,6 +75,10 @@ void add_engine_options(CLI::App& app, EngineOptions& o) {
                  "its rows are deterministic (>1 = never; -1 = auto: 0 on CUDA, where the "
                  "canonical lane is as fast, never on the CPU)")
       ->capture_default_str();
+  app.add_option("--cuda-graph-max-batch", c.cuda_graph_max_batch,
+                 "CUDA: decode passes of at most this many rows run as captured graphs, padded "
+                 "to 1, 2, 4, 8 or a multiple of 8 rows (0 = never)")
+      ->capture_default_str();
   app.add_option("--block-size", c.block_size, "KV cache block size in tokens")
       ->capture_default_str();
   app.add_option("--num-blocks", c.num_blocks, "KV cache blocks (0 = sized from memory)")

@@ -81,17 +81,21 @@ Engine::Engine(Transformer& model, const EngineConfig& config, const Tokenizer* 
            "positions; lower --max-seq-len or raise --kv-cache-memory-fraction",
            budget / (1 << 20), n_blocks, block_bytes / 1024, max_seq_len_);
   }
-  // Scratch blocks for fixed-shape padding rows live beyond the managed pool.
-  const int n_scratch = config_.verify_schedule == VerifySchedule::kFixedShape
-                            ? (config_.window * config_.group + bs - 1) / bs
-                            : 0;
+  // Scratch blocks for padding rows (fixed-shape verification, graph buckets) live beyond the
+  // managed pool.
+  const int graph_max_batch = backend.supports_graphs() ? config_.cuda_graph_max_batch : 0;
+  const int n_scratch = std::max(config_.verify_schedule == VerifySchedule::kFixedShape
+                                     ? (config_.window * config_.group + bs - 1) / bs
+                                     : 0,
+                                 graph_max_batch > 0 ? 1 : 0);
   kv_ = allocate_kv_cache(backend, mc, static_cast<int>(n_blocks) + n_scratch, bs, kv_storage_);
   std::vector<int32_t> scratch;
   for (int i = 0; i < n_scratch; ++i) scratch.push_back(static_cast<int32_t>(n_blocks) + i);
   blocks_ = std::make_unique<BlockManager>(static_cast<int>(n_blocks), bs, config_.prefix_cache);
   scheduler_ = std::make_unique<Scheduler>(config_, *blocks_, max_seq_len_);
-  runner_ = std::make_unique<ModelRunner>(model_, kv_, std::move(scratch));
+  runner_ = std::make_unique<ModelRunner>(model_, kv_, std::move(scratch), graph_max_batch);
   stats_.kv_blocks_total = static_cast<int>(n_blocks);
+  graphs_at_start_ = model_.graph_stats();
   stats_snapshot_ = stats_;
   log_debug("engine: {} KV blocks of {} positions ({:.1f} MiB), mode {}, W {}, G {}", n_blocks, bs,
             static_cast<double>(kv_.bytes()) / (1 << 20), determinism_mode_name(config_.mode),
@@ -390,10 +394,15 @@ void Engine::emit(Sequence& s) {
 }
 
 bool Engine::step() {
+  const double t_begin = now_seconds();
   drain_inbox();
   const StepPlan plan = scheduler_->schedule();
+  const double t_scheduled = now_seconds();
+  double pass_s = 0;
   for (const PassPlan& pass : plan.passes) {
+    const double t_pass = now_seconds();
     const PassResult result = runner_->run(pass);
+    pass_s += now_seconds() - t_pass;
     process_pass(pass, result);
   }
   stats_.preemptions = scheduler_->num_preemptions();
@@ -443,6 +452,12 @@ bool Engine::step() {
   stats_.kv_blocks_used = blocks_->num_used();
   stats_.prefix_cache_hits = blocks_->prefix_hits();
   stats_.prefix_cache_queries = blocks_->prefix_queries();
+  const Transformer::GraphStats g = model_.graph_stats();
+  stats_.graph_passes = g.replays - graphs_at_start_.replays;
+  stats_.graph_captures = g.captures - graphs_at_start_.captures;
+  stats_.schedule_s += t_scheduled - t_begin;
+  stats_.pass_s += pass_s;
+  stats_.other_s += now_seconds() - t_scheduled - pass_s;
   std::lock_guard<std::mutex> lock(mu_);
   stats_snapshot_ = stats_;
   ++steps_done_;

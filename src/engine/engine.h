@@ -44,6 +44,11 @@ struct EngineStats {
   int64_t requests_added = 0, requests_finished = 0, requests_aborted = 0;
   int64_t preemptions = 0;
   int64_t prefix_cache_hits = 0, prefix_cache_queries = 0;
+  int64_t graph_passes = 0;    // passes run as captured graphs (replays)
+  int64_t graph_captures = 0;  // graphs recorded (a shape's first pass ran eagerly)
+  // Wall time of the engine thread in step(): scheduling, the passes (launch, device work and
+  // sampling, which waits for the device), and the rest (commit, outputs, bookkeeping).
+  double schedule_s = 0, pass_s = 0, other_s = 0;
   int running = 0, waiting = 0;
   int kv_blocks_used = 0, kv_blocks_total = 0;
   // Rolled-back tokens per committed output token.
@@ -115,6 +120,7 @@ class Engine {
   std::unique_ptr<ModelRunner> runner_;
   std::unordered_map<uint64_t, std::unique_ptr<Sequence>> seqs_;
   VerifyStats finished_verify_;  // of sequences already gone
+  Transformer::GraphStats graphs_at_start_;  // the model's counters when this engine began
   EngineStats stats_;            // engine-thread copy, published to stats_snapshot_
 
   mutable std::mutex mu_;  // guards everything below

@@ -44,6 +44,10 @@ struct EngineConfig {
   // the CPU: the Engine resolves it from the backend).
   double canonical_decode_threshold = 1.01;
 
+  // Decode passes of at most this many rows run as captured CUDA graphs (on a backend with
+  // graphs), padded to a bucket: 1, 2, 4, 8, then multiples of 8. 0 = never (every pass eager).
+  int cuda_graph_max_batch = 256;
+
   // KV cache.
   int block_size = 16;
   int num_blocks = 0;              // 0 = sized from memory (kv_cache_memory_fraction)

@@ -1,12 +1,29 @@
 #include "engine/model_runner.h"
 
+#include <algorithm>
+
 #include "util/error.h"
 
 namespace llm42 {
 
 ModelRunner::ModelRunner(Transformer& model, const KvCache& cache,
-                         std::vector<int32_t> scratch_blocks)
-    : model_(model), cache_(cache), scratch_blocks_(std::move(scratch_blocks)) {}
+                         std::vector<int32_t> scratch_blocks, int graph_max_batch)
+    : model_(model),
+      cache_(cache),
+      scratch_blocks_(std::move(scratch_blocks)),
+      graph_max_batch_(graph_max_batch) {
+  LLM42_ASSERT(graph_max_batch_ == 0 || !scratch_blocks_.empty(),
+               "graph padding rows need a scratch block");
+}
+
+int ModelRunner::graph_bucket(int n) {
+  if (n <= 8) {
+    int b = 1;
+    while (b < n) b *= 2;
+    return b;
+  }
+  return (n + 7) / 8 * 8;
+}
 
 PassResult ModelRunner::run(const PassPlan& plan) {
   const int bs = cache_.block_size;
@@ -67,6 +84,24 @@ PassResult ModelRunner::run(const PassPlan& plan) {
         row_owner.emplace_back(&s, in.positions[r] + 1 - s.n_prompt);
       }
     }
+  }
+  const bool decode_only =
+      !plan.entries.empty() && std::all_of(plan.entries.begin(), plan.entries.end(),
+                                           [](const PassEntry& e) { return e.kind == WorkKind::kDecode; });
+  const int bucket = graph_bucket(in.n_tokens());
+  if (plan.pad_to == 0 && decode_only && in.n_tokens() <= graph_max_batch_ &&
+      bucket <= model_.max_tokens() && bucket <= model_.max_logit_rows()) {
+    // A graph pass: dummy decode rows at position 0 of a scratch block (they all write the
+    // same K/V there, and read only it) up to the bucket, each with a logits row, so that every
+    // pass of the bucket has the same shape. Their samples are not drawn.
+    const std::vector<int32_t> scratch{scratch_blocks_.front()};
+    const int32_t pad_token = 0;
+    while (in.n_tokens() < bucket) {
+      in.logit_rows.push_back(in.n_tokens());
+      row_owner.emplace_back(nullptr, 0);
+      add_seq(scratch, 0, 1, &pad_token);
+    }
+    in.graph = true;
   }
   if (plan.pad_to > in.n_tokens()) {
     // Fixed-shape verification: dummy rows at positions [0, pad) over the scratch blocks; they

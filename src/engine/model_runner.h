@@ -21,7 +21,13 @@ struct PassResult {
 class ModelRunner {
  public:
   // `scratch_blocks` are KV blocks outside the block manager's pool, used by padding rows.
-  ModelRunner(Transformer& model, const KvCache& cache, std::vector<int32_t> scratch_blocks);
+  // Decode-only passes of at most `graph_max_batch` rows (0 = none) are padded to a graph bucket
+  // and marked to run as captured graphs.
+  ModelRunner(Transformer& model, const KvCache& cache, std::vector<int32_t> scratch_blocks,
+              int graph_max_batch);
+
+  // The rows a decode pass of n rows is padded to for a graph: 1, 2, 4, 8, then multiples of 8.
+  static int graph_bucket(int n);
 
   PassResult run(const PassPlan& plan);
   const PassInput& last_input() const { return input_; }
@@ -30,6 +36,7 @@ class ModelRunner {
   Transformer& model_;
   const KvCache& cache_;
   std::vector<int32_t> scratch_blocks_;
+  int graph_max_batch_;
   PassInput input_;
   std::vector<SampleRow> sample_rows_;
   std::vector<SampleResult> sample_out_;

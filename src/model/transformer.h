@@ -3,6 +3,9 @@
 // and verification windows, under one schedule.
 #pragma once
 
+#include <map>
+#include <memory>
+#include <tuple>
 #include <vector>
 
 #include "backend/backend.h"
@@ -22,17 +25,36 @@ class Transformer {
   int max_logit_rows() const { return max_logit_rows_; }
 
   // Runs the pass, writing K/V of every pass token into its slot, and returns the logits of
-  // pass.logit_rows: (R, vocab) f32 in device memory, valid until the next forward.
+  // pass.logit_rows: (R, vocab) f32 in device memory, valid until the next forward. A pass
+  // marked `graph` on a backend with graphs runs as a captured graph: the first pass of its
+  // shape (schedule, tokens, logit rows, KV cache) eagerly and then captured, later ones by
+  // replaying the capture.
   Tensor forward(const PassInput& pass, const KvCache& cache);
 
+  struct GraphStats {
+    int64_t captures = 0;  // graphs recorded (a shape's first pass, or again after a realloc)
+    int64_t replays = 0;   // passes run by replaying a graph
+    int64_t shapes = 0;    // graphs held
+  };
+  GraphStats graph_stats() const { return {graph_captures_, graph_replays_,
+                                           static_cast<int64_t>(graphs_.size())}; }
+
   // Runs every GEMM shape of the model in the canonical lane at M = 1, 2, 4, ... up to the pass
-  // limits, so that a backend that picks canonical algorithms per M bucket on first use (the
-  // CUDA backend's autotune, cached on disk) does it now, at start-up, rather than inside the
-  // first requests' latency. Overwrites the activation workspaces.
+  // limits, and in the fast lane at M = 1, 2, 4, 8, 16, so that a backend that picks GEMM
+  // kernels per shape on first use (the CUDA backend's autotunes; the canonical table cached on
+  // disk) does it now, at start-up, rather than inside the first requests' latency. Overwrites
+  // the activation workspaces.
   void warm_up();
 
  private:
   Tensor workspace(DType dtype, std::initializer_list<int64_t> shape);
+  // Every kernel of the pass after begin_pass / begin_graph_pass.
+  void launch(const PassInput& pass, const KvCache& cache);
+
+  // The shape a captured graph serves: the kernels it holds depend on these and on nothing
+  // else that changes between passes (the cache is named by its per-layer addresses).
+  using GraphKey = std::tuple<Schedule, int, int, uint64_t>;
+  static uint64_t cache_identity(const KvCache& cache);
 
   Backend& backend_;
   ModelWeights weights_;
@@ -52,6 +74,9 @@ class Transformer {
   Tensor last_;    // (R, dim)       residual rows whose logits are wanted
   Tensor normed_;  // (R, dim)
   Tensor logits_;  // (R, vocab) f32
+
+  std::map<GraphKey, std::unique_ptr<PassGraph>> graphs_;
+  int64_t graph_captures_ = 0, graph_replays_ = 0;
 };
 
 }  // namespace llm42

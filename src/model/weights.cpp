@@ -60,6 +60,10 @@ size_t ModelWeights::bytes() const {
   return n;
 }
 
+size_t ModelWeights::bytes_per_decode_step() const {
+  return lm_head.data == embedding.data ? bytes() : bytes() - embedding.nbytes();
+}
+
 ModelWeights load_weights(Backend& backend, const Checkpoint& ckpt, DType dtype) {
   const ModelConfig& c = ckpt.config;
   ModelWeights w = allocate(backend, c, dtype);

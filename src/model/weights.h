@@ -34,6 +34,9 @@ struct ModelWeights {
   uint64_t content_hash = 0;  // of the checkpoint's tensor bytes (or the dummy seed), for fingerprints
 
   size_t bytes() const;
+  // What one decode step reads: every weight except the embedding table, of which it reads
+  // only the rows of its tokens (unless the table is also the LM head).
+  size_t bytes_per_decode_step() const;
 };
 
 // Copies (and converts) a checkpoint's tensors onto the backend. Matrices are stored in `dtype`.

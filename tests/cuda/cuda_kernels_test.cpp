@@ -268,6 +268,56 @@ TEST_F(CudaKernels, MatmulBothLanes) {
   }
 }
 
+// The fast lane's skinny GEMM (gemv.cu), every variant, against the CPU GEMM: m across both
+// token tiles, n not a multiple of its 16- or 32-row tiles, k with partial 32-wide chunks.
+TEST_F(CudaKernels, SkinnyGemmEveryVariant) {
+  struct Shape {
+    int m, n, k;
+  };
+  for (const Shape sh : {Shape{1, 8, 8}, Shape{2, 40, 24}, Shape{8, 72, 104}, Shape{9, 4104, 4096},
+                         Shape{16, 264, 14336}, Shape{3, 4096, 14336}, Shape{1, 6144, 4096}}) {
+    const std::vector<float> x = rounded(random_vec(static_cast<size_t>(sh.m) * sh.k, sh.m + sh.k));
+    const std::vector<float> w =
+        rounded(random_vec(static_cast<size_t>(sh.n) * sh.k, sh.n, 1.0f / std::sqrt(float(sh.k))));
+    DevTensor x_d = upload(x, DType::kBF16, {sh.m, sh.k});
+    DevTensor w_d = upload(w, DType::kBF16, {sh.n, sh.k});
+    std::vector<float> ref(static_cast<size_t>(sh.m) * sh.n);
+    cpu::gemm(x.data(), w.data(), DType::kF32, nullptr, ref.data(), sh.m, sh.n, sh.k, 1, 4);
+    for (DType out_t : {DType::kBF16, DType::kF32}) {
+      for (int v = 0; v < cuda::kGemvVariants; ++v) {
+        DevTensor out = dev_tensor(out_t, {sh.m, sh.n});
+        poison(out.t);
+        ASSERT_EQ(cuda::launch_gemv(static_cast<const uint16_t*>(x_d.t.data),
+                                    static_cast<const uint16_t*>(w_d.t.data), out.t.data, out_t,
+                                    sh.m, sh.n, sh.k, v, gpu().stream()),
+                  cudaSuccess);
+        const std::vector<uint16_t> first = download_bits(out.t);
+        EXPECT_LT(rel_error(download(out.t), ref), out_t == DType::kF32 ? kF32Out : kBf16Out)
+            << "M " << sh.m << " N " << sh.n << " K " << sh.k << " out " << dtype_name(out_t)
+            << " " << cuda::gemv_variant_name(v);
+        // The same shape and variant again: the same bits.
+        ASSERT_EQ(cuda::launch_gemv(static_cast<const uint16_t*>(x_d.t.data),
+                                    static_cast<const uint16_t*>(w_d.t.data), out.t.data, out_t,
+                                    sh.m, sh.n, sh.k, v, gpu().stream()),
+                  cudaSuccess);
+        EXPECT_EQ(download_bits(out.t), first) << cuda::gemv_variant_name(v);
+      }
+    }
+  }
+  // Arguments it cannot take are refused, not run.
+  DevTensor x_d = dev_tensor(DType::kBF16, {17, 64});
+  DevTensor w_d = dev_tensor(DType::kBF16, {64, 64});
+  DevTensor out = dev_tensor(DType::kBF16, {17, 64});
+  const auto* xp = static_cast<const uint16_t*>(x_d.t.data);
+  const auto* wp = static_cast<const uint16_t*>(w_d.t.data);
+  EXPECT_EQ(cuda::launch_gemv(xp, wp, out.t.data, DType::kBF16, 17, 64, 64, 0, gpu().stream()),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(cuda::launch_gemv(xp, wp, out.t.data, DType::kBF16, 4, 64, 60, 0, gpu().stream()),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(cuda::launch_gemv(xp + 1, wp, out.t.data, DType::kBF16, 4, 64, 64, 0, gpu().stream()),
+            cudaErrorInvalidValue);
+}
+
 TEST_F(CudaKernels, AttentionAgainstCpu) {
   struct Geo {
     int heads, kv_heads, head_dim;

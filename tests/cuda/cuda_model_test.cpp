@@ -19,6 +19,7 @@
 
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 
 #include "../unit/engine_harness.cpp"  // the determinism harness, shared with tests/unit
@@ -350,6 +351,10 @@ TEST_P(CudaDvr, DeterministicRequestsIdenticalAcrossLoads) {
         "global mode under load", [](EngineConfig& c) { c.mode = DeterminismMode::kGlobal; },
         Load{.background = 48, .seed = 14, .arrivals_per_step = 3});
   }
+  // Every scenario above runs decode steps as CUDA graphs (the default); the reference too.
+  with(
+      "no CUDA graphs", [](EngineConfig& c) { c.cuda_graph_max_batch = 0; },
+      Load{.background = full ? 32 : 64, .seed = 15, .arrivals_per_step = 3});
   for (const Scenario& sc : scenarios) {
     EngineStats stats;
     const std::vector<Outcome> got = run_workload(m, sc.config, requests, sc.load, &stats);
@@ -375,6 +380,76 @@ TEST_P(CudaDvr, DeterministicRequestsIdenticalAcrossLoads) {
               GetParam().name, off_bad, requests.size());
   RecordProperty("off_mode_requests_differing", off_bad);
   EXPECT_GT(off_bad, 0) << "the fast lane did not diverge under load";
+}
+
+// ---- CUDA graphs ------------------------------------------------------------------------------
+
+// Decode passes replayed from one capture give the eager pass's logits bit for bit, in both
+// lanes, while the attention plan (items, splits, combines) changes from pass to pass with the
+// contexts; a pass of another shape gets its own capture.
+TEST(CudaGraphs, ReplayEqualsEagerWhilePlansChange) {
+  LLM42_REQUIRE_GPU();
+  TestModel m = make_gpu_model(mid_config());
+  Transformer& model = *m.model;
+  const ModelConfig& c = model.config();
+  const int bs = 16, per_seq = 2048 / bs, max_b = 8;
+  std::vector<Buffer> storage;
+  const KvCache cache = allocate_kv_cache(*m.backend, c, per_seq * max_b, bs, storage);
+  for (int l = 0; l < c.n_layers; ++l) {
+    m.backend->fill_random(cache.k[l], 300 + l, RandomInit::kNormal, 1.0f);
+    m.backend->fill_random(cache.v[l], 400 + l, RandomInit::kNormal, 1.0f);
+  }
+  // B sequences, sequence i at position ctx[i] - 1 over its own blocks.
+  auto decode_pass = [&](const std::vector<int>& ctx, Schedule s, uint32_t seed) {
+    PassInput p;
+    p.schedule = s;
+    std::mt19937 rng(seed);
+    for (int i = 0; i < static_cast<int>(ctx.size()); ++i) {
+      PassSeq q;
+      q.q_begin = i;
+      q.q_len = 1;
+      q.pos_begin = ctx[i] - 1;
+      q.block_begin = static_cast<int32_t>(p.block_tables.size());
+      q.n_blocks = (ctx[i] + bs - 1) / bs;
+      for (int k = 0; k < q.n_blocks; ++k) p.block_tables.push_back(i * per_seq + k);
+      p.tokens.push_back(static_cast<int32_t>(rng() % c.vocab_size));
+      p.positions.push_back(ctx[i] - 1);
+      p.slots.push_back(p.block_tables[q.block_begin + (ctx[i] - 1) / bs] * bs + (ctx[i] - 1) % bs);
+      p.seqs.push_back(q);
+      p.logit_rows.push_back(i);
+    }
+    return p;
+  };
+  auto logits_bits = [&](const Tensor& t) {
+    std::vector<uint32_t> v(static_cast<size_t>(t.numel()));
+    m.backend->copy_to_host(v.data(), t.data, v.size() * sizeof(uint32_t));
+    return v;
+  };
+  const std::vector<std::vector<int>> contexts = {
+      {1, 2, 3, 4}, {700, 5, 1900, 64}, {2048, 2048, 1, 257}, {256, 512, 768, 1024}, {9, 9, 9, 9}};
+  const Transformer::GraphStats before = model.graph_stats();
+  int replays = 0;
+  for (Schedule s : {Schedule::kFast, Schedule::kCanonical}) {
+    for (size_t i = 0; i < contexts.size(); ++i) {
+      PassInput pass = decode_pass(contexts[i], s, static_cast<uint32_t>(i));
+      const std::vector<uint32_t> eager = logits_bits(model.forward(pass, cache));
+      pass.graph = true;
+      const std::vector<uint32_t> graph = logits_bits(model.forward(pass, cache));
+      EXPECT_EQ(graph, eager) << schedule_name(s) << " pass " << i;
+      replays += i > 0;  // the first graph pass of a lane captures
+    }
+  }
+  Transformer::GraphStats after = model.graph_stats();
+  EXPECT_EQ(after.captures - before.captures, 2);
+  EXPECT_EQ(after.replays - before.replays, replays);
+  // Another batch size is another shape: captured once, then replayed.
+  PassInput five = decode_pass({3, 30, 300, 1000, 2000}, Schedule::kCanonical, 9);
+  five.graph = true;
+  const std::vector<uint32_t> first = logits_bits(model.forward(five, cache));
+  EXPECT_EQ(logits_bits(model.forward(five, cache)), first);
+  after = model.graph_stats();
+  EXPECT_EQ(after.captures - before.captures, 3);
+  EXPECT_EQ(after.replays - before.replays, replays + 1);
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, CudaDvr,

@@ -27,6 +27,7 @@
 //   fast:      unaligned key ranges chosen from the load (FlashDecoding), no in-range merges.
 #include <cuda_bf16.h>
 
+#include <climits>
 #include <cstdint>
 
 #include "backend/cuda/kernels.h"
@@ -124,21 +125,25 @@ struct Smem {
   static constexpr int kTileElems = kAttnKeyTile * kStride;
   static constexpr int kKvBytes = 2 * 2 * kTileElems * 2;  // K and V, two stages
   static constexpr int kQBytes = kAttnRowTile * kStride * 2;
-  static constexpr int kORunBytes = kAttnRowTile * D * 4;
+  // The running O in fp32, rows padded by 8 floats: a half-warp's 8-byte accesses (4 rows x 4
+  // column pairs) then fall on 32 distinct banks instead of 8-way on the same 8.
+  static constexpr int kORunStride = D + 8;
+  static constexpr int kORunBytes = kAttnRowTile * kORunStride * 4;
   static constexpr int kXBytes = kQBytes > kORunBytes ? kQBytes : kORunBytes;
   static constexpr int kBytes = kKvBytes + kXBytes;
 };
 
+// One work item, by the whole CTA. Every thread executes the same barriers; warps without rows
+// only skip the arithmetic.
 template <int D>
-__global__ void __launch_bounds__(kThreads, 2) attention_kernel(const AttnParams p) {
+__device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkItem item,
+                                            unsigned char* smem) {
   using S = Smem<D>;
-  extern __shared__ __align__(16) unsigned char smem[];
   __nv_bfloat16* s_k = reinterpret_cast<__nv_bfloat16*>(smem);                // [2][64][stride]
   __nv_bfloat16* s_v = s_k + 2 * S::kTileElems;                               // [2][64][stride]
   __nv_bfloat16* s_q = reinterpret_cast<__nv_bfloat16*>(smem + S::kKvBytes);  // [64][stride]
-  float* s_orun = reinterpret_cast<float*>(smem + S::kKvBytes);  // [64][D], after s_q is read
+  float* s_orun = reinterpret_cast<float*>(smem + S::kKvBytes);  // [64][D + 8], after s_q
 
-  const AttnWorkItem item = p.items[blockIdx.x];
   const AttnSeq seq = p.seqs[item.seq];
   const int group = p.n_heads / p.n_kv_heads;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -173,8 +178,9 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const AttnParams
       const bool valid = pos < kv_limit && part * 8 < hd;
       int64_t off = 0;
       if (valid) {
-        const int64_t slot = static_cast<int64_t>(block_table[pos / p.block_size]) * p.block_size +
-                             pos % p.block_size;
+        const int64_t slot =
+            (static_cast<int64_t>(block_table[pos >> p.block_shift]) << p.block_shift) +
+            (pos & (p.block_size - 1));
         off = slot * kv_row_stride + static_cast<int64_t>(item.kv_head) * hd + part * 8;
       }
       const int dst = stage * S::kTileElems + j * S::kStride + part * 8;
@@ -195,6 +201,13 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const AttnParams
     row_pos[h] = r < item.n_rows ? p.positions[seq.q_begin + (item.row_begin + r) / group] : -1;
   }
   const bool warp_active = warp * 16 < item.n_rows;
+  // The smallest causal limit among the warp's rows: tiles wholly below it need no mask (a mask
+  // that keeps every key changes no value, so skipping it changes no bit).
+  int warp_min_pos = min(r_local[0] < item.n_rows ? row_pos[0] : INT_MAX,
+                         r_local[1] < item.n_rows ? row_pos[1] : INT_MAX);
+  warp_min_pos = min(warp_min_pos, __shfl_xor_sync(0xffffffffu, warp_min_pos, 4));
+  warp_min_pos = min(warp_min_pos, __shfl_xor_sync(0xffffffffu, warp_min_pos, 8));
+  warp_min_pos = min(warp_min_pos, __shfl_xor_sync(0xffffffffu, warp_min_pos, 16));
 
   cp_async_wait<1>();  // Q has landed
   __syncthreads();
@@ -237,7 +250,10 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const AttnParams
           mma_bf16(s[2 * np + 1], qa[ks], b[2], b[3]);
         }
       }
-      // Scale to log2 units, mask, online softmax per row.
+      // Scale to log2 units, mask (where some key of the tile is out of reach), online softmax
+      // per row.
+      const bool needs_mask =
+          key0 + kAttnKeyTile - 1 > warp_min_pos || key0 + kAttnKeyTile > kv_limit;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         float mx = kNegInf;
@@ -247,7 +263,7 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const AttnParams
           for (int e = 0; e < 2; ++e) {
             const int key = key0 + nt * 8 + qc + e;
             float v = __fmul_rn(s[nt][2 * h + e], p.scale_log2);
-            if (key > row_pos[h] || key >= kv_limit) v = kNegInf;
+            if (needs_mask && (key > row_pos[h] || key >= kv_limit)) v = kNegInf;
             s[nt][2 * h + e] = v;
             mx = fmaxf(mx, v);
           }
@@ -305,19 +321,19 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const AttnParams
           lq = __fadd_rn(lq, __shfl_xor_sync(0xffffffffu, lq, 1));
           lq = __fadd_rn(lq, __shfl_xor_sync(0xffffffffu, lq, 2));
           const MergeScales ms = merge_scales(m_run[h], l_run[h], m[h], lq);
-          float* orow = s_orun + r_local[h] * D;
+          float* orow = s_orun + r_local[h] * S::kORunStride;
 #pragma unroll
           for (int dt = 0; dt < D / 8; ++dt) {
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              const int d = dt * 8 + qc + e;
-              if (ms.copy) {
-                orow[d] = o[dt][2 * h + e];
-              } else if (!ms.skip) {
-                orow[d] = merge_value(ms, orow[d], o[dt][2 * h + e]);
-              } else if (l_run[h] == 0.0f) {
-                orow[d] = 0.0f;  // still empty: the running O starts at zero, as in the combine
-              }
+            float2* cell = reinterpret_cast<float2*>(orow + dt * 8 + qc);
+            const float2 chunk_o{o[dt][2 * h], o[dt][2 * h + 1]};
+            if (ms.copy) {
+              *cell = chunk_o;
+            } else if (!ms.skip) {
+              const float2 run = *cell;
+              *cell = float2{merge_value(ms, run.x, chunk_o.x), merge_value(ms, run.y, chunk_o.y)};
+            } else if (l_run[h] == 0.0f) {
+              *cell = float2{0.0f, 0.0f};  // still empty: the running O starts at zero, as in
+                                           // the combine
             }
           }
           m_run[h] = ms.m;
@@ -338,7 +354,7 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const AttnParams
   for (int h = 0; h < 2; ++h) {
     const int r = r_local[h];
     if (r >= item.n_rows) continue;
-    const float* orow = s_orun + r * D;
+    const float* orow = s_orun + r * S::kORunStride;
     if (item.partial < 0) {
       const int packed = item.row_begin + r;
       const int64_t token = seq.q_begin + packed / group;
@@ -369,11 +385,22 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const AttnParams
   }
 }
 
+// The work items are taken in a grid-stride loop: a CTA per item in eager passes, a fixed grid
+// with the counts read from device memory in captured graphs (AttnParams::counts).
+template <int D>
+__global__ void __launch_bounds__(kThreads, 2) attention_kernel(const AttnParams p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int n_items = p.counts != nullptr ? p.counts[0] : p.n_items;
+  for (int i = blockIdx.x; i < n_items; i += gridDim.x) {
+    if (i != blockIdx.x) __syncthreads();  // the previous item is done with shared memory
+    attend_item<D>(p, p.items[i], smem);
+  }
+}
+
 // One warp per row of a combine item; lanes take a fixed stride of head_dim.
 template <int D>
-__global__ void __launch_bounds__(kThreads) combine_kernel(const AttnParams p) {
+__device__ __forceinline__ void combine_item(const AttnParams& p, const AttnCombineItem c) {
   constexpr int kPerLane = (D + 31) / 32;
-  const AttnCombineItem c = p.combines[blockIdx.x];
   const AttnSeq seq = p.seqs[c.seq];
   const int group = p.n_heads / p.n_kv_heads;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -408,16 +435,25 @@ __global__ void __launch_bounds__(kThreads) combine_kernel(const AttnParams p) {
 }
 
 template <int D>
+__global__ void __launch_bounds__(kThreads) combine_kernel(const AttnParams p) {
+  const int n_combines = p.counts != nullptr ? p.counts[1] : p.n_combines;
+  for (int i = blockIdx.x; i < n_combines; i += gridDim.x) combine_item<D>(p, p.combines[i]);
+}
+
+template <int D>
 cudaError_t launch(const AttnParams& p, cudaStream_t stream) {
   constexpr int kBytes = Smem<D>::kBytes;
   static_assert(kBytes <= 227 * 1024, "attention tile does not fit in shared memory");
   cudaError_t e = cudaFuncSetAttribute(attention_kernel<D>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes);
   if (e != cudaSuccess) return e;
-  if (p.n_items > 0) attention_kernel<D><<<p.n_items, kThreads, kBytes, stream>>>(p);
+  // Eager: one CTA per item (and per combine). Graph: the fixed grid, counts from the device.
+  const int items_grid = p.counts != nullptr ? p.grid : p.n_items;
+  const int combines_grid = p.counts != nullptr ? p.grid : p.n_combines;
+  if (items_grid > 0) attention_kernel<D><<<items_grid, kThreads, kBytes, stream>>>(p);
   e = cudaGetLastError();
-  if (e != cudaSuccess || p.n_combines == 0) return e;
-  combine_kernel<D><<<p.n_combines, kThreads, 0, stream>>>(p);
+  if (e != cudaSuccess || combines_grid == 0) return e;
+  combine_kernel<D><<<combines_grid, kThreads, 0, stream>>>(p);
   return cudaGetLastError();
 }
 

@@ -95,8 +95,8 @@ CudaBackend::CudaBackend(const BackendOptions& opts, int ordinal)
 CudaBackend::~CudaBackend() {
   cudaStreamSynchronize(stream_);
   for (Workspace* w :
-       {&pass_buf_, &plan_buf_, &partial_o_, &partial_ml_, &convert_buf_, &bias_tmp_, &sample_rows_,
-        &sample_out_, &sort_keys_, &sort_ids_, &sort_offsets_, &sort_temp_})
+       {&pass_buf_, &plan_buf_, &graph_io_, &partial_o_, &partial_ml_, &convert_buf_, &bias_tmp_,
+        &sample_rows_, &sample_out_, &sort_keys_, &sort_ids_, &sort_offsets_, &sort_temp_})
     device_free(w->ptr);
   gemm_.reset();
   if (staging_ != nullptr) cudaFreeHost(staging_);
@@ -155,6 +155,7 @@ void CudaBackend::ensure(Workspace& w, size_t bytes) {
   const size_t grown = std::max(bytes, w.bytes + w.bytes / 2);
   w.ptr = device_alloc(grown, "a workspace");
   w.bytes = grown;
+  ++epoch_;  // captured graphs may point at the old buffer
 }
 
 unsigned char* CudaBackend::staging(size_t bytes) {
@@ -233,6 +234,7 @@ void CudaBackend::begin_pass(const PassInput& pass, const KvCache& cache) {
   pass.check(cache.block_size, cache.n_blocks);
   pass_ = pass;
   plan_valid_ = false;
+  graph_pass_ = false;
   const size_t t = pass.tokens.size(), r = pass.logit_rows.size(), b = pass.block_tables.size(),
                s = pass.seqs.size();
   const size_t o_pos = pad4(t), o_slot = o_pos + pad4(t), o_rows = o_slot + pad4(t),
@@ -258,10 +260,7 @@ void CudaBackend::begin_pass(const PassInput& pass, const KvCache& cache) {
   d_seqs_ = reinterpret_cast<const cuda::AttnSeq*>(d + o_seq);
 }
 
-void CudaBackend::prepare_attention(const QkvLayout& layout, Schedule s) {
-  if (plan_valid_ && plan_schedule_ == s && plan_heads_ == layout.n_heads &&
-      plan_kv_heads_ == layout.n_kv_heads)
-    return;
+cuda::AttnPlan CudaBackend::make_attention_plan(const QkvLayout& layout, Schedule s) {
   cuda::AttnPlanRequest req;
   req.schedule = s;
   req.policy = split_policy_;
@@ -271,13 +270,7 @@ void CudaBackend::prepare_attention(const QkvLayout& layout, Schedule s) {
   const int d_pad = cuda::attention_head_dim_pad(layout.head_dim);
   req.partial_capacity = static_cast<int64_t>(std::min(partial_o_.bytes / (sizeof(float) * d_pad),
                                                        partial_ml_.bytes / (2 * sizeof(float))));
-  const cuda::AttnPlan plan = cuda::plan_attention(pass_, req);
-  const size_t items_bytes = plan.items.size() * sizeof(cuda::AttnWorkItem);
-  const size_t bytes = items_bytes + plan.combines.size() * sizeof(cuda::AttnCombineItem);
-  unsigned char* h = staging(bytes);
-  std::memcpy(h, plan.items.data(), items_bytes);
-  std::memcpy(h + items_bytes, plan.combines.data(), bytes - items_bytes);
-  upload(plan_buf_, bytes);
+  cuda::AttnPlan plan = cuda::plan_attention(pass_, req);
   n_items_ = static_cast<int>(plan.items.size());
   n_combines_ = static_cast<int>(plan.combines.size());
   last_plan_stats_ = {n_items_, n_combines_, plan.partial_rows};
@@ -285,6 +278,140 @@ void CudaBackend::prepare_attention(const QkvLayout& layout, Schedule s) {
   plan_schedule_ = s;
   plan_heads_ = layout.n_heads;
   plan_kv_heads_ = layout.n_kv_heads;
+  return plan;
+}
+
+void CudaBackend::prepare_attention(const QkvLayout& layout, Schedule s) {
+  if (plan_valid_ && plan_schedule_ == s && plan_heads_ == layout.n_heads &&
+      plan_kv_heads_ == layout.n_kv_heads)
+    return;
+  const cuda::AttnPlan plan = make_attention_plan(layout, s);
+  const size_t items_bytes = plan.items.size() * sizeof(cuda::AttnWorkItem);
+  const size_t bytes = items_bytes + plan.combines.size() * sizeof(cuda::AttnCombineItem);
+  unsigned char* h = staging(bytes);
+  std::memcpy(h, plan.items.data(), items_bytes);
+  std::memcpy(h + items_bytes, plan.combines.data(), bytes - items_bytes);
+  upload(plan_buf_, bytes);
+}
+
+// ---- graphs ---------------------------------------------------------------------------------
+
+namespace {
+
+class CudaPassGraph final : public PassGraph {
+ public:
+  CudaPassGraph(cudaGraphExec_t exec, uint64_t epoch) : exec_(exec), epoch_(epoch) {}
+  ~CudaPassGraph() override { cudaGraphExecDestroy(exec_); }
+  CudaPassGraph(const CudaPassGraph&) = delete;
+  CudaPassGraph& operator=(const CudaPassGraph&) = delete;
+  cudaGraphExec_t exec() const { return exec_; }
+  uint64_t epoch() const { return epoch_; }
+
+ private:
+  cudaGraphExec_t exec_;
+  uint64_t epoch_;
+};
+
+size_t align16(size_t bytes) { return (bytes + 15) / 16 * 16; }
+
+}  // namespace
+
+void CudaBackend::begin_graph_pass(const PassInput& pass, const KvCache& cache,
+                                   const QkvLayout& layout) {
+  pass.check(cache.block_size, cache.n_blocks);
+  pass_ = pass;
+  plan_valid_ = false;
+  graph_pass_ = true;
+  const cuda::AttnPlan plan = make_attention_plan(layout, pass.schedule);
+
+  // Grow the capacities (geometrically, so that a run settles after a few passes); a change
+  // moves offsets, so graphs made before it are stale.
+  const int64_t t = pass.n_tokens(), r = static_cast<int64_t>(pass.logit_rows.size());
+  GraphCaps need = graph_caps_;
+  auto grow = [](int64_t& cap, int64_t want) {
+    if (want > cap) cap = std::max(want, 2 * cap);
+  };
+  grow(need.rows, std::max({t, r, static_cast<int64_t>(pass.seqs.size())}));
+  grow(need.block_table, static_cast<int64_t>(pass.block_tables.size()));
+  grow(need.items, n_items_);
+  grow(need.combines, n_combines_);
+  if (!(need == graph_caps_)) {
+    graph_caps_ = need;
+    ++epoch_;
+  }
+  // Layout: counts (4 int32), tokens, positions, slots, logit rows (rows each), seqs (4 int32
+  // per row), block table; then the work items and the combines, 16-byte aligned.
+  const GraphCaps& c = graph_caps_;
+  const size_t o_tok = 4, o_pos = o_tok + c.rows, o_slot = o_pos + c.rows, o_rows = o_slot + c.rows,
+               o_seq = o_rows + c.rows, o_bt = o_seq + 4 * c.rows;
+  const size_t items_at = align16((o_bt + c.block_table) * sizeof(int32_t));
+  const size_t combines_at = align16(items_at + c.items * sizeof(cuda::AttnWorkItem));
+  const size_t total = combines_at + c.combines * sizeof(cuda::AttnCombineItem);
+  const size_t used = combines_at + plan.combines.size() * sizeof(cuda::AttnCombineItem);
+
+  unsigned char* h = staging(used);
+  auto* hi = reinterpret_cast<int32_t*>(h);
+  hi[0] = n_items_;
+  hi[1] = n_combines_;
+  std::copy(pass.tokens.begin(), pass.tokens.end(), hi + o_tok);
+  std::copy(pass.positions.begin(), pass.positions.end(), hi + o_pos);
+  std::copy(pass.slots.begin(), pass.slots.end(), hi + o_slot);
+  std::copy(pass.logit_rows.begin(), pass.logit_rows.end(), hi + o_rows);
+  for (size_t i = 0; i < pass.seqs.size(); ++i) {
+    const PassSeq& q = pass.seqs[i];
+    const cuda::AttnSeq a{q.q_begin, q.q_len, q.pos_begin, q.block_begin};
+    std::memcpy(hi + o_seq + 4 * i, &a, sizeof a);
+  }
+  std::copy(pass.block_tables.begin(), pass.block_tables.end(), hi + o_bt);
+  std::memcpy(h + items_at, plan.items.data(), plan.items.size() * sizeof(cuda::AttnWorkItem));
+  std::memcpy(h + combines_at, plan.combines.data(),
+              plan.combines.size() * sizeof(cuda::AttnCombineItem));
+  ensure(graph_io_, total);
+  // Only the used part travels; the rest of each region is never read (the counts bound it).
+  LLM42_CUDA_CHECK(cudaMemcpyAsync(graph_io_.ptr, staging_, used, cudaMemcpyHostToDevice, stream_));
+  LLM42_CUDA_CHECK(cudaEventRecord(staging_free_, stream_));
+
+  const auto* d = static_cast<const int32_t*>(graph_io_.ptr);
+  d_attn_counts_ = d;
+  d_tokens_ = d + o_tok;
+  d_positions_ = d + o_pos;
+  d_slots_ = d + o_slot;
+  d_logit_rows_ = d + o_rows;
+  d_seqs_ = reinterpret_cast<const cuda::AttnSeq*>(d + o_seq);
+  d_block_tables_ = d + o_bt;
+  const auto* base = static_cast<const unsigned char*>(graph_io_.ptr);
+  d_graph_items_ = reinterpret_cast<const cuda::AttnWorkItem*>(base + items_at);
+  d_graph_combines_ = reinterpret_cast<const cuda::AttnCombineItem*>(base + combines_at);
+}
+
+std::unique_ptr<PassGraph> CudaBackend::capture(const std::function<void()>& launch) {
+  LLM42_ASSERT(graph_pass_, "capture without begin_graph_pass");
+  const uint64_t epoch = epoch_;
+  LLM42_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  cudaGraph_t graph = nullptr;
+  try {
+    launch();
+  } catch (...) {
+    cudaStreamEndCapture(stream_, &graph);
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    cudaGetLastError();
+    throw;
+  }
+  LLM42_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+  LLM42_ASSERT(epoch_ == epoch, "a workspace was reallocated while a graph was being captured");
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  LLM42_CUDA_CHECK(e);
+  return std::make_unique<CudaPassGraph>(exec, epoch);
+}
+
+bool CudaBackend::replay(const PassGraph& graph) {
+  LLM42_ASSERT(graph_pass_, "replay without begin_graph_pass");
+  const auto& g = static_cast<const CudaPassGraph&>(graph);
+  if (g.epoch() != epoch_) return false;
+  LLM42_CUDA_CHECK(cudaGraphLaunch(g.exec(), stream_));
+  return true;
 }
 
 // ---- kernels --------------------------------------------------------------------------------
@@ -390,7 +517,13 @@ void CudaBackend::attention(const Tensor& qkv, const QkvLayout& layout, const Kv
     fail("CUDA attention: head_dim {} is not supported (a multiple of 8 up to 128)",
          layout.head_dim);
   LLM42_ASSERT(layout.n_kv_heads == cache.n_kv_heads && layout.head_dim == cache.head_dim);
-  prepare_attention(layout, s);
+  if (graph_pass_) {
+    LLM42_ASSERT(plan_schedule_ == s && plan_heads_ == layout.n_heads &&
+                     plan_kv_heads_ == layout.n_kv_heads,
+                 "attention of a graph pass with another layout or schedule than its plan");
+  } else {
+    prepare_attention(layout, s);
+  }
   cuda::AttnParams p{};
   p.qkv = bf16_ptr(qkv);
   p.qkv_stride = layout.row();
@@ -406,12 +539,23 @@ void CudaBackend::attention(const Tensor& qkv, const QkvLayout& layout, const Kv
   p.combines = reinterpret_cast<const cuda::AttnCombineItem*>(
       static_cast<const unsigned char*>(plan_buf_.ptr) + n_items_ * sizeof(cuda::AttnWorkItem));
   p.n_combines = n_combines_;
+  if (graph_pass_) {
+    // The captured kernels read the counts at replay; two CTAs per SM stay resident.
+    p.items = d_graph_items_;
+    p.combines = d_graph_combines_;
+    p.counts = d_attn_counts_;
+    p.grid = 2 * sm_count_;
+  }
   p.partial_o = static_cast<float*>(partial_o_.ptr);
   p.partial_ml = static_cast<float*>(partial_ml_.ptr);
   p.n_heads = layout.n_heads;
   p.n_kv_heads = layout.n_kv_heads;
   p.head_dim = layout.head_dim;
   p.block_size = cache.block_size;
+  LLM42_ASSERT(cache.block_size > 0 && (cache.block_size & (cache.block_size - 1)) == 0,
+               "KV block size {} is not a power of two", cache.block_size);
+  p.block_shift = 0;
+  while ((1 << p.block_shift) < cache.block_size) ++p.block_shift;
   p.scale_log2 =
       static_cast<float>(1.4426950408889634 / std::sqrt(static_cast<double>(layout.head_dim)));
   LLM42_CUDA_CHECK(cuda::launch_attention(p, stream_));

@@ -57,6 +57,12 @@ class CudaBackend final : public Backend {
 
   void begin_pass(const PassInput& pass, const KvCache& cache) override;
 
+  bool supports_graphs() const override { return true; }
+  void begin_graph_pass(const PassInput& pass, const KvCache& cache,
+                        const QkvLayout& layout) override;
+  std::unique_ptr<PassGraph> capture(const std::function<void()>& launch) override;
+  bool replay(const PassGraph& graph) override;
+
   void embedding(const Tensor& table, const Tensor& out) override;
   void rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out, Schedule s) override;
   void add_rmsnorm(const Tensor& residual, const Tensor& delta, const Tensor& w, float eps,
@@ -106,6 +112,7 @@ class CudaBackend final : public Backend {
   unsigned char* staging(size_t bytes);
   void upload(Workspace& dst, size_t bytes);
   void prepare_attention(const QkvLayout& layout, Schedule s);
+  cuda::AttnPlan make_attention_plan(const QkvLayout& layout, Schedule s);
 
   int ordinal_;
   double memory_fraction_;
@@ -138,6 +145,22 @@ class CudaBackend final : public Backend {
   Workspace partial_o_, partial_ml_;
   int64_t partial_capacity_ = 0;
   AttnPlanStats last_plan_stats_;
+
+  // Graph passes (begin_graph_pass): the pass arrays, the attention counts, work items and
+  // combines at fixed offsets of one buffer, sized by the capacities below, so that a captured
+  // graph's kernels find every later pass's inputs where they were recorded. The epoch counts
+  // reallocations of any workspace (this one, bias_tmp_, ...): a graph made in an older epoch
+  // may point at freed memory and is not replayed.
+  Workspace graph_io_;
+  struct GraphCaps {
+    int64_t rows = 0, block_table = 0, items = 0, combines = 0;
+    bool operator==(const GraphCaps&) const = default;
+  } graph_caps_;
+  uint64_t epoch_ = 0;
+  bool graph_pass_ = false;  // the current pass came through begin_graph_pass
+  const int32_t* d_attn_counts_ = nullptr;
+  const cuda::AttnWorkItem* d_graph_items_ = nullptr;
+  const cuda::AttnCombineItem* d_graph_combines_ = nullptr;
 
   unsigned char* staging_ = nullptr;
   size_t staging_bytes_ = 0;

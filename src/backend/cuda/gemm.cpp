@@ -77,6 +77,8 @@ GemmRunner::GemmRunner(cudaStream_t stream, const std::string& device_tag)
     : stream_(stream), workspace_bytes_(kWorkspaceBytes), cache_path_(cache_file(device_tag)) {
   LLM42_CUBLAS_CHECK(cublasLtCreate(&handle_));
   LLM42_CUDA_CHECK(cudaMalloc(&workspace_, workspace_bytes_));
+  LLM42_CUDA_CHECK(cudaEventCreate(&start_));
+  LLM42_CUDA_CHECK(cudaEventCreate(&stop_));
   load_cache();
 }
 
@@ -87,6 +89,8 @@ GemmRunner::~GemmRunner() {
     cublasLtMatrixLayoutDestroy(l.d);
     cublasLtMatmulDescDestroy(l.op);
   }
+  cudaEventDestroy(start_);
+  cudaEventDestroy(stop_);
   cudaFree(workspace_);
   cublasLtDestroy(handle_);
 }
@@ -125,29 +129,93 @@ cublasStatus_t GemmRunner::matmul(const Layouts& l, const cublasLtMatmulAlgo_t& 
 
 void GemmRunner::run(const void* x, const void* w, void* out, int64_t m, int64_t n, int64_t k,
                      DType out_dtype, Schedule s) {
+  const auto* xb = static_cast<const uint16_t*>(x);
+  const auto* wb = static_cast<const uint16_t*>(w);
   if (uses_fallback(n, k)) {
-    LLM42_CUDA_CHECK(launch_gemm_fallback(static_cast<const uint16_t*>(x),
-                                          static_cast<const uint16_t*>(w), out, out_dtype, m, n, k,
-                                          stream_));
+    LLM42_CUDA_CHECK(launch_gemm_fallback(xb, wb, out, out_dtype, m, n, k, stream_));
     return;
   }
-  const cublasLtMatmulAlgo_t& algo = s == Schedule::kFast
-                                         ? fast_algo(m, n, k, out_dtype)
-                                         : canonical_algo(x, w, out, m, n, k, out_dtype);
-  LLM42_CUBLAS_CHECK(matmul(layouts(m, n, k, out_dtype), algo, x, w, out));
+  if (s == Schedule::kFast) {
+    const FastChoice& f = fast_choice(x, w, out, m, n, k, out_dtype);
+    if (f.gemv_variant >= 0) {
+      LLM42_CUDA_CHECK(launch_gemv(xb, wb, out, out_dtype, m, n, k, f.gemv_variant, stream_));
+    } else {
+      LLM42_CUBLAS_CHECK(matmul(layouts(m, n, k, out_dtype), f.algo, x, w, out));
+    }
+    return;
+  }
+  LLM42_CUBLAS_CHECK(matmul(layouts(m, n, k, out_dtype),
+                            canonical_algo(x, w, out, m, n, k, out_dtype), x, w, out));
 }
 
 std::string GemmRunner::describe(const void* x, const void* w, void* out, int64_t m, int64_t n,
                                  int64_t k, DType out_dtype, Schedule s) {
   if (uses_fallback(n, k)) return "CUDA-core fallback (K or N not a multiple of 8)";
-  return algo_desc(s == Schedule::kFast ? fast_algo(m, n, k, out_dtype)
-                                        : canonical_algo(x, w, out, m, n, k, out_dtype));
+  if (s == Schedule::kCanonical) return algo_desc(canonical_algo(x, w, out, m, n, k, out_dtype));
+  const FastChoice& f = fast_choice(x, w, out, m, n, k, out_dtype);
+  return f.gemv_variant >= 0 ? gemv_variant_name(f.gemv_variant) : algo_desc(f.algo);
 }
 
-const cublasLtMatmulAlgo_t& GemmRunner::fast_algo(int64_t m, int64_t n, int64_t k, DType out) {
-  const ShapeKey key{m, n, k, out};
+void GemmRunner::run_heuristic(const void* x, const void* w, void* out, int64_t m, int64_t n,
+                               int64_t k, DType out_dtype) {
+  const ShapeKey key{m, n, k, out_dtype};
+  auto it = heuristic_.find(key);
+  if (it == heuristic_.end()) it = heuristic_.emplace(key, heuristic_algo(m, n, k, out_dtype)).first;
+  LLM42_CUBLAS_CHECK(matmul(layouts(m, n, k, out_dtype), it->second, x, w, out));
+}
+
+double GemmRunner::median_us(const std::function<void()>& run) {
+  run();  // untimed: the first launch of a kernel may load its module
+  std::vector<float> times;
+  for (int r = 0; r < kTimedRuns; ++r) {
+    LLM42_CUDA_CHECK(cudaEventRecord(start_, stream_));
+    run();
+    LLM42_CUDA_CHECK(cudaEventRecord(stop_, stream_));
+    LLM42_CUDA_CHECK(cudaEventSynchronize(stop_));
+    float ms = 0.0f;
+    LLM42_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_));
+    times.push_back(ms);
+  }
+  std::sort(times.begin(), times.end());
+  return 1000.0 * times[times.size() / 2];
+}
+
+const GemmRunner::FastChoice& GemmRunner::fast_choice(const void* x, const void* w, void* out,
+                                                      int64_t m, int64_t n, int64_t k,
+                                                      DType out_dtype) {
+  const ShapeKey key{m, n, k, out_dtype};
   auto it = fast_.find(key);
   if (it != fast_.end()) return it->second;
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  LLM42_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capturing));
+  LLM42_ASSERT(capturing == cudaStreamCaptureStatusNone,
+               "fast GEMM M {} N {} K {} first seen inside a graph capture", m, n, k);
+  FastChoice best;
+  best.algo = heuristic_algo(m, n, k, out_dtype);
+  const Layouts& l = layouts(m, n, k, out_dtype);
+  const auto* xb = static_cast<const uint16_t*>(x);
+  const auto* wb = static_cast<const uint16_t*>(w);
+  // The skinny kernel competes only where it can run (its launch checks the arguments).
+  if (m <= kGemvMaxM && launch_gemv(xb, wb, out, out_dtype, m, n, k, 0, stream_) == cudaSuccess) {
+    best.us = median_us([&] { LLM42_CUBLAS_CHECK(matmul(l, best.algo, x, w, out)); });
+    for (int v = 0; v < kGemvVariants; ++v) {
+      const double us = median_us(
+          [&] { LLM42_CUDA_CHECK(launch_gemv(xb, wb, out, out_dtype, m, n, k, v, stream_)); });
+      if (us < best.us) {
+        best.us = us;
+        best.gemv_variant = v;
+      }
+    }
+    log_debug("fast gemm M {} N {} K {} -> {}: {} ({:.1f} us)", m, n, k, dtype_name(out_dtype),
+              best.gemv_variant >= 0 ? gemv_variant_name(best.gemv_variant) : "cuBLASLt heuristic",
+              best.us);
+  } else {
+    cudaGetLastError();  // the refused launch left no sticky error; clear the last one
+  }
+  return fast_.emplace(key, best).first->second;
+}
+
+cublasLtMatmulAlgo_t GemmRunner::heuristic_algo(int64_t m, int64_t n, int64_t k, DType out) {
   const Layouts& l = layouts(m, n, k, out);
   cublasLtMatmulPreference_t pref = nullptr;
   LLM42_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -162,7 +230,7 @@ const cublasLtMatmulAlgo_t& GemmRunner::fast_algo(int64_t m, int64_t n, int64_t 
   if (st != CUBLAS_STATUS_SUCCESS || found == 0)
     fail("cuBLASLt has no algorithm for a bf16 GEMM of M {} N {} K {} to {} (status {})", m, n, k,
          dtype_name(out), static_cast<int>(st));
-  return fast_.emplace(key, result.algo).first->second;
+  return result.algo;
 }
 
 const cublasLtMatmulAlgo_t& GemmRunner::canonical_algo(const void* x, const void* w, void* out,
@@ -171,6 +239,11 @@ const cublasLtMatmulAlgo_t& GemmRunner::canonical_algo(const void* x, const void
   const BucketKey key{m_bucket(m), n, k, out_dtype};
   auto it = canonical_.find(key);
   if (it == canonical_.end()) {
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    LLM42_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capturing));
+    LLM42_ASSERT(capturing == cudaStreamCaptureStatusNone,
+                 "canonical GEMM bucket {} N {} K {} first seen inside a graph capture",
+                 m_bucket(m), n, k);
     it = canonical_.emplace(key, tune(x, w, out, m, n, k, out_dtype)).first;
     save_cache();
   }
@@ -259,9 +332,6 @@ GemmRunner::Tuned GemmRunner::tune(const void* x, const void* w, void* out, int6
     LLM42_CUDA_CHECK(cudaStreamSynchronize(stream_));
     return h;
   };
-  cudaEvent_t start = nullptr, stop = nullptr;
-  LLM42_CUDA_CHECK(cudaEventCreate(&start));
-  LLM42_CUDA_CHECK(cudaEventCreate(&stop));
   std::vector<unsigned char> reference;
   int disagreeing = 0;
   // Microseconds of a candidate, or a negative value when it fails or computes other bits.
@@ -276,18 +346,7 @@ GemmRunner::Tuned GemmRunner::tune(const void* x, const void* w, void* out, int6
                algo_desc(c), algo_desc(cands.front()), m, n, k);
       return -1.0;
     }
-    std::vector<float> times;
-    for (int r = 0; r < kTimedRuns; ++r) {
-      LLM42_CUDA_CHECK(cudaEventRecord(start, stream_));
-      LLM42_CUBLAS_CHECK(matmul(l, c, x, w, out));
-      LLM42_CUDA_CHECK(cudaEventRecord(stop, stream_));
-      LLM42_CUDA_CHECK(cudaEventSynchronize(stop));
-      float ms = 0.0f;
-      LLM42_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-      times.push_back(ms);
-    }
-    std::sort(times.begin(), times.end());
-    return 1000.0 * times[times.size() / 2];
+    return median_us([&] { LLM42_CUBLAS_CHECK(matmul(l, c, x, w, out)); });
   };
   std::vector<std::pair<double, cublasLtMatmulAlgo_t>> timed;
   for (const auto& c : cands)
@@ -321,8 +380,6 @@ GemmRunner::Tuned GemmRunner::tune(const void* x, const void* w, void* out, int6
   }
   for (size_t i = first_round; i < cands.size(); ++i)
     if (const double us = evaluate(cands[i]); us >= 0.0) timed.emplace_back(us, cands[i]);
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
   const auto fastest = std::min_element(
       timed.begin(), timed.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   Tuned best;

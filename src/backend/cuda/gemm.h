@@ -3,7 +3,9 @@
 //   out (M, N) = x (M, K) @ w (N, K)^T; x and w bf16, fp32 accumulation, out bf16 or f32. In
 //   cuBLASLt's column-major terms this is D (N x M) = op_T(W) (N x K) * X^T (K x M).
 //
-//   fast:      the heuristic's first choice for the exact (M, N, K): may split K, by M.
+//   fast:      for the exact (M, N, K), the faster of the heuristic's first choice (which may
+//              split K, by M) and, for M <= kGemvMaxM, the skinny tensor-core GEMM of gemv.cu
+//              in each of its variants: timed on the first call of a shape, then kept.
 //   canonical: a split-K-free tensor-core algorithm per (M bucket, N, K, out dtype), so every
 //              output element is one K-ordered dot product whatever M is. The algorithm is chosen
 //              by a short autotune the first time a bucket is seen (heuristic candidates and
@@ -19,6 +21,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <tuple>
@@ -44,6 +47,11 @@ class GemmRunner {
   std::string describe(const void* x, const void* w, void* out, int64_t m, int64_t n, int64_t k,
                        DType out_dtype, Schedule s);
 
+  // For kernel labs: the cuBLASLt heuristic's first algorithm alone, whatever the fast lane
+  // would pick.
+  void run_heuristic(const void* x, const void* w, void* out, int64_t m, int64_t n, int64_t k,
+                     DType out_dtype);
+
   // Canonical M buckets: 1, 2, 4, ..., 4096 (larger M shares the 4096 bucket's algorithm).
   static int m_bucket(int64_t m);
   // Whether (N, K) runs the CUDA-core fallback instead of cuBLASLt.
@@ -67,7 +75,17 @@ class GemmRunner {
   };
 
   const Layouts& layouts(int64_t m, int64_t n, int64_t k, DType out);
-  const cublasLtMatmulAlgo_t& fast_algo(int64_t m, int64_t n, int64_t k, DType out);
+  // The fast lane's kernel for one exact shape: a gemv.cu variant, or a cuBLASLt algorithm.
+  struct FastChoice {
+    int gemv_variant = -1;  // >= 0: launch_gemv with this variant; else `algo`
+    cublasLtMatmulAlgo_t algo{};
+    double us = 0.0;
+  };
+  cublasLtMatmulAlgo_t heuristic_algo(int64_t m, int64_t n, int64_t k, DType out);
+  const FastChoice& fast_choice(const void* x, const void* w, void* out, int64_t m, int64_t n,
+                                int64_t k, DType out_dtype);
+  // Median of kTimedRuns timed calls of `run` on the stream, in microseconds.
+  double median_us(const std::function<void()>& run);
   const cublasLtMatmulAlgo_t& canonical_algo(const void* x, const void* w, void* out, int64_t m,
                                              int64_t n, int64_t k, DType out_dtype);
   Tuned tune(const void* x, const void* w, void* out, int64_t m, int64_t n, int64_t k,
@@ -85,7 +103,9 @@ class GemmRunner {
   std::string cache_path_;
   int tunings_run_ = 0;
   std::map<ShapeKey, Layouts> layouts_;
-  std::map<ShapeKey, cublasLtMatmulAlgo_t> fast_;
+  std::map<ShapeKey, FastChoice> fast_;
+  std::map<ShapeKey, cublasLtMatmulAlgo_t> heuristic_;  // run_heuristic's
+  cudaEvent_t start_ = nullptr, stop_ = nullptr;  // for timing candidates
   std::map<BucketKey, Tuned> canonical_;
 };
 

@@ -71,6 +71,18 @@ cudaError_t launch_swiglu(const uint16_t* gate_up, uint16_t* out, int rows, int 
 cudaError_t launch_gemm_fallback(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,
                                  int64_t m, int64_t n, int64_t k, cudaStream_t stream);
 
+// Skinny GEMM of the fast lane (gemv.cu): out (m, n) = x (m, k) @ w (n, k)^T for 1 <= m <=
+// kGemvMaxM on tensor cores, K permuted per 32-wide chunk and split over the 8 warps of a block,
+// partial sums added in warp order. Repeats bit for bit for the same shape and variant; its K
+// order is not cuBLASLt's, so the canonical lane never uses it. Needs k % 8 == 0 and 16-byte
+// aligned x and w. x, w bf16; out bf16 or f32. Variants 0 .. kGemvVariants - 1 differ in rows
+// per warp and loads in flight; cudaErrorInvalidValue for arguments it cannot take.
+inline constexpr int kGemvMaxM = 16;
+inline constexpr int kGemvVariants = 4;
+cudaError_t launch_gemv(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,
+                        int64_t m, int64_t n, int64_t k, int variant, cudaStream_t stream);
+const char* gemv_variant_name(int variant);
+
 // out = tmp + bias (fp32 add, then rounded to out's dtype), bias broadcast over rows.
 // tmp (m, n) f32, bias (n) f32, out (m, n) bf16 or f32 (may alias tmp when f32).
 cudaError_t launch_add_bias(const float* tmp, const float* bias, void* out, DType out_dtype,
@@ -138,12 +150,17 @@ struct AttnParams {
   int n_items;
   const AttnCombineItem* combines;
   int n_combines;
+  // Captured graphs: the kernels run `grid` CTAs and read (n_items, n_combines) from here, so
+  // one capture serves every plan. Null in eager passes (one CTA per item, counts above).
+  const int32_t* counts;
+  int grid;
   float* partial_o;   // (P, head_dim_pad) fp32
   float* partial_ml;  // (P, 2) fp32: running max (log2 units), running sum
   int n_heads;
   int n_kv_heads;
   int head_dim;
-  int block_size;
+  int block_size;   // a power of two
+  int block_shift;  // log2(block_size)
   float scale_log2;  // log2(e) / sqrt(head_dim)
 };
 

@@ -1,0 +1,67 @@
+// Shared pieces of the CUDA kernel labs: device tensors that own their memory, event timing and
+// the device-to-device copy ceiling, measured in the same run as the kernels it bounds.
+#pragma once
+#ifdef LLM42_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "backend/cuda/check.h"
+#include "backend/cuda/cuda_backend.h"
+
+namespace llm42::lab {
+
+struct Owned {
+  Buffer buf;
+  Tensor t;
+};
+
+inline Owned make(CudaBackend& b, DType dtype, std::initializer_list<int64_t> shape) {
+  Owned o;
+  o.t = Tensor(nullptr, dtype, Device::kCUDA, shape);
+  o.buf = Buffer(b, o.t.nbytes());
+  o.t.data = o.buf.get();
+  return o;
+}
+
+// Median time in microseconds of `reps` runs of f(rep) on the backend's stream, after one
+// untimed run.
+template <typename F>
+double time_us(CudaBackend& b, int reps, F&& f) {
+  f(0);
+  b.synchronize();
+  cudaEvent_t start, stop;
+  LLM42_CUDA_CHECK(cudaEventCreate(&start));
+  LLM42_CUDA_CHECK(cudaEventCreate(&stop));
+  std::vector<float> t;
+  for (int r = 0; r < reps; ++r) {
+    LLM42_CUDA_CHECK(cudaEventRecord(start, b.stream()));
+    f(r);
+    LLM42_CUDA_CHECK(cudaEventRecord(stop, b.stream()));
+    LLM42_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    LLM42_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    t.push_back(ms * 1000.0f);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+// Bytes per second of a 2 GiB device-to-device copy, counting bytes read plus bytes written.
+inline double copy_bandwidth(CudaBackend& b) {
+  const size_t bytes = 2ull << 30;
+  Owned a = make(b, DType::kBF16, {static_cast<int64_t>(bytes / 2)});
+  Owned c = make(b, DType::kBF16, {static_cast<int64_t>(bytes / 2)});
+  b.fill_random(a.t, 1, RandomInit::kNormal, 1.0f);
+  const double us = time_us(b, 10, [&](int) {
+    LLM42_CUDA_CHECK(
+        cudaMemcpyAsync(c.t.data, a.t.data, bytes, cudaMemcpyDeviceToDevice, b.stream()));
+  });
+  return 2.0 * bytes / (us * 1e-6);
+}
+
+}  // namespace llm42::lab
+#endif
