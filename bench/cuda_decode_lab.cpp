@@ -4,7 +4,7 @@
 // embedding table once, plus each sequence's KV, so its floor is (those bytes) / bandwidth,
 // with the bandwidth of a device-to-device copy measured in the same run. Also checks that the
 // canonical lane gives the same logits for a row alone and inside the batch, and a graph the
-// same logits as the eager pass.
+// same logits as the eager pass. Last, the cost of a verification pass against its token count.
 //
 //   ./build/bin/cuda_decode_lab [--quick]
 #ifdef LLM42_HAVE_CUDA
@@ -43,23 +43,27 @@ ModelConfig llama31_8b() {
   return c;
 }
 
-// B decode rows, sequence s at position ctx - 1 over its own blocks.
-PassInput decode_pass(int b, int ctx, int bs, int blocks_per_seq, Schedule s) {
+// B sequences of q_len tokens each, ending at position ctx - 1, each over its own blocks; a
+// logits row for every token (q_len 1: a decode step; more: verification windows).
+PassInput window_pass(int b, int q_len, int ctx, int bs, int blocks_per_seq, Schedule s) {
   PassInput p;
   p.schedule = s;
   for (int i = 0; i < b; ++i) {
     PassSeq q;
-    q.q_begin = i;
-    q.q_len = 1;
-    q.pos_begin = ctx - 1;
+    q.q_begin = p.n_tokens();
+    q.q_len = q_len;
+    q.pos_begin = ctx - q_len;
     q.block_begin = static_cast<int32_t>(p.block_tables.size());
     q.n_blocks = (ctx + bs - 1) / bs;
     for (int k = 0; k < q.n_blocks; ++k) p.block_tables.push_back(i * blocks_per_seq + k);
-    p.tokens.push_back(1000 + i);
-    p.positions.push_back(ctx - 1);
-    p.slots.push_back(p.block_tables[q.block_begin + (ctx - 1) / bs] * bs + (ctx - 1) % bs);
+    for (int j = 0; j < q_len; ++j) {
+      const int pos = q.pos_begin + j;
+      p.logit_rows.push_back(p.n_tokens());
+      p.tokens.push_back(1000 + i + j);
+      p.positions.push_back(pos);
+      p.slots.push_back(p.block_tables[q.block_begin + pos / bs] * bs + pos % bs);
+    }
     p.seqs.push_back(q);
-    p.logit_rows.push_back(i);
   }
   return p;
 }
@@ -80,7 +84,7 @@ int main(int argc, char** argv) {
   ModelWeights w = dummy_weights(b, c, DType::kBF16, 7);
   w.config = c;
   const double weight_bytes = static_cast<double>(w.bytes_per_decode_step());
-  Transformer model(b, std::move(w), 256, 256);
+  Transformer model(b, std::move(w), 2048, 2048);
   const int bs = 16, max_b = 64, max_ctx = 4096;
   const int per_seq = max_ctx / bs;
   std::vector<Buffer> storage;
@@ -114,7 +118,7 @@ int main(int argc, char** argv) {
         double ms[2];
         std::vector<float> eager_logits;
         for (bool graph : {false, true}) {
-          PassInput pass = decode_pass(bsz, ctx, bs, per_seq, s);
+          PassInput pass = window_pass(bsz, 1, ctx, bs, per_seq, s);
           pass.graph = graph;
           Tensor logits = model.forward(pass, cache);  // warm-up (tuning; the graph's capture)
           b.synchronize();
@@ -151,6 +155,39 @@ int main(int argc, char** argv) {
         }
       }
     }
+  }
+
+  // The cost of one verification pass against its token count (the LLM-42 paper's study): G
+  // windows of W tokens at context 1024, canonical lane, eager, against a canonical decode step
+  // of the same G sequences.
+  std::printf("\n%-8s %4s %4s %7s %9s %9s %10s\n", "verify", "W", "G", "tokens", "ms",
+              "decode ms", "x decode");
+  const int windows[][2] = {{16, 1}, {64, 1}, {256, 1}, {16, 8},  {32, 8},
+                            {64, 8}, {128, 8}, {256, 8}, {64, 4}, {64, 16}, {64, 32}};
+  for (const auto& wg : windows) {
+    const int win = wg[0], g = wg[1];
+    if (win * g > 2048 || g > max_b || (quick && win * g > 512)) continue;
+    auto time_ms = [&](const PassInput& pass) {
+      model.forward(pass, cache);
+      b.synchronize();
+      std::vector<float> t;
+      for (int r = 0; r < (quick ? 3 : 7); ++r) {
+        LLM42_CUDA_CHECK(cudaEventRecord(start, b.stream()));
+        model.forward(pass, cache);
+        LLM42_CUDA_CHECK(cudaEventRecord(stop, b.stream()));
+        LLM42_CUDA_CHECK(cudaEventSynchronize(stop));
+        float elapsed = 0;
+        LLM42_CUDA_CHECK(cudaEventElapsedTime(&elapsed, start, stop));
+        t.push_back(elapsed);
+      }
+      std::sort(t.begin(), t.end());
+      return static_cast<double>(t[t.size() / 2]);
+    };
+    const double verify_ms =
+        time_ms(window_pass(g, win, 1024, bs, per_seq, Schedule::kCanonical));
+    const double decode_ms = time_ms(window_pass(g, 1, 1024, bs, per_seq, Schedule::kCanonical));
+    std::printf("%-8s %4d %4d %7d %9.2f %9.2f %10.2f\n", "canon", win, g, win * g, verify_ms,
+                decode_ms, verify_ms / decode_ms);
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);

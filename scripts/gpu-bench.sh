@@ -6,7 +6,13 @@
 #                  graphs), the transformers peer
 #   PART=offline   offline throughput of off / global / dvr at several deterministic ratios
 #                  (WORKLOADS, PROMPTS)
+#   PART=prefill   4K-token prompts, off and global (PROMPTS)
+#   PART=online    Poisson arrivals (QPS list) of the ShareGPT-like workload: latency percentiles
+#                  of off, global and dvr at RATIOS
+#   PART=micro     the paper's decode microbenchmark: batch 8 and 9 with one deterministic
+#                  request, fast decode + verification (W 64) against off
 #   PART=studies   recompute rate against W with injected mismatches, the W x G grid
+# EXTRA adds engine flags to every llm42 bench run (e.g. --kv-cache-memory-fraction 0.9).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.gpubin}
@@ -18,6 +24,7 @@ export LLM42_GEMM_CACHE=${LLM42_GEMM_CACHE:-$OUT/gemm-cache.json}
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}:$PWD/$BIN/lib
 L42="$BIN/llm42 --log-level warn"
 PY=${PY:-python3}
+PEER_BATCHES=${PEER_BATCHES:-1,8,32}  # PEER_BATCHES=none: no transformers peer
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader \
   >"$OUT/env.txt"
 cat "$BIN/commit.txt" >>"$OUT/env.txt" 2>/dev/null
@@ -34,7 +41,8 @@ ceilings)
         --ignore-eos -q --cuda-graph-max-batch $graphs $det 2>&1 | tee -a "$OUT/decode_b1.txt"
     done
   done
-  timeout 240 $PY bench/hf_peer.py --batches "${PEER_BATCHES:-1,8,32}" --in-len 128 --out-len 128 \
+  [ "$PEER_BATCHES" = none ] && exit 0
+  timeout 240 $PY bench/hf_peer.py --batches "$PEER_BATCHES" --in-len 128 --out-len 128 \
     --json "$OUT/hf_peer.json" 2>&1 | grep -v Warning | tee "$OUT/hf_peer.txt"
   for b in ${PEER_BATCHES//,/ }; do
     timeout 120 $L42 bench --device cuda --model "$MODEL" --workload fixed:128,128 \
@@ -46,9 +54,33 @@ offline)
   for w in ${WORKLOADS:-fixed:1024,256 sharegpt}; do
     name=${w//[:,]/_}
     timeout "${SWEEP_TIMEOUT:-280}" $L42 bench --device cuda --model "$MODEL" --workload "$w" \
-      --num-prompts "${PROMPTS:-256}" --modes off,global,dvr \
-      --deterministic-ratio "${RATIOS:-0.02,0.1,0.5,1}" --no-progress \
+      --num-prompts "${PROMPTS:-256}" --modes "${MODES:-off,global,dvr}" \
+      --deterministic-ratio "${RATIOS:-0.02,0.1,0.5,1}" --no-progress ${EXTRA:-} \
       --json "$OUT/offline_$name.json" 2>&1 | tee -a "$OUT/offline.txt"
+  done
+  ;;
+prefill)
+  timeout "${SWEEP_TIMEOUT:-200}" $L42 bench --device cuda --model "$MODEL" \
+    --workload fixed:4096,1 --num-prompts "${PROMPTS:-64}" --modes off,global --no-progress \
+    ${EXTRA:-} --json "$OUT/prefill4k.json" 2>&1 | tee -a "$OUT/prefill.txt"
+  ;;
+online)
+  for qps in ${QPS:-4 8 16}; do
+    timeout "${SWEEP_TIMEOUT:-200}" $L42 bench --device cuda --model "$MODEL" \
+      --workload "${WORKLOADS:-sharegpt}" --num-prompts "${PROMPTS:-128}" --request-rate "$qps" \
+      --modes "${MODES:-off,global,dvr}" --deterministic-ratio "${RATIOS:-0.1,1}" --no-progress \
+      ${EXTRA:-} --json "$OUT/online_qps$qps.json" 2>&1 | sed "s/^/qps=$qps /" | \
+      tee -a "$OUT/online.txt"
+  done
+  ;;
+micro)
+  # Batch 8 and 9, one deterministic request (ratios 1/8 and 1/9), verified in windows of 64.
+  for b in 8 9; do
+    ratio=$(awk "BEGIN {printf \"%.4f\", 1 / $b}")
+    timeout 120 $L42 bench --device cuda --model "$MODEL" --workload fixed:1024,256 \
+      --num-prompts "$b" --max-num-seqs "$b" --modes off,dvr --deterministic-ratio "$ratio" \
+      --canonical-decode-threshold 1.01 --window 64 --no-progress ${EXTRA:-} \
+      --json "$OUT/micro_b$b.json" 2>&1 | sed "s/^/batch=$b /" | tee -a "$OUT/micro.txt"
   done
   ;;
 studies)
@@ -73,7 +105,7 @@ studies)
   done
   ;;
 *)
-  echo "PART must be ceilings, offline or studies" >&2
+  echo "PART must be ceilings, offline, prefill, online, micro or studies" >&2
   exit 2
   ;;
 esac

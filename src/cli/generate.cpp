@@ -180,13 +180,16 @@ int run(const GenerateOptions& o) {
   std::fprintf(stderr,
                "prompt: %lld tok, %.1f tok/s | decode: %lld tok, %.1f tok/s, weights read at "
                "%.0f GB/s | requests %zu | rollbacks %lld (recompute %.3f) | graph passes "
-               "%.0f%% | output hash %016llx\n",
+               "%.0f%% | per step %.2f ms: passes %.2f, rest %.2f | output hash %016llx\n",
                static_cast<long long>(prompt_tokens),
                prefill_s > 0 ? static_cast<double>(prompt_tokens) / prefill_s : 0.0,
                static_cast<long long>(decode_tokens),
                decode_s > 0 ? static_cast<double>(decode_tokens) / decode_s : 0.0, weight_gbs,
                results.size(), static_cast<long long>(st.verify.rollbacks), st.recompute_rate(),
                100.0 * static_cast<double>(st.graph_passes) / static_cast<double>(passes),
+               1e3 * (st.schedule_s + st.pass_s + st.other_s) / std::max<int64_t>(1, st.steps),
+               1e3 * st.pass_s / std::max<int64_t>(1, st.steps),
+               1e3 * (st.schedule_s + st.other_s) / std::max<int64_t>(1, st.steps),
                static_cast<unsigned long long>(hash));
   return 0;
 }

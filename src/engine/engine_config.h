@@ -39,9 +39,10 @@ struct EngineConfig {
   int max_num_batched_tokens = 2048;  // tokens per step over all passes
   int prefill_chunk = 512;            // tokens of one prompt per step at most
   // In dvr mode, run a whole decode step in the canonical lane when at least this fraction of
-  // its rows are deterministic (tokens of requests without a speculative tail are then committed
-  // directly). 1.0 = only when all are; above 1 = never; negative = auto (0 on CUDA, never on
-  // the CPU: the Engine resolves it from the backend).
+  // its rows, and at least one, are deterministic (tokens of requests without a speculative
+  // tail are then committed directly). 0 = whenever one is; 1.0 = only when all are; above 1 =
+  // never; negative = auto (0 on CUDA, never on the CPU: the Engine resolves it from the
+  // backend). A step without deterministic rows always runs fast.
   double canonical_decode_threshold = 1.01;
 
   // Decode passes of at most this many rows run as captured CUDA graphs (on a backend with

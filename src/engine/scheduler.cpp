@@ -176,13 +176,15 @@ StepPlan Scheduler::schedule() {
     return plan;
   }
 
-  // dvr: decode rows run fast unless enough of them are deterministic.
+  // dvr: decode rows run fast unless enough of them are deterministic (threshold 0: any one;
+  // a step with none is always fast).
   bool canonical_decode = false;
   if (!fixed && !decode.empty()) {
     const auto n_det = std::count_if(decode.begin(), decode.end(),
                                      [](const PassEntry& e) { return e.seq->verified; });
-    canonical_decode = static_cast<double>(n_det) >=
-                       config_.canonical_decode_threshold * static_cast<double>(decode.size());
+    canonical_decode = n_det > 0 && static_cast<double>(n_det) >=
+                                        config_.canonical_decode_threshold *
+                                            static_cast<double>(decode.size());
   }
   std::vector<PassEntry> fast_pass = std::move(fast_prefill);
   std::vector<PassEntry> canonical_pass = std::move(canonical_prefill);

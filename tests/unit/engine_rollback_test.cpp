@@ -51,6 +51,27 @@ class Rollback : public ::testing::Test {
   TestModel m_;
 };
 
+// The canonical decode threshold picks the lane of whole decode steps: at 0 a step with any
+// deterministic row is canonical, but a step without one is fast (non-deterministic traffic
+// alone runs at full speed). Prefill is canonical in dvr mode whatever the request.
+TEST_F(Rollback, CanonicalDecodeThresholdZeroLeavesNonDeterministicStepsFast) {
+  std::vector<Request> reqs = make_requests(6, 300, 21, 12, 20);
+  for (Request& r : reqs) r.deterministic = false;
+  EngineConfig c = config(16);
+  c.canonical_decode_threshold = 0.0;
+  EngineStats st;
+  run_workload(m_, c, reqs, Load{}, &st);
+  EXPECT_EQ(st.canonical_tokens, st.prompt_tokens)
+      << "no deterministic request, yet canonical decode steps ran";
+  EXPECT_GT(st.fast_passes, 0);
+
+  reqs.front().deterministic = true;
+  const std::vector<Outcome> got = run_workload(m_, c, reqs, Load{}, &st);
+  EXPECT_GT(st.canonical_passes, 0);
+  EXPECT_GT(st.verify.canonical_decode_tokens, 0);
+  EXPECT_EQ(first_mismatch(got.front(), canonical({reqs.front()}).front()), -1);
+}
+
 TEST_F(Rollback, MismatchAtFirstMiddleAndLastPosition) {
   const auto reqs = make_requests(12, 300, 3, 30, 60);
   const auto want = canonical(reqs);

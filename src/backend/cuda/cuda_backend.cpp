@@ -81,6 +81,7 @@ CudaBackend::CudaBackend(const BackendOptions& opts, int ordinal)
   LLM42_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_memory_));
   LLM42_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   LLM42_CUDA_CHECK(cudaEventCreateWithFlags(&staging_free_, cudaEventDisableTiming));
+  graph_io_.in_graphs = bias_tmp_.in_graphs = true;
   gemm_ = std::make_unique<cuda::GemmRunner>(stream_, device_tag(prop));
   used_ += gemm_->workspace_bytes();
   ensure(partial_o_, kPartialOBytes);
@@ -155,7 +156,7 @@ void CudaBackend::ensure(Workspace& w, size_t bytes) {
   const size_t grown = std::max(bytes, w.bytes + w.bytes / 2);
   w.ptr = device_alloc(grown, "a workspace");
   w.bytes = grown;
-  ++epoch_;  // captured graphs may point at the old buffer
+  if (w.in_graphs) ++epoch_;  // captured graphs may point at the old buffer
 }
 
 unsigned char* CudaBackend::staging(size_t bytes) {
@@ -324,10 +325,12 @@ void CudaBackend::begin_graph_pass(const PassInput& pass, const KvCache& cache,
   graph_pass_ = true;
   const cuda::AttnPlan plan = make_attention_plan(layout, pass.schedule);
 
-  // Grow the capacities (geometrically, so that a run settles after a few passes); a change
-  // moves offsets, so graphs made before it are stale.
+  // Grow the capacities (from sizes that hold 256 rows of 2K-position sequences, then
+  // geometrically, so that a run settles at once); a change moves offsets, so graphs made
+  // before it are stale.
   const int64_t t = pass.n_tokens(), r = static_cast<int64_t>(pass.logit_rows.size());
   GraphCaps need = graph_caps_;
+  if (need.rows == 0) need = GraphCaps{256, 256 * 128, 8192, 4096};
   auto grow = [](int64_t& cap, int64_t want) {
     if (want > cap) cap = std::max(want, 2 * cap);
   };

@@ -104,6 +104,7 @@ class CudaBackend final : public Backend {
   struct Workspace {
     void* ptr = nullptr;
     size_t bytes = 0;
+    bool in_graphs = false;  // kernels of captured graphs use it: reallocating retires them
   };
   void ensure(Workspace& w, size_t bytes);
   void* device_alloc(size_t bytes, const char* what);
@@ -149,8 +150,8 @@ class CudaBackend final : public Backend {
   // Graph passes (begin_graph_pass): the pass arrays, the attention counts, work items and
   // combines at fixed offsets of one buffer, sized by the capacities below, so that a captured
   // graph's kernels find every later pass's inputs where they were recorded. The epoch counts
-  // reallocations of any workspace (this one, bias_tmp_, ...): a graph made in an older epoch
-  // may point at freed memory and is not replayed.
+  // reallocations of the workspaces marked in_graphs (this one, bias_tmp_) and changes of the
+  // layout: a graph made in an older epoch may point at freed memory and is not replayed.
   Workspace graph_io_;
   struct GraphCaps {
     int64_t rows = 0, block_table = 0, items = 0, combines = 0;
