@@ -76,7 +76,7 @@ online)
 micro)
   # Batch 8 and 9, one deterministic request (ratios 1/8 and 1/9), verified in windows of 64.
   for b in 8 9; do
-    ratio=$(awk "BEGIN {printf \"%.4f\", 1 / $b}")
+    ratio=$(awk "BEGIN {printf \"%.6f\", 1 / $b + 1e-6}")  # exactly one of b
     timeout 120 $L42 bench --device cuda --model "$MODEL" --workload fixed:1024,256 \
       --num-prompts "$b" --max-num-seqs "$b" --modes off,dvr --deterministic-ratio "$ratio" \
       --canonical-decode-threshold 1.01 --window 64 --no-progress ${EXTRA:-} \

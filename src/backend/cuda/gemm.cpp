@@ -236,22 +236,27 @@ cublasLtMatmulAlgo_t GemmRunner::heuristic_algo(int64_t m, int64_t n, int64_t k,
 const cublasLtMatmulAlgo_t& GemmRunner::canonical_algo(const void* x, const void* w, void* out,
                                                        int64_t m, int64_t n, int64_t k,
                                                        DType out_dtype) {
-  const BucketKey key{m_bucket(m), n, k, out_dtype};
+  const int bucket = m_bucket(m);
+  const BucketKey key{bucket, n, k, out_dtype};
   auto it = canonical_.find(key);
-  if (it == canonical_.end()) {
+  const bool retune = it != canonical_.end() && it->second.tuned_m < bucket && m == bucket;
+  if (it == canonical_.end() || retune) {
     cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
     LLM42_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capturing));
     LLM42_ASSERT(capturing == cudaStreamCaptureStatusNone,
-                 "canonical GEMM bucket {} N {} K {} first seen inside a graph capture",
-                 m_bucket(m), n, k);
-    it = canonical_.emplace(key, tune(x, w, out, m, n, k, out_dtype)).first;
+                 "canonical GEMM bucket {} N {} K {} first tuned inside a graph capture", bucket,
+                 n, k);
+    Tuned t = tune(x, w, out, m, n, k, out_dtype, retune ? &it->second.algo : nullptr);
+    t.tuned_m = m;
+    it = canonical_.insert_or_assign(key, t).first;
     save_cache();
   }
   return it->second.algo;
 }
 
 GemmRunner::Tuned GemmRunner::tune(const void* x, const void* w, void* out, int64_t m, int64_t n,
-                                   int64_t k, DType out_dtype) {
+                                   int64_t k, DType out_dtype,
+                                   const cublasLtMatmulAlgo_t* previous) {
   ++tunings_run_;
   const Layouts& l = layouts(m, n, k, out_dtype);
   // The heuristic's results, asked once with reduction schemes masked out and once without
@@ -292,6 +297,7 @@ GemmRunner::Tuned GemmRunner::tune(const void* x, const void* w, void* out, int6
       return;
     cands.push_back(a);
   };
+  if (previous != nullptr) add(*previous);  // first: the reference bits
   for (const auto& h : heur)
     if (h.state == CUBLAS_STATUS_SUCCESS && static_cast<int>(cands.size()) < kMaxHeuristicPicks)
       add(h.algo);
@@ -440,6 +446,7 @@ void GemmRunner::load_cache() {
     }
     t.desc = e.value("desc", "");
     t.us = e.value("us", 0.0);
+    t.tuned_m = e.value("tuned_m", int64_t{0});  // files without it: tuned again at the bucket
     canonical_[key] = t;
     ++loaded;
   }
@@ -458,7 +465,8 @@ void GemmRunner::save_cache() const {
                        {"out", std::string(dtype_name(std::get<3>(key)))},
                        {"algo", words},
                        {"desc", t.desc},
-                       {"us", t.us}});
+                       {"us", t.us},
+                       {"tuned_m", t.tuned_m}});
   }
   const nlohmann::json j{{"cublasLt_version", cublasLtGetVersion()}, {"entries", entries}};
   std::error_code ec;

@@ -72,6 +72,10 @@ class GemmRunner {
     cublasLtMatmulAlgo_t algo;
     std::string desc;
     double us = 0.0;
+    // The M it was timed at. A bucket's algorithm must be good at the bucket's largest M (a
+    // tile that covers 100 rows needs two passes at 128), so an entry timed at a smaller M is
+    // tuned again when a call at the bucket size comes (Transformer::warm_up makes those).
+    int64_t tuned_m = 0;
   };
 
   const Layouts& layouts(int64_t m, int64_t n, int64_t k, DType out);
@@ -88,8 +92,10 @@ class GemmRunner {
   double median_us(const std::function<void()>& run);
   const cublasLtMatmulAlgo_t& canonical_algo(const void* x, const void* w, void* out, int64_t m,
                                              int64_t n, int64_t k, DType out_dtype);
+  // `previous`, when given, is the bucket's algorithm so far: the reference whose bits every
+  // candidate must reproduce.
   Tuned tune(const void* x, const void* w, void* out, int64_t m, int64_t n, int64_t k,
-             DType out_dtype);
+             DType out_dtype, const cublasLtMatmulAlgo_t* previous);
   cublasStatus_t matmul(const Layouts& l, const cublasLtMatmulAlgo_t& algo, const void* x,
                         const void* w, void* out);
   std::string algo_desc(const cublasLtMatmulAlgo_t& algo) const;
