@@ -104,6 +104,23 @@ int main(int argc, char** argv) {
   LLM42_CUDA_CHECK(cudaEventCreate(&stop));
   std::printf("%-10s %4s %6s %9s %9s %9s %9s %7s %7s\n", "lane", "B", "ctx", "eager ms",
               "graph ms", "floor ms", "tok/s", "eager%", "graph%");
+  // Median milliseconds of forward passes after one untimed (tuning, capture) pass.
+  auto time_forward_ms = [&](const PassInput& pass, int reps) {
+    model.forward(pass, cache);
+    b.synchronize();
+    std::vector<float> t;
+    for (int r = 0; r < reps; ++r) {
+      LLM42_CUDA_CHECK(cudaEventRecord(start, b.stream()));
+      model.forward(pass, cache);
+      LLM42_CUDA_CHECK(cudaEventRecord(stop, b.stream()));
+      LLM42_CUDA_CHECK(cudaEventSynchronize(stop));
+      float elapsed = 0;
+      LLM42_CUDA_CHECK(cudaEventElapsedTime(&elapsed, start, stop));
+      t.push_back(elapsed);
+    }
+    std::sort(t.begin(), t.end());
+    return static_cast<double>(t[t.size() / 2]);
+  };
   std::vector<float> alone_logits(static_cast<size_t>(c.vocab_size));
   auto logits_of = [&](const Tensor& t) {
     std::vector<float> row(static_cast<size_t>(t.numel()));
@@ -120,20 +137,8 @@ int main(int argc, char** argv) {
         for (bool graph : {false, true}) {
           PassInput pass = window_pass(bsz, 1, ctx, bs, per_seq, s);
           pass.graph = graph;
-          Tensor logits = model.forward(pass, cache);  // warm-up (tuning; the graph's capture)
-          b.synchronize();
-          std::vector<float> t;
-          for (int r = 0; r < (quick ? 3 : 10); ++r) {
-            LLM42_CUDA_CHECK(cudaEventRecord(start, b.stream()));
-            logits = model.forward(pass, cache);
-            LLM42_CUDA_CHECK(cudaEventRecord(stop, b.stream()));
-            LLM42_CUDA_CHECK(cudaEventSynchronize(stop));
-            float elapsed = 0;
-            LLM42_CUDA_CHECK(cudaEventElapsedTime(&elapsed, start, stop));
-            t.push_back(elapsed);
-          }
-          std::sort(t.begin(), t.end());
-          ms[graph] = t[t.size() / 2];
+          ms[graph] = time_forward_ms(pass, quick ? 3 : 10);
+          const Tensor logits = model.forward(pass, cache);
           if (!graph) {
             eager_logits = logits_of(logits);
           } else if (logits_of(logits) != eager_logits) {
@@ -167,25 +172,11 @@ int main(int argc, char** argv) {
   for (const auto& wg : windows) {
     const int win = wg[0], g = wg[1];
     if (win * g > 2048 || g > max_b || (quick && win * g > 512)) continue;
-    auto time_ms = [&](const PassInput& pass) {
-      model.forward(pass, cache);
-      b.synchronize();
-      std::vector<float> t;
-      for (int r = 0; r < (quick ? 3 : 7); ++r) {
-        LLM42_CUDA_CHECK(cudaEventRecord(start, b.stream()));
-        model.forward(pass, cache);
-        LLM42_CUDA_CHECK(cudaEventRecord(stop, b.stream()));
-        LLM42_CUDA_CHECK(cudaEventSynchronize(stop));
-        float elapsed = 0;
-        LLM42_CUDA_CHECK(cudaEventElapsedTime(&elapsed, start, stop));
-        t.push_back(elapsed);
-      }
-      std::sort(t.begin(), t.end());
-      return static_cast<double>(t[t.size() / 2]);
-    };
+    const int reps = quick ? 3 : 7;
     const double verify_ms =
-        time_ms(window_pass(g, win, 1024, bs, per_seq, Schedule::kCanonical));
-    const double decode_ms = time_ms(window_pass(g, 1, 1024, bs, per_seq, Schedule::kCanonical));
+        time_forward_ms(window_pass(g, win, 1024, bs, per_seq, Schedule::kCanonical), reps);
+    const double decode_ms =
+        time_forward_ms(window_pass(g, 1, 1024, bs, per_seq, Schedule::kCanonical), reps);
     std::printf("%-8s %4d %4d %7d %9.2f %9.2f %10.2f\n", "canon", win, g, win * g, verify_ms,
                 decode_ms, verify_ms / decode_ms);
   }

@@ -238,27 +238,39 @@ void CudaBackend::begin_pass(const PassInput& pass, const KvCache& cache) {
   graph_pass_ = false;
   const size_t t = pass.tokens.size(), r = pass.logit_rows.size(), b = pass.block_tables.size(),
                s = pass.seqs.size();
-  const size_t o_pos = pad4(t), o_slot = o_pos + pad4(t), o_rows = o_slot + pad4(t),
-               o_bt = o_rows + pad4(r), o_seq = o_bt + pad4(b), total = o_seq + 4 * s;
-  auto* h = reinterpret_cast<int32_t*>(staging(total * sizeof(int32_t)));
-  std::copy(pass.tokens.begin(), pass.tokens.end(), h);
-  std::copy(pass.positions.begin(), pass.positions.end(), h + o_pos);
-  std::copy(pass.slots.begin(), pass.slots.end(), h + o_slot);
-  std::copy(pass.logit_rows.begin(), pass.logit_rows.end(), h + o_rows);
-  std::copy(pass.block_tables.begin(), pass.block_tables.end(), h + o_bt);
-  for (size_t i = 0; i < s; ++i) {
+  PassOffsets o{};
+  o.tokens = 0;
+  o.positions = pad4(t);
+  o.slots = o.positions + pad4(t);
+  o.logit_rows = o.slots + pad4(t);
+  o.block_tables = o.logit_rows + pad4(r);
+  o.seqs = o.block_tables + pad4(b);
+  const size_t total = o.seqs + 4 * s;
+  write_pass(pass, o, reinterpret_cast<int32_t*>(staging(total * sizeof(int32_t))));
+  upload(pass_buf_, total * sizeof(int32_t));
+  point_at(static_cast<const int32_t*>(pass_buf_.ptr), o);
+}
+
+void CudaBackend::write_pass(const PassInput& pass, const PassOffsets& o, int32_t* h) {
+  std::copy(pass.tokens.begin(), pass.tokens.end(), h + o.tokens);
+  std::copy(pass.positions.begin(), pass.positions.end(), h + o.positions);
+  std::copy(pass.slots.begin(), pass.slots.end(), h + o.slots);
+  std::copy(pass.logit_rows.begin(), pass.logit_rows.end(), h + o.logit_rows);
+  std::copy(pass.block_tables.begin(), pass.block_tables.end(), h + o.block_tables);
+  for (size_t i = 0; i < pass.seqs.size(); ++i) {
     const PassSeq& q = pass.seqs[i];
     const cuda::AttnSeq a{q.q_begin, q.q_len, q.pos_begin, q.block_begin};
-    std::memcpy(h + o_seq + 4 * i, &a, sizeof a);
+    std::memcpy(h + o.seqs + 4 * i, &a, sizeof a);
   }
-  upload(pass_buf_, total * sizeof(int32_t));
-  const auto* d = static_cast<const int32_t*>(pass_buf_.ptr);
-  d_tokens_ = d;
-  d_positions_ = d + o_pos;
-  d_slots_ = d + o_slot;
-  d_logit_rows_ = d + o_rows;
-  d_block_tables_ = d + o_bt;
-  d_seqs_ = reinterpret_cast<const cuda::AttnSeq*>(d + o_seq);
+}
+
+void CudaBackend::point_at(const int32_t* d, const PassOffsets& o) {
+  d_tokens_ = d + o.tokens;
+  d_positions_ = d + o.positions;
+  d_slots_ = d + o.slots;
+  d_logit_rows_ = d + o.logit_rows;
+  d_block_tables_ = d + o.block_tables;
+  d_seqs_ = reinterpret_cast<const cuda::AttnSeq*>(d + o.seqs);
 }
 
 cuda::AttnPlan CudaBackend::make_attention_plan(const QkvLayout& layout, Schedule s) {
@@ -345,9 +357,14 @@ void CudaBackend::begin_graph_pass(const PassInput& pass, const KvCache& cache,
   // Layout: counts (4 int32), tokens, positions, slots, logit rows (rows each), seqs (4 int32
   // per row), block table; then the work items and the combines, 16-byte aligned.
   const GraphCaps& c = graph_caps_;
-  const size_t o_tok = 4, o_pos = o_tok + c.rows, o_slot = o_pos + c.rows, o_rows = o_slot + c.rows,
-               o_seq = o_rows + c.rows, o_bt = o_seq + 4 * c.rows;
-  const size_t items_at = align16((o_bt + c.block_table) * sizeof(int32_t));
+  PassOffsets o{};
+  o.tokens = 4;
+  o.positions = o.tokens + c.rows;
+  o.slots = o.positions + c.rows;
+  o.logit_rows = o.slots + c.rows;
+  o.seqs = o.logit_rows + c.rows;
+  o.block_tables = o.seqs + 4 * c.rows;
+  const size_t items_at = align16((o.block_tables + c.block_table) * sizeof(int32_t));
   const size_t combines_at = align16(items_at + c.items * sizeof(cuda::AttnWorkItem));
   const size_t total = combines_at + c.combines * sizeof(cuda::AttnCombineItem);
   const size_t used = combines_at + plan.combines.size() * sizeof(cuda::AttnCombineItem);
@@ -356,16 +373,7 @@ void CudaBackend::begin_graph_pass(const PassInput& pass, const KvCache& cache,
   auto* hi = reinterpret_cast<int32_t*>(h);
   hi[0] = n_items_;
   hi[1] = n_combines_;
-  std::copy(pass.tokens.begin(), pass.tokens.end(), hi + o_tok);
-  std::copy(pass.positions.begin(), pass.positions.end(), hi + o_pos);
-  std::copy(pass.slots.begin(), pass.slots.end(), hi + o_slot);
-  std::copy(pass.logit_rows.begin(), pass.logit_rows.end(), hi + o_rows);
-  for (size_t i = 0; i < pass.seqs.size(); ++i) {
-    const PassSeq& q = pass.seqs[i];
-    const cuda::AttnSeq a{q.q_begin, q.q_len, q.pos_begin, q.block_begin};
-    std::memcpy(hi + o_seq + 4 * i, &a, sizeof a);
-  }
-  std::copy(pass.block_tables.begin(), pass.block_tables.end(), hi + o_bt);
+  write_pass(pass, o, hi);
   std::memcpy(h + items_at, plan.items.data(), plan.items.size() * sizeof(cuda::AttnWorkItem));
   std::memcpy(h + combines_at, plan.combines.data(),
               plan.combines.size() * sizeof(cuda::AttnCombineItem));
@@ -376,12 +384,7 @@ void CudaBackend::begin_graph_pass(const PassInput& pass, const KvCache& cache,
 
   const auto* d = static_cast<const int32_t*>(graph_io_.ptr);
   d_attn_counts_ = d;
-  d_tokens_ = d + o_tok;
-  d_positions_ = d + o_pos;
-  d_slots_ = d + o_slot;
-  d_logit_rows_ = d + o_rows;
-  d_seqs_ = reinterpret_cast<const cuda::AttnSeq*>(d + o_seq);
-  d_block_tables_ = d + o_bt;
+  point_at(d, o);
   const auto* base = static_cast<const unsigned char*>(graph_io_.ptr);
   d_graph_items_ = reinterpret_cast<const cuda::AttnWorkItem*>(base + items_at);
   d_graph_combines_ = reinterpret_cast<const cuda::AttnCombineItem*>(base + combines_at);

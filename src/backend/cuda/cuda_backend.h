@@ -112,6 +112,14 @@ class CudaBackend final : public Backend {
   // Pinned staging for host-to-device uploads of plans; waits until the last upload has left it.
   unsigned char* staging(size_t bytes);
   void upload(Workspace& dst, size_t bytes);
+  // Where a pass's arrays sit in an upload, in int32 units from its start.
+  struct PassOffsets {
+    size_t tokens, positions, slots, logit_rows, seqs, block_tables;
+  };
+  // Writes the pass arrays at their offsets of the host staging area `h`.
+  static void write_pass(const PassInput& pass, const PassOffsets& o, int32_t* h);
+  // Points the kernels' pass arrays into an uploaded buffer laid out as `o` says.
+  void point_at(const int32_t* d, const PassOffsets& o);
   void prepare_attention(const QkvLayout& layout, Schedule s);
   cuda::AttnPlan make_attention_plan(const QkvLayout& layout, Schedule s);
 

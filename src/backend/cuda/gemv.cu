@@ -59,10 +59,9 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1
 // chunks of 32 loaded before the first MMA of an iteration (loads in flight per thread: U
 // times 2 RT weight vectors and NT token vectors).
 template <int RT, int NT, int U>
-__global__ void __launch_bounds__(kThreads) gemv_kernel(const uint16_t* __restrict__ x,
-                                                        const uint16_t* __restrict__ w,
-                                                        void* __restrict__ out, bool out_f32,
-                                                        int m, int n, int k) {
+__global__ void __launch_bounds__(kThreads)
+    gemv_kernel(const uint16_t* __restrict__ x, const uint16_t* __restrict__ w,
+                void* __restrict__ out, bool out_f32, int m, int n, int k) {
   constexpr int kRows = 16 * RT;
   __shared__ float red[kWarps][kRows][8 * NT];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -193,8 +192,8 @@ const char* gemv_variant_name(int variant) {
   }
 }
 
-cudaError_t launch_gemv(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,
-                        int64_t m, int64_t n, int64_t k, int variant, cudaStream_t stream) {
+cudaError_t launch_gemv(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype, int64_t m,
+                        int64_t n, int64_t k, int variant, cudaStream_t stream) {
   if (m < 1 || m > kGemvMaxM || k % 8 != 0 || n > INT32_MAX || k > INT32_MAX ||
       (out_dtype != DType::kBF16 && out_dtype != DType::kF32) ||
       reinterpret_cast<uintptr_t>(x) % 16 != 0 || reinterpret_cast<uintptr_t>(w) % 16 != 0)
