@@ -72,8 +72,9 @@ void add_engine_options(CLI::App& app, EngineOptions& o) {
       ->capture_default_str();
   app.add_option("--canonical-decode-threshold", c.canonical_decode_threshold,
                  "dvr: run a decode step in the canonical lane when at least this fraction of "
-                 "its rows are deterministic (>1 = never; -1 = auto: 0 on CUDA, where the "
-                 "canonical lane is as fast, never on the CPU)")
+                 "its rows, and at least one, are deterministic (0 = whenever one is; >1 = "
+                 "never; -1 = auto: 0 on CUDA, where the canonical lane is nearly as fast, "
+                 "never on the CPU)")
       ->capture_default_str();
   app.add_option("--cuda-graph-max-batch", c.cuda_graph_max_batch,
                  "CUDA: decode passes of at most this many rows run as captured graphs, padded "
