@@ -34,10 +34,8 @@ class Transformer {
   struct GraphStats {
     int64_t captures = 0;  // graphs recorded (a shape's first pass, or again after a realloc)
     int64_t replays = 0;   // passes run by replaying a graph
-    int64_t shapes = 0;    // graphs held
   };
-  GraphStats graph_stats() const { return {graph_captures_, graph_replays_,
-                                           static_cast<int64_t>(graphs_.size())}; }
+  GraphStats graph_stats() const { return {graph_captures_, graph_replays_}; }
 
   // Runs every GEMM shape of the model in the canonical lane at M = 1, 2, 4, ... up to the pass
   // limits, and in the fast lane at M = 1, 2, 4, 8, 16, so that a backend that picks GEMM
