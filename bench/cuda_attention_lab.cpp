@@ -31,18 +31,8 @@ using namespace llm42;
 
 constexpr double kMmaRate = 660e12;    // dense bf16 mma.sync peak of an H100 SXM
 
-struct Owned {
-  Buffer buf;
-  Tensor t;
-};
-
-Owned make(Backend& b, DType dtype, Device dev, std::initializer_list<int64_t> shape) {
-  Owned o;
-  o.t = Tensor(nullptr, dtype, dev, shape);
-  o.buf = Buffer(b, o.t.nbytes());
-  o.t.data = o.buf.get();
-  return o;
-}
+using lab::make;
+using lab::Owned;
 
 struct Variant {
   const char* name;
@@ -115,8 +105,8 @@ int main(int argc, char** argv) {
     std::vector<float> kh(kv_elems), vh(kv_elems);
     for (float& x : kh) x = round_bf16(nd(rng));
     for (float& x : vh) x = round_bf16(nd(rng));
-    Owned kd = make(b, DType::kBF16, Device::kCUDA, {n_blocks, bs, 8, 128});
-    Owned vd = make(b, DType::kBF16, Device::kCUDA, {n_blocks, bs, 8, 128});
+    Owned kd = make(b, DType::kBF16, {n_blocks, bs, 8, 128});
+    Owned vd = make(b, DType::kBF16, {n_blocks, bs, 8, 128});
     b.upload_convert(kh.data(), DType::kF32, kd.t);
     b.upload_convert(vh.data(), DType::kF32, vd.t);
     KvCache gc = cache_of(kd, vd, n_blocks, bs, 8, 128, DType::kBF16);
@@ -143,14 +133,14 @@ int main(int argc, char** argv) {
     const int t = pass.n_tokens();
     std::vector<float> qkv(size_t(t) * ql.row());
     for (float& x : qkv) x = round_bf16(nd(rng));
-    Owned qd = make(b, DType::kBF16, Device::kCUDA, {t, ql.row()});
+    Owned qd = make(b, DType::kBF16, {t, ql.row()});
     b.upload_convert(qkv.data(), DType::kF32, qd.t);
     std::vector<float> ref(size_t(t) * ql.q_dim());
     cpu.begin_pass(pass, cc);
     cpu.attention(Tensor(qkv.data(), DType::kF32, Device::kCPU, {t, ql.row()}), ql, cc, 0,
                   Tensor(ref.data(), DType::kF32, Device::kCPU, {t, ql.q_dim()}),
                   Schedule::kCanonical);
-    Owned od = make(b, DType::kBF16, Device::kCUDA, {t, ql.q_dim()});
+    Owned od = make(b, DType::kBF16, {t, ql.q_dim()});
     for (const Variant& v : kVariants) {
       b.set_attention_split_policy(v.policy);
       b.begin_pass(pass, gc);
@@ -205,15 +195,15 @@ int main(int argc, char** argv) {
   const int max_ctx = ctxs.back(), max_b = profile ? 1 : batches.back();
   const int per_seq = (max_ctx + bs - 1) / bs;
   const int n_blocks = per_seq * max_b;
-  Owned k = make(b, DType::kBF16, Device::kCUDA, {n_blocks, bs, 8, 128});
-  Owned v = make(b, DType::kBF16, Device::kCUDA, {n_blocks, bs, 8, 128});
+  Owned k = make(b, DType::kBF16, {n_blocks, bs, 8, 128});
+  Owned v = make(b, DType::kBF16, {n_blocks, bs, 8, 128});
   b.fill_random(k.t, 1, RandomInit::kNormal, 1.0f);
   b.fill_random(v.t, 2, RandomInit::kNormal, 1.0f);
   const KvCache cache = cache_of(k, v, n_blocks, bs, 8, 128, DType::kBF16);
   const int max_rows = 4096;
-  Owned qkv = make(b, DType::kBF16, Device::kCUDA, {max_rows, ql.row()});
+  Owned qkv = make(b, DType::kBF16, {max_rows, ql.row()});
   b.fill_random(qkv.t, 3, RandomInit::kNormal, 1.0f);
-  Owned out = make(b, DType::kBF16, Device::kCUDA, {max_rows, ql.q_dim()});
+  Owned out = make(b, DType::kBF16, {max_rows, ql.q_dim()});
   for (int bsz : batches) {
     for (int ctx : ctxs) {
       const PassInput pass = make_pass(bsz, 1, ctx, bs, per_seq);

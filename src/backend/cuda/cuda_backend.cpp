@@ -3,6 +3,7 @@
 #include <cublasLt.h>
 
 #include <algorithm>
+#include <bit>
 #include <cctype>
 #include <cmath>
 #include <cstring>
@@ -540,10 +541,7 @@ void CudaBackend::attention(const Tensor& qkv, const QkvLayout& layout, const Kv
   p.positions = d_positions_;
   p.block_tables = d_block_tables_;
   p.seqs = d_seqs_;
-  p.items = static_cast<const cuda::AttnWorkItem*>(plan_buf_.ptr);
   p.n_items = n_items_;
-  p.combines = reinterpret_cast<const cuda::AttnCombineItem*>(
-      static_cast<const unsigned char*>(plan_buf_.ptr) + n_items_ * sizeof(cuda::AttnWorkItem));
   p.n_combines = n_combines_;
   if (graph_pass_) {
     // The captured kernels read the counts at replay; two CTAs per SM stay resident.
@@ -551,6 +549,10 @@ void CudaBackend::attention(const Tensor& qkv, const QkvLayout& layout, const Kv
     p.combines = d_graph_combines_;
     p.counts = d_attn_counts_;
     p.grid = 2 * sm_count_;
+  } else {
+    p.items = static_cast<const cuda::AttnWorkItem*>(plan_buf_.ptr);
+    p.combines = reinterpret_cast<const cuda::AttnCombineItem*>(
+        static_cast<const unsigned char*>(plan_buf_.ptr) + n_items_ * sizeof(cuda::AttnWorkItem));
   }
   p.partial_o = static_cast<float*>(partial_o_.ptr);
   p.partial_ml = static_cast<float*>(partial_ml_.ptr);
@@ -560,8 +562,7 @@ void CudaBackend::attention(const Tensor& qkv, const QkvLayout& layout, const Kv
   p.block_size = cache.block_size;
   LLM42_ASSERT(cache.block_size > 0 && (cache.block_size & (cache.block_size - 1)) == 0,
                "KV block size {} is not a power of two", cache.block_size);
-  p.block_shift = 0;
-  while ((1 << p.block_shift) < cache.block_size) ++p.block_shift;
+  p.block_shift = std::countr_zero(static_cast<unsigned>(cache.block_size));
   p.scale_log2 =
       static_cast<float>(1.4426950408889634 / std::sqrt(static_cast<double>(layout.head_dim)));
   LLM42_CUDA_CHECK(cuda::launch_attention(p, stream_));

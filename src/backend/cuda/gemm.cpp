@@ -158,10 +158,9 @@ std::string GemmRunner::describe(const void* x, const void* w, void* out, int64_
 
 void GemmRunner::run_heuristic(const void* x, const void* w, void* out, int64_t m, int64_t n,
                                int64_t k, DType out_dtype) {
-  const ShapeKey key{m, n, k, out_dtype};
-  auto it = heuristic_.find(key);
-  if (it == heuristic_.end()) it = heuristic_.emplace(key, heuristic_algo(m, n, k, out_dtype)).first;
-  LLM42_CUBLAS_CHECK(matmul(layouts(m, n, k, out_dtype), it->second, x, w, out));
+  // The fast lane's choice keeps the heuristic's algorithm even when the skinny GEMM won.
+  const FastChoice& f = fast_choice(x, w, out, m, n, k, out_dtype);
+  LLM42_CUBLAS_CHECK(matmul(layouts(m, n, k, out_dtype), f.algo, x, w, out));
 }
 
 double GemmRunner::median_us(const std::function<void()>& run) {

@@ -82,7 +82,7 @@ class GemmRunner {
   // The fast lane's kernel for one exact shape: a gemv.cu variant, or a cuBLASLt algorithm.
   struct FastChoice {
     int gemv_variant = -1;  // >= 0: launch_gemv with this variant; else `algo`
-    cublasLtMatmulAlgo_t algo{};
+    cublasLtMatmulAlgo_t algo{};  // the heuristic's first choice, in either case
     double us = 0.0;
   };
   cublasLtMatmulAlgo_t heuristic_algo(int64_t m, int64_t n, int64_t k, DType out);
@@ -110,7 +110,6 @@ class GemmRunner {
   int tunings_run_ = 0;
   std::map<ShapeKey, Layouts> layouts_;
   std::map<ShapeKey, FastChoice> fast_;
-  std::map<ShapeKey, cublasLtMatmulAlgo_t> heuristic_;  // run_heuristic's
   cudaEvent_t start_ = nullptr, stop_ = nullptr;  // for timing candidates
   std::map<BucketKey, Tuned> canonical_;
 };
