@@ -194,6 +194,13 @@ class Backend {
   virtual void kv_write(const Tensor& qkv, const QkvLayout& layout, const KvCache& cache,
                         int layer) = 0;
 
+  // rope then kv_write; a backend may do both in one kernel (same results).
+  virtual void rope_kv_write(const Tensor& qkv, const QkvLayout& layout, const RopeTable& table,
+                             const KvCache& cache, int layer) {
+    rope(qkv, layout, table);
+    kv_write(qkv, layout, cache, layer);
+  }
+
   // Causal attention of each pass query over its sequence's KV cache (positions [0, pos]),
   // grouped-query: query head h reads KV head h / (n_heads / n_kv_heads). Reduces over key
   // positions. Canonical: keys in fixed tiles aligned to absolute positions, combined in order.
@@ -257,6 +264,7 @@ struct BackendOptions {
   int threads = 0;                    // CPU: 0 = all cores
   bool round_activations_bf16 = false;  // CPU: mirror the GPU's bf16 activations
   double memory_fraction = 0.9;         // CUDA: share of GPU memory llm42 may use
+  bool programmatic_launch = true;      // CUDA: launch forward kernels with PDL (process-wide)
 };
 
 std::unique_ptr<Backend> make_backend(const BackendOptions& opts);

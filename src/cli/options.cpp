@@ -46,6 +46,9 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
   app.add_option("--gpu-memory-fraction", o.gpu_memory_fraction,
                  "CUDA: fraction of GPU memory llm42 may use (weights, workspaces, KV cache)")
       ->capture_default_str();
+  app.add_flag("!--no-cuda-pdl", o.cuda_pdl,
+               "CUDA: launch the forward kernels without programmatic dependent launch (each "
+               "waits for the previous one to finish before it starts; same results)");
 }
 
 void add_engine_options(CLI::App& app, EngineOptions& o) {
@@ -164,6 +167,7 @@ LoadedModel load_model(const ModelOptions& o, int max_pass_tokens, int max_logit
   bo.threads = o.threads;
   bo.round_activations_bf16 = o.bf16_activations;
   bo.memory_fraction = o.gpu_memory_fraction;
+  bo.programmatic_launch = o.cuda_pdl;
   lm.backend = make_backend(bo);
 
   ModelConfig config;

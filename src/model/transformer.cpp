@@ -101,8 +101,7 @@ void Transformer::launch(const PassInput& pass, const KvCache& cache) {
     }
     backend_.matmul(h, lw.wqkv, lw.bqkv.empty() ? nullptr : &lw.bqkv, qkv, s);
     if (c.qk_norm) backend_.qk_norm(qkv, qkv_layout_, lw.q_norm, lw.k_norm, c.norm_eps, s);
-    backend_.rope(qkv, qkv_layout_, rope_);
-    backend_.kv_write(qkv, qkv_layout_, cache, l);
+    backend_.rope_kv_write(qkv, qkv_layout_, rope_, cache, l);
     backend_.attention(qkv, qkv_layout_, cache, l, attn, s);
     backend_.matmul(attn, lw.wo, nullptr, proj, s);
     // MLP block.

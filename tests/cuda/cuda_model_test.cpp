@@ -24,6 +24,7 @@
 
 #include "../unit/engine_harness.cpp"  // the determinism harness, shared with tests/unit
 #include "../unit/test_util.h"
+#include "backend/cuda/kernels.h"
 #include "cuda_test_util.h"
 #include "engine/engine.h"
 #include "model/checkpoint.h"
@@ -250,10 +251,11 @@ ModelConfig mid_config() {
   return c;
 }
 
-TestModel make_gpu_model(const ModelConfig& c) {
+TestModel make_gpu_model(const ModelConfig& c, bool programmatic_launch = true) {
   TestModel m;
   BackendOptions o;
   o.device = "cuda";
+  o.programmatic_launch = programmatic_launch;
   m.backend = make_backend(o);
   ModelWeights w = dummy_weights(*m.backend, c, DType::kBF16, 11);
   w.config = c;
@@ -384,6 +386,39 @@ TEST_P(CudaDvr, DeterministicRequestsIdenticalAcrossLoads) {
 
 // ---- CUDA graphs ------------------------------------------------------------------------------
 
+// A pass over sequences that own their blocks: sequence i (blocks i * per_seq ...) gets q_len[i]
+// new tokens ending at position ctx[i] - 1; logits for every row.
+PassInput paged_pass(const ModelConfig& c, const std::vector<int>& ctx,
+                     const std::vector<int>& q_len, Schedule s, uint32_t seed, int bs,
+                     int per_seq) {
+  PassInput p;
+  p.schedule = s;
+  std::mt19937 rng(seed);
+  for (int i = 0; i < static_cast<int>(ctx.size()); ++i) {
+    PassSeq q;
+    q.q_begin = p.n_tokens();
+    q.q_len = q_len[i];
+    q.pos_begin = ctx[i] - q_len[i];
+    q.block_begin = static_cast<int32_t>(p.block_tables.size());
+    q.n_blocks = (ctx[i] + bs - 1) / bs;
+    for (int k = 0; k < q.n_blocks; ++k) p.block_tables.push_back(i * per_seq + k);
+    for (int pos = q.pos_begin; pos < ctx[i]; ++pos) {
+      p.logit_rows.push_back(p.n_tokens());
+      p.tokens.push_back(static_cast<int32_t>(rng() % c.vocab_size));
+      p.positions.push_back(pos);
+      p.slots.push_back(p.block_tables[q.block_begin + pos / bs] * bs + pos % bs);
+    }
+    p.seqs.push_back(q);
+  }
+  return p;
+}
+
+std::vector<uint32_t> device_bits(Backend& b, const Tensor& t) {
+  std::vector<uint32_t> v(static_cast<size_t>(t.numel()));
+  b.copy_to_host(v.data(), t.data, v.size() * sizeof(uint32_t));
+  return v;
+}
+
 // Decode passes replayed from one capture give the eager pass's logits bit for bit, in both
 // lanes, while the attention plan (items, splits, combines) changes from pass to pass with the
 // contexts; a pass of another shape gets its own capture.
@@ -399,32 +434,10 @@ TEST(CudaGraphs, ReplayEqualsEagerWhilePlansChange) {
     m.backend->fill_random(cache.k[l], 300 + l, RandomInit::kNormal, 1.0f);
     m.backend->fill_random(cache.v[l], 400 + l, RandomInit::kNormal, 1.0f);
   }
-  // B sequences, sequence i at position ctx[i] - 1 over its own blocks.
   auto decode_pass = [&](const std::vector<int>& ctx, Schedule s, uint32_t seed) {
-    PassInput p;
-    p.schedule = s;
-    std::mt19937 rng(seed);
-    for (int i = 0; i < static_cast<int>(ctx.size()); ++i) {
-      PassSeq q;
-      q.q_begin = i;
-      q.q_len = 1;
-      q.pos_begin = ctx[i] - 1;
-      q.block_begin = static_cast<int32_t>(p.block_tables.size());
-      q.n_blocks = (ctx[i] + bs - 1) / bs;
-      for (int k = 0; k < q.n_blocks; ++k) p.block_tables.push_back(i * per_seq + k);
-      p.tokens.push_back(static_cast<int32_t>(rng() % c.vocab_size));
-      p.positions.push_back(ctx[i] - 1);
-      p.slots.push_back(p.block_tables[q.block_begin + (ctx[i] - 1) / bs] * bs + (ctx[i] - 1) % bs);
-      p.seqs.push_back(q);
-      p.logit_rows.push_back(i);
-    }
-    return p;
+    return paged_pass(c, ctx, std::vector<int>(ctx.size(), 1), s, seed, bs, per_seq);
   };
-  auto logits_bits = [&](const Tensor& t) {
-    std::vector<uint32_t> v(static_cast<size_t>(t.numel()));
-    m.backend->copy_to_host(v.data(), t.data, v.size() * sizeof(uint32_t));
-    return v;
-  };
+  auto logits_bits = [&](const Tensor& t) { return device_bits(*m.backend, t); };
   const std::vector<std::vector<int>> contexts = {
       {1, 2, 3, 4}, {700, 5, 1900, 64}, {2048, 2048, 1, 257}, {256, 512, 768, 1024}, {9, 9, 9, 9}};
   const Transformer::GraphStats before = model.graph_stats();
@@ -450,6 +463,44 @@ TEST(CudaGraphs, ReplayEqualsEagerWhilePlansChange) {
   after = model.graph_stats();
   EXPECT_EQ(after.captures - before.captures, 3);
   EXPECT_EQ(after.replays - before.replays, replays + 1);
+}
+
+// ---- programmatic dependent launch ----------------------------------------------------------
+
+// PDL changes when the kernels start, never what they compute: prefill chunks, eager decode
+// passes and graph replays give the same logits bit for bit with it on and off, in both lanes.
+TEST(CudaPdl, SameBitsWithAndWithoutProgrammaticLaunch) {
+  LLM42_REQUIRE_GPU();
+  auto run = [](bool pdl) {
+    TestModel m = make_gpu_model(mid_config(), pdl);
+    Transformer& model = *m.model;
+    const ModelConfig& c = model.config();
+    const int bs = 16, per_seq = 1024 / bs;
+    std::vector<Buffer> storage;
+    const KvCache cache = allocate_kv_cache(*m.backend, c, per_seq * 3, bs, storage);
+    std::vector<std::vector<uint32_t>> out;
+    for (Schedule s : {Schedule::kFast, Schedule::kCanonical}) {
+      // Two chunks of prefill for three sequences, then decode steps, eager and as graphs.
+      out.push_back(device_bits(
+          *m.backend,
+          model.forward(paged_pass(c, {300, 77, 5}, {300, 77, 5}, s, 1, bs, per_seq), cache)));
+      out.push_back(device_bits(
+          *m.backend,
+          model.forward(paged_pass(c, {600, 90, 6}, {300, 13, 1}, s, 2, bs, per_seq), cache)));
+      for (int step = 0; step < 4; ++step) {
+        const std::vector<int> ctx = {601 + step, 91 + step, 7 + step};
+        PassInput pass = paged_pass(c, ctx, {1, 1, 1}, s, 10 + step, bs, per_seq);
+        pass.graph = step % 2 == 1;
+        out.push_back(device_bits(*m.backend, model.forward(pass, cache)));
+      }
+    }
+    EXPECT_GT(model.graph_stats().replays, 0);
+    return out;
+  };
+  const std::vector<std::vector<uint32_t>> on = run(true), off = run(false);
+  cuda::set_programmatic_launch(true);  // the process-wide default for the tests after this one
+  ASSERT_EQ(on.size(), off.size());
+  for (size_t i = 0; i < on.size(); ++i) EXPECT_EQ(on[i], off[i]) << "pass " << i;
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, CudaDvr,

@@ -31,6 +31,7 @@
 #include <cstdint>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
 
 namespace llm42::cuda {
 namespace {
@@ -390,6 +391,8 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
 template <int D>
 __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const AttnParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
+  pdl_trigger();
+  pdl_wait();
   const int n_items = p.counts != nullptr ? p.counts[0] : p.n_items;
   for (int i = blockIdx.x; i < n_items; i += gridDim.x) {
     if (i != blockIdx.x) __syncthreads();  // the previous item is done with shared memory
@@ -436,6 +439,8 @@ __device__ __forceinline__ void combine_item(const AttnParams& p, const AttnComb
 
 template <int D>
 __global__ void __launch_bounds__(kThreads) combine_kernel(const AttnParams p) {
+  pdl_trigger();
+  pdl_wait();
   const int n_combines = p.counts != nullptr ? p.counts[1] : p.n_combines;
   for (int i = blockIdx.x; i < n_combines; i += gridDim.x) combine_item<D>(p, p.combines[i]);
 }
@@ -450,11 +455,9 @@ cudaError_t launch(const AttnParams& p, cudaStream_t stream) {
   // Eager: one CTA per item (and per combine). Graph: the fixed grid, counts from the device.
   const int items_grid = p.counts != nullptr ? p.grid : p.n_items;
   const int combines_grid = p.counts != nullptr ? p.grid : p.n_combines;
-  if (items_grid > 0) attention_kernel<D><<<items_grid, kThreads, kBytes, stream>>>(p);
-  e = cudaGetLastError();
+  if (items_grid > 0) e = launch_kernel(attention_kernel<D>, items_grid, kThreads, kBytes, stream, p);
   if (e != cudaSuccess || combines_grid == 0) return e;
-  combine_kernel<D><<<combines_grid, kThreads, 0, stream>>>(p);
-  return cudaGetLastError();
+  return launch_kernel(combine_kernel<D>, combines_grid, kThreads, 0, stream, p);
 }
 
 }  // namespace

@@ -64,6 +64,7 @@ std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& opts, int ordin
 
 CudaBackend::CudaBackend(const BackendOptions& opts, int ordinal)
     : ordinal_(ordinal), memory_fraction_(opts.memory_fraction) {
+  cuda::set_programmatic_launch(opts.programmatic_launch);
   if (!(memory_fraction_ > 0.0 && memory_fraction_ <= 1.0))
     fail("--gpu-memory-fraction {}: must be in (0, 1]", memory_fraction_);
   LLM42_CUDA_CHECK(cudaSetDevice(ordinal_));
@@ -495,11 +496,15 @@ void CudaBackend::qk_norm(const Tensor& qkv, const QkvLayout& layout, const Tens
                                         q_w.ptr<float>(), k_w.ptr<float>(), eps, stream_));
 }
 
-void CudaBackend::rope(const Tensor& qkv, const QkvLayout& layout, const RopeTable& table) {
+void CudaBackend::check_rope(const Tensor& qkv, const RopeTable& table) const {
   check_tensor(qkv, DType::kBF16, "rope qkv");
   for (int32_t p : pass_.positions)
     LLM42_ASSERT(p >= 0 && p < table.max_positions, "position {} beyond the RoPE table of {}", p,
                  table.max_positions);
+}
+
+void CudaBackend::rope(const Tensor& qkv, const QkvLayout& layout, const RopeTable& table) {
+  check_rope(qkv, table);
   LLM42_CUDA_CHECK(cuda::launch_rope(bf16_ptr(qkv), pass_.n_tokens(), layout.row(),
                                      layout.n_heads + layout.n_kv_heads, layout.head_dim,
                                      table.layout == RopeLayout::kInterleaved, d_positions_,
@@ -513,6 +518,17 @@ void CudaBackend::kv_write(const Tensor& qkv, const QkvLayout& layout, const KvC
   LLM42_CUDA_CHECK(cuda::launch_kv_write(
       bf16_ptr(qkv), pass_.n_tokens(), layout.row(), layout.q_dim(), layout.kv_dim(), d_slots_,
       bf16_ptr(cache.k[layer]), bf16_ptr(cache.v[layer]), stream_));
+}
+
+void CudaBackend::rope_kv_write(const Tensor& qkv, const QkvLayout& layout,
+                                const RopeTable& table, const KvCache& cache, int layer) {
+  check_rope(qkv, table);
+  check_tensor(cache.k[layer], DType::kBF16, "K cache");
+  LLM42_CUDA_CHECK(cuda::launch_rope_kv_write(
+      bf16_ptr(qkv), pass_.n_tokens(), layout.row(), layout.n_heads, layout.n_kv_heads,
+      layout.head_dim, table.layout == RopeLayout::kInterleaved, d_positions_,
+      table.cos.ptr<float>(), table.sin.ptr<float>(), d_slots_, bf16_ptr(cache.k[layer]),
+      bf16_ptr(cache.v[layer]), stream_));
 }
 
 void CudaBackend::attention(const Tensor& qkv, const QkvLayout& layout, const KvCache& cache,

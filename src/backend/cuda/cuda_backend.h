@@ -74,6 +74,8 @@ class CudaBackend final : public Backend {
   void rope(const Tensor& qkv, const QkvLayout& layout, const RopeTable& table) override;
   void kv_write(const Tensor& qkv, const QkvLayout& layout, const KvCache& cache,
                 int layer) override;
+  void rope_kv_write(const Tensor& qkv, const QkvLayout& layout, const RopeTable& table,
+                     const KvCache& cache, int layer) override;
   void attention(const Tensor& qkv, const QkvLayout& layout, const KvCache& cache, int layer,
                  const Tensor& out, Schedule s) override;
   void swiglu(const Tensor& gate_up, const Tensor& out) override;
@@ -107,6 +109,8 @@ class CudaBackend final : public Backend {
     bool in_graphs = false;  // kernels of captured graphs use it: reallocating retires them
   };
   void ensure(Workspace& w, size_t bytes);
+  // qkv is bf16 and every pass position lies inside the RoPE table.
+  void check_rope(const Tensor& qkv, const RopeTable& table) const;
   void* device_alloc(size_t bytes, const char* what);
   void device_free(void* p);
   // Pinned staging for host-to-device uploads of plans; waits until the last upload has left it.

@@ -13,7 +13,9 @@
 // pairs the right elements.
 //
 // A block is 8 warps over the same rows; warp w takes chunks w, w + 8, w + 16, ... of K, and
-// the eight partial tiles are summed in warp order through shared memory. The result repeats
+// the eight partial tiles are summed in warp order through shared memory. Launched with PDL
+// (launch.cuh), a block issues its first iteration's weight loads before it waits for the
+// kernel that writes x, so the weight stream starts while that kernel finishes. The result repeats
 // bit for bit for the same (m, n, k) but its K order differs from cuBLASLt's: this kernel never
 // runs in the canonical lane.
 #include <cuda_bf16.h>
@@ -21,6 +23,7 @@
 #include <cstdint>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
 
 namespace llm42::cuda {
 namespace {
@@ -93,9 +96,8 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int j = 0; j < NT; ++j) acc[t][j][0] = acc[t][j][1] = acc[t][j][2] = acc[t][j][3] = 0.0f;
 
-  for (int base = warp; base < n_chunks; base += kWarps * U) {
-    U4 wv[U][RT][2];
-    U4 xv[U][NT];
+  U4 wv[U][RT][2];
+  const auto load_weights = [&](int base) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int chunk = base + u * kWarps;
@@ -106,6 +108,21 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int h = 0; h < 2; ++h)
           wv[u][t][h] = valid ? load_stream(wrow[t][h] + kk) : U4{0, 0, 0, 0};
+    }
+  };
+  // The weights are constant: the first iteration's loads may precede the wait for x.
+  pdl_trigger();
+  load_weights(warp);
+  pdl_wait();
+
+  for (int base = warp; base < n_chunks; base += kWarps * U) {
+    if (base != warp) load_weights(base);
+    U4 xv[U][NT];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int chunk = base + u * kWarps;
+      const int kk = chunk * 32;
+      const bool valid = chunk < n_chunks && kk + 8 * c < k;
 #pragma unroll
       for (int j = 0; j < NT; ++j)
         xv[u][j] = valid && xvalid[j] ? load_cached(xrow[j] + kk) : U4{0, 0, 0, 0};
@@ -154,8 +171,8 @@ template <int RT, int NT, int U>
 cudaError_t launch(const uint16_t* x, const uint16_t* w, void* out, bool out_f32, int m, int n,
                    int k, cudaStream_t stream) {
   const int blocks = (n + 16 * RT - 1) / (16 * RT);
-  gemv_kernel<RT, NT, U><<<blocks, kThreads, 0, stream>>>(x, w, out, out_f32, m, n, k);
-  return cudaGetLastError();
+  return launch_kernel(gemv_kernel<RT, NT, U>, blocks, kThreads, 0, stream, x, w, out, out_f32, m,
+                       n, k);
 }
 
 template <int NT>

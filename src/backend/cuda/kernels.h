@@ -3,7 +3,8 @@
 // compile fmt, so errors are returned as cudaError_t and formatted with file:line on the host.
 //
 // Activations are bf16 (passed as uint16_t bit patterns), accumulation fp32, logits fp32.
-// Every launch returns cudaGetLastError() right after the launch.
+// Every launch returns cudaGetLastError() right after the launch. The kernels of a forward pass
+// are launched with programmatic dependent launch (launch.cuh) while it is switched on.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -13,6 +14,10 @@
 #include "core/tensor.h"
 
 namespace llm42::cuda {
+
+// Programmatic dependent launch of the forward-pass kernels, process-wide (default on). Off
+// gives bit-identical results; it exists to measure what PDL buys and as a way out.
+void set_programmatic_launch(bool on);
 
 // ---- conversions and dummy weights ------------------------------------------------------------
 
@@ -59,6 +64,14 @@ cudaError_t launch_rope(uint16_t* qkv, int n_tokens, int row_stride, int n_rot_h
 cudaError_t launch_kv_write(const uint16_t* qkv, int n_tokens, int row_stride, int k_offset,
                             int kv_dim, const int32_t* slots, uint16_t* k_cache, uint16_t* v_cache,
                             cudaStream_t stream);
+
+// launch_rope then launch_kv_write in one kernel (one block per token), bit for bit the same:
+// q and k rotated in place, the rotated k and v copied into the token's slot.
+cudaError_t launch_rope_kv_write(uint16_t* qkv, int n_tokens, int row_stride, int n_heads,
+                                 int n_kv_heads, int head_dim, bool interleaved,
+                                 const int32_t* positions, const float* cos, const float* sin,
+                                 const int32_t* slots, uint16_t* k_cache, uint16_t* v_cache,
+                                 cudaStream_t stream);
 
 // out = silu(gate) * up with gate_up = [gate (f) | up (f)] per row.  out (rows, f) bf16.
 cudaError_t launch_swiglu(const uint16_t* gate_up, uint16_t* out, int rows, int f,

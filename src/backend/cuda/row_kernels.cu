@@ -12,6 +12,7 @@
 #include <cmath>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
 #include "util/hash.h"
 #include "util/numeric.h"
 
@@ -71,6 +72,8 @@ __global__ void fill_random_kernel(void* dst, DType dtype, int64_t n, uint64_t s
 
 __global__ void embedding_kernel(const void* table, DType dtype, const int32_t* tokens, int dim,
                                  uint16_t* out) {
+  pdl_trigger();
+  pdl_wait();
   const int64_t t = blockIdx.x;
   const int64_t src = static_cast<int64_t>(tokens[t]) * dim;
   for (int i = threadIdx.x; i < dim; i += blockDim.x)
@@ -103,6 +106,8 @@ __device__ __forceinline__ float inv_rms(float sum_sq, int n, float eps) {
 // One block per row; reduces x^2 over dim.
 __global__ void __launch_bounds__(kNormThreads)
     rmsnorm_kernel(const uint16_t* x, const float* w, float eps, uint16_t* out, int dim) {
+  pdl_trigger();
+  pdl_wait();
   __shared__ float scratch[kNormThreads / 32 + 1];
   const uint16_t* xr = x + static_cast<int64_t>(blockIdx.x) * dim;
   uint16_t* orow = out + static_cast<int64_t>(blockIdx.x) * dim;
@@ -121,6 +126,8 @@ __global__ void __launch_bounds__(kNormThreads)
 __global__ void __launch_bounds__(kNormThreads)
     add_rmsnorm_kernel(uint16_t* residual, const uint16_t* delta, const float* w, float eps,
                        uint16_t* out, int dim) {
+  pdl_trigger();
+  pdl_wait();
   __shared__ float scratch[kNormThreads / 32 + 1];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * dim;
   float acc = 0.0f;
@@ -139,6 +146,8 @@ __global__ void __launch_bounds__(kNormThreads)
 __global__ void qk_norm_kernel(uint16_t* qkv, int n_tokens, int row_stride, int n_heads,
                                int n_kv_heads, int head_dim, const float* q_w, const float* k_w,
                                float eps) {
+  pdl_trigger();
+  pdl_wait();
   const int heads = n_heads + n_kv_heads;
   const int64_t item = blockIdx.x * int64_t{blockDim.x / 32} + threadIdx.x / 32;
   if (item >= static_cast<int64_t>(n_tokens) * heads) return;
@@ -157,9 +166,18 @@ __global__ void qk_norm_kernel(uint16_t* qkv, int n_tokens, int row_stride, int 
   for (int i = lane; i < head_dim; i += 32) x[i] = to_bf(__fmul_rn(__fmul_rn(bf(x[i]), inv), w[i]));
 }
 
+// Rotates the pair (a, b) of head x by (c, s): the CPU's arithmetic, each product rounded.
+__device__ __forceinline__ void rotate_pair(uint16_t* x, int a, int b, float c, float s) {
+  const float x0 = bf(x[a]), x1 = bf(x[b]);
+  x[a] = to_bf(__fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s)));
+  x[b] = to_bf(__fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c)));
+}
+
 __global__ void rope_kernel(uint16_t* qkv, int n_tokens, int row_stride, int n_rot_heads,
                             int head_dim, bool interleaved, const int32_t* positions,
                             const float* cos_t, const float* sin_t) {
+  pdl_trigger();
+  pdl_wait();
   const int half = head_dim / 2;
   const int64_t total = static_cast<int64_t>(n_tokens) * n_rot_heads * half;
   for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < total;
@@ -169,18 +187,47 @@ __global__ void rope_kernel(uint16_t* qkv, int n_tokens, int row_stride, int n_r
     const int h = static_cast<int>(th % n_rot_heads);
     const int64_t t = th / n_rot_heads;
     const int64_t p = positions[t];
-    const float c = cos_t[p * half + i], s = sin_t[p * half + i];
-    uint16_t* x = qkv + t * row_stride + static_cast<int64_t>(h) * head_dim;
-    const int a = interleaved ? 2 * i : i;
-    const int b = interleaved ? 2 * i + 1 : i + half;
-    const float x0 = bf(x[a]), x1 = bf(x[b]);
-    x[a] = to_bf(__fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s)));
-    x[b] = to_bf(__fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c)));
+    rotate_pair(qkv + t * row_stride + static_cast<int64_t>(h) * head_dim,
+                interleaved ? 2 * i : i, interleaved ? 2 * i + 1 : i + half, cos_t[p * half + i],
+                sin_t[p * half + i]);
+  }
+}
+
+// rope_kernel and kv_write_kernel in one launch: one block per token rotates its q and k heads
+// in place (same arithmetic as rope_kernel), then copies the rotated k and v into the token's
+// slot. The barrier orders the rotation before the copy.
+__global__ void rope_kv_write_kernel(uint16_t* qkv, int row_stride, int n_heads, int n_kv_heads,
+                                     int head_dim, bool interleaved, const int32_t* positions,
+                                     const float* cos_t, const float* sin_t,
+                                     const int32_t* slots, uint16_t* k_cache,
+                                     uint16_t* v_cache) {
+  pdl_trigger();
+  pdl_wait();
+  const int64_t t = blockIdx.x;
+  const int half = head_dim / 2;
+  const int64_t p = positions[t];
+  uint16_t* row = qkv + t * row_stride;
+  const int pairs = (n_heads + n_kv_heads) * half;
+  for (int e = threadIdx.x; e < pairs; e += blockDim.x) {
+    const int i = e % half, h = e / half;
+    rotate_pair(row + static_cast<int64_t>(h) * head_dim, interleaved ? 2 * i : i,
+                interleaved ? 2 * i + 1 : i + half, cos_t[p * half + i], sin_t[p * half + i]);
+  }
+  const int64_t slot = slots[t];
+  if (slot < 0) return;  // padding row (uniform over the block)
+  __syncthreads();
+  const int kv_dim = n_kv_heads * head_dim;
+  const uint16_t* k = row + static_cast<int64_t>(n_heads) * head_dim;
+  for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) {
+    k_cache[slot * kv_dim + i] = k[i];
+    v_cache[slot * kv_dim + i] = k[kv_dim + i];
   }
 }
 
 __global__ void kv_write_kernel(const uint16_t* qkv, int row_stride, int k_offset, int kv_dim,
                                 const int32_t* slots, uint16_t* k_cache, uint16_t* v_cache) {
+  pdl_trigger();
+  pdl_wait();
   const int64_t t = blockIdx.x;
   const int64_t slot = slots[t];
   if (slot < 0) return;
@@ -192,6 +239,8 @@ __global__ void kv_write_kernel(const uint16_t* qkv, int row_stride, int k_offse
 }
 
 __global__ void swiglu_kernel(const uint16_t* gate_up, uint16_t* out, int64_t rows, int f) {
+  pdl_trigger();
+  pdl_wait();
   const int64_t total = rows * f;
   for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < total;
        e += int64_t{gridDim.x} * blockDim.x) {
@@ -206,6 +255,8 @@ __global__ void swiglu_kernel(const uint16_t* gate_up, uint16_t* out, int64_t ro
 
 __global__ void gemm_fallback_kernel(const uint16_t* x, const uint16_t* w, void* out,
                                      DType out_dtype, int64_t n, int64_t k) {
+  pdl_trigger();
+  pdl_wait();
   const int64_t j = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   const int64_t row = blockIdx.y;
   if (j >= n) return;
@@ -218,6 +269,8 @@ __global__ void gemm_fallback_kernel(const uint16_t* x, const uint16_t* w, void*
 
 __global__ void add_bias_kernel(const float* tmp, const float* bias, void* out, DType out_dtype,
                                 int64_t m, int64_t n) {
+  pdl_trigger();
+  pdl_wait();
   const int64_t total = m * n;
   for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < total;
        e += int64_t{gridDim.x} * blockDim.x)
@@ -226,6 +279,8 @@ __global__ void add_bias_kernel(const float* tmp, const float* bias, void* out, 
 
 __global__ void gather_rows_kernel(const uint16_t* x, const int32_t* rows, int64_t row_elems,
                                    uint16_t* out) {
+  pdl_trigger();
+  pdl_wait();
   const int64_t r = blockIdx.x;
   const uint16_t* src = x + static_cast<int64_t>(rows[r]) * row_elems;
   for (int64_t i = threadIdx.x; i < row_elems; i += blockDim.x) out[r * row_elems + i] = src[i];
@@ -253,82 +308,95 @@ cudaError_t launch_fill_random(void* dst, DType dtype, int64_t n, uint64_t seed,
 
 cudaError_t launch_embedding(const void* table, DType table_dtype, const int32_t* tokens,
                              int n_tokens, int dim, uint16_t* out, cudaStream_t stream) {
-  if (n_tokens > 0)
-    embedding_kernel<<<n_tokens, 256, 0, stream>>>(table, table_dtype, tokens, dim, out);
-  return cudaGetLastError();
+  if (n_tokens <= 0) return cudaSuccess;
+  return launch_kernel(embedding_kernel, n_tokens, 256, 0, stream, table, table_dtype, tokens,
+                       dim, out);
 }
 
 cudaError_t launch_rmsnorm(const uint16_t* x, const float* w, float eps, uint16_t* out, int rows,
                            int dim, cudaStream_t stream) {
-  if (rows > 0) rmsnorm_kernel<<<rows, kNormThreads, 0, stream>>>(x, w, eps, out, dim);
-  return cudaGetLastError();
+  if (rows <= 0) return cudaSuccess;
+  return launch_kernel(rmsnorm_kernel, rows, kNormThreads, 0, stream, x, w, eps, out, dim);
 }
 
 cudaError_t launch_add_rmsnorm(uint16_t* residual, const uint16_t* delta, const float* w, float eps,
                                uint16_t* out, int rows, int dim, cudaStream_t stream) {
-  if (rows > 0)
-    add_rmsnorm_kernel<<<rows, kNormThreads, 0, stream>>>(residual, delta, w, eps, out, dim);
-  return cudaGetLastError();
+  if (rows <= 0) return cudaSuccess;
+  return launch_kernel(add_rmsnorm_kernel, rows, kNormThreads, 0, stream, residual, delta, w, eps,
+                       out, dim);
 }
 
 cudaError_t launch_qk_norm(uint16_t* qkv, int n_tokens, int row_stride, int n_heads, int n_kv_heads,
                            int head_dim, const float* q_w, const float* k_w, float eps,
                            cudaStream_t stream) {
   const int64_t warps = static_cast<int64_t>(n_tokens) * (n_heads + n_kv_heads);
-  if (warps > 0)
-    qk_norm_kernel<<<static_cast<int>((warps + 7) / 8), 256, 0, stream>>>(
-        qkv, n_tokens, row_stride, n_heads, n_kv_heads, head_dim, q_w, k_w, eps);
-  return cudaGetLastError();
+  if (warps <= 0) return cudaSuccess;
+  return launch_kernel(qk_norm_kernel, static_cast<int>((warps + 7) / 8), 256, 0, stream, qkv,
+                       n_tokens, row_stride, n_heads, n_kv_heads, head_dim, q_w, k_w, eps);
 }
 
 cudaError_t launch_rope(uint16_t* qkv, int n_tokens, int row_stride, int n_rot_heads, int head_dim,
                         bool interleaved, const int32_t* positions, const float* cos,
                         const float* sin, cudaStream_t stream) {
   const int64_t n = static_cast<int64_t>(n_tokens) * n_rot_heads * (head_dim / 2);
-  if (n > 0)
-    rope_kernel<<<grid_for(n, 256), 256, 0, stream>>>(qkv, n_tokens, row_stride, n_rot_heads,
-                                                      head_dim, interleaved, positions, cos, sin);
-  return cudaGetLastError();
+  if (n <= 0) return cudaSuccess;
+  return launch_kernel(rope_kernel, grid_for(n, 256), 256, 0, stream, qkv, n_tokens, row_stride,
+                       n_rot_heads, head_dim, interleaved, positions, cos, sin);
 }
 
 cudaError_t launch_kv_write(const uint16_t* qkv, int n_tokens, int row_stride, int k_offset,
                             int kv_dim, const int32_t* slots, uint16_t* k_cache, uint16_t* v_cache,
                             cudaStream_t stream) {
-  if (n_tokens > 0)
-    kv_write_kernel<<<n_tokens, 256, 0, stream>>>(qkv, row_stride, k_offset, kv_dim, slots, k_cache,
-                                                  v_cache);
-  return cudaGetLastError();
+  if (n_tokens <= 0) return cudaSuccess;
+  return launch_kernel(kv_write_kernel, n_tokens, 256, 0, stream, qkv, row_stride, k_offset,
+                       kv_dim, slots, k_cache, v_cache);
+}
+
+cudaError_t launch_rope_kv_write(uint16_t* qkv, int n_tokens, int row_stride, int n_heads,
+                                 int n_kv_heads, int head_dim, bool interleaved,
+                                 const int32_t* positions, const float* cos, const float* sin,
+                                 const int32_t* slots, uint16_t* k_cache, uint16_t* v_cache,
+                                 cudaStream_t stream) {
+  if (n_tokens <= 0) return cudaSuccess;
+  return launch_kernel(rope_kv_write_kernel, n_tokens, 256, 0, stream, qkv, row_stride, n_heads,
+                       n_kv_heads, head_dim, interleaved, positions, cos, sin, slots, k_cache,
+                       v_cache);
 }
 
 cudaError_t launch_swiglu(const uint16_t* gate_up, uint16_t* out, int rows, int f,
                           cudaStream_t stream) {
   const int64_t n = static_cast<int64_t>(rows) * f;
-  if (n > 0) swiglu_kernel<<<grid_for(n, 256), 256, 0, stream>>>(gate_up, out, rows, f);
-  return cudaGetLastError();
+  if (n <= 0) return cudaSuccess;
+  return launch_kernel(swiglu_kernel, grid_for(n, 256), 256, 0, stream, gate_up, out,
+                       int64_t{rows}, f);
 }
 
 cudaError_t launch_gemm_fallback(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,
                                  int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
-  if (m > 0 && n > 0) {
-    const dim3 grid(static_cast<unsigned>((n + 127) / 128), static_cast<unsigned>(m));
-    gemm_fallback_kernel<<<grid, 128, 0, stream>>>(x, w, out, out_dtype, n, k);
-  }
-  return cudaGetLastError();
+  if (m <= 0 || n <= 0) return cudaSuccess;
+  const dim3 grid(static_cast<unsigned>((n + 127) / 128), static_cast<unsigned>(m));
+  return launch_kernel(gemm_fallback_kernel, grid, 128, 0, stream, x, w, out, out_dtype, n, k);
 }
 
 cudaError_t launch_add_bias(const float* tmp, const float* bias, void* out, DType out_dtype,
                             int64_t m, int64_t n, cudaStream_t stream) {
-  if (m * n > 0)
-    add_bias_kernel<<<grid_for(m * n, 256), 256, 0, stream>>>(tmp, bias, out, out_dtype, m, n);
-  return cudaGetLastError();
+  if (m * n <= 0) return cudaSuccess;
+  return launch_kernel(add_bias_kernel, grid_for(m * n, 256), 256, 0, stream, tmp, bias, out,
+                       out_dtype, m, n);
 }
 
 cudaError_t launch_gather_rows(const void* x, const int32_t* rows, int n_rows, int64_t row_bytes,
                                void* out, cudaStream_t stream) {
-  if (n_rows > 0)
-    gather_rows_kernel<<<n_rows, 256, 0, stream>>>(static_cast<const uint16_t*>(x), rows,
-                                                   row_bytes / 2, static_cast<uint16_t*>(out));
-  return cudaGetLastError();
+  if (n_rows <= 0) return cudaSuccess;
+  return launch_kernel(gather_rows_kernel, n_rows, 256, 0, stream, static_cast<const uint16_t*>(x),
+                       rows, row_bytes / 2, static_cast<uint16_t*>(out));
 }
+
+namespace {
+bool g_programmatic_launch = true;
+}  // namespace
+
+bool programmatic_launch() { return g_programmatic_launch; }
+void set_programmatic_launch(bool on) { g_programmatic_launch = on; }
 
 }  // namespace llm42::cuda

@@ -14,6 +14,7 @@
 #include <cub/device/device_segmented_radix_sort.cuh>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
 #include "util/hash.h"
 
 namespace llm42::cuda {
@@ -80,6 +81,8 @@ __global__ void __launch_bounds__(kThreads)
                        SampleOutDev* out) {
   __shared__ Best best_scratch[kWarps + 1];
   __shared__ double sum_scratch[kWarps + 1];
+  pdl_trigger();
+  pdl_wait();
   const SampleRowDev row = rows[blockIdx.x];
   const float* x = logits + static_cast<int64_t>(row.logit_row) * vocab;
 
@@ -229,8 +232,8 @@ __global__ void __launch_bounds__(kThreads)
 
 cudaError_t launch_sample_rows(const float* logits, int vocab, const SampleRowDev* rows, int n_rows,
                                SampleOutDev* out, cudaStream_t stream) {
-  if (n_rows > 0) sample_rows_kernel<<<n_rows, kThreads, 0, stream>>>(logits, vocab, rows, out);
-  return cudaGetLastError();
+  if (n_rows <= 0) return cudaSuccess;
+  return launch_kernel(sample_rows_kernel, n_rows, kThreads, 0, stream, logits, vocab, rows, out);
 }
 
 cudaError_t launch_sample_gather(const float* logits, int vocab, const SampleRowDev* rows,

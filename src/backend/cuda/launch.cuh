@@ -1,0 +1,53 @@
+// Programmatic dependent launch (PDL, sm_90): a kernel launched with the attribute may start
+// while the kernel before it on the stream is still running, so its launch, block scheduling
+// and any loads of constant data (weights) overlap the tail of its predecessor. The rules every
+// kernel launched through launch_kernel follows:
+//   - pdl_trigger() first: lets the next kernel launch as soon as every block of this one has
+//     started (its blocks then wait in pdl_wait; they never take the place of a block of this
+//     kernel that has yet to start, so the chain cannot deadlock);
+//   - pdl_wait() before the first read of anything an earlier kernel wrote and before the first
+//     write: it returns when the previous kernel has completed and its writes are visible
+//     (and that kernel waited for its own predecessor, so every earlier kernel is done too).
+//     Only reads of data no kernel of the stream writes (weights) may come before it.
+// PDL changes when kernels run, never what they compute: results are bit-identical with it off.
+// Both are no-ops in a kernel launched without the attribute (PDL off, or before sm_90).
+#pragma once
+
+#include <cuda_runtime.h>
+
+namespace llm42::cuda {
+
+// Process-wide switch (set_programmatic_launch in kernels.h); on by default.
+bool programmatic_launch();
+
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// kernel<<<grid, block, smem, stream>>>(args...) with the PDL attribute when it is switched on.
+template <typename... Params, typename... Args>
+cudaError_t launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                          cudaStream_t stream, Args... args) {
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = programmatic_launch() ? 1 : 0;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, static_cast<Params>(args)...);
+  return e != cudaSuccess ? e : cudaGetLastError();
+}
+
+}  // namespace llm42::cuda
