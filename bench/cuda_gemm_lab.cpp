@@ -148,12 +148,47 @@ int main(int argc, char** argv) {
                                                  sh.out, Schedule::kFast);
       const std::string algo = b.gemm().describe(xm.data, ws[0].t.data, om.data, m, sh.n, sh.k,
                                                  sh.out, Schedule::kCanonical);
-      std::printf("%-8s %5d %9.1f %9s %9.1f %9.1f %9.1f %6.0f%% %6.0f%%  %-24s %s\n", sh.name, m,
+      std::printf("%-8s %5d %9.1f %9s %9.1f %9.1f %9.1f %6.0f%% %6.0f%%  %-30s %s\n", sh.name, m,
                   cublas_us, m <= cuda::kGemvMaxM ? fmt::format("{:.1f}", skinny_us).c_str() : "-",
                   us[0], us[1], floor_us, 100.0 * floor_us / us[0], 100.0 * floor_us / us[1],
-                  fast.substr(0, 24).c_str(), algo.c_str());
+                  fast.substr(0, 30).c_str(), algo.c_str());
     }
   }
+
+  // Every skinny variant launched 12 times back to back (weights rotated), as a graph runs them:
+  // microseconds per launch without the launch latency the table above includes.
+  constexpr int kBurst = 12;
+  std::printf("\nskinny variants, us per launch in bursts of %d (floor: bytes / copy bandwidth)\n",
+              kBurst);
+  std::printf("%-8s %3s %7s", "shape", "M", "floor");
+  for (int v = 0; v < cuda::kGemvVariants; ++v) std::printf(" %7s", fmt::format("v{}", v).c_str());
+  std::printf("\n");
+  for (const Shape& sh : shapes) {
+    std::vector<Owned> ws;
+    for (int c = 0; c < kCopies; ++c) {
+      ws.push_back(make(b, DType::kBF16, {sh.n, sh.k}));
+      b.fill_random(ws.back().t, 10 + c, RandomInit::kNormal, 0.02f);
+    }
+    Owned x = make(b, DType::kBF16, {cuda::kGemvMaxM, sh.k});
+    b.fill_random(x.t, 20, RandomInit::kNormal, 1.0f);
+    Owned o = make(b, sh.out, {cuda::kGemvMaxM, sh.n});
+    for (int m : {1, 8}) {
+      const double bytes = 2.0 * double(sh.n) * sh.k;
+      std::printf("%-8s %3d %7.1f", sh.name, m, bytes / bw * 1e6);
+      for (int v = 0; v < cuda::kGemvVariants; ++v) {
+        const double us = time_us(b, 5, [&](int) {
+          for (int i = 0; i < kBurst; ++i)
+            LLM42_CUDA_CHECK(cuda::launch_gemv(static_cast<const uint16_t*>(x.t.data),
+                                               static_cast<const uint16_t*>(ws[i % kCopies].t.data),
+                                               o.t.data, sh.out, m, sh.n, sh.k, v, b.stream()));
+        });
+        std::printf(" %7.1f", us / kBurst);
+      }
+      std::printf("\n");
+    }
+  }
+  for (int v = 0; v < cuda::kGemvVariants; ++v)
+    std::printf("  v%d: %s\n", v, cuda::gemv_variant_name(v));
   return 0;
 }
 #else

@@ -283,8 +283,9 @@ TEST_F(CudaKernels, MatmulBothLanes) {
   }
 }
 
-// The fast lane's skinny GEMM (gemv.cu), every variant, against the CPU GEMM: m across both
-// token tiles, n not a multiple of its 16- or 32-row tiles, k with partial 32-wide chunks.
+// The fast lane's skinny GEMM (gemv.cu), every variant, against the CPU GEMM and against each
+// other bit for bit: m across both token tiles, n not a multiple of its 16- or 32-row tiles, k
+// with partial 32-wide chunks.
 TEST_F(CudaKernels, SkinnyGemmEveryVariant) {
   struct Shape {
     int m, n, k;
@@ -299,6 +300,7 @@ TEST_F(CudaKernels, SkinnyGemmEveryVariant) {
     std::vector<float> ref(static_cast<size_t>(sh.m) * sh.n);
     cpu::gemm(x.data(), w.data(), DType::kF32, nullptr, ref.data(), sh.m, sh.n, sh.k, 1, 4);
     for (DType out_t : {DType::kBF16, DType::kF32}) {
+      std::vector<uint16_t> variant0;
       for (int v = 0; v < cuda::kGemvVariants; ++v) {
         DevTensor out = dev_tensor(out_t, {sh.m, sh.n});
         poison(out.t);
@@ -316,6 +318,10 @@ TEST_F(CudaKernels, SkinnyGemmEveryVariant) {
                                     sh.m, sh.n, sh.k, v, gpu().stream()),
                   cudaSuccess);
         EXPECT_EQ(download_bits(out.t), first) << cuda::gemv_variant_name(v);
+        // Every variant adds the same products in the same order.
+        if (v == 0) variant0 = first;
+        EXPECT_EQ(first, variant0) << "M " << sh.m << " N " << sh.n << " K " << sh.k << " "
+                                   << cuda::gemv_variant_name(v) << " against variant 0";
       }
     }
   }

@@ -13,9 +13,8 @@
 // pairs the right elements.
 //
 // A block is 8 warps over the same rows; warp w takes chunks w, w + 8, w + 16, ... of K, and
-// the eight partial tiles are summed in warp order through shared memory. Launched with PDL
-// (launch.cuh), a block issues its first iteration's weight loads before it waits for the
-// kernel that writes x, so the weight stream starts while that kernel finishes. The result repeats
+// the eight partial tiles are summed in warp order through shared memory. The weights reach
+// the MMAs through registers or through a cp.async pipeline in shared memory (gemv_kernel). The result repeats
 // bit for bit for the same (m, n, k) but its K order differs from cuBLASLt's: this kernel never
 // runs in the canonical lane.
 #include <cuda_bf16.h>
@@ -58,155 +57,237 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+// Asynchronous 16-byte copy global -> shared, past L1; zero-fills when !valid (reads nothing).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// What a thread of a block of RT 16-row tiles and NT 8-token tiles reads and accumulates.
+template <int RT, int NT>
+struct Lane {
+  int warp, g, c, row0, n_chunks;
+  const uint16_t* wrow[RT][2];  // rows beyond n read row 0 of the tile and are never stored
+  const uint16_t* xrow[NT];
+  bool xvalid[NT];
+  float acc[RT][NT][4];
+
+  __device__ Lane(const uint16_t* x, const uint16_t* w, int m, int n, int k) {
+    warp = threadIdx.x / 32;
+    const int lane = threadIdx.x % 32;
+    g = lane / 4;
+    c = lane % 4;
+    row0 = blockIdx.x * 16 * RT;
+    n_chunks = (k + 31) / 32;
+#pragma unroll
+    for (int t = 0; t < RT; ++t)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = row0 + 16 * t + 8 * h + g;
+        wrow[t][h] = w + static_cast<int64_t>(r < n ? r : row0) * k + 8 * c;
+      }
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      const int tok = 8 * j + g;
+      xvalid[j] = tok < m;
+      xrow[j] = x + static_cast<int64_t>(xvalid[j] ? tok : 0) * k + 8 * c;
+    }
+#pragma unroll
+    for (int t = 0; t < RT; ++t)
+#pragma unroll
+      for (int j = 0; j < NT; ++j) acc[t][j][0] = acc[t][j][1] = acc[t][j][2] = acc[t][j][3] = 0;
+  }
+
+  // Does chunk `chunk` hold this thread's 8 values of k?
+  __device__ __forceinline__ bool valid(int chunk, int k) const {
+    return chunk < n_chunks && chunk * 32 + 8 * c < k;
+  }
+
+  // The two MMAs of one chunk: weights a (rows g) and b (rows g + 8) of tile t, tokens xv[j].
+  __device__ __forceinline__ void mma_chunk(const U4 (&wv)[RT][2], const U4 (&xv)[NT]) {
+#pragma unroll
+    for (int t = 0; t < RT; ++t)
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+        const U4& a = wv[t][0];
+        const U4& b = wv[t][1];
+        mma_bf16(acc[t][j], a.x, b.x, a.y, b.y, xv[j].x, xv[j].y);
+        mma_bf16(acc[t][j], a.z, b.z, a.w, b.w, xv[j].z, xv[j].w);
+      }
+  }
+
+  __device__ __forceinline__ void load_x(U4 (&xv)[NT], int chunk, int k) const {
+    const bool v = valid(chunk, k);
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+      xv[j] = v && xvalid[j] ? load_cached(xrow[j] + chunk * 32) : U4{0, 0, 0, 0};
+  }
+
+  // Sums the 8 warps' tiles in warp order and stores the block's rows.
+  __device__ __forceinline__ void reduce_store(float (&red)[kWarps][16 * RT][8 * NT], void* out,
+                                               bool out_f32, int m, int n) const {
+    // D fragment: (row g, tokens 2c, 2c+1) and (row g + 8, tokens 2c, 2c+1) of each tile.
+#pragma unroll
+    for (int t = 0; t < RT; ++t)
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+        red[warp][16 * t + g][8 * j + 2 * c] = acc[t][j][0];
+        red[warp][16 * t + g][8 * j + 2 * c + 1] = acc[t][j][1];
+        red[warp][16 * t + g + 8][8 * j + 2 * c] = acc[t][j][2];
+        red[warp][16 * t + g + 8][8 * j + 2 * c + 1] = acc[t][j][3];
+      }
+    __syncthreads();
+    for (int e = threadIdx.x; e < 16 * RT * 8 * NT; e += kThreads) {
+      const int r = e / (8 * NT), tok = e % (8 * NT);
+      const int row = row0 + r;
+      if (row >= n || tok >= m) continue;
+      float s = red[0][r][tok];
+#pragma unroll
+      for (int v = 1; v < kWarps; ++v) s = __fadd_rn(s, red[v][r][tok]);
+      const int64_t o = static_cast<int64_t>(tok) * n + row;
+      if (out_f32) {
+        static_cast<float*>(out)[o] = s;
+      } else {
+        static_cast<__nv_bfloat16*>(out)[o] = __float2bfloat16_rn(s);
+      }
+    }
+  }
+};
+
 // RT: 16-row tiles of w per warp (1 or 2); NT: 8-token tiles (1: m <= 8, 2: m <= 16); U: K
-// chunks of 32 loaded before the first MMA of an iteration (loads in flight per thread: U
-// times 2 RT weight vectors and NT token vectors).
-template <int RT, int NT, int U>
+// chunks of 32 per iteration of a warp. P = 0: the weights go to registers, U chunks loaded
+// before the first MMA of an iteration. P > 0: a per-thread pipeline of P stages in shared
+// memory filled by cp.async, P - 1 iterations ahead of the MMAs, so the loads stay in flight
+// while the warp computes. Each thread reads back only the bytes it copied (its own column
+// of the stage, conflict-free), so the pipeline needs no barrier. All variants add the same
+// products in the same order: they give the same bits.
+template <int RT, int NT, int U, int P>
 __global__ void __launch_bounds__(kThreads)
     gemv_kernel(const uint16_t* __restrict__ x, const uint16_t* __restrict__ w,
                 void* __restrict__ out, bool out_f32, int m, int n, int k) {
-  constexpr int kRows = 16 * RT;
-  __shared__ float red[kWarps][kRows][8 * NT];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int g = lane / 4, c = lane % 4;
-  const int row0 = blockIdx.x * kRows;
-  const int n_chunks = (k + 31) / 32;
+  __shared__ float red[kWarps][16 * RT][8 * NT];
+  Lane<RT, NT> L(x, w, m, n, k);
+  const int warp = L.warp;
+  const int n_chunks = L.n_chunks;
+  constexpr int kStep = kWarps * U;  // chunks between a warp's iterations
 
-  // Row pointers of this thread (rows beyond n read row 0 of the tile and are never stored).
-  const uint16_t* wrow[RT][2];
+  if constexpr (P == 0) {
+    pdl_wait();
+    for (int base = warp; base < n_chunks; base += kStep) {
+      U4 wv[U][RT][2];
+      U4 xv[U][NT];
 #pragma unroll
-  for (int t = 0; t < RT; ++t)
+      for (int u = 0; u < U; ++u) {
+        const int chunk = base + u * kWarps;
+        const bool v = L.valid(chunk, k);
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int r = row0 + 16 * t + 8 * h + g;
-      wrow[t][h] = w + static_cast<int64_t>(r < n ? r : row0) * k + 8 * c;
+        for (int t = 0; t < RT; ++t)
+#pragma unroll
+          for (int h = 0; h < 2; ++h)
+            wv[u][t][h] = v ? load_stream(L.wrow[t][h] + chunk * 32) : U4{0, 0, 0, 0};
+        L.load_x(xv[u], chunk, k);
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) L.mma_chunk(wv[u], xv[u]);
     }
-  const uint16_t* xrow[NT];
-  bool xvalid[NT];
+  } else {
+    extern __shared__ uint4 stage[];  // [P][U][RT][2][kThreads]
+    const int n_iters = warp < n_chunks ? (n_chunks - warp + kStep - 1) / kStep : 0;
+    const auto slot = [&](int s, int u, int t, int h) -> uint4* {
+      return &stage[(((s * U + u) * RT + t) * 2 + h) * kThreads + threadIdx.x];
+    };
+    const auto issue = [&](int it) {  // an empty group past the end keeps the count uniform
+      const int s = it % P;
 #pragma unroll
-  for (int j = 0; j < NT; ++j) {
-    const int tok = 8 * j + g;
-    xvalid[j] = tok < m;
-    xrow[j] = x + static_cast<int64_t>(xvalid[j] ? tok : 0) * k + 8 * c;
+      for (int u = 0; u < U; ++u) {
+        const int chunk = warp + it * kStep + u * kWarps;
+        const bool v = it < n_iters && L.valid(chunk, k);
+#pragma unroll
+        for (int t = 0; t < RT; ++t)
+#pragma unroll
+          for (int h = 0; h < 2; ++h)
+            cp_async16(slot(s, u, t, h), v ? L.wrow[t][h] + chunk * 32 : L.wrow[t][h], v);
+      }
+      cp_async_commit();
+    };
+    // The weights are constant: the first stages may fill before the kernel that writes x ends.
+#pragma unroll
+    for (int it = 0; it < P - 1; ++it) issue(it);
+    pdl_wait();
+    for (int it = 0; it < n_iters; ++it) {
+      issue(it + P - 1);
+      cp_async_wait<P - 1>();  // iteration it's group has landed
+      const int s = it % P;
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int chunk = warp + it * kStep + u * kWarps;
+        U4 xv[NT];
+        L.load_x(xv, chunk, k);
+        U4 wv[RT][2];
+#pragma unroll
+        for (int t = 0; t < RT; ++t)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const uint4 q = *slot(s, u, t, h);
+            wv[t][h] = U4{q.x, q.y, q.z, q.w};
+          }
+        L.mma_chunk(wv, xv);
+      }
+    }
+    cp_async_wait<0>();
   }
-
-  float acc[RT][NT][4];
-#pragma unroll
-  for (int t = 0; t < RT; ++t)
-#pragma unroll
-    for (int j = 0; j < NT; ++j) acc[t][j][0] = acc[t][j][1] = acc[t][j][2] = acc[t][j][3] = 0.0f;
-
-  U4 wv[U][RT][2];
-  const auto load_weights = [&](int base) {
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int chunk = base + u * kWarps;
-      const int kk = chunk * 32;
-      const bool valid = chunk < n_chunks && kk + 8 * c < k;
-#pragma unroll
-      for (int t = 0; t < RT; ++t)
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-          wv[u][t][h] = valid ? load_stream(wrow[t][h] + kk) : U4{0, 0, 0, 0};
-    }
-  };
-  // The weights are constant: the first iteration's loads may precede the wait for x.
-  pdl_trigger();
-  load_weights(warp);
-  pdl_wait();
-
-  for (int base = warp; base < n_chunks; base += kWarps * U) {
-    if (base != warp) load_weights(base);
-    U4 xv[U][NT];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int chunk = base + u * kWarps;
-      const int kk = chunk * 32;
-      const bool valid = chunk < n_chunks && kk + 8 * c < k;
-#pragma unroll
-      for (int j = 0; j < NT; ++j)
-        xv[u][j] = valid && xvalid[j] ? load_cached(xrow[j] + kk) : U4{0, 0, 0, 0};
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u)
-#pragma unroll
-      for (int t = 0; t < RT; ++t)
-#pragma unroll
-        for (int j = 0; j < NT; ++j) {
-          const U4& a = wv[u][t][0];
-          const U4& b = wv[u][t][1];
-          mma_bf16(acc[t][j], a.x, b.x, a.y, b.y, xv[u][j].x, xv[u][j].y);
-          mma_bf16(acc[t][j], a.z, b.z, a.w, b.w, xv[u][j].z, xv[u][j].w);
-        }
-  }
-
-  // D fragment: (row g, tokens 2c, 2c+1) and (row g + 8, tokens 2c, 2c+1) of each tile.
-#pragma unroll
-  for (int t = 0; t < RT; ++t)
-#pragma unroll
-    for (int j = 0; j < NT; ++j) {
-      red[warp][16 * t + g][8 * j + 2 * c] = acc[t][j][0];
-      red[warp][16 * t + g][8 * j + 2 * c + 1] = acc[t][j][1];
-      red[warp][16 * t + g + 8][8 * j + 2 * c] = acc[t][j][2];
-      red[warp][16 * t + g + 8][8 * j + 2 * c + 1] = acc[t][j][3];
-    }
-  __syncthreads();
-  for (int e = threadIdx.x; e < kRows * 8 * NT; e += kThreads) {
-    const int r = e / (8 * NT), tok = e % (8 * NT);
-    const int row = row0 + r;
-    if (row >= n || tok >= m) continue;
-    float s = red[0][r][tok];
-#pragma unroll
-    for (int v = 1; v < kWarps; ++v) s = __fadd_rn(s, red[v][r][tok]);
-    const int64_t o = static_cast<int64_t>(tok) * n + row;
-    if (out_f32) {
-      static_cast<float*>(out)[o] = s;
-    } else {
-      static_cast<__nv_bfloat16*>(out)[o] = __float2bfloat16_rn(s);
-    }
-  }
+  pdl_trigger();  // the next kernel may launch while this one sums and stores
+  L.reduce_store(red, out, out_f32, m, n);
 }
 
-template <int RT, int NT, int U>
+template <int RT, int NT, int U, int P>
 cudaError_t launch(const uint16_t* x, const uint16_t* w, void* out, bool out_f32, int m, int n,
                    int k, cudaStream_t stream) {
+  constexpr size_t kStageBytes = size_t{P} * U * RT * 2 * kThreads * sizeof(uint4);
+  if constexpr (kStageBytes > 48 * 1024) {
+    static const cudaError_t set = cudaFuncSetAttribute(
+        gemv_kernel<RT, NT, U, P>, cudaFuncAttributeMaxDynamicSharedMemorySize, kStageBytes);
+    if (set != cudaSuccess) return set;
+  }
   const int blocks = (n + 16 * RT - 1) / (16 * RT);
-  return launch_kernel(gemv_kernel<RT, NT, U>, blocks, kThreads, 0, stream, x, w, out, out_f32, m,
-                       n, k);
+  return launch_kernel(gemv_kernel<RT, NT, U, P>, blocks, kThreads, kStageBytes, stream, x, w, out,
+                       out_f32, m, n, k);
 }
 
-template <int NT>
+// The variants the fast lane times per shape: {rows per warp, chunks per iteration, stages}.
+struct Variant {
+  int rt, u, p;
+  const char* name;
+};
+constexpr Variant kVariants[kGemvVariants] = {
+    {1, 2, 0, "gemv rows 16 unroll 2"},          {1, 4, 0, "gemv rows 16 unroll 4"},
+    {2, 2, 0, "gemv rows 32 unroll 2"},          {2, 4, 0, "gemv rows 32 unroll 4"},
+    {1, 2, 3, "gemv rows 16 unroll 2 stages 3"}, {1, 2, 4, "gemv rows 16 unroll 2 stages 4"},
+    {1, 2, 5, "gemv rows 16 unroll 2 stages 5"}, {2, 2, 3, "gemv rows 32 unroll 2 stages 3"},
+};
+
+template <int NT, int V = 0>
 cudaError_t launch_variant(int variant, const uint16_t* x, const uint16_t* w, void* out,
                            bool out_f32, int m, int n, int k, cudaStream_t stream) {
-  switch (variant) {
-    case 0:
-      return launch<1, NT, 2>(x, w, out, out_f32, m, n, k, stream);
-    case 1:
-      return launch<1, NT, 4>(x, w, out, out_f32, m, n, k, stream);
-    case 2:
-      return launch<2, NT, 2>(x, w, out, out_f32, m, n, k, stream);
-    case 3:
-      return launch<2, NT, 4>(x, w, out, out_f32, m, n, k, stream);
-    default:
-      return cudaErrorInvalidValue;
+  if constexpr (V == kGemvVariants) {
+    return cudaErrorInvalidValue;
+  } else {
+    if (variant != V) return launch_variant<NT, V + 1>(variant, x, w, out, out_f32, m, n, k, stream);
+    constexpr Variant v = kVariants[V];
+    return launch<v.rt, NT, v.u, v.p>(x, w, out, out_f32, m, n, k, stream);
   }
 }
 
 }  // namespace
 
 const char* gemv_variant_name(int variant) {
-  switch (variant) {
-    case 0:
-      return "gemv rows 16 unroll 2";
-    case 1:
-      return "gemv rows 16 unroll 4";
-    case 2:
-      return "gemv rows 32 unroll 2";
-    case 3:
-      return "gemv rows 32 unroll 4";
-    default:
-      return "gemv ?";
-  }
+  return variant >= 0 && variant < kGemvVariants ? kVariants[variant].name : "gemv ?";
 }
 
 cudaError_t launch_gemv(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype, int64_t m,

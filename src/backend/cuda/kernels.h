@@ -91,7 +91,7 @@ cudaError_t launch_gemm_fallback(const uint16_t* x, const uint16_t* w, void* out
 // aligned x and w. x, w bf16; out bf16 or f32. Variants 0 .. kGemvVariants - 1 differ in rows
 // per warp and loads in flight; cudaErrorInvalidValue for arguments it cannot take.
 inline constexpr int kGemvMaxM = 16;
-inline constexpr int kGemvVariants = 4;
+inline constexpr int kGemvVariants = 8;
 cudaError_t launch_gemv(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,
                         int64_t m, int64_t n, int64_t k, int variant, cudaStream_t stream);
 const char* gemv_variant_name(int variant);

@@ -32,13 +32,12 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
-// kernel<<<grid, block, smem, stream>>>(args...) with the PDL attribute when it is switched on.
 template <typename... Params, typename... Args>
-cudaError_t launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
-                          cudaStream_t stream, Args... args) {
+cudaError_t launch_kernel_pdl(bool pdl, void (*kernel)(Params...), dim3 grid, dim3 block,
+                              size_t smem, cudaStream_t stream, Args... args) {
   cudaLaunchAttribute attr{};
   attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr.val.programmaticStreamSerializationAllowed = programmatic_launch() ? 1 : 0;
+  attr.val.programmaticStreamSerializationAllowed = pdl ? 1 : 0;
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = grid;
   cfg.blockDim = block;
@@ -48,6 +47,13 @@ cudaError_t launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size
   cfg.numAttrs = 1;
   const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, static_cast<Params>(args)...);
   return e != cudaSuccess ? e : cudaGetLastError();
+}
+
+// kernel<<<grid, block, smem, stream>>>(args...) with the PDL attribute when it is switched on.
+template <typename... Params, typename... Args>
+cudaError_t launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                          cudaStream_t stream, Args... args) {
+  return launch_kernel_pdl(programmatic_launch(), kernel, grid, block, smem, stream, args...);
 }
 
 }  // namespace llm42::cuda
