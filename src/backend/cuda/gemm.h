@@ -90,9 +90,9 @@ class GemmRunner {
                                 int64_t k, DType out_dtype);
   // Median of kTimedRuns timed calls of `run` on the stream, in microseconds.
   double median_us(const std::function<void()>& run);
-  // Microseconds of one `run` inside a burst queued ahead on the stream, each after a write of
+  // Microseconds of one `run` inside a burst queued ahead on the stream, each after a read of
   // kFlushBytes that evicts the weights from L2, as a graph replays a decode step: no launch
-  // latency, the ramp and tail of each kernel included. The writes' own time is subtracted.
+  // latency, the ramp and tail of each kernel included. The reads' own time is subtracted.
   double burst_us(const std::function<void()>& run);
   const cublasLtMatmulAlgo_t& canonical_algo(const void* x, const void* w, void* out, int64_t m,
                                              int64_t n, int64_t k, DType out_dtype);
