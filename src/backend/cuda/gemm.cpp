@@ -23,8 +23,6 @@ constexpr int kMaxHeuristicPicks = 16;  // split-K-free heuristic results kept
 constexpr int kMaxCandidates = 40;      // with their tile variants
 constexpr int kMaxRefinements = 48;     // custom option and cluster variants of the fastest
 constexpr int kTimedRuns = 5;
-constexpr int kBurst = 8;                   // runs per timed burst (burst_us)
-constexpr size_t kFlushBytes = 96u << 20;   // about twice the L2 of an H100 or H200
 
 cudaDataType_t cuda_type(DType t) {
   LLM42_ASSERT(t == DType::kBF16 || t == DType::kF32, "GEMM output must be bf16 or f32, not {}",
@@ -94,7 +92,6 @@ GemmRunner::~GemmRunner() {
   cudaEventDestroy(start_);
   cudaEventDestroy(stop_);
   cudaFree(workspace_);
-  cudaFree(flush_);
   cublasLtDestroy(handle_);
 }
 
@@ -182,26 +179,6 @@ double GemmRunner::median_us(const std::function<void()>& run) {
   return 1000.0 * times[times.size() / 2];
 }
 
-double GemmRunner::burst_us(const std::function<void()>& run) {
-  if (flush_ == nullptr) {
-    LLM42_CUDA_CHECK(cudaMalloc(&flush_, kFlushBytes));
-    LLM42_CUDA_CHECK(cudaMemsetAsync(flush_, 0, kFlushBytes, stream_));
-  }
-  // The traffic between runs is another skinny GEMM reading kFlushBytes of weights (whatever
-  // zeros; the output goes to the workspace): reads, like the rest of a decode
-  // step, so L2 holds no dirty lines to write back when `run` starts.
-  constexpr int64_t kFlushK = 4096, kFlushN = kFlushBytes / (2 * kFlushK);
-  const auto* f = static_cast<const uint16_t*>(flush_);
-  auto burst = [&](bool with_run) {
-    for (int i = 0; i < kBurst; ++i) {
-      LLM42_CUDA_CHECK(launch_gemv(f, f, workspace_, DType::kBF16, 1, kFlushN, kFlushK, 0, stream_));
-      if (with_run) run();
-    }
-  };
-  if (flush_us_ == 0.0) flush_us_ = median_us([&] { burst(false); });
-  return std::max(0.0, median_us([&] { burst(true); }) - flush_us_) / kBurst;
-}
-
 const GemmRunner::FastChoice& GemmRunner::fast_choice(const void* x, const void* w, void* out,
                                                       int64_t m, int64_t n, int64_t k,
                                                       DType out_dtype) {
@@ -219,10 +196,9 @@ const GemmRunner::FastChoice& GemmRunner::fast_choice(const void* x, const void*
   const auto* wb = static_cast<const uint16_t*>(w);
   // The skinny kernel competes only where it can run (its launch checks the arguments).
   if (m <= kGemvMaxM && launch_gemv(xb, wb, out, out_dtype, m, n, k, 0, stream_) == cudaSuccess) {
-    // Timed as a decode step's graph runs them: in a burst, each after other memory traffic.
-    best.us = burst_us([&] { LLM42_CUBLAS_CHECK(matmul(l, best.algo, x, w, out)); });
+    best.us = median_us([&] { LLM42_CUBLAS_CHECK(matmul(l, best.algo, x, w, out)); });
     for (int v = 0; v < kGemvVariants; ++v) {
-      const double us = burst_us(
+      const double us = median_us(
           [&] { LLM42_CUDA_CHECK(launch_gemv(xb, wb, out, out_dtype, m, n, k, v, stream_)); });
       if (us < best.us) {
         best.us = us;

@@ -90,10 +90,6 @@ class GemmRunner {
                                 int64_t k, DType out_dtype);
   // Median of kTimedRuns timed calls of `run` on the stream, in microseconds.
   double median_us(const std::function<void()>& run);
-  // Microseconds of one `run` inside a burst queued ahead on the stream, each after a read of
-  // kFlushBytes that evicts the weights from L2, as a graph replays a decode step: no launch
-  // latency, the ramp and tail of each kernel included. The reads' own time is subtracted.
-  double burst_us(const std::function<void()>& run);
   const cublasLtMatmulAlgo_t& canonical_algo(const void* x, const void* w, void* out, int64_t m,
                                              int64_t n, int64_t k, DType out_dtype);
   // `previous`, when given, is the bucket's algorithm so far: the reference whose bits every
@@ -110,8 +106,6 @@ class GemmRunner {
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
-  void* flush_ = nullptr;  // burst_us's L2 eviction buffer, allocated on first use
-  double flush_us_ = 0.0;  // a burst of its writes alone
   std::string cache_path_;
   int tunings_run_ = 0;
   std::map<ShapeKey, Layouts> layouts_;

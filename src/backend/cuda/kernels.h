@@ -65,8 +65,9 @@ cudaError_t launch_kv_write(const uint16_t* qkv, int n_tokens, int row_stride, i
                             int kv_dim, const int32_t* slots, uint16_t* k_cache, uint16_t* v_cache,
                             cudaStream_t stream);
 
-// launch_rope then launch_kv_write in one kernel (one block per token), bit for bit the same:
-// q and k rotated in place, the rotated k and v copied into the token's slot.
+// launch_rope then launch_kv_write in one kernel (a block per token and KV head), bit for bit
+// the same: q and k rotated in place, the rotated k and v copied into the token's slot. Needs
+// n_heads a multiple of n_kv_heads.
 cudaError_t launch_rope_kv_write(uint16_t* qkv, int n_tokens, int row_stride, int n_heads,
                                  int n_kv_heads, int head_dim, bool interleaved,
                                  const int32_t* positions, const float* cos, const float* sin,

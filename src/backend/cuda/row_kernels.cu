@@ -193,9 +193,9 @@ __global__ void rope_kernel(uint16_t* qkv, int n_tokens, int row_stride, int n_r
   }
 }
 
-// rope_kernel and kv_write_kernel in one launch: one block per token rotates its q and k heads
-// in place (same arithmetic as rope_kernel), then copies the rotated k and v into the token's
-// slot. The barrier orders the rotation before the copy.
+// rope_kernel and kv_write_kernel in one launch: block (t, g) rotates, in place, the q heads of
+// KV group g of token t and its k head (same arithmetic as rope_kernel), then copies the rotated
+// k head and the v head into the token's slot. The barrier orders the rotation before the copy.
 __global__ void rope_kv_write_kernel(uint16_t* qkv, int row_stride, int n_heads, int n_kv_heads,
                                      int head_dim, bool interleaved, const int32_t* positions,
                                      const float* cos_t, const float* sin_t,
@@ -204,23 +204,27 @@ __global__ void rope_kv_write_kernel(uint16_t* qkv, int row_stride, int n_heads,
   pdl_trigger();
   pdl_wait();
   const int64_t t = blockIdx.x;
+  const int g = blockIdx.y, group = n_heads / n_kv_heads;
   const int half = head_dim / 2;
   const int64_t p = positions[t];
   uint16_t* row = qkv + t * row_stride;
-  const int pairs = (n_heads + n_kv_heads) * half;
+  const int pairs = (group + 1) * half;
   for (int e = threadIdx.x; e < pairs; e += blockDim.x) {
-    const int i = e % half, h = e / half;
+    const int i = e % half, j = e / half;
+    const int h = j < group ? g * group + j : n_heads + g;
     rotate_pair(row + static_cast<int64_t>(h) * head_dim, interleaved ? 2 * i : i,
                 interleaved ? 2 * i + 1 : i + half, cos_t[p * half + i], sin_t[p * half + i]);
   }
   const int64_t slot = slots[t];
   if (slot < 0) return;  // padding row (uniform over the block)
   __syncthreads();
-  const int kv_dim = n_kv_heads * head_dim;
-  const uint16_t* k = row + static_cast<int64_t>(n_heads) * head_dim;
-  for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) {
-    k_cache[slot * kv_dim + i] = k[i];
-    v_cache[slot * kv_dim + i] = k[kv_dim + i];
+  const int64_t kv_dim = static_cast<int64_t>(n_kv_heads) * head_dim;
+  const uint16_t* k = row + static_cast<int64_t>(n_heads + g) * head_dim;
+  const uint16_t* v = k + kv_dim;
+  const int64_t dst = slot * kv_dim + static_cast<int64_t>(g) * head_dim;
+  for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
+    k_cache[dst + i] = k[i];
+    v_cache[dst + i] = v[i];
   }
 }
 
@@ -357,10 +361,11 @@ cudaError_t launch_rope_kv_write(uint16_t* qkv, int n_tokens, int row_stride, in
                                  const int32_t* positions, const float* cos, const float* sin,
                                  const int32_t* slots, uint16_t* k_cache, uint16_t* v_cache,
                                  cudaStream_t stream) {
+  if (n_kv_heads <= 0 || n_heads % n_kv_heads != 0) return cudaErrorInvalidValue;
   if (n_tokens <= 0) return cudaSuccess;
-  return launch_kernel(rope_kv_write_kernel, n_tokens, 256, 0, stream, qkv, row_stride, n_heads,
-                       n_kv_heads, head_dim, interleaved, positions, cos, sin, slots, k_cache,
-                       v_cache);
+  return launch_kernel(rope_kv_write_kernel, dim3(n_tokens, n_kv_heads), 128, 0, stream, qkv,
+                       row_stride, n_heads, n_kv_heads, head_dim, interleaved, positions, cos, sin,
+                       slots, k_cache, v_cache);
 }
 
 cudaError_t launch_swiglu(const uint16_t* gate_up, uint16_t* out, int rows, int f,
