@@ -458,8 +458,7 @@ cudaError_t launch(const AttnParams& p, cudaStream_t stream) {
   // Not launched with PDL: at batch 1 an attention grid that launched early and waited beside
   // the skinny GEMMs cost 25 % of the step (docs/benchmarks.md). They still let the kernel after
   // them launch early.
-  if (items_grid > 0)
-    attention_kernel<D><<<items_grid, kThreads, kBytes, stream>>>(p);
+  if (items_grid > 0) attention_kernel<D><<<items_grid, kThreads, kBytes, stream>>>(p);
   e = cudaGetLastError();
   if (e != cudaSuccess || combines_grid == 0) return e;
   combine_kernel<D><<<combines_grid, kThreads, 0, stream>>>(p);

@@ -520,8 +520,8 @@ void CudaBackend::kv_write(const Tensor& qkv, const QkvLayout& layout, const KvC
       bf16_ptr(cache.k[layer]), bf16_ptr(cache.v[layer]), stream_));
 }
 
-void CudaBackend::rope_kv_write(const Tensor& qkv, const QkvLayout& layout,
-                                const RopeTable& table, const KvCache& cache, int layer) {
+void CudaBackend::rope_kv_write(const Tensor& qkv, const QkvLayout& layout, const RopeTable& table,
+                                const KvCache& cache, int layer) {
   check_rope(qkv, table);
   check_tensor(cache.k[layer], DType::kBF16, "K cache");
   LLM42_CUDA_CHECK(cuda::launch_rope_kv_write(

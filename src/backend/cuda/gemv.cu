@@ -14,9 +14,9 @@
 //
 // A block is 8 warps over the same rows; warp w takes chunks w, w + 8, w + 16, ... of K, and
 // the eight partial tiles are summed in warp order through shared memory. The weights reach
-// the MMAs through registers or through a cp.async pipeline in shared memory (gemv_kernel). The result repeats
-// bit for bit for the same (m, n, k) but its K order differs from cuBLASLt's: this kernel never
-// runs in the canonical lane.
+// the MMAs through registers or through a cp.async pipeline in shared memory (gemv_kernel). The
+// result repeats bit for bit for the same (m, n, k) but its K order differs from cuBLASLt's: this
+// kernel never runs in the canonical lane.
 #include <cuda_bf16.h>
 
 #include <cstdint>
@@ -278,7 +278,8 @@ cudaError_t launch_variant(int variant, const uint16_t* x, const uint16_t* w, vo
   if constexpr (V == kGemvVariants) {
     return cudaErrorInvalidValue;
   } else {
-    if (variant != V) return launch_variant<NT, V + 1>(variant, x, w, out, out_f32, m, n, k, stream);
+    if (variant != V)
+      return launch_variant<NT, V + 1>(variant, x, w, out, out_f32, m, n, k, stream);
     constexpr Variant v = kVariants[V];
     return launch<v.rt, NT, v.u, v.p>(x, w, out, out_f32, m, n, k, stream);
   }

@@ -187,9 +187,8 @@ __global__ void rope_kernel(uint16_t* qkv, int n_tokens, int row_stride, int n_r
     const int h = static_cast<int>(th % n_rot_heads);
     const int64_t t = th / n_rot_heads;
     const int64_t p = positions[t];
-    rotate_pair(qkv + t * row_stride + static_cast<int64_t>(h) * head_dim,
-                interleaved ? 2 * i : i, interleaved ? 2 * i + 1 : i + half, cos_t[p * half + i],
-                sin_t[p * half + i]);
+    rotate_pair(qkv + t * row_stride + static_cast<int64_t>(h) * head_dim, interleaved ? 2 * i : i,
+                interleaved ? 2 * i + 1 : i + half, cos_t[p * half + i], sin_t[p * half + i]);
   }
 }
 
@@ -198,9 +197,8 @@ __global__ void rope_kernel(uint16_t* qkv, int n_tokens, int row_stride, int n_r
 // k head and the v head into the token's slot. The barrier orders the rotation before the copy.
 __global__ void rope_kv_write_kernel(uint16_t* qkv, int row_stride, int n_heads, int n_kv_heads,
                                      int head_dim, bool interleaved, const int32_t* positions,
-                                     const float* cos_t, const float* sin_t,
-                                     const int32_t* slots, uint16_t* k_cache,
-                                     uint16_t* v_cache) {
+                                     const float* cos_t, const float* sin_t, const int32_t* slots,
+                                     uint16_t* k_cache, uint16_t* v_cache) {
   pdl_trigger();
   pdl_wait();
   const int64_t t = blockIdx.x;
@@ -313,8 +311,8 @@ cudaError_t launch_fill_random(void* dst, DType dtype, int64_t n, uint64_t seed,
 cudaError_t launch_embedding(const void* table, DType table_dtype, const int32_t* tokens,
                              int n_tokens, int dim, uint16_t* out, cudaStream_t stream) {
   if (n_tokens <= 0) return cudaSuccess;
-  return launch_kernel(embedding_kernel, n_tokens, 256, 0, stream, table, table_dtype, tokens,
-                       dim, out);
+  return launch_kernel(embedding_kernel, n_tokens, 256, 0, stream, table, table_dtype, tokens, dim,
+                       out);
 }
 
 cudaError_t launch_rmsnorm(const uint16_t* x, const float* w, float eps, uint16_t* out, int rows,
@@ -352,8 +350,8 @@ cudaError_t launch_kv_write(const uint16_t* qkv, int n_tokens, int row_stride, i
                             int kv_dim, const int32_t* slots, uint16_t* k_cache, uint16_t* v_cache,
                             cudaStream_t stream) {
   if (n_tokens <= 0) return cudaSuccess;
-  return launch_kernel(kv_write_kernel, n_tokens, 256, 0, stream, qkv, row_stride, k_offset,
-                       kv_dim, slots, k_cache, v_cache);
+  return launch_kernel(kv_write_kernel, n_tokens, 256, 0, stream, qkv, row_stride, k_offset, kv_dim,
+                       slots, k_cache, v_cache);
 }
 
 cudaError_t launch_rope_kv_write(uint16_t* qkv, int n_tokens, int row_stride, int n_heads,
@@ -372,8 +370,8 @@ cudaError_t launch_swiglu(const uint16_t* gate_up, uint16_t* out, int rows, int 
                           cudaStream_t stream) {
   const int64_t n = static_cast<int64_t>(rows) * f;
   if (n <= 0) return cudaSuccess;
-  return launch_kernel(swiglu_kernel, grid_for(n, 256), 256, 0, stream, gate_up, out,
-                       int64_t{rows}, f);
+  return launch_kernel(swiglu_kernel, grid_for(n, 256), 256, 0, stream, gate_up, out, int64_t{rows},
+                       f);
 }
 
 cudaError_t launch_gemm_fallback(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,
