@@ -498,12 +498,19 @@ TEST(CudaPdl, SameBitsWithAndWithoutProgrammaticLaunch) {
     return out;
   };
   const std::vector<std::vector<uint32_t>> on = run(*m.model);
-  cuda::set_programmatic_launch(false);
-  ModelWeights w = dummy_weights(*m.backend, c, DType::kBF16, 11);
-  w.config = c;
-  Transformer second(*m.backend, std::move(w), 2048, 2048);
-  const std::vector<std::vector<uint32_t>> off = run(second);
-  cuda::set_programmatic_launch(true);
+  // Off for the second run only, also when it throws: the tests after this one expect PDL on.
+  struct PdlOff {
+    PdlOff() { cuda::set_programmatic_launch(false); }
+    ~PdlOff() { cuda::set_programmatic_launch(true); }
+  };
+  std::vector<std::vector<uint32_t>> off;
+  {
+    const PdlOff pdl_off;
+    ModelWeights w = dummy_weights(*m.backend, c, DType::kBF16, 11);
+    w.config = c;
+    Transformer second(*m.backend, std::move(w), 2048, 2048);
+    off = run(second);
+  }
   ASSERT_EQ(on.size(), off.size());
   for (size_t i = 0; i < on.size(); ++i) EXPECT_EQ(on[i], off[i]) << "pass " << i;
 }

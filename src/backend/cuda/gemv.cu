@@ -250,7 +250,9 @@ template <int RT, int NT, int U, int P>
 cudaError_t launch(const uint16_t* x, const uint16_t* w, void* out, bool out_f32, int m, int n,
                    int k, cudaStream_t stream) {
   constexpr size_t kStageBytes = size_t{P} * U * RT * 2 * kThreads * sizeof(uint4);
-  if constexpr (P > 0) {  // the stages and the static reduction tile may pass 48 KiB together
+  // The stages and the static reduction tile may pass 48 KiB together. Set once per process:
+  // one process drives one GPU.
+  if constexpr (P > 0) {
     static const cudaError_t set = cudaFuncSetAttribute(
         gemv_kernel<RT, NT, U, P>, cudaFuncAttributeMaxDynamicSharedMemorySize, kStageBytes);
     if (set != cudaSuccess) return set;

@@ -2,15 +2,19 @@
 // while the kernel before it on the stream is still running, so its launch, block scheduling
 // and any loads of constant data (weights) overlap the tail of its predecessor. The rules every
 // kernel launched through launch_kernel follows:
-//   - pdl_trigger() first: lets the next kernel launch as soon as every block of this one has
-//     started (its blocks then wait in pdl_wait; they never take the place of a block of this
-//     kernel that has yet to start, so the chain cannot deadlock);
+//   - pdl_trigger() at the start (row kernels) or after the main loop (the skinny GEMM): lets
+//     the next kernel launch once every block of this one has triggered (its blocks then wait
+//     in pdl_wait; they never take the place of a block of this kernel that has yet to start,
+//     so the chain cannot deadlock);
 //   - pdl_wait() before the first read of anything an earlier kernel wrote and before the first
 //     write: it returns when the previous kernel has completed and its writes are visible
 //     (and that kernel waited for its own predecessor, so every earlier kernel is done too).
 //     Only reads of data no kernel of the stream writes (weights) may come before it.
 // PDL changes when kernels run, never what they compute: results are bit-identical with it off.
-// Both are no-ops in a kernel launched without the attribute (PDL off, or before sm_90).
+// pdl_wait is a no-op in a kernel launched without the attribute (PDL off, or the attention
+// kernels, which are launched plainly); pdl_trigger still lets a PDL-launched successor start
+// early. Weights are read before the wait only in the forward pass, where no kernel just before
+// writes them (they are written at load time, followed by a synchronization).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -46,6 +50,7 @@ cudaError_t launch_kernel_pdl(bool pdl, void (*kernel)(Params...), dim3 grid, di
   cfg.attrs = &attr;
   cfg.numAttrs = 1;
   const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, static_cast<Params>(args)...);
+  if (e != cudaSuccess) cudaGetLastError();  // reported here; not left for the next launch
   return e != cudaSuccess ? e : cudaGetLastError();
 }
 
