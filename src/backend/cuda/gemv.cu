@@ -202,7 +202,9 @@ __global__ void __launch_bounds__(kThreads)
     const auto slot = [&](int s, int u, int t, int h) -> uint4* {
       return &stage[(((s * U + u) * RT + t) * 2 + h) * kThreads + threadIdx.x];
     };
-    const auto issue = [&](int it) {  // an empty group past the end keeps the count uniform
+    // Past the last iteration the copies zero-fill (read nothing) and the group still counts,
+    // so the wait below is the same in every iteration.
+    const auto issue = [&](int it) {
       const int s = it % P;
 #pragma unroll
       for (int u = 0; u < U; ++u) {

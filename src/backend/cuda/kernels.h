@@ -3,8 +3,9 @@
 // compile fmt, so errors are returned as cudaError_t and formatted with file:line on the host.
 //
 // Activations are bf16 (passed as uint16_t bit patterns), accumulation fp32, logits fp32.
-// Every launch returns its launch error (cudaSuccess when there is nothing to launch). The kernels of a forward pass
-// are launched with programmatic dependent launch (launch.cuh) while it is switched on.
+// Every launch returns its launch error (cudaSuccess when there is nothing to launch). The
+// kernels of a forward pass are launched with programmatic dependent launch (launch.cuh) while
+// it is switched on.
 #pragma once
 
 #include <cuda_runtime.h>

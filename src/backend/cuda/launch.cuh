@@ -36,12 +36,13 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
+// kernel<<<grid, block, smem, stream>>>(args...) with the PDL attribute when it is switched on.
 template <typename... Params, typename... Args>
-cudaError_t launch_kernel_pdl(bool pdl, void (*kernel)(Params...), dim3 grid, dim3 block,
-                              size_t smem, cudaStream_t stream, Args... args) {
+cudaError_t launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                          cudaStream_t stream, Args... args) {
   cudaLaunchAttribute attr{};
   attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr.val.programmaticStreamSerializationAllowed = pdl ? 1 : 0;
+  attr.val.programmaticStreamSerializationAllowed = programmatic_launch() ? 1 : 0;
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = grid;
   cfg.blockDim = block;
@@ -52,13 +53,6 @@ cudaError_t launch_kernel_pdl(bool pdl, void (*kernel)(Params...), dim3 grid, di
   const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, static_cast<Params>(args)...);
   if (e != cudaSuccess) cudaGetLastError();  // reported here; not left for the next launch
   return e != cudaSuccess ? e : cudaGetLastError();
-}
-
-// kernel<<<grid, block, smem, stream>>>(args...) with the PDL attribute when it is switched on.
-template <typename... Params, typename... Args>
-cudaError_t launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
-                          cudaStream_t stream, Args... args) {
-  return launch_kernel_pdl(programmatic_launch(), kernel, grid, block, smem, stream, args...);
 }
 
 }  // namespace llm42::cuda
