@@ -187,19 +187,11 @@ class Backend {
   virtual void qk_norm(const Tensor& qkv, const QkvLayout& layout, const Tensor& q_w,
                        const Tensor& k_w, float eps, Schedule s) = 0;
 
-  // Rotates q and k inside qkv by the pass positions, in place.  qkv (T, layout.row())
-  virtual void rope(const Tensor& qkv, const QkvLayout& layout, const RopeTable& table) = 0;
-
-  // Writes k and v of each pass token into its KV slot of `layer`.
-  virtual void kv_write(const Tensor& qkv, const QkvLayout& layout, const KvCache& cache,
-                        int layer) = 0;
-
-  // rope then kv_write; a backend may do both in one kernel (same results).
+  // Rotates q and k inside qkv by the pass positions, in place, then writes the rotated k and
+  // v of each pass token into its KV slot of `layer` (tokens with slot < 0 are padding: not
+  // written).  qkv (T, layout.row())
   virtual void rope_kv_write(const Tensor& qkv, const QkvLayout& layout, const RopeTable& table,
-                             const KvCache& cache, int layer) {
-    rope(qkv, layout, table);
-    kv_write(qkv, layout, cache, layer);
-  }
+                             const KvCache& cache, int layer) = 0;
 
   // Causal attention of each pass query over its sequence's KV cache (positions [0, pos]),
   // grouped-query: query head h reads KV head h / (n_heads / n_kv_heads). Reduces over key

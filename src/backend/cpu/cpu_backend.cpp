@@ -235,6 +235,12 @@ void CpuBackend::rope(const Tensor& qkv, const QkvLayout& layout, const RopeTabl
   }
 }
 
+void CpuBackend::rope_kv_write(const Tensor& qkv, const QkvLayout& layout,
+                               const RopeTable& table, const KvCache& cache, int layer) {
+  rope(qkv, layout, table);
+  kv_write(qkv, layout, cache, layer);
+}
+
 void CpuBackend::kv_write(const Tensor& qkv, const QkvLayout& layout, const KvCache& cache,
                           int layer) {
   const int n = pass_.n_tokens();

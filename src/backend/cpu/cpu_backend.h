@@ -42,9 +42,8 @@ class CpuBackend final : public Backend {
               Schedule s) override;
   void qk_norm(const Tensor& qkv, const QkvLayout& layout, const Tensor& q_w, const Tensor& k_w,
                float eps, Schedule s) override;
-  void rope(const Tensor& qkv, const QkvLayout& layout, const RopeTable& table) override;
-  void kv_write(const Tensor& qkv, const QkvLayout& layout, const KvCache& cache,
-                int layer) override;
+  void rope_kv_write(const Tensor& qkv, const QkvLayout& layout, const RopeTable& table,
+                     const KvCache& cache, int layer) override;
   void attention(const Tensor& qkv, const QkvLayout& layout, const KvCache& cache, int layer,
                  const Tensor& out, Schedule s) override;
   void swiglu(const Tensor& gate_up, const Tensor& out) override;
@@ -56,6 +55,9 @@ class CpuBackend final : public Backend {
 
  private:
   void round_if_needed(const Tensor& t) const;
+  // The two halves of rope_kv_write.
+  void rope(const Tensor& qkv, const QkvLayout& layout, const RopeTable& table);
+  void kv_write(const Tensor& qkv, const QkvLayout& layout, const KvCache& cache, int layer);
 
   int threads_;
   bool round_bf16_;

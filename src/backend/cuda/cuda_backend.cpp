@@ -496,34 +496,13 @@ void CudaBackend::qk_norm(const Tensor& qkv, const QkvLayout& layout, const Tens
                                         q_w.ptr<float>(), k_w.ptr<float>(), eps, stream_));
 }
 
-void CudaBackend::check_rope(const Tensor& qkv, const RopeTable& table) const {
+void CudaBackend::rope_kv_write(const Tensor& qkv, const QkvLayout& layout, const RopeTable& table,
+                                const KvCache& cache, int layer) {
   check_tensor(qkv, DType::kBF16, "rope qkv");
+  check_tensor(cache.k[layer], DType::kBF16, "K cache");
   for (int32_t p : pass_.positions)
     LLM42_ASSERT(p >= 0 && p < table.max_positions, "position {} beyond the RoPE table of {}", p,
                  table.max_positions);
-}
-
-void CudaBackend::rope(const Tensor& qkv, const QkvLayout& layout, const RopeTable& table) {
-  check_rope(qkv, table);
-  LLM42_CUDA_CHECK(cuda::launch_rope(bf16_ptr(qkv), pass_.n_tokens(), layout.row(),
-                                     layout.n_heads + layout.n_kv_heads, layout.head_dim,
-                                     table.layout == RopeLayout::kInterleaved, d_positions_,
-                                     table.cos.ptr<float>(), table.sin.ptr<float>(), stream_));
-}
-
-void CudaBackend::kv_write(const Tensor& qkv, const QkvLayout& layout, const KvCache& cache,
-                           int layer) {
-  check_tensor(qkv, DType::kBF16, "kv_write qkv");
-  check_tensor(cache.k[layer], DType::kBF16, "K cache");
-  LLM42_CUDA_CHECK(cuda::launch_kv_write(
-      bf16_ptr(qkv), pass_.n_tokens(), layout.row(), layout.q_dim(), layout.kv_dim(), d_slots_,
-      bf16_ptr(cache.k[layer]), bf16_ptr(cache.v[layer]), stream_));
-}
-
-void CudaBackend::rope_kv_write(const Tensor& qkv, const QkvLayout& layout, const RopeTable& table,
-                                const KvCache& cache, int layer) {
-  check_rope(qkv, table);
-  check_tensor(cache.k[layer], DType::kBF16, "K cache");
   LLM42_CUDA_CHECK(cuda::launch_rope_kv_write(
       bf16_ptr(qkv), pass_.n_tokens(), layout.row(), layout.n_heads, layout.n_kv_heads,
       layout.head_dim, table.layout == RopeLayout::kInterleaved, d_positions_,

@@ -71,9 +71,6 @@ class CudaBackend final : public Backend {
               Schedule s) override;
   void qk_norm(const Tensor& qkv, const QkvLayout& layout, const Tensor& q_w, const Tensor& k_w,
                float eps, Schedule s) override;
-  void rope(const Tensor& qkv, const QkvLayout& layout, const RopeTable& table) override;
-  void kv_write(const Tensor& qkv, const QkvLayout& layout, const KvCache& cache,
-                int layer) override;
   void rope_kv_write(const Tensor& qkv, const QkvLayout& layout, const RopeTable& table,
                      const KvCache& cache, int layer) override;
   void attention(const Tensor& qkv, const QkvLayout& layout, const KvCache& cache, int layer,
@@ -109,8 +106,6 @@ class CudaBackend final : public Backend {
     bool in_graphs = false;  // kernels of captured graphs use it: reallocating retires them
   };
   void ensure(Workspace& w, size_t bytes);
-  // qkv is bf16 and every pass position lies inside the RoPE table.
-  void check_rope(const Tensor& qkv, const RopeTable& table) const;
   void* device_alloc(size_t bytes, const char* what);
   void device_free(void* p);
   // Pinned staging for host-to-device uploads of plans; waits until the last upload has left it.

@@ -54,21 +54,11 @@ cudaError_t launch_qk_norm(uint16_t* qkv, int n_tokens, int row_stride, int n_he
                            cudaStream_t stream);
 
 // Rotates the q and k heads of each row of qkv by positions[t] with the fp32 table
-// (max_positions, head_dim / 2): y0 = x0 c - x1 s, y1 = x0 s + x1 c, each product rounded (the
-// CPU's arithmetic, so RoPE matches the CPU bit for bit on the same inputs).
-cudaError_t launch_rope(uint16_t* qkv, int n_tokens, int row_stride, int n_rot_heads, int head_dim,
-                        bool interleaved, const int32_t* positions, const float* cos,
-                        const float* sin, cudaStream_t stream);
-
-// Copies k and v of each row of qkv into its slot of the paged cache (n_blocks * block_size,
-// kv_dim); rows with slot < 0 are padding and skipped.
-cudaError_t launch_kv_write(const uint16_t* qkv, int n_tokens, int row_stride, int k_offset,
-                            int kv_dim, const int32_t* slots, uint16_t* k_cache, uint16_t* v_cache,
-                            cudaStream_t stream);
-
-// launch_rope then launch_kv_write in one kernel (a block per token and KV head), bit for bit
-// the same: q and k rotated in place, the rotated k and v copied into the token's slot. Needs
-// n_heads a multiple of n_kv_heads.
+// (max_positions, head_dim / 2), in place: y0 = x0 c - x1 s, y1 = x0 s + x1 c, each product
+// rounded (the CPU's arithmetic, so RoPE matches the CPU bit for bit on the same inputs). Then
+// copies the rotated k and the v of each row into its slot of the paged cache (n_blocks *
+// block_size, kv_dim); rows with slot < 0 are padding and not copied. A block per token and KV
+// head; needs n_heads a multiple of n_kv_heads.
 cudaError_t launch_rope_kv_write(uint16_t* qkv, int n_tokens, int row_stride, int n_heads,
                                  int n_kv_heads, int head_dim, bool interleaved,
                                  const int32_t* positions, const float* cos, const float* sin,

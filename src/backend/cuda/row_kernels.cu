@@ -1,5 +1,5 @@
 // Row kernels: conversions, dummy weights, embedding, RMSNorm (plain and fused with the residual
-// add), Qwen3 qk-norm, RoPE, paged KV write, SwiGLU, bias add, row gather, and the CUDA-core
+// add), Qwen3 qk-norm, RoPE with the paged KV write, SwiGLU, bias add, row gather, the CUDA-core
 // GEMM fallback (each output one dot product of two rows).
 //
 // Determinism: no reduction here crosses rows, and every reduction inside a row has one fixed
@@ -173,27 +173,8 @@ __device__ __forceinline__ void rotate_pair(uint16_t* x, int a, int b, float c, 
   x[b] = to_bf(__fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c)));
 }
 
-__global__ void rope_kernel(uint16_t* qkv, int n_tokens, int row_stride, int n_rot_heads,
-                            int head_dim, bool interleaved, const int32_t* positions,
-                            const float* cos_t, const float* sin_t) {
-  pdl_trigger();
-  pdl_wait();
-  const int half = head_dim / 2;
-  const int64_t total = static_cast<int64_t>(n_tokens) * n_rot_heads * half;
-  for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < total;
-       e += int64_t{gridDim.x} * blockDim.x) {
-    const int i = static_cast<int>(e % half);
-    const int64_t th = e / half;
-    const int h = static_cast<int>(th % n_rot_heads);
-    const int64_t t = th / n_rot_heads;
-    const int64_t p = positions[t];
-    rotate_pair(qkv + t * row_stride + static_cast<int64_t>(h) * head_dim, interleaved ? 2 * i : i,
-                interleaved ? 2 * i + 1 : i + half, cos_t[p * half + i], sin_t[p * half + i]);
-  }
-}
-
-// rope_kernel and kv_write_kernel in one launch: block (t, g) rotates, in place, the q heads of
-// KV group g of token t and its k head (same arithmetic as rope_kernel), then copies the rotated
+// RoPE and the KV write in one launch: block (t, g) rotates, in place, the q heads of
+// KV group g of token t and its k head (rotate_pair), then copies the rotated
 // k head and the v head into the token's slot. The barrier orders the rotation before the copy.
 __global__ void rope_kv_write_kernel(uint16_t* qkv, int row_stride, int n_heads, int n_kv_heads,
                                      int head_dim, bool interleaved, const int32_t* positions,
@@ -223,20 +204,6 @@ __global__ void rope_kv_write_kernel(uint16_t* qkv, int row_stride, int n_heads,
   for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
     k_cache[dst + i] = k[i];
     v_cache[dst + i] = v[i];
-  }
-}
-
-__global__ void kv_write_kernel(const uint16_t* qkv, int row_stride, int k_offset, int kv_dim,
-                                const int32_t* slots, uint16_t* k_cache, uint16_t* v_cache) {
-  pdl_trigger();
-  pdl_wait();
-  const int64_t t = blockIdx.x;
-  const int64_t slot = slots[t];
-  if (slot < 0) return;
-  const uint16_t* k = qkv + t * row_stride + k_offset;
-  for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) {
-    k_cache[slot * kv_dim + i] = k[i];
-    v_cache[slot * kv_dim + i] = k[kv_dim + i];
   }
 }
 
@@ -335,23 +302,6 @@ cudaError_t launch_qk_norm(uint16_t* qkv, int n_tokens, int row_stride, int n_he
   if (warps <= 0) return cudaSuccess;
   return launch_kernel(qk_norm_kernel, static_cast<int>((warps + 7) / 8), 256, 0, stream, qkv,
                        n_tokens, row_stride, n_heads, n_kv_heads, head_dim, q_w, k_w, eps);
-}
-
-cudaError_t launch_rope(uint16_t* qkv, int n_tokens, int row_stride, int n_rot_heads, int head_dim,
-                        bool interleaved, const int32_t* positions, const float* cos,
-                        const float* sin, cudaStream_t stream) {
-  const int64_t n = static_cast<int64_t>(n_tokens) * n_rot_heads * (head_dim / 2);
-  if (n <= 0) return cudaSuccess;
-  return launch_kernel(rope_kernel, grid_for(n, 256), 256, 0, stream, qkv, n_tokens, row_stride,
-                       n_rot_heads, head_dim, interleaved, positions, cos, sin);
-}
-
-cudaError_t launch_kv_write(const uint16_t* qkv, int n_tokens, int row_stride, int k_offset,
-                            int kv_dim, const int32_t* slots, uint16_t* k_cache, uint16_t* v_cache,
-                            cudaStream_t stream) {
-  if (n_tokens <= 0) return cudaSuccess;
-  return launch_kernel(kv_write_kernel, n_tokens, 256, 0, stream, qkv, row_stride, k_offset, kv_dim,
-                       slots, k_cache, v_cache);
 }
 
 cudaError_t launch_rope_kv_write(uint16_t* qkv, int n_tokens, int row_stride, int n_heads,
