@@ -104,10 +104,12 @@ int main(int argc, char** argv) {
   const std::vector<int> ms = quick ? std::vector<int>{1, 8, 64}
                                    : std::vector<int>{1, 2, 4, 8, 16, 32, 128, 512, 2048};
   constexpr int kCopies = 3;  // weights rotated so repeated runs do not hit L2
+  constexpr int kBurst = 12;  // launches per timed burst of the skinny-variant table
+  std::string bursts;         // that table's rows, printed after the main one
   // cublas: the heuristic's first choice; skinny: the best variant of gemv.cu (M <= 16); fast:
   // what the fast lane runs (the faster of the two, chosen on first use); canon: the canonical
   // lane. %floor of the fast and canonical lanes.
-  std::printf("\n%-8s %5s %9s %9s %9s %9s %9s %7s %7s  %-24s %s\n", "shape", "M", "cublas us",
+  std::printf("\n%-8s %5s %9s %9s %9s %9s %9s %7s %7s  %-30s %s\n", "shape", "M", "cublas us",
               "skinny us", "fast us", "canon us", "floor us", "fast%", "canon%", "fast lane runs",
               "canonical algorithm");
   for (const Shape& sh : shapes) {
@@ -153,28 +155,10 @@ int main(int argc, char** argv) {
                   us[0], us[1], floor_us, 100.0 * floor_us / us[0], 100.0 * floor_us / us[1],
                   fast.substr(0, 30).c_str(), algo.c_str());
     }
-  }
-
-  // Every skinny variant launched 12 times back to back (weights rotated), as a graph runs them:
-  // microseconds per launch without the launch latency the table above includes.
-  constexpr int kBurst = 12;
-  std::printf("\nskinny variants, us per launch in bursts of %d (floor: bytes / copy bandwidth)\n",
-              kBurst);
-  std::printf("%-8s %3s %7s", "shape", "M", "floor");
-  for (int v = 0; v < cuda::kGemvVariants; ++v) std::printf(" %7s", fmt::format("v{}", v).c_str());
-  std::printf("\n");
-  for (const Shape& sh : shapes) {
-    std::vector<Owned> ws;
-    for (int c = 0; c < kCopies; ++c) {
-      ws.push_back(make(b, DType::kBF16, {sh.n, sh.k}));
-      b.fill_random(ws.back().t, 10 + c, RandomInit::kNormal, 0.02f);
-    }
-    Owned x = make(b, DType::kBF16, {cuda::kGemvMaxM, sh.k});
-    b.fill_random(x.t, 20, RandomInit::kNormal, 1.0f);
-    Owned o = make(b, sh.out, {cuda::kGemvMaxM, sh.n});
+    // Every skinny variant launched kBurst times back to back (weights rotated), as a graph runs
+    // them: microseconds per launch without the launch latency the table above includes.
     for (int m : {1, 8}) {
-      const double bytes = 2.0 * double(sh.n) * sh.k;
-      std::printf("%-8s %3d %7.1f", sh.name, m, bytes / bw * 1e6);
+      bursts += fmt::format("{:<8} {:>3} {:>7.1f}", sh.name, m, 2.0 * sh.n * sh.k / bw * 1e6);
       for (int v = 0; v < cuda::kGemvVariants; ++v) {
         const double us = time_us(b, 5, [&](int) {
           for (int i = 0; i < kBurst; ++i)
@@ -182,11 +166,17 @@ int main(int argc, char** argv) {
                                                static_cast<const uint16_t*>(ws[i % kCopies].t.data),
                                                o.t.data, sh.out, m, sh.n, sh.k, v, b.stream()));
         });
-        std::printf(" %7.1f", us / kBurst);
+        bursts += fmt::format(" {:>7.1f}", us / kBurst);
       }
-      std::printf("\n");
+      bursts += "\n";
     }
   }
+
+  std::printf("\nskinny variants, us per launch in bursts of %d (floor: bytes / copy bandwidth)\n",
+              kBurst);
+  std::printf("%-8s %3s %7s", "shape", "M", "floor");
+  for (int v = 0; v < cuda::kGemvVariants; ++v) std::printf(" %7s", fmt::format("v{}", v).c_str());
+  std::printf("\n%s", bursts.c_str());
   for (int v = 0; v < cuda::kGemvVariants; ++v)
     std::printf("  v%d: %s\n", v, cuda::gemv_variant_name(v));
   return 0;
