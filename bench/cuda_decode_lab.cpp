@@ -4,7 +4,10 @@
 // embedding table once, plus each sequence's KV, so its floor is (those bytes) / bandwidth,
 // with the bandwidth of a device-to-device copy measured in the same run. Also checks that the
 // canonical lane gives the same logits for a row alone and inside the batch, and a graph the
-// same logits as the eager pass. Last, the cost of a verification pass against its token count.
+// same logits as the eager pass (first: where a batch-1 step's time goes, kernel by kernel; each
+// of a layer's kernels captured once per layer's weights in a graph and replayed, which is what
+// that kernel costs inside a graph, its launch gap included). Last, the cost of a verification
+// pass against its token count.
 //
 //   ./build/bin/cuda_decode_lab [--quick]
 #ifdef LLM42_HAVE_CUDA
@@ -13,6 +16,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -68,6 +72,94 @@ PassInput window_pass(int b, int q_len, int ctx, int bs, int blocks_per_seq, Sch
   return p;
 }
 
+// Batch 1 at context 1024, fast lane: each kernel of a layer launched once per layer (each
+// layer's own weights, as a step reads them) inside one captured graph, replayed; microseconds
+// per launch. The sum over a step (32 of each, plus the head) against the step itself shows what
+// the kernels cost alone and what their sequence adds.
+void breakdown(CudaBackend& b, Transformer& model, const KvCache& cache, int bs, int per_seq) {
+  const ModelConfig& c = model.config();
+  const ModelWeights& mw = model.weights();
+  const QkvLayout layout{c.n_heads, c.n_kv_heads, c.head_dim};
+  std::vector<Buffer> storage;
+  const RopeTable rope = make_rope_table(b, c, c.max_seq_len, storage);
+  lab::Owned x = lab::make(b, DType::kBF16, {1, c.dim}),
+             delta = lab::make(b, DType::kBF16, {1, c.dim}),
+             h = lab::make(b, DType::kBF16, {1, c.dim}),
+             qkv = lab::make(b, DType::kBF16, {1, layout.row()}),
+             attn = lab::make(b, DType::kBF16, {1, c.q_dim()}),
+             gu = lab::make(b, DType::kBF16, {1, 2LL * c.ffn_dim}),
+             act = lab::make(b, DType::kBF16, {1, c.ffn_dim}),
+             logits = lab::make(b, DType::kF32, {1, c.vocab_size});
+  for (const Tensor* t : {&x.t, &delta.t, &h.t, &qkv.t, &attn.t, &gu.t, &act.t})
+    b.fill_random(*t, 11, RandomInit::kNormal, 0.5f);
+  PassInput pass = window_pass(1, 1, 1024, bs, per_seq, Schedule::kFast);
+  pass.graph = true;
+  const Schedule s = Schedule::kFast;
+  const LayerWeights* lw = nullptr;
+  int layer = 0;
+  struct Op {
+    const char* name;
+    bool per_layer;
+    std::function<void()> run;
+  };
+  const std::vector<Op> ops = {
+      {"add_rmsnorm", true, [&] { b.add_rmsnorm(x.t, delta.t, lw->attn_norm, 1e-5f, h.t, s); }},
+      {"qkv gemm", true, [&] { b.matmul(h.t, lw->wqkv, nullptr, qkv.t, s); }},
+      {"rope + kv write", true, [&] { b.rope_kv_write(qkv.t, layout, rope, cache, layer); }},
+      {"attention (+combine)", true, [&] { b.attention(qkv.t, layout, cache, layer, attn.t, s); }},
+      {"o gemm", true, [&] { b.matmul(attn.t, lw->wo, nullptr, delta.t, s); }},
+      {"add_rmsnorm", true, [&] { b.add_rmsnorm(x.t, delta.t, lw->ffn_norm, 1e-5f, h.t, s); }},
+      {"gate_up gemm", true, [&] { b.matmul(h.t, lw->w_gate_up, nullptr, gu.t, s); }},
+      {"swiglu", true, [&] { b.swiglu(gu.t, act.t); }},
+      {"down gemm", true, [&] { b.matmul(act.t, lw->w_down, nullptr, delta.t, s); }},
+      {"embedding", false, [&] { b.embedding(mw.embedding, x.t); }},
+      {"final rmsnorm", false, [&] { b.rmsnorm(x.t, mw.final_norm, 1e-5f, h.t, s); }},
+      {"lm_head gemm", false, [&] { b.matmul(h.t, mw.lm_head, nullptr, logits.t, s); }},
+  };
+  b.begin_graph_pass(pass, cache, layout);
+  std::printf(
+      "\nbatch-1 step, kernel by kernel (fast lane, ctx 1024; each kernel launched once "
+      "per layer in one graph, replayed)\n%-22s %9s %7s %10s %7s\n",
+      "kernel", "us each", "count", "us a step", "share");
+  std::vector<double> per_op;
+  double total = 0;
+  for (const Op& op : ops) {
+    const int count = op.per_layer ? c.n_layers : 1;
+    lw = &mw.layers[0];
+    layer = 0;
+    op.run();  // tunes the fast lane's kernel for the shape outside the capture
+    b.synchronize();
+    cudaGraph_t graph = nullptr;
+    LLM42_CUDA_CHECK(cudaStreamBeginCapture(b.stream(), cudaStreamCaptureModeThreadLocal));
+    for (int l = 0; l < count; ++l) {
+      lw = &mw.layers[l];
+      layer = l;
+      op.run();
+    }
+    LLM42_CUDA_CHECK(cudaStreamEndCapture(b.stream(), &graph));
+    cudaGraphExec_t exec = nullptr;
+    LLM42_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    const double us =
+        lab::time_us(b, 7, [&](int) { LLM42_CUDA_CHECK(cudaGraphLaunch(exec, b.stream())); });
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    per_op.push_back(us);
+    total += us;
+  }
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const int count = ops[i].per_layer ? c.n_layers : 1;
+    std::printf("%-22s %9.2f %7d %10.1f %6.1f%%\n", ops[i].name, per_op[i] / count, count,
+                per_op[i], 100 * per_op[i] / total);
+  }
+  // The step itself, as a graph: the same pass through the model.
+  model.forward(pass, cache);
+  b.synchronize();
+  const double step_us = lab::time_us(b, 9, [&](int) { model.forward(pass, cache); });
+  std::printf("%-22s %9s %7s %10.1f\n%-22s %9s %7s %10.1f (the sequence adds %.1f)\n",
+              "sum of the kernels", "", "", total, "the step (graph)", "", "", step_us,
+              step_us - total);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -99,11 +191,13 @@ int main(int argc, char** argv) {
       "copy bandwidth %.0f GB/s\n",
       b.device_name().c_str(), c.n_layers, weight_bytes / 1e9, bandwidth / 1e9);
 
+  breakdown(b, model, cache, bs, per_seq);
+
   cudaEvent_t start, stop;
   LLM42_CUDA_CHECK(cudaEventCreate(&start));
   LLM42_CUDA_CHECK(cudaEventCreate(&stop));
-  std::printf("%-10s %4s %6s %9s %9s %9s %9s %7s %7s\n", "lane", "B", "ctx", "eager ms",
-              "graph ms", "floor ms", "tok/s", "eager%", "graph%");
+  std::printf("%-10s %4s %6s %9s %9s %9s %9s %7s %7s\n", "lane", "B", "ctx", "eager ms", "graph ms",
+              "floor ms", "tok/s", "eager%", "graph%");
   // Median milliseconds of forward passes after one untimed (tuning, capture) pass.
   auto time_forward_ms = [&](const PassInput& pass, int reps) {
     model.forward(pass, cache);
@@ -165,10 +259,10 @@ int main(int argc, char** argv) {
   // The cost of one verification pass against its token count (the LLM-42 paper's study): G
   // windows of W tokens at context 1024, canonical lane, eager, against a canonical decode step
   // of the same G sequences.
-  std::printf("\n%-8s %4s %4s %7s %9s %9s %10s\n", "verify", "W", "G", "tokens", "ms",
-              "decode ms", "x decode");
-  const int windows[][2] = {{16, 1}, {64, 1}, {256, 1}, {16, 8},  {32, 8},
-                            {64, 8}, {128, 8}, {256, 8}, {64, 4}, {64, 16}, {64, 32}};
+  std::printf("\n%-8s %4s %4s %7s %9s %9s %10s\n", "verify", "W", "G", "tokens", "ms", "decode ms",
+              "x decode");
+  const int windows[][2] = {{16, 1},  {64, 1},  {256, 1}, {16, 8},  {32, 8}, {64, 8},
+                            {128, 8}, {256, 8}, {64, 4},  {64, 16}, {64, 32}};
   for (const auto& wg : windows) {
     const int win = wg[0], g = wg[1];
     if (win * g > 2048 || g > max_b || (quick && win * g > 512)) continue;

@@ -424,6 +424,14 @@ bool CudaBackend::replay(const PassGraph& graph) {
 
 // ---- kernels --------------------------------------------------------------------------------
 
+namespace {
+void check_norm_dim(int64_t dim) {
+  if (dim > cuda::kMaxNormDim)
+    fail("CUDA RMSNorm: rows of {} elements are longer than the kernel takes ({})", dim,
+         cuda::kMaxNormDim);
+}
+}  // namespace
+
 void CudaBackend::embedding(const Tensor& table, const Tensor& out) {
   check_tensor(out, DType::kBF16, "embedding output");
   LLM42_ASSERT(table.device == Device::kCUDA &&
@@ -440,6 +448,7 @@ void CudaBackend::rmsnorm(const Tensor& x, const Tensor& w, float eps, const Ten
   check_tensor(x, DType::kBF16, "rmsnorm input");
   check_tensor(out, DType::kBF16, "rmsnorm output");
   check_tensor(w, DType::kF32, "rmsnorm weight");
+  check_norm_dim(x.row_size());
   LLM42_CUDA_CHECK(cuda::launch_rmsnorm(bf16_ptr(x), w.ptr<float>(), eps, bf16_ptr(out),
                                         static_cast<int>(x.dim(0)), static_cast<int>(x.row_size()),
                                         stream_));
@@ -451,6 +460,7 @@ void CudaBackend::add_rmsnorm(const Tensor& residual, const Tensor& delta, const
   check_tensor(delta, DType::kBF16, "add_rmsnorm delta");
   check_tensor(out, DType::kBF16, "add_rmsnorm output");
   check_tensor(w, DType::kF32, "add_rmsnorm weight");
+  check_norm_dim(residual.row_size());
   LLM42_CUDA_CHECK(cuda::launch_add_rmsnorm(bf16_ptr(residual), bf16_ptr(delta), w.ptr<float>(),
                                             eps, bf16_ptr(out), static_cast<int>(residual.dim(0)),
                                             static_cast<int>(residual.row_size()), stream_));
@@ -520,9 +530,9 @@ void CudaBackend::attention(const Tensor& qkv, const QkvLayout& layout, const Kv
          layout.head_dim);
   LLM42_ASSERT(layout.n_kv_heads == cache.n_kv_heads && layout.head_dim == cache.head_dim);
   if (graph_pass_) {
-    LLM42_ASSERT(plan_schedule_ == s && plan_heads_ == layout.n_heads &&
-                     plan_kv_heads_ == layout.n_kv_heads,
-                 "attention of a graph pass with another layout or schedule than its plan");
+    LLM42_ASSERT(
+        plan_schedule_ == s && plan_heads_ == layout.n_heads && plan_kv_heads_ == layout.n_kv_heads,
+        "attention of a graph pass with another layout or schedule than its plan");
   } else {
     prepare_attention(layout, s);
   }

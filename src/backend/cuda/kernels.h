@@ -39,7 +39,9 @@ cudaError_t launch_embedding(const void* table, DType table_dtype, const int32_t
                              int n_tokens, int dim, uint16_t* out, cudaStream_t stream);
 
 // out = x / sqrt(mean(x^2) + eps) * w, reducing over dim (fixed block of 256 threads, fixed
-// tree), one block per row.  x, out (rows, dim) bf16; w (dim) f32.
+// tree), one block per row holding its row in registers.  x, out (rows, dim) bf16; w (dim) f32;
+// dim <= kMaxNormDim (cudaErrorInvalidValue beyond).
+inline constexpr int kMaxNormDim = 16384;
 cudaError_t launch_rmsnorm(const uint16_t* x, const float* w, float eps, uint16_t* out, int rows,
                            int dim, cudaStream_t stream);
 
@@ -84,8 +86,8 @@ cudaError_t launch_gemm_fallback(const uint16_t* x, const uint16_t* w, void* out
 // per warp and loads in flight; cudaErrorInvalidValue for arguments it cannot take.
 inline constexpr int kGemvMaxM = 16;
 inline constexpr int kGemvVariants = 8;
-cudaError_t launch_gemv(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,
-                        int64_t m, int64_t n, int64_t k, int variant, cudaStream_t stream);
+cudaError_t launch_gemv(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype, int64_t m,
+                        int64_t n, int64_t k, int variant, cudaStream_t stream);
 const char* gemv_variant_name(int variant);
 
 // out = tmp + bias (fp32 add, then rounded to out's dtype), bias broadcast over rows.
@@ -164,8 +166,8 @@ struct AttnParams {
   int n_heads;
   int n_kv_heads;
   int head_dim;
-  int block_size;   // a power of two
-  int block_shift;  // log2(block_size)
+  int block_size;    // a power of two
+  int block_shift;   // log2(block_size)
   float scale_log2;  // log2(e) / sqrt(head_dim)
 };
 

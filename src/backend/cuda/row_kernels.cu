@@ -103,26 +103,41 @@ __device__ __forceinline__ float inv_rms(float sum_sq, int n, float eps) {
   return __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(ms, eps)));
 }
 
-// One block per row; reduces x^2 over dim.
+// One block per row, each thread holding the E elements i = thread + 256 j of it in registers
+// (dim <= 256 E). Every load of a row is issued before the row's first store, so a row costs
+// one memory latency and not one per element: the stores may alias the inputs (`out` may be
+// `delta`), so a loop that loads, computes and stores per element runs one round trip at a time.
+// The sum of squares still adds element i, i + 256, ... in that order: the reduction is the
+// loop's, so the bits are too.
+template <int E>
 __global__ void __launch_bounds__(kNormThreads)
     rmsnorm_kernel(const uint16_t* x, const float* w, float eps, uint16_t* out, int dim) {
   pdl_trigger();
   pdl_wait();
   __shared__ float scratch[kNormThreads / 32 + 1];
-  const uint16_t* xr = x + static_cast<int64_t>(blockIdx.x) * dim;
-  uint16_t* orow = out + static_cast<int64_t>(blockIdx.x) * dim;
-  float acc = 0.0f;
-  for (int i = threadIdx.x; i < dim; i += kNormThreads) {
-    const float v = bf(xr[i]);
-    acc = __fmaf_rn(v, v, acc);
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * dim;
+  float v[E], wv[E];
+#pragma unroll
+  for (int j = 0; j < E; ++j) {
+    const int i = threadIdx.x + j * kNormThreads;
+    v[j] = i < dim ? bf(x[base + i]) : 0.0f;
+    wv[j] = i < dim ? w[i] : 0.0f;
   }
+  float acc = 0.0f;
+#pragma unroll
+  for (int j = 0; j < E; ++j)
+    if (threadIdx.x + j * kNormThreads < dim) acc = __fmaf_rn(v[j], v[j], acc);
   const float inv = inv_rms(block_sum(acc, scratch), dim, eps);
-  for (int i = threadIdx.x; i < dim; i += kNormThreads)
-    orow[i] = to_bf(__fmul_rn(__fmul_rn(bf(xr[i]), inv), w[i]));
+#pragma unroll
+  for (int j = 0; j < E; ++j) {
+    const int i = threadIdx.x + j * kNormThreads;
+    if (i < dim) out[base + i] = to_bf(__fmul_rn(__fmul_rn(v[j], inv), wv[j]));
+  }
 }
 
-// One block per row. The updated residual row is written first and re-read for the output, so
-// `out` may alias `delta`: delta is only read before the block's barrier.
+// rmsnorm_kernel after residual = bf16(residual + delta), which it writes back. `out` may alias
+// `delta`: all of delta is read before any store.
+template <int E>
 __global__ void __launch_bounds__(kNormThreads)
     add_rmsnorm_kernel(uint16_t* residual, const uint16_t* delta, const float* w, float eps,
                        uint16_t* out, int dim) {
@@ -130,16 +145,43 @@ __global__ void __launch_bounds__(kNormThreads)
   pdl_wait();
   __shared__ float scratch[kNormThreads / 32 + 1];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * dim;
+  float v[E], wv[E];
+#pragma unroll
+  for (int j = 0; j < E; ++j) {
+    const int i = threadIdx.x + j * kNormThreads;
+    v[j] = i < dim ? bf(to_bf(__fadd_rn(bf(residual[base + i]), bf(delta[base + i])))) : 0.0f;
+    wv[j] = i < dim ? w[i] : 0.0f;
+  }
   float acc = 0.0f;
-  for (int i = threadIdx.x; i < dim; i += kNormThreads) {
-    const uint16_t r = to_bf(__fadd_rn(bf(residual[base + i]), bf(delta[base + i])));
-    residual[base + i] = r;
-    const float v = bf(r);
-    acc = __fmaf_rn(v, v, acc);
+#pragma unroll
+  for (int j = 0; j < E; ++j) {
+    const int i = threadIdx.x + j * kNormThreads;
+    if (i < dim) {
+      residual[base + i] = to_bf(v[j]);
+      acc = __fmaf_rn(v[j], v[j], acc);
+    }
   }
   const float inv = inv_rms(block_sum(acc, scratch), dim, eps);
-  for (int i = threadIdx.x; i < dim; i += kNormThreads)
-    out[base + i] = to_bf(__fmul_rn(__fmul_rn(bf(residual[base + i]), inv), w[i]));
+#pragma unroll
+  for (int j = 0; j < E; ++j) {
+    const int i = threadIdx.x + j * kNormThreads;
+    if (i < dim) out[base + i] = to_bf(__fmul_rn(__fmul_rn(v[j], inv), wv[j]));
+  }
+}
+
+// The kernels by log2 of E; a row takes the smallest E that holds it.
+constexpr decltype(&rmsnorm_kernel<1>) kRmsNorm[] = {
+    rmsnorm_kernel<1>,  rmsnorm_kernel<2>,  rmsnorm_kernel<4>, rmsnorm_kernel<8>,
+    rmsnorm_kernel<16>, rmsnorm_kernel<32>, rmsnorm_kernel<64>};
+constexpr decltype(&add_rmsnorm_kernel<1>) kAddRmsNorm[] = {
+    add_rmsnorm_kernel<1>,  add_rmsnorm_kernel<2>,  add_rmsnorm_kernel<4>, add_rmsnorm_kernel<8>,
+    add_rmsnorm_kernel<16>, add_rmsnorm_kernel<32>, add_rmsnorm_kernel<64>};
+static_assert(kNormThreads << 6 == kMaxNormDim);
+// Index into those tables for a row of dim elements; -1 when longer than the kernels take.
+int norm_variant(int dim) {
+  for (int v = 0; v < 7; ++v)
+    if (dim <= kNormThreads << v) return v;
+  return -1;
 }
 
 // One warp per (token, head) of q and k; lanes take a fixed stride of head_dim.
@@ -284,15 +326,19 @@ cudaError_t launch_embedding(const void* table, DType table_dtype, const int32_t
 
 cudaError_t launch_rmsnorm(const uint16_t* x, const float* w, float eps, uint16_t* out, int rows,
                            int dim, cudaStream_t stream) {
+  const int v = norm_variant(dim);
+  if (v < 0) return cudaErrorInvalidValue;
   if (rows <= 0) return cudaSuccess;
-  return launch_kernel(rmsnorm_kernel, rows, kNormThreads, 0, stream, x, w, eps, out, dim);
+  return launch_kernel(kRmsNorm[v], rows, kNormThreads, 0, stream, x, w, eps, out, dim);
 }
 
 cudaError_t launch_add_rmsnorm(uint16_t* residual, const uint16_t* delta, const float* w, float eps,
                                uint16_t* out, int rows, int dim, cudaStream_t stream) {
+  const int v = norm_variant(dim);
+  if (v < 0) return cudaErrorInvalidValue;
   if (rows <= 0) return cudaSuccess;
-  return launch_kernel(add_rmsnorm_kernel, rows, kNormThreads, 0, stream, residual, delta, w, eps,
-                       out, dim);
+  return launch_kernel(kAddRmsNorm[v], rows, kNormThreads, 0, stream, residual, delta, w, eps, out,
+                       dim);
 }
 
 cudaError_t launch_qk_norm(uint16_t* qkv, int n_tokens, int row_stride, int n_heads, int n_kv_heads,
