@@ -72,7 +72,7 @@ PassInput window_pass(int b, int q_len, int ctx, int bs, int blocks_per_seq, Sch
   return p;
 }
 
-// Batch 1 at context 1024, fast lane: each kernel of a layer launched once per layer (each
+// Batch 1 at context 1024, in both lanes: each kernel of a layer launched once per layer (each
 // layer's own weights, as a step reads them) inside one captured graph, replayed; microseconds
 // per launch. The sum over a step (32 of each, plus the head) against the step itself shows what
 // the kernels cost alone and what their sequence adds.
@@ -92,9 +92,7 @@ void breakdown(CudaBackend& b, Transformer& model, const KvCache& cache, int bs,
              logits = lab::make(b, DType::kF32, {1, c.vocab_size});
   for (const Tensor* t : {&x.t, &delta.t, &h.t, &qkv.t, &attn.t, &gu.t, &act.t})
     b.fill_random(*t, 11, RandomInit::kNormal, 0.5f);
-  PassInput pass = window_pass(1, 1, 1024, bs, per_seq, Schedule::kFast);
-  pass.graph = true;
-  const Schedule s = Schedule::kFast;
+  Schedule s = Schedule::kFast;
   const LayerWeights* lw = nullptr;
   int layer = 0;
   struct Op {
@@ -106,7 +104,7 @@ void breakdown(CudaBackend& b, Transformer& model, const KvCache& cache, int bs,
       {"add_rmsnorm", true, [&] { b.add_rmsnorm(x.t, delta.t, lw->attn_norm, 1e-5f, h.t, s); }},
       {"qkv gemm", true, [&] { b.matmul(h.t, lw->wqkv, nullptr, qkv.t, s); }},
       {"rope + kv write", true, [&] { b.rope_kv_write(qkv.t, layout, rope, cache, layer); }},
-      {"attention (+combine)", true, [&] { b.attention(qkv.t, layout, cache, layer, attn.t, s); }},
+      {"attention", true, [&] { b.attention(qkv.t, layout, cache, layer, attn.t, s); }},
       {"o gemm", true, [&] { b.matmul(attn.t, lw->wo, nullptr, delta.t, s); }},
       {"add_rmsnorm", true, [&] { b.add_rmsnorm(x.t, delta.t, lw->ffn_norm, 1e-5f, h.t, s); }},
       {"gate_up gemm", true, [&] { b.matmul(h.t, lw->w_gate_up, nullptr, gu.t, s); }},
@@ -116,48 +114,54 @@ void breakdown(CudaBackend& b, Transformer& model, const KvCache& cache, int bs,
       {"final rmsnorm", false, [&] { b.rmsnorm(x.t, mw.final_norm, 1e-5f, h.t, s); }},
       {"lm_head gemm", false, [&] { b.matmul(h.t, mw.lm_head, nullptr, logits.t, s); }},
   };
-  b.begin_graph_pass(pass, cache, layout);
-  std::printf(
-      "\nbatch-1 step, kernel by kernel (fast lane, ctx 1024; each kernel launched once "
-      "per layer in one graph, replayed)\n%-22s %9s %7s %10s %7s\n",
-      "kernel", "us each", "count", "us a step", "share");
-  std::vector<double> per_op;
-  double total = 0;
-  for (const Op& op : ops) {
-    const int count = op.per_layer ? c.n_layers : 1;
-    lw = &mw.layers[0];
-    layer = 0;
-    op.run();  // tunes the fast lane's kernel for the shape outside the capture
-    b.synchronize();
-    cudaGraph_t graph = nullptr;
-    LLM42_CUDA_CHECK(cudaStreamBeginCapture(b.stream(), cudaStreamCaptureModeThreadLocal));
-    for (int l = 0; l < count; ++l) {
-      lw = &mw.layers[l];
-      layer = l;
-      op.run();
+  // us[lane][op]: microseconds of all of an op's launches in a step; then the steps themselves.
+  std::vector<double> us[2];
+  double total[2] = {0, 0}, step_us[2] = {0, 0};
+  for (int lane = 0; lane < 2; ++lane) {
+    s = lane == 0 ? Schedule::kFast : Schedule::kCanonical;
+    PassInput pass = window_pass(1, 1, 1024, bs, per_seq, s);
+    pass.graph = true;
+    b.begin_graph_pass(pass, cache, layout);
+    for (const Op& op : ops) {
+      const int count = op.per_layer ? c.n_layers : 1;
+      lw = &mw.layers[0];
+      layer = 0;
+      op.run();  // picks the lane's kernel for the shape outside the capture
+      b.synchronize();
+      cudaGraph_t graph = nullptr;
+      LLM42_CUDA_CHECK(cudaStreamBeginCapture(b.stream(), cudaStreamCaptureModeThreadLocal));
+      for (int l = 0; l < count; ++l) {
+        lw = &mw.layers[l];
+        layer = l;
+        op.run();
+      }
+      LLM42_CUDA_CHECK(cudaStreamEndCapture(b.stream(), &graph));
+      cudaGraphExec_t exec = nullptr;
+      LLM42_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+      const double t =
+          lab::time_us(b, 7, [&](int) { LLM42_CUDA_CHECK(cudaGraphLaunch(exec, b.stream())); });
+      cudaGraphExecDestroy(exec);
+      cudaGraphDestroy(graph);
+      us[lane].push_back(t);
+      total[lane] += t;
     }
-    LLM42_CUDA_CHECK(cudaStreamEndCapture(b.stream(), &graph));
-    cudaGraphExec_t exec = nullptr;
-    LLM42_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-    const double us =
-        lab::time_us(b, 7, [&](int) { LLM42_CUDA_CHECK(cudaGraphLaunch(exec, b.stream())); });
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
-    per_op.push_back(us);
-    total += us;
+    // The step itself, as a graph: the same pass through the model.
+    model.forward(pass, cache);
+    b.synchronize();
+    step_us[lane] = lab::time_us(b, 9, [&](int) { model.forward(pass, cache); });
   }
+  std::printf(
+      "\nbatch-1 step at context 1024, kernel by kernel (each kernel launched once per layer in "
+      "one graph, replayed; us each, and us in a step)\n%-16s %5s %9s %9s %10s %10s\n",
+      "kernel", "count", "fast", "canonical", "fast step", "canon step");
   for (size_t i = 0; i < ops.size(); ++i) {
     const int count = ops[i].per_layer ? c.n_layers : 1;
-    std::printf("%-22s %9.2f %7d %10.1f %6.1f%%\n", ops[i].name, per_op[i] / count, count,
-                per_op[i], 100 * per_op[i] / total);
+    std::printf("%-16s %5d %9.2f %9.2f %10.1f %10.1f\n", ops[i].name, count, us[0][i] / count,
+                us[1][i] / count, us[0][i], us[1][i]);
   }
-  // The step itself, as a graph: the same pass through the model.
-  model.forward(pass, cache);
-  b.synchronize();
-  const double step_us = lab::time_us(b, 9, [&](int) { model.forward(pass, cache); });
-  std::printf("%-22s %9s %7s %10.1f\n%-22s %9s %7s %10.1f (the sequence adds %.1f)\n",
-              "sum of the kernels", "", "", total, "the step (graph)", "", "", step_us,
-              step_us - total);
+  std::printf("%-16s %5s %9s %9s %10.1f %10.1f\n%-16s %5s %9s %9s %10.1f %10.1f\n",
+              "sum of kernels", "", "", "", total[0], total[1], "the step (graph)", "", "", "",
+              step_us[0], step_us[1]);
 }
 
 }  // namespace

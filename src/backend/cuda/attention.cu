@@ -145,16 +145,13 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
   __nv_bfloat16* s_q = reinterpret_cast<__nv_bfloat16*>(smem + S::kKvBytes);  // [64][stride]
   float* s_orun = reinterpret_cast<float*>(smem + S::kKvBytes);  // [64][D + 8], after s_q
 
-  const AttnSeq seq = p.seqs[item.seq];
   const int group = p.n_heads / p.n_kv_heads;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int hd = p.head_dim;
-  const int32_t* block_table = p.block_tables + seq.block_begin;
+  const int32_t* block_table = p.block_tables + item.block_begin;
   const int64_t kv_row_stride = static_cast<int64_t>(p.n_kv_heads) * hd;
 
-  // Keys that exist: the causal limit of the item's last row, capped by key_end.
-  const int last_token = (item.row_begin + item.n_rows - 1) / group;
-  const int kv_limit = min(item.key_end, p.positions[seq.q_begin + last_token] + 1);
+  const int kv_limit = item.key_end;  // keys that exist (the planner caps key_end causally)
   const int n_tiles = (kv_limit - item.key_begin + kAttnKeyTile - 1) / kAttnKeyTile;
 
   // Q rows into shared memory (zeros for padding rows and dims beyond head_dim).
@@ -163,7 +160,7 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
     const int r = c / kChunks, part = c % kChunks;
     const bool valid = r < item.n_rows && part * 8 < hd;
     const int packed = item.row_begin + (valid ? r : 0);
-    const int64_t token = seq.q_begin + packed / group;
+    const int64_t token = item.q_begin + packed / group;
     const int head = item.kv_head * group + packed % group;
     const uint16_t* src =
         p.qkv + token * p.qkv_stride + static_cast<int64_t>(head) * hd + (valid ? part * 8 : 0);
@@ -199,7 +196,7 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
   int row_pos[2];
   for (int h = 0; h < 2; ++h) {
     const int r = r_local[h];
-    row_pos[h] = r < item.n_rows ? p.positions[seq.q_begin + (item.row_begin + r) / group] : -1;
+    row_pos[h] = r < item.n_rows ? p.positions[item.q_begin + (item.row_begin + r) / group] : -1;
   }
   const bool warp_active = warp * 16 < item.n_rows;
   // The smallest causal limit among the warp's rows: tiles wholly below it need no mask (a mask
@@ -358,7 +355,7 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
     const float* orow = s_orun + r * S::kORunStride;
     if (item.partial < 0) {
       const int packed = item.row_begin + r;
-      const int64_t token = seq.q_begin + packed / group;
+      const int64_t token = item.q_begin + packed / group;
       const int head = item.kv_head * group + packed % group;
       uint16_t* dst = p.out + token * p.out_stride + static_cast<int64_t>(head) * hd;
 #pragma unroll
@@ -386,63 +383,120 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
   }
 }
 
+// The CTA merges a combine item. The parts' states are first copied into shared memory (free
+// once attend_item is done; the caller's barrier ordered its last reads): as many rows at a
+// time as fit with all their parts, or, for a row with more parts than fit, as many parts as
+// fit. Every load of a copy is issued before any is waited for (one memory round trip per copy,
+// not one per part), and the copy needs almost no registers, so that inlined into the attention
+// kernel it costs attend_item none. Then a warp per row merges the parts in increasing order,
+// lanes taking a fixed stride of head_dim. The copies read through L2 (cp.async.cg, __ldcg):
+// other CTAs of this launch stored the parts, and L1 is not coherent with them.
+template <int D>
+__device__ __forceinline__ void combine_item(const AttnParams& p, const AttnCombineItem c,
+                                             unsigned char* smem) {
+  static_assert(D % 4 == 0);
+  constexpr int kFloats = Smem<D>::kBytes / 4;
+  constexpr int kPerLane = (D + 31) / 32;
+  float* s_o = reinterpret_cast<float*>(smem);
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int per_row = c.n_parts * (D + 2);
+  const bool one_copy = per_row <= kFloats;  // every part of a row in one copy
+  const int rows_per_copy = one_copy ? min(c.n_rows, kFloats / per_row) : 1;
+  const int parts_per_copy = one_copy ? c.n_parts : kFloats / (D + 2);
+  const int q_begin = p.seqs[c.seq].q_begin;
+  const int group = p.n_heads / p.n_kv_heads;
+  for (int r0 = 0; r0 < c.n_rows; r0 += rows_per_copy) {
+    const int rc = min(rows_per_copy, c.n_rows - r0);
+    // The state of row r0 + warp; carried from copy to copy only when !one_copy (then rc = 1).
+    float m_run = kNegInf, l_run = 0.0f, o[kPerLane];
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) o[i] = 0.0f;
+    for (int j0 = 0; j0 < c.n_parts; j0 += parts_per_copy) {
+      const int jc = min(parts_per_copy, c.n_parts - j0);
+      float* s_ml = s_o + jc * rc * D;  // [jc][rc][2] after [jc][rc][D]
+      __syncthreads();                  // the previous copy has been merged
+      // Part j's rows r0 .. r0 + rc - 1 are consecutive partial rows.
+      for (int e = tid; e < jc * rc * (D / 4); e += kThreads) {
+        const int j = e / (rc * (D / 4)), rest = e % (rc * (D / 4));
+        const int64_t prow = c.partial + static_cast<int64_t>(j0 + j) * c.n_rows + r0;
+        cp_async_16(s_o + j * rc * D + 4 * rest, p.partial_o + prow * D + 4 * rest, true);
+      }
+      cp_async_commit();
+      for (int e = tid; e < jc * rc * 2; e += kThreads) {
+        const int j = e / (rc * 2), rest = e % (rc * 2);
+        const int64_t prow = c.partial + static_cast<int64_t>(j0 + j) * c.n_rows + r0;
+        s_ml[e] = __ldcg(p.partial_ml + prow * 2 + rest);
+      }
+      cp_async_wait<0>();
+      __syncthreads();
+      for (int r = warp; r < rc; r += kThreads / 32) {
+        if (one_copy) {
+          m_run = kNegInf;
+          l_run = 0.0f;
+#pragma unroll
+          for (int i = 0; i < kPerLane; ++i) o[i] = 0.0f;
+        }
+        for (int j = 0; j < jc; ++j) {
+          const float* ml = s_ml + (j * rc + r) * 2;
+          const MergeScales ms = merge_scales(m_run, l_run, ml[0], ml[1]);
+#pragma unroll
+          for (int i = 0; i < kPerLane; ++i) {
+            const int d = lane + 32 * i;
+            if (d < D) o[i] = merge_value(ms, o[i], s_o[(j * rc + r) * D + d]);
+          }
+          m_run = ms.m;
+          l_run = ms.l;
+        }
+        if (j0 + jc < c.n_parts) continue;  // more parts of this row in the next copy
+        const int packed = c.row_begin + r0 + r;
+        const int64_t token = q_begin + packed / group;
+        const int head = c.kv_head * group + packed % group;
+        uint16_t* dst = p.out + token * p.out_stride + static_cast<int64_t>(head) * p.head_dim;
+#pragma unroll
+        for (int i = 0; i < kPerLane; ++i) {
+          const int d = lane + 32 * i;
+          if (d < p.head_dim)
+            dst[d] = __bfloat16_as_ushort(__float2bfloat16_rn(__fdiv_rn(o[i], l_run)));
+        }
+      }
+    }
+  }
+}
+
+// After a CTA stored one part of combine c: counts it, and the CTA that stored the last part
+// merges them all (so no second kernel, and no launch, waits for the parts). The fences order
+// every thread's stores of its part before the count, and the count before the last CTA's loads.
+template <int D>
+__device__ __forceinline__ void finish_part(const AttnParams& p, int c, int* s_last,
+                                            unsigned char* smem) {
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const int parts = p.combines[c].n_parts;
+    *s_last = atomicAdd(p.split_done + c, 1) == parts - 1;
+  }
+  __syncthreads();
+  if (!*s_last) return;  // uniform over the CTA
+  __threadfence();
+  combine_item<D>(p, p.combines[c], smem);
+  if (threadIdx.x == 0) p.split_done[c] = 0;  // every part is counted: ready for the next launch
+}
+
 // The work items are taken in a grid-stride loop: a CTA per item in eager passes, a fixed grid
 // with the counts read from device memory in captured graphs (AttnParams::counts).
 template <int D>
 __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const AttnParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
+  __shared__ int s_last;
   pdl_trigger();
   pdl_wait();
   const int n_items = p.counts != nullptr ? p.counts[0] : p.n_items;
   for (int i = blockIdx.x; i < n_items; i += gridDim.x) {
     if (i != blockIdx.x) __syncthreads();  // the previous item is done with shared memory
     attend_item<D>(p, p.items[i], smem);
+    const int combine = p.items[i].combine;
+    if (combine >= 0) finish_part<D>(p, combine, &s_last, smem);
   }
-}
-
-// One warp per row of a combine item; lanes take a fixed stride of head_dim.
-template <int D>
-__device__ __forceinline__ void combine_item(const AttnParams& p, const AttnCombineItem c) {
-  constexpr int kPerLane = (D + 31) / 32;
-  const AttnSeq seq = p.seqs[c.seq];
-  const int group = p.n_heads / p.n_kv_heads;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  for (int r = warp; r < c.n_rows; r += kThreads / 32) {
-    float m_run = kNegInf, l_run = 0.0f;
-    float o[kPerLane];
-#pragma unroll
-    for (int i = 0; i < kPerLane; ++i) o[i] = 0.0f;
-    for (int part = 0; part < c.n_parts; ++part) {
-      const int64_t prow = c.partial + static_cast<int64_t>(part) * c.n_rows + r;
-      const MergeScales ms =
-          merge_scales(m_run, l_run, p.partial_ml[prow * 2], p.partial_ml[prow * 2 + 1]);
-#pragma unroll
-      for (int i = 0; i < kPerLane; ++i) {
-        const int d = lane + 32 * i;
-        if (d < D) o[i] = merge_value(ms, o[i], p.partial_o[prow * D + d]);
-      }
-      m_run = ms.m;
-      l_run = ms.l;
-    }
-    const int packed = c.row_begin + r;
-    const int64_t token = seq.q_begin + packed / group;
-    const int head = c.kv_head * group + packed % group;
-    uint16_t* dst = p.out + token * p.out_stride + static_cast<int64_t>(head) * p.head_dim;
-#pragma unroll
-    for (int i = 0; i < kPerLane; ++i) {
-      const int d = lane + 32 * i;
-      if (d < p.head_dim)
-        dst[d] = __bfloat16_as_ushort(__float2bfloat16_rn(__fdiv_rn(o[i], l_run)));
-    }
-  }
-}
-
-template <int D>
-__global__ void __launch_bounds__(kThreads) combine_kernel(const AttnParams p) {
-  pdl_trigger();
-  pdl_wait();
-  const int n_combines = p.counts != nullptr ? p.counts[1] : p.n_combines;
-  for (int i = blockIdx.x; i < n_combines; i += gridDim.x) combine_item<D>(p, p.combines[i]);
 }
 
 template <int D>
@@ -452,16 +506,12 @@ cudaError_t launch(const AttnParams& p, cudaStream_t stream) {
   cudaError_t e = cudaFuncSetAttribute(attention_kernel<D>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes);
   if (e != cudaSuccess) return e;
-  // Eager: one CTA per item (and per combine). Graph: the fixed grid, counts from the device.
-  const int items_grid = p.counts != nullptr ? p.grid : p.n_items;
-  const int combines_grid = p.counts != nullptr ? p.grid : p.n_combines;
+  // Eager: one CTA per item. Graph: the fixed grid, counts from the device.
+  const int grid = p.counts != nullptr ? p.grid : p.n_items;
   // Not launched with PDL: at batch 1 an attention grid that launched early and waited beside
-  // the skinny GEMMs cost 25 % of the step (docs/benchmarks.md). They still let the kernel after
-  // them launch early.
-  if (items_grid > 0) attention_kernel<D><<<items_grid, kThreads, kBytes, stream>>>(p);
-  e = cudaGetLastError();
-  if (e != cudaSuccess || combines_grid == 0) return e;
-  combine_kernel<D><<<combines_grid, kThreads, 0, stream>>>(p);
+  // the skinny GEMMs cost 25 % of the step (docs/benchmarks.md). It still lets the kernel after
+  // it launch early.
+  if (grid > 0) attention_kernel<D><<<grid, kThreads, kBytes, stream>>>(p);
   return cudaGetLastError();
 }
 

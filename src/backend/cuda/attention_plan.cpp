@@ -60,11 +60,17 @@ AttnPlan plan_attention(const PassInput& pass, const AttnPlanRequest& req) {
       if (parts > 1 &&
           plan.partial_rows + static_cast<int64_t>(parts) * t.n_rows > req.partial_capacity)
         parts = 1;
+      const PassSeq& sq = pass.seqs[t.seq];
+      auto item = [&](int k0, int k1, int32_t partial, int32_t combine) {
+        return AttnWorkItem{t.seq,   kvh,     t.row_begin, t.n_rows,      k0, k1, tiles_per_chunk,
+                            partial, combine, sq.q_begin,  sq.block_begin};
+      };
       if (parts == 1) {
-        plan.items.push_back({t.seq, kvh, t.row_begin, t.n_rows, 0, t.kv_len, tiles_per_chunk, -1});
+        plan.items.push_back(item(0, t.kv_len, -1, -1));
         continue;
       }
       const auto base = static_cast<int32_t>(plan.partial_rows);
+      const auto combine = static_cast<int32_t>(plan.combines.size());
       for (int c = 0; c < parts; ++c) {
         int k0, k1;
         if (canonical) {
@@ -74,8 +80,7 @@ AttnPlan plan_attention(const PassInput& pass, const AttnPlanRequest& req) {
           k0 = static_cast<int>(static_cast<int64_t>(t.kv_len) * c / parts);
           k1 = static_cast<int>(static_cast<int64_t>(t.kv_len) * (c + 1) / parts);
         }
-        plan.items.push_back(
-            {t.seq, kvh, t.row_begin, t.n_rows, k0, k1, tiles_per_chunk, base + c * t.n_rows});
+        plan.items.push_back(item(k0, k1, base + c * t.n_rows, combine));
       }
       plan.combines.push_back({t.seq, kvh, t.row_begin, t.n_rows, parts, base});
       plan.partial_rows += static_cast<int64_t>(parts) * t.n_rows;

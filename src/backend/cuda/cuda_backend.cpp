@@ -88,6 +88,10 @@ CudaBackend::CudaBackend(const BackendOptions& opts, int ordinal)
   used_ += gemm_->workspace_bytes();
   ensure(partial_o_, kPartialOBytes);
   ensure(partial_ml_, kPartialMlBytes);
+  // A combine merges at least two partial rows: this many counters serve any plan. Zero now;
+  // the attention kernel leaves them at zero after every launch.
+  ensure(split_done_, kPartialMlBytes / (2 * sizeof(float)) / 2 * sizeof(int32_t));
+  LLM42_CUDA_CHECK(cudaMemsetAsync(split_done_.ptr, 0, split_done_.bytes, stream_));
   log_info(
       "CUDA device {}: {} ({} SMs, {:.1f} GiB, {:.1f} GiB free), memory fraction {}, gemm "
       "cache {}",
@@ -97,9 +101,9 @@ CudaBackend::CudaBackend(const BackendOptions& opts, int ordinal)
 
 CudaBackend::~CudaBackend() {
   cudaStreamSynchronize(stream_);
-  for (Workspace* w :
-       {&pass_buf_, &plan_buf_, &graph_io_, &partial_o_, &partial_ml_, &convert_buf_, &bias_tmp_,
-        &sample_rows_, &sample_out_, &sort_keys_, &sort_ids_, &sort_offsets_, &sort_temp_})
+  for (Workspace* w : {&pass_buf_, &plan_buf_, &graph_io_, &partial_o_, &partial_ml_, &split_done_,
+                       &convert_buf_, &bias_tmp_, &sample_rows_, &sample_out_, &sort_keys_,
+                       &sort_ids_, &sort_offsets_, &sort_temp_})
     device_free(w->ptr);
   gemm_.reset();
   if (staging_ != nullptr) cudaFreeHost(staging_);
@@ -547,7 +551,6 @@ void CudaBackend::attention(const Tensor& qkv, const QkvLayout& layout, const Kv
   p.block_tables = d_block_tables_;
   p.seqs = d_seqs_;
   p.n_items = n_items_;
-  p.n_combines = n_combines_;
   if (graph_pass_) {
     // The captured kernels read the counts at replay; two CTAs per SM stay resident.
     p.items = d_graph_items_;
@@ -561,6 +564,7 @@ void CudaBackend::attention(const Tensor& qkv, const QkvLayout& layout, const Kv
   }
   p.partial_o = static_cast<float*>(partial_o_.ptr);
   p.partial_ml = static_cast<float*>(partial_ml_.ptr);
+  p.split_done = static_cast<int32_t*>(split_done_.ptr);
   p.n_heads = layout.n_heads;
   p.n_kv_heads = layout.n_kv_heads;
   p.head_dim = layout.head_dim;

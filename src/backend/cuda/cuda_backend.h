@@ -151,6 +151,7 @@ class CudaBackend final : public Backend {
   int n_items_ = 0, n_combines_ = 0;
   Workspace plan_buf_;
   Workspace partial_o_, partial_ml_;
+  Workspace split_done_;  // the attention kernel's per-combine counters (AttnParams::split_done)
   int64_t partial_capacity_ = 0;
   AttnPlanStats last_plan_stats_;
 

@@ -111,12 +111,13 @@ struct AttnSeq {
 
 // One unit of work of the attention kernel: the query rows [row_begin, row_begin + n_rows) of a
 // sequence's packed rows (packed row = token * group + g, for query head kv_head * group + g),
-// over the keys [key_begin, key_end) capped by each row's causal limit. The keys are taken in
+// over the keys [key_begin, key_end) capped by each row's causal limit (key_end is at most the
+// causal limit of the item's last row). The keys are taken in
 // tiles of kAttnKeyTile starting at key_begin; after every tiles_per_chunk tiles (0 = never) the
 // tile-by-tile online softmax state is closed as one chunk and merged, in increasing order, into
 // the running state. partial < 0: the item covers all keys of its rows and writes the
 // normalized bf16 output; otherwise it writes its unnormalized state (O, max, sum) to partial
-// rows [partial, partial + n_rows) and a combine item merges those.
+// rows [partial, partial + n_rows) and combine item `combine` merges those.
 struct AttnWorkItem {
   int32_t seq;
   int32_t kv_head;
@@ -126,11 +127,17 @@ struct AttnWorkItem {
   int32_t key_end;
   int32_t tiles_per_chunk;
   int32_t partial;
+  int32_t combine;  // index into the combines when partial >= 0, else -1
+  // The sequence's first row and block-table offset, copied from the pass by the planner so that
+  // the kernel reaches its first K/V load through one lookup (the block table), not three.
+  int32_t q_begin;
+  int32_t block_begin;
 };
 
 // Merges the partial states of one row tile in increasing chunk order: part c of local row r
 // is partial row `partial + c * n_rows + r`. Parts whose sum is 0 (no key reached the row) are
-// skipped, exactly as the attention kernel skips an empty chunk.
+// skipped, exactly as the attention kernel skips an empty chunk. It runs in the attention
+// kernel itself, by the CTA that stores the tile's last part (AttnParams::split_done).
 struct AttnCombineItem {
   int32_t seq;
   int32_t kv_head;
@@ -156,13 +163,15 @@ struct AttnParams {
   const AttnWorkItem* items;
   int n_items;
   const AttnCombineItem* combines;
-  int n_combines;
-  // Captured graphs: the kernels run `grid` CTAs and read (n_items, n_combines) from here, so
+  // Captured graphs: the kernel runs `grid` CTAs and reads n_items from counts[0] here, so
   // one capture serves every plan. Null in eager passes (one CTA per item, counts above).
   const int32_t* counts;
   int grid;
   float* partial_o;   // (P, head_dim_pad) fp32
   float* partial_ml;  // (P, 2) fp32: running max (log2 units), running sum
+  // One counter per combine, zero between launches: the parts of a combine stored so far. The
+  // CTA that stores the last one merges them and sets the counter back to zero.
+  int32_t* split_done;
   int n_heads;
   int n_kv_heads;
   int head_dim;
@@ -174,7 +183,8 @@ struct AttnParams {
 // The padded head dimension the kernels are built for (16, 32, 64, 128), 0 if unsupported.
 int attention_head_dim_pad(int head_dim);
 
-// Runs the work items, then the combine items (if any). Reduces over key positions.
+// Runs the work items and, inside the same kernel, the combine items (if any). Reduces over key
+// positions.
 cudaError_t launch_attention(const AttnParams& p, cudaStream_t stream);
 
 // ---- sampling ---------------------------------------------------------------------------------

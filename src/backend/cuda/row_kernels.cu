@@ -10,6 +10,7 @@
 #include <cuda_bf16.h>
 
 #include <cmath>
+#include <cstdint>
 
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
@@ -70,12 +71,21 @@ __global__ void fill_random_kernel(void* dst, DType dtype, int64_t n, uint64_t s
   }
 }
 
-__global__ void embedding_kernel(const void* table, DType dtype, const int32_t* tokens, int dim,
-                                 uint16_t* out) {
+// One block per token. Rows are copied in 16-byte pieces where the table is bf16 and the row
+// length and addresses allow it.
+__global__ void embedding_kernel(const void* __restrict__ table, DType dtype, const int32_t* tokens,
+                                 int dim, uint16_t* __restrict__ out) {
   pdl_trigger();
   pdl_wait();
   const int64_t t = blockIdx.x;
   const int64_t src = static_cast<int64_t>(tokens[t]) * dim;
+  if (dtype == DType::kBF16 && dim % 8 == 0 && reinterpret_cast<uintptr_t>(table) % 16 == 0 &&
+      reinterpret_cast<uintptr_t>(out) % 16 == 0) {
+    const auto* from = reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(table) + src);
+    auto* to = reinterpret_cast<uint4*>(out + t * dim);
+    for (int i = threadIdx.x; i < dim / 8; i += blockDim.x) to[i] = from[i];
+    return;
+  }
   for (int i = threadIdx.x; i < dim; i += blockDim.x)
     out[t * dim + i] = dtype == DType::kBF16 ? static_cast<const uint16_t*>(table)[src + i]
                                              : to_bf(static_cast<const float*>(table)[src + i]);
@@ -288,13 +298,22 @@ __global__ void add_bias_kernel(const float* tmp, const float* bias, void* out, 
     store_from_f32(out, out_dtype, e, __fadd_rn(tmp[e], bias[e % n]));
 }
 
-__global__ void gather_rows_kernel(const uint16_t* x, const int32_t* rows, int64_t row_elems,
-                                   uint16_t* out) {
+// One block per row; 16-byte pieces when the row length and addresses allow.
+__global__ void gather_rows_kernel(const uint16_t* __restrict__ x, const int32_t* rows,
+                                   int64_t row_elems, uint16_t* __restrict__ out) {
   pdl_trigger();
   pdl_wait();
   const int64_t r = blockIdx.x;
   const uint16_t* src = x + static_cast<int64_t>(rows[r]) * row_elems;
-  for (int64_t i = threadIdx.x; i < row_elems; i += blockDim.x) out[r * row_elems + i] = src[i];
+  uint16_t* dst = out + r * row_elems;
+  if (row_elems % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+      reinterpret_cast<uintptr_t>(out) % 16 == 0) {
+    const auto* from = reinterpret_cast<const uint4*>(src);
+    auto* to = reinterpret_cast<uint4*>(dst);
+    for (int64_t i = threadIdx.x; i < row_elems / 8; i += blockDim.x) to[i] = from[i];
+    return;
+  }
+  for (int64_t i = threadIdx.x; i < row_elems; i += blockDim.x) dst[i] = src[i];
 }
 
 int grid_for(int64_t n, int threads) {
