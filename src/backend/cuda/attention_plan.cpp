@@ -51,9 +51,10 @@ AttnPlan plan_attention(const PassInput& pass, const AttnPlanRequest& req) {
         if (canonical) {
           parts = (t.kv_len + kCanonicalChunk - 1) / kCanonicalChunk;
         } else {
-          // Pieces of at least two key tiles, unless a split is forced.
-          const int cap =
-              req.policy == SplitPolicy::kAlways ? t.kv_len : t.kv_len / (2 * kAttnKeyTile);
+          // Pieces of at least one key tile, unless a split is forced. At batch 1 one warp of
+          // the CTA has rows, so a piece's tiles run one after another: one tile each is the
+          // shortest item.
+          const int cap = req.policy == SplitPolicy::kAlways ? t.kv_len : t.kv_len / kAttnKeyTile;
           parts = std::min(fast_pieces, std::max(1, cap));
         }
       }
