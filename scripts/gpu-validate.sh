@@ -44,7 +44,7 @@ fi
 
 : >"$OUT/labs.log"
 if [ "$LABS" != none ]; then
-  for lab in cuda_gemm_lab cuda_attention_lab cuda_decode_lab; do
+  for lab in cuda_gemm_lab cuda_attention_lab cuda_decode_lab cuda_korder_lab; do
     echo "== $lab" >>"$OUT/labs.log"
     timeout "${LAB_TIMEOUT:-150}" "$BIN/$lab" ${LAB_ARGS:-} >>"$OUT/labs.log" 2>&1
     echo "== $lab exit $?" >>"$OUT/labs.log"

@@ -90,6 +90,12 @@ cudaError_t launch_gemv(const uint16_t* x, const uint16_t* w, void* out, DType o
                         int64_t n, int64_t k, int variant, cudaStream_t stream);
 const char* gemv_variant_name(int variant);
 
+// gemv_sequential.cu: out (m, n) f32 = x @ w^T with K reduced in its natural order, one k16 MMA
+// after another; an experiment for the canonical lane (cuda_korder_lab), called by nothing else.
+// m <= kGemvMaxM, k % 16 == 0; weights_as_a picks which MMA operand holds the weights.
+cudaError_t launch_gemv_sequential(const uint16_t* x, const uint16_t* w, float* out, int64_t m,
+                                   int64_t n, int64_t k, bool weights_as_a, cudaStream_t stream);
+
 // out = tmp + bias (fp32 add, then rounded to out's dtype), bias broadcast over rows.
 // tmp (m, n) f32, bias (n) f32, out (m, n) bf16 or f32 (may alias tmp when f32).
 cudaError_t launch_add_bias(const float* tmp, const float* bias, void* out, DType out_dtype,
