@@ -4,9 +4,12 @@
 //   seq A / seq B  gemv_sequential.cu: one m16n8k16 MMA after another over K in natural order,
 //                  weights as the MMA's A operand (seq A) or as its B operand (seq B);
 //   fma            the CUDA-core fallback: one fp32 fma per k, in order;
-//   fast           the fast lane's skinny GEMM (K split over 8 warps): expected to differ.
-// Also checks that the canonical row of M = 1 is the row of every larger M (its invariance). A
-// kernel that matches the canonical lane everywhere could serve it at decode batch sizes.
+//   fast           the fast lane's skinny GEMM (K split over 8 warps): expected to differ;
+//   skinny         gemv_canonical.cu's pipelined kernel, the one the canonical lane may run.
+// The reference is the canonical bucket's cuBLASLt algorithm (GemmRunner::run_canonical_cublaslt).
+// Also checks that the canonical row of M = 1 is the row of every larger M (its invariance), and
+// times the cuBLASLt algorithm against the skinny kernel (single launches), and names what the
+// canonical lane runs for the bucket.
 //
 //   ./build/bin/cuda_korder_lab
 #ifdef LLM42_HAVE_CUDA
@@ -62,11 +65,19 @@ int main() {
     const char* name;
     int64_t n, k;
   };
-  const Shape shapes[] = {{"qkv", 6144, 4096}, {"o", 4096, 4096}, {"down", 4096, 14336}};
+  const Shape shapes[] = {{"qkv", 6144, 4096},
+                          {"o", 4096, 4096},
+                          {"gate_up", 28672, 4096},
+                          {"down", 4096, 14336},
+                          {"lm_head", 128256, 4096}};
   const int ms[] = {1, 3, 8, 16};
-  std::printf("%-6s %3s %10s  %-22s %-22s %-22s %-22s %s\n", "shape", "M", "elements",
-              "seq A differ (max)", "seq B differ (max)", "fma differ (max)", "fast differ (max)",
-              "canonical row 0 = M 1");
+  const char* names[] = {"seq A", "seq B", "fma", "fast", "skinny"};
+  std::printf(
+      "elements whose bits differ from the canonical cuBLASLt algorithm (f32 out; bf16 out"
+      " for skinny in brackets), then us per launch\n%-8s %3s %9s",
+      "shape", "M", "elements");
+  for (const char* nm : names) std::printf(" %10s", nm);
+  std::printf(" %8s %9s %9s  %s\n", "row0=M1", "cublas us", "skinny us", "canonical lane runs");
   for (const Shape& sh : shapes) {
     lab::Owned w = lab::make(b, DType::kBF16, {sh.n, sh.k});
     b.fill_random(w.t, 3, RandomInit::kNormal, 0.02f);
@@ -76,33 +87,59 @@ int main() {
     for (int m : ms) {
       const Tensor xm = x.t.rows(0, m);
       lab::Owned out = lab::make(b, DType::kF32, {m, sh.n});
-      b.matmul(xm, w.t, nullptr, out.t, Schedule::kCanonical);
+      lab::Owned out16 = lab::make(b, DType::kBF16, {m, sh.n});
+      const auto* xp = static_cast<const uint16_t*>(xm.data);
+      const auto* wp = static_cast<const uint16_t*>(w.t.data);
+      b.gemm().run_canonical_cublaslt(xm.data, w.t.data, out.t.data, m, sh.n, sh.k, DType::kF32);
       const std::vector<float> canon = download(b, out.t);
+      b.gemm().run_canonical_cublaslt(xm.data, w.t.data, out16.t.data, m, sh.n, sh.k, DType::kBF16);
+      std::vector<uint16_t> canon16(static_cast<size_t>(m * sh.n)), skinny16(canon16.size());
+      b.copy_to_host(canon16.data(), out16.t.data, canon16.size() * 2);
       if (m == 1) canon_m1 = canon;
       const bool row0_same =
           std::memcmp(canon.data(), canon_m1.data(), canon_m1.size() * sizeof(float)) == 0;
-      std::string cells[4];
-      for (int v = 0; v < 4; ++v) {
-        const auto* xp = static_cast<const uint16_t*>(xm.data);
-        const auto* wp = static_cast<const uint16_t*>(w.t.data);
+      std::printf("%-8s %3d %9lld", sh.name, m, static_cast<long long>(m * sh.n));
+      for (int v = 0; v < 5; ++v) {
         auto* op = static_cast<float*>(out.t.data);
         if (v < 2) {
-          LLM42_CUDA_CHECK(cuda::launch_gemv_sequential(xp, wp, op, m, sh.n, sh.k, v == 0,
-                                                        b.stream()));
+          LLM42_CUDA_CHECK(
+              cuda::launch_gemv_sequential(xp, wp, op, m, sh.n, sh.k, v == 0, b.stream()));
         } else if (v == 2) {
           LLM42_CUDA_CHECK(
               cuda::launch_gemm_fallback(xp, wp, op, DType::kF32, m, sh.n, sh.k, b.stream()));
-        } else {
+        } else if (v == 3) {
           b.matmul(xm, w.t, nullptr, out.t, Schedule::kFast);
+        } else {
+          LLM42_CUDA_CHECK(
+              cuda::launch_gemv_canonical(xp, wp, op, DType::kF32, m, sh.n, sh.k, b.stream()));
         }
         const Diff d = compare(download(b, out.t), canon);
-        char buf[64];
-        std::snprintf(buf, sizeof buf, "%lld (%.2e)", static_cast<long long>(d.differ), d.max_abs);
-        cells[v] = buf;
+        if (v < 4) {
+          std::printf(" %10lld", static_cast<long long>(d.differ));
+          continue;
+        }
+        LLM42_CUDA_CHECK(cuda::launch_gemv_canonical(xp, wp, out16.t.data, DType::kBF16, m, sh.n,
+                                                     sh.k, b.stream()));
+        b.copy_to_host(skinny16.data(), out16.t.data, skinny16.size() * 2);
+        int64_t d16 = 0;
+        for (size_t i = 0; i < canon16.size(); ++i) d16 += canon16[i] != skinny16[i];
+        char cell[32];
+        std::snprintf(cell, sizeof cell, "%lld (%lld)", static_cast<long long>(d.differ),
+                      static_cast<long long>(d16));
+        std::printf(" %10s", cell);
       }
-      std::printf("%-6s %3d %10lld  %-22s %-22s %-22s %-22s %s\n", sh.name, m,
-                  static_cast<long long>(m * sh.n), cells[0].c_str(), cells[1].c_str(),
-                  cells[2].c_str(), cells[3].c_str(), row0_same ? "yes" : "NO");
+      const double cublas_us = lab::time_us(b, 9, [&](int) {
+        b.gemm().run_canonical_cublaslt(xm.data, w.t.data, out16.t.data, m, sh.n, sh.k,
+                                        DType::kBF16);
+      });
+      const double skinny_us = lab::time_us(b, 9, [&](int) {
+        LLM42_CUDA_CHECK(cuda::launch_gemv_canonical(xp, wp, out16.t.data, DType::kBF16, m, sh.n,
+                                                     sh.k, b.stream()));
+      });
+      const std::string runs = b.gemm().describe(xm.data, w.t.data, out16.t.data, m, sh.n, sh.k,
+                                                 DType::kBF16, Schedule::kCanonical);
+      std::printf(" %8s %9.1f %9.1f  %s\n", row0_same ? "yes" : "NO", cublas_us, skinny_us,
+                  runs.c_str());
     }
   }
   return 0;

@@ -292,8 +292,8 @@ TEST_F(CudaKernels, SkinnyGemmEveryVariant) {
                   cudaSuccess);
         const std::vector<uint16_t> first = download_bits(out.t);
         EXPECT_LT(rel_error(download(out.t), ref), out_t == DType::kF32 ? kF32Out : kBf16Out)
-            << "M " << sh.m << " N " << sh.n << " K " << sh.k << " out " << dtype_name(out_t)
-            << " " << cuda::gemv_variant_name(v);
+            << "M " << sh.m << " N " << sh.n << " K " << sh.k << " out " << dtype_name(out_t) << " "
+            << cuda::gemv_variant_name(v);
         // The same shape and variant again: the same bits.
         ASSERT_EQ(cuda::launch_gemv(static_cast<const uint16_t*>(x_d.t.data),
                                     static_cast<const uint16_t*>(w_d.t.data), out.t.data, out_t,
@@ -319,6 +319,54 @@ TEST_F(CudaKernels, SkinnyGemmEveryVariant) {
             cudaErrorInvalidValue);
   EXPECT_EQ(cuda::launch_gemv(xp + 1, wp, out.t.data, DType::kBF16, 4, 64, 64, 0, gpu().stream()),
             cudaErrorInvalidValue);
+}
+
+// The sequential-K skinny GEMM (gemv_canonical.cu) must give the canonical cuBLASLt algorithm's
+// every output bit: the canonical lane runs it at M <= 16 only where its autotune saw that, and
+// this test keeps checking the observation it rests on (shapes with one and several stages of
+// 256 k, a partial last stage, a last block of fewer than 32 rows, token counts up to 16).
+TEST_F(CudaKernels, CanonicalSkinnyGemmGivesCublasLtBits) {
+  struct Shape {
+    int m, n, k;
+  };
+  for (const Shape sh :
+       {Shape{1, 8, 16}, Shape{2, 40, 48}, Shape{5, 4104, 4096}, Shape{16, 264, 14336},
+        Shape{1, 4096, 14336}, Shape{9, 6144, 4096}, Shape{3, 296, 896}}) {
+    const std::vector<float> x = rounded(random_vec(static_cast<size_t>(sh.m) * sh.k, sh.m + sh.k));
+    const std::vector<float> w =
+        rounded(random_vec(static_cast<size_t>(sh.n) * sh.k, sh.n, 1.0f / std::sqrt(float(sh.k))));
+    DevTensor x_d = upload(x, DType::kBF16, {sh.m, sh.k});
+    DevTensor w_d = upload(w, DType::kBF16, {sh.n, sh.k});
+    const auto* xp = static_cast<const uint16_t*>(x_d.t.data);
+    const auto* wp = static_cast<const uint16_t*>(w_d.t.data);
+    for (DType out_t : {DType::kBF16, DType::kF32}) {
+      DevTensor ref = dev_tensor(out_t, {sh.m, sh.n});
+      DevTensor out = dev_tensor(out_t, {sh.m, sh.n});
+      gpu().gemm().run_canonical_cublaslt(xp, wp, ref.t.data, sh.m, sh.n, sh.k, out_t);
+      poison(out.t);
+      ASSERT_EQ(
+          cuda::launch_gemv_canonical(xp, wp, out.t.data, out_t, sh.m, sh.n, sh.k, gpu().stream()),
+          cudaSuccess);
+      EXPECT_EQ(download_bits(out.t), download_bits(ref.t))
+          << "M " << sh.m << " N " << sh.n << " K " << sh.k << " out " << dtype_name(out_t);
+      // And the canonical lane itself (whichever kernel its autotune chose) gives those bits.
+      poison(out.t);
+      gpu().matmul(x_d.t, w_d.t, nullptr, out.t, Schedule::kCanonical);
+      EXPECT_EQ(download_bits(out.t), download_bits(ref.t))
+          << "canonical lane, M " << sh.m << " N " << sh.n << " K " << sh.k;
+    }
+  }
+  DevTensor x_d = dev_tensor(DType::kBF16, {17, 64});
+  DevTensor w_d = dev_tensor(DType::kBF16, {64, 64});
+  DevTensor out = dev_tensor(DType::kBF16, {17, 64});
+  const auto* xp = static_cast<const uint16_t*>(x_d.t.data);
+  const auto* wp = static_cast<const uint16_t*>(w_d.t.data);
+  EXPECT_EQ(
+      cuda::launch_gemv_canonical(xp, wp, out.t.data, DType::kBF16, 17, 64, 64, gpu().stream()),
+      cudaErrorInvalidValue);
+  EXPECT_EQ(
+      cuda::launch_gemv_canonical(xp, wp, out.t.data, DType::kBF16, 4, 64, 56, gpu().stream()),
+      cudaErrorInvalidValue);
 }
 
 TEST_F(CudaKernels, AttentionAgainstCpu) {

@@ -23,6 +23,8 @@ constexpr int kMaxHeuristicPicks = 16;  // split-K-free heuristic results kept
 constexpr int kMaxCandidates = 40;      // with their tile variants
 constexpr int kMaxRefinements = 48;     // custom option and cluster variants of the fastest
 constexpr int kTimedRuns = 5;
+// Version of gemv_canonical.cu's kernel; a cache entry admitting another version is not used.
+constexpr int kSkinnyKernelVersion = 1;
 
 cudaDataType_t cuda_type(DType t) {
   LLM42_ASSERT(t == DType::kBF16 || t == DType::kF32, "GEMM output must be bf16 or f32, not {}",
@@ -144,14 +146,18 @@ void GemmRunner::run(const void* x, const void* w, void* out, int64_t m, int64_t
     }
     return;
   }
-  LLM42_CUBLAS_CHECK(matmul(layouts(m, n, k, out_dtype),
-                            canonical_algo(x, w, out, m, n, k, out_dtype), x, w, out));
+  const Tuned& t = canonical(x, w, out, m, n, k, out_dtype);
+  if (t.skinny) {
+    LLM42_CUDA_CHECK(launch_gemv_canonical(xb, wb, out, out_dtype, m, n, k, stream_));
+    return;
+  }
+  LLM42_CUBLAS_CHECK(matmul(layouts(m, n, k, out_dtype), t.algo, x, w, out));
 }
 
 std::string GemmRunner::describe(const void* x, const void* w, void* out, int64_t m, int64_t n,
                                  int64_t k, DType out_dtype, Schedule s) {
   if (uses_fallback(n, k)) return "CUDA-core fallback (K or N not a multiple of 8)";
-  if (s == Schedule::kCanonical) return algo_desc(canonical_algo(x, w, out, m, n, k, out_dtype));
+  if (s == Schedule::kCanonical) return canonical(x, w, out, m, n, k, out_dtype).desc;
   const FastChoice& f = fast_choice(x, w, out, m, n, k, out_dtype);
   return f.gemv_variant >= 0 ? gemv_variant_name(f.gemv_variant) : algo_desc(f.algo);
 }
@@ -161,6 +167,12 @@ void GemmRunner::run_heuristic(const void* x, const void* w, void* out, int64_t 
   // The fast lane's choice keeps the heuristic's algorithm even when the skinny GEMM won.
   const FastChoice& f = fast_choice(x, w, out, m, n, k, out_dtype);
   LLM42_CUBLAS_CHECK(matmul(layouts(m, n, k, out_dtype), f.algo, x, w, out));
+}
+
+void GemmRunner::run_canonical_cublaslt(const void* x, const void* w, void* out, int64_t m,
+                                        int64_t n, int64_t k, DType out_dtype) {
+  const Tuned& t = canonical(x, w, out, m, n, k, out_dtype);
+  LLM42_CUBLAS_CHECK(matmul(layouts(m, n, k, out_dtype), t.algo, x, w, out));
 }
 
 double GemmRunner::median_us(const std::function<void()>& run) {
@@ -232,9 +244,8 @@ cublasLtMatmulAlgo_t GemmRunner::heuristic_algo(int64_t m, int64_t n, int64_t k,
   return result.algo;
 }
 
-const cublasLtMatmulAlgo_t& GemmRunner::canonical_algo(const void* x, const void* w, void* out,
-                                                       int64_t m, int64_t n, int64_t k,
-                                                       DType out_dtype) {
+const GemmRunner::Tuned& GemmRunner::canonical(const void* x, const void* w, void* out, int64_t m,
+                                               int64_t n, int64_t k, DType out_dtype) {
   const int bucket = m_bucket(m);
   const BucketKey key{bucket, n, k, out_dtype};
   auto it = canonical_.find(key);
@@ -243,14 +254,14 @@ const cublasLtMatmulAlgo_t& GemmRunner::canonical_algo(const void* x, const void
     cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
     LLM42_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capturing));
     LLM42_ASSERT(capturing == cudaStreamCaptureStatusNone,
-                 "canonical GEMM bucket {} N {} K {} first tuned inside a graph capture", bucket,
-                 n, k);
+                 "canonical GEMM bucket {} N {} K {} first tuned inside a graph capture", bucket, n,
+                 k);
     Tuned t = tune(x, w, out, m, n, k, out_dtype, retune ? &it->second.algo : nullptr);
     t.tuned_m = m;
     it = canonical_.insert_or_assign(key, t).first;
     save_cache();
   }
-  return it->second.algo;
+  return it->second;
 }
 
 GemmRunner::Tuned GemmRunner::tune(const void* x, const void* w, void* out, int64_t m, int64_t n,
@@ -391,11 +402,43 @@ GemmRunner::Tuned GemmRunner::tune(const void* x, const void* w, void* out, int6
   best.algo = fastest->second;
   best.us = fastest->first;
   best.desc = algo_desc(best.algo);
+  consider_skinny(best, x, w, out, m, n, k, out_dtype);
   log_info(
       "gemm autotune: M {} (bucket {}) N {} K {} -> {}: {} ({:.1f} us; {} candidates, {} "
       "excluded for other bits)",
       m, m_bucket(m), n, k, dtype_name(out_dtype), best.desc, best.us, cands.size(), disagreeing);
   return best;
+}
+
+void GemmRunner::consider_skinny(Tuned& best, const void* x, const void* w, void* out, int64_t m,
+                                 int64_t n, int64_t k, DType out_dtype) {
+  const auto* xb = static_cast<const uint16_t*>(x);
+  const auto* wb = static_cast<const uint16_t*>(w);
+  if (m > kGemvMaxM ||
+      launch_gemv_canonical(xb, wb, out, out_dtype, m, n, k, stream_) != cudaSuccess) {
+    cudaGetLastError();  // a refused launch (arguments it does not take) left nothing sticky
+    return;
+  }
+  // Every output bit of the call, the skinny kernel's against the chosen algorithm's.
+  const size_t bytes = static_cast<size_t>(m * n) * dtype_size(out_dtype);
+  std::vector<unsigned char> skinny(bytes), reference(bytes);
+  LLM42_CUDA_CHECK(cudaMemcpyAsync(skinny.data(), out, bytes, cudaMemcpyDeviceToHost, stream_));
+  LLM42_CUBLAS_CHECK(matmul(layouts(m, n, k, out_dtype), best.algo, x, w, out));
+  LLM42_CUDA_CHECK(cudaMemcpyAsync(reference.data(), out, bytes, cudaMemcpyDeviceToHost, stream_));
+  LLM42_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  if (skinny != reference) {
+    log_warn(
+        "gemm autotune: the sequential-K skinny GEMM gives other bits than {} for M {} N {} K {}; "
+        "the canonical lane keeps cuBLASLt",
+        best.desc, m, n, k);
+    return;
+  }
+  const double us = median_us(
+      [&] { LLM42_CUDA_CHECK(launch_gemv_canonical(xb, wb, out, out_dtype, m, n, k, stream_)); });
+  if (us >= best.us) return;
+  best.skinny = true;
+  best.desc = fmt::format("skinny GEMM, sequential K ({:.1f} us for {})", best.us, best.desc);
+  best.us = us;
 }
 
 std::string GemmRunner::algo_desc(const cublasLtMatmulAlgo_t& a) const {
@@ -446,6 +489,8 @@ void GemmRunner::load_cache() {
     t.desc = e.value("desc", "");
     t.us = e.value("us", 0.0);
     t.tuned_m = e.value("tuned_m", int64_t{0});  // files without it: tuned again at the bucket
+    // Admitted by the check of another version of the kernel: not trusted.
+    t.skinny = e.value("skinny", 0) == kSkinnyKernelVersion;
     canonical_[key] = t;
     ++loaded;
   }
@@ -465,7 +510,8 @@ void GemmRunner::save_cache() const {
                        {"algo", words},
                        {"desc", t.desc},
                        {"us", t.us},
-                       {"tuned_m", t.tuned_m}});
+                       {"tuned_m", t.tuned_m},
+                       {"skinny", t.skinny ? kSkinnyKernelVersion : 0}});
   }
   const nlohmann::json j{{"cublasLt_version", cublasLtGetVersion()}, {"entries", entries}};
   std::error_code ec;

@@ -13,6 +13,11 @@
 //              data, then timed), cached on disk per GPU and cuBLASLt version and reloaded at
 //              start. That split-K-free algorithms agree with each other across M is observed
 //              (shared/notes/cublas-batch-invariance.md), not documented: tests/cuda checks it.
+//              For M <= kGemvMaxM the autotune also tries gemv_canonical.cu's skinny GEMM, which
+//              chains k16 MMAs over K in order (observed to give those same bits): it serves the
+//              bucket when it reproduces the chosen algorithm's every output bit on the tuning
+//              call's data and is faster (at decode batch sizes, where cuBLASLt's split-K-free
+//              algorithms leave most SMs idle).
 //   Shapes whose K or N is not a multiple of 8 (no tensor-core algorithm takes them) run the
 //   CUDA-core fallback of kernels.h in both lanes: tiny models only.
 #pragma once
@@ -52,6 +57,11 @@ class GemmRunner {
   void run_heuristic(const void* x, const void* w, void* out, int64_t m, int64_t n, int64_t k,
                      DType out_dtype);
 
+  // For kernel labs: the canonical bucket's cuBLASLt algorithm, also where the skinny GEMM
+  // serves the bucket (tuning the bucket if needed).
+  void run_canonical_cublaslt(const void* x, const void* w, void* out, int64_t m, int64_t n,
+                              int64_t k, DType out_dtype);
+
   // Canonical M buckets: 1, 2, 4, ..., 4096 (larger M shares the 4096 bucket's algorithm).
   static int m_bucket(int64_t m);
   // Whether (N, K) runs the CUDA-core fallback instead of cuBLASLt.
@@ -76,12 +86,15 @@ class GemmRunner {
     // tile that covers 100 rows needs two passes at 128), so an entry timed at a smaller M is
     // tuned again when a call at the bucket size comes (Transformer::warm_up makes those).
     int64_t tuned_m = 0;
+    // M <= kGemvMaxM: the bucket runs gemv_canonical.cu's sequential-K skinny GEMM instead of
+    // `algo`, having reproduced algo's every output bit on the tuning call's data and been faster.
+    bool skinny = false;
   };
 
   const Layouts& layouts(int64_t m, int64_t n, int64_t k, DType out);
   // The fast lane's kernel for one exact shape: a gemv.cu variant, or a cuBLASLt algorithm.
   struct FastChoice {
-    int gemv_variant = -1;  // >= 0: launch_gemv with this variant; else `algo`
+    int gemv_variant = -1;        // >= 0: launch_gemv with this variant; else `algo`
     cublasLtMatmulAlgo_t algo{};  // the heuristic's first choice, in either case
     double us = 0.0;
   };
@@ -90,8 +103,12 @@ class GemmRunner {
                                 int64_t k, DType out_dtype);
   // Median of kTimedRuns timed calls of `run` on the stream, in microseconds.
   double median_us(const std::function<void()>& run);
-  const cublasLtMatmulAlgo_t& canonical_algo(const void* x, const void* w, void* out, int64_t m,
-                                             int64_t n, int64_t k, DType out_dtype);
+  const Tuned& canonical(const void* x, const void* w, void* out, int64_t m, int64_t n, int64_t k,
+                         DType out_dtype);
+  // After tune(): admits the skinny sequential-K GEMM into `best` when it gives best's bits on
+  // this call's data and is faster.
+  void consider_skinny(Tuned& best, const void* x, const void* w, void* out, int64_t m, int64_t n,
+                       int64_t k, DType out_dtype);
   // `previous`, when given, is the bucket's algorithm so far: the reference whose bits every
   // candidate must reproduce.
   Tuned tune(const void* x, const void* w, void* out, int64_t m, int64_t n, int64_t k,

@@ -90,9 +90,13 @@ cudaError_t launch_gemv(const uint16_t* x, const uint16_t* w, void* out, DType o
                         int64_t n, int64_t k, int variant, cudaStream_t stream);
 const char* gemv_variant_name(int variant);
 
-// gemv_sequential.cu: out (m, n) f32 = x @ w^T with K reduced in its natural order, one k16 MMA
-// after another; an experiment for the canonical lane (cuda_korder_lab), called by nothing else.
-// m <= kGemvMaxM, k % 16 == 0; weights_as_a picks which MMA operand holds the weights.
+// gemv_canonical.cu: out (m, n) = x @ w^T with K reduced in its natural order, one k16 MMA after
+// another into one fp32 accumulator (cuBLASLt's split-K-free bits, as observed on the H200;
+// gemm.cpp admits it per shape only after checking). m <= kGemvMaxM, k % 16 == 0; out bf16 or
+// f32. launch_gemv_sequential is the slow reference (f32 out; weights_as_a picks which MMA
+// operand holds the weights) that cuda_korder_lab compares with.
+cudaError_t launch_gemv_canonical(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,
+                                  int64_t m, int64_t n, int64_t k, cudaStream_t stream);
 cudaError_t launch_gemv_sequential(const uint16_t* x, const uint16_t* w, float* out, int64_t m,
                                    int64_t n, int64_t k, bool weights_as_a, cudaStream_t stream);
 
