@@ -90,14 +90,14 @@ struct QkvLayout {
 // One row to sample on the device (the sampler of engine/sampler.h without penalties, which
 // need token history and run on the host). A pure function of (logits row, these fields).
 struct SampleRow {
-  int32_t logit_row = 0;    // row of the logits tensor
-  float temperature = 0.0f; // 0 = greedy
+  int32_t logit_row = 0;     // row of the logits tensor
+  float temperature = 0.0f;  // 0 = greedy
   int32_t top_k = 0;
   float top_p = 1.0f;
   float min_p = 0.0f;
   uint64_t seed = 0;
-  int64_t position = 0;     // absolute position of the sampled token (the noise counter)
-  int32_t top_logprobs = 0; // alternatives to return, at most kMaxTopLogprobs
+  int64_t position = 0;      // absolute position of the sampled token (the noise counter)
+  int32_t top_logprobs = 0;  // alternatives to return, at most kMaxTopLogprobs
 };
 
 inline constexpr int kMaxTopLogprobs = 20;
@@ -174,8 +174,8 @@ class Backend {
 
   // residual += delta; out = rmsnorm(residual) * w.   residual, delta, out (T, dim); out may
   // alias delta.
-  virtual void add_rmsnorm(const Tensor& residual, const Tensor& delta, const Tensor& w,
-                           float eps, const Tensor& out, Schedule s) = 0;
+  virtual void add_rmsnorm(const Tensor& residual, const Tensor& delta, const Tensor& w, float eps,
+                           const Tensor& out, Schedule s) = 0;
 
   // out = x @ w^T (+ bias), reducing over K.   x (M, K), w (N, K), bias (N) f32 or empty,
   // out (M, N) in the activation dtype or f32.
@@ -252,11 +252,14 @@ class Buffer {
 };
 
 struct BackendOptions {
-  std::string device = "cpu";         // "cpu" or "cuda" (or "cuda:N")
-  int threads = 0;                    // CPU: 0 = all cores
+  std::string device = "cpu";           // "cpu" or "cuda" (or "cuda:N")
+  int threads = 0;                      // CPU: 0 = all cores
   bool round_activations_bf16 = false;  // CPU: mirror the GPU's bf16 activations
   double memory_fraction = 0.9;         // CUDA: share of GPU memory llm42 may use
   bool programmatic_launch = true;      // CUDA: launch forward kernels with PDL (process-wide)
+  // CUDA: the canonical GEMM autotune may admit the sequential-K skinny GEMM (gemv_canonical.cu)
+  // at M <= 16. Off until it has been validated on a GPU (docs/cuda-backend.md).
+  bool canonical_skinny = false;
 };
 
 std::unique_ptr<Backend> make_backend(const BackendOptions& opts);

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <filesystem>
-
 #include <nlohmann/json.hpp>
 
 #include "model/checkpoint.h"
@@ -17,15 +16,16 @@ namespace llm42::cli {
 namespace fs = std::filesystem;
 
 void add_model_options(CLI::App& app, ModelOptions& o) {
-  app.add_option("-m,--model", o.model,
-                 "Model: a Hugging Face directory, a .gguf file, a llama2.c .bin file, or "
-                 "dummy:PRESET for random weights at a real shape (presets: " +
-                     [] {
-                       std::string s;
-                       for (const auto& n : preset_names()) s += (s.empty() ? "" : ", ") + n;
-                       return s;
-                     }() +
-                     ")");
+  app.add_option(
+      "-m,--model", o.model,
+      "Model: a Hugging Face directory, a .gguf file, a llama2.c .bin file, or "
+      "dummy:PRESET for random weights at a real shape (presets: " +
+          [] {
+            std::string s;
+            for (const auto& n : preset_names()) s += (s.empty() ? "" : ", ") + n;
+            return s;
+          }() +
+          ")");
   app.add_flag("--dummy-weights", o.dummy_weights,
                "Random weights with the shape of --model's config.json (no weight files read)");
   app.add_option("--weights-seed", o.weights_seed, "Seed of dummy weights")->capture_default_str();
@@ -49,6 +49,9 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
   app.add_flag("!--no-cuda-pdl", o.cuda_pdl,
                "CUDA: launch the forward kernels without programmatic dependent launch (each "
                "waits for the previous one to finish before it starts; same results)");
+  app.add_flag("--cuda-canonical-skinny", o.cuda_canonical_skinny,
+               "CUDA, experimental: let the canonical GEMM autotune use the sequential-K skinny "
+               "GEMM at M <= 16 where it reproduces cuBLASLt's bits (not yet validated on a GPU)");
 }
 
 void add_engine_options(CLI::App& app, EngineOptions& o) {
@@ -139,8 +142,8 @@ std::unique_ptr<Tokenizer> find_tokenizer(const ModelOptions& o, const Checkpoin
     const fs::path dir = model.parent_path();
     for (const std::string& name :
          {std::string("tokenizer.bin"), "tok" + std::to_string(c.vocab_size) + ".bin"}) {
-      if (file_exists((dir / name).string())) return load_llama2c_tokenizer((dir / name).string(),
-                                                                            c.vocab_size);
+      if (file_exists((dir / name).string()))
+        return load_llama2c_tokenizer((dir / name).string(), c.vocab_size);
     }
   }
   if (ckpt == nullptr && c.vocab_size >= 259) {
@@ -168,6 +171,7 @@ LoadedModel load_model(const ModelOptions& o, int max_pass_tokens, int max_logit
   bo.round_activations_bf16 = o.bf16_activations;
   bo.memory_fraction = o.gpu_memory_fraction;
   bo.programmatic_launch = o.cuda_pdl;
+  bo.canonical_skinny = o.cuda_canonical_skinny;
   lm.backend = make_backend(bo);
 
   ModelConfig config;
@@ -197,12 +201,13 @@ LoadedModel load_model(const ModelOptions& o, int max_pass_tokens, int max_logit
   lm.name = dummy_preset ? o.model : fs::path(o.model).filename().string();
   if (lm.name.empty()) lm.name = fs::path(o.model).parent_path().filename().string();
   lm.load_seconds = now_seconds() - t0;
-  log_info("loaded {} ({}, {} layers, dim {}, {:.1f}M parameters, {} weights, {:.2f} GiB) on {} "
-           "in {:.2f} s",
-           lm.name, architecture_name(config.arch), config.n_layers, config.dim,
-           static_cast<double>(config.n_params()) / 1e6, dtype_name(dtype),
-           static_cast<double>(lm.model->weights().bytes()) / (1 << 30), lm.backend->kernel_id(),
-           lm.load_seconds);
+  log_info(
+      "loaded {} ({}, {} layers, dim {}, {:.1f}M parameters, {} weights, {:.2f} GiB) on {} "
+      "in {:.2f} s",
+      lm.name, architecture_name(config.arch), config.n_layers, config.dim,
+      static_cast<double>(config.n_params()) / 1e6, dtype_name(dtype),
+      static_cast<double>(lm.model->weights().bytes()) / (1 << 30), lm.backend->kernel_id(),
+      lm.load_seconds);
   if (lm.backend->device() == Device::kCUDA) {
     // Canonical GEMM algorithms are tuned per M bucket on first use (and cached on disk): do it
     // before serving, so that no request's latency pays for it.

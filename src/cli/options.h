@@ -3,7 +3,6 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
-
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -16,17 +15,18 @@
 namespace llm42::cli {
 
 struct ModelOptions {
-  std::string model;             // path, or dummy:PRESET
-  bool dummy_weights = false;    // with a config.json (or HF directory): random weights
-  uint64_t weights_seed = 0;     // seed of dummy weights
-  std::string tokenizer;         // override: tokenizer.json, HF directory or llama2.c .bin
+  std::string model;           // path, or dummy:PRESET
+  bool dummy_weights = false;  // with a config.json (or HF directory): random weights
+  uint64_t weights_seed = 0;   // seed of dummy weights
+  std::string tokenizer;       // override: tokenizer.json, HF directory or llama2.c .bin
   std::string device = "cpu";
   int threads = 0;
-  std::string dtype = "auto";    // weights on the device: auto, f32, bf16
-  bool bf16_activations = false; // CPU: round activations to bf16 between kernels
-  int max_seq_len = 0;           // 0 = the model's
+  std::string dtype = "auto";     // weights on the device: auto, f32, bf16
+  bool bf16_activations = false;  // CPU: round activations to bf16 between kernels
+  int max_seq_len = 0;            // 0 = the model's
   double gpu_memory_fraction = 0.9;
-  bool cuda_pdl = true;  // programmatic dependent launch of the forward kernels
+  bool cuda_pdl = true;                // programmatic dependent launch of the forward kernels
+  bool cuda_canonical_skinny = false;  // the canonical lane may use the sequential-K skinny GEMM
 };
 
 struct EngineOptions {

@@ -326,6 +326,11 @@ TEST_F(CudaKernels, SkinnyGemmEveryVariant) {
 // this test keeps checking the observation it rests on (shapes with one and several stages of
 // 256 k, a partial last stage, a last block of fewer than 32 rows, token counts up to 16).
 TEST_F(CudaKernels, CanonicalSkinnyGemmGivesCublasLtBits) {
+  // A backend whose canonical autotune may admit the kernel (--cuda-canonical-skinny).
+  BackendOptions opts;
+  opts.device = "cuda";
+  opts.canonical_skinny = true;
+  CudaBackend skinny_lane(opts, 0);
   struct Shape {
     int m, n, k;
   };
@@ -349,11 +354,18 @@ TEST_F(CudaKernels, CanonicalSkinnyGemmGivesCublasLtBits) {
           cudaSuccess);
       EXPECT_EQ(download_bits(out.t), download_bits(ref.t))
           << "M " << sh.m << " N " << sh.n << " K " << sh.k << " out " << dtype_name(out_t);
-      // And the canonical lane itself (whichever kernel its autotune chose) gives those bits.
-      poison(out.t);
-      gpu().matmul(x_d.t, w_d.t, nullptr, out.t, Schedule::kCanonical);
-      EXPECT_EQ(download_bits(out.t), download_bits(ref.t))
-          << "canonical lane, M " << sh.m << " N " << sh.n << " K " << sh.k;
+      // And the canonical lane of either backend (whichever kernel its autotune chose).
+      for (CudaBackend* be : {&gpu(), &skinny_lane}) {
+        poison(out.t);
+        gpu().synchronize();  // the poison is on gpu()'s stream, the GEMM maybe on another
+        be->matmul(x_d.t, w_d.t, nullptr, out.t, Schedule::kCanonical);
+        be->synchronize();
+        EXPECT_EQ(download_bits(out.t), download_bits(ref.t))
+            << "canonical lane (skinny " << (be == &skinny_lane) << "), M " << sh.m << " N " << sh.n
+            << " K " << sh.k << ": "
+            << be->gemm().describe(x_d.t.data, w_d.t.data, out.t.data, sh.m, sh.n, sh.k, out_t,
+                                   Schedule::kCanonical);
+      }
     }
   }
   DevTensor x_d = dev_tensor(DType::kBF16, {17, 64});

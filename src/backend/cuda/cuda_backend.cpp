@@ -84,7 +84,7 @@ CudaBackend::CudaBackend(const BackendOptions& opts, int ordinal)
   LLM42_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   LLM42_CUDA_CHECK(cudaEventCreateWithFlags(&staging_free_, cudaEventDisableTiming));
   graph_io_.in_graphs = bias_tmp_.in_graphs = true;
-  gemm_ = std::make_unique<cuda::GemmRunner>(stream_, device_tag(prop));
+  gemm_ = std::make_unique<cuda::GemmRunner>(stream_, device_tag(prop), opts.canonical_skinny);
   used_ += gemm_->workspace_bytes();
   ensure(partial_o_, kPartialOBytes);
   ensure(partial_ml_, kPartialMlBytes);

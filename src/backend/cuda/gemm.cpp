@@ -75,8 +75,11 @@ std::string cache_file(const std::string& device_tag) {
 
 }  // namespace
 
-GemmRunner::GemmRunner(cudaStream_t stream, const std::string& device_tag)
-    : stream_(stream), workspace_bytes_(kWorkspaceBytes), cache_path_(cache_file(device_tag)) {
+GemmRunner::GemmRunner(cudaStream_t stream, const std::string& device_tag, bool canonical_skinny)
+    : stream_(stream),
+      canonical_skinny_(canonical_skinny),
+      workspace_bytes_(kWorkspaceBytes),
+      cache_path_(cache_file(device_tag)) {
   LLM42_CUBLAS_CHECK(cublasLtCreate(&handle_));
   LLM42_CUDA_CHECK(cudaMalloc(&workspace_, workspace_bytes_));
   LLM42_CUDA_CHECK(cudaEventCreate(&start_));
@@ -414,8 +417,8 @@ void GemmRunner::consider_skinny(Tuned& best, const void* x, const void* w, void
                                  int64_t n, int64_t k, DType out_dtype) {
   const auto* xb = static_cast<const uint16_t*>(x);
   const auto* wb = static_cast<const uint16_t*>(w);
-  if (m > kGemvMaxM ||
-      launch_gemv_canonical(xb, wb, out, out_dtype, m, n, k, stream_) != cudaSuccess) {
+  if (!canonical_skinny_ || m > kGemvMaxM) return;
+  if (launch_gemv_canonical(xb, wb, out, out_dtype, m, n, k, stream_) != cudaSuccess) {
     cudaGetLastError();  // a refused launch (arguments it does not take) left nothing sticky
     return;
   }
@@ -490,7 +493,7 @@ void GemmRunner::load_cache() {
     t.us = e.value("us", 0.0);
     t.tuned_m = e.value("tuned_m", int64_t{0});  // files without it: tuned again at the bucket
     // Admitted by the check of another version of the kernel: not trusted.
-    t.skinny = e.value("skinny", 0) == kSkinnyKernelVersion;
+    t.skinny = canonical_skinny_ && e.value("skinny", 0) == kSkinnyKernelVersion;
     canonical_[key] = t;
     ++loaded;
   }

@@ -13,7 +13,8 @@
 //              data, then timed), cached on disk per GPU and cuBLASLt version and reloaded at
 //              start. That split-K-free algorithms agree with each other across M is observed
 //              (shared/notes/cublas-batch-invariance.md), not documented: tests/cuda checks it.
-//              For M <= kGemvMaxM the autotune also tries gemv_canonical.cu's skinny GEMM, which
+//              With canonical_skinny (--cuda-canonical-skinny; off by default until validated on
+//              a GPU), for M <= kGemvMaxM the autotune also tries gemv_canonical.cu's GEMM, which
 //              chains k16 MMAs over K in order (observed to give those same bits): it serves the
 //              bucket when it reproduces the chosen algorithm's every output bit on the tuning
 //              call's data and is faster (at decode batch sizes, where cuBLASLt's split-K-free
@@ -39,7 +40,8 @@ namespace llm42::cuda {
 class GemmRunner {
  public:
   // `device_tag` names the GPU in the cache file name; the cuBLASLt workspace is allocated once.
-  GemmRunner(cudaStream_t stream, const std::string& device_tag);
+  // canonical_skinny: the canonical autotune may admit gemv_canonical.cu's kernel (below).
+  GemmRunner(cudaStream_t stream, const std::string& device_tag, bool canonical_skinny);
   ~GemmRunner();
   GemmRunner(const GemmRunner&) = delete;
   GemmRunner& operator=(const GemmRunner&) = delete;
@@ -120,6 +122,7 @@ class GemmRunner {
   void save_cache() const;
 
   cudaStream_t stream_;
+  bool canonical_skinny_;
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;

@@ -6,10 +6,11 @@
 // bit at every M (shared/notes/cublas-batch-invariance.md) but are slow at decode batch sizes
 // (down_proj at M = 1 on the H200: 51-61 us against 32 for the fast lane's skinny GEMM). On the
 // H200 a chain of k16 MMAs over K in order reproduces those algorithms' outputs bit for bit
-// (cuda_korder_lab: qkv, o and down at M = 1, 3, 8 and 16, fp32 outputs, 0 elements differ),
-// so such a kernel can serve the canonical lane at small M. That is an observation, not a
-// documented guarantee: the canonical autotune (gemm.cpp) admits the kernel for a shape only
-// after it reproduced the cuBLASLt reference's every output bit on the call's own data.
+// (cuda_korder_lab: qkv, o and down at M = 1, 3, 8 and 16, fp32 outputs, none of 401,408
+// elements differs), so such a kernel can serve the canonical lane at small M. That is an
+// observation, not a documented guarantee: the canonical autotune (gemm.cpp), when allowed to
+// (--cuda-canonical-skinny), admits the kernel for a bucket only after it reproduced the chosen
+// cuBLASLt algorithm's every output bit on the tuning call's own data.
 //
 //   gemv_sequential_kernel  the reference: each thread loads the 4-byte fragment pieces of the
 //                           MMA layouts straight from global memory; obviously in order, slow.
@@ -24,6 +25,7 @@
 
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
+#include "backend/cuda/mma.cuh"
 
 namespace llm42::cuda {
 namespace {
@@ -32,15 +34,6 @@ constexpr int kWarps = 8;
 
 __device__ __forceinline__ uint32_t ld32(const uint16_t* p) {
   return *reinterpret_cast<const uint32_t*>(p);
-}
-
-__device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
-                                         uint32_t a3, uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
 // Fragments of m16n8k16.row.col for thread (g = lane / 4, c = lane % 4): A rows g and g + 8 at
@@ -97,22 +90,6 @@ constexpr int kCanonStages = 4;                 // stages per warp: 3 in flight 
 constexpr int kCanonStride = kCanonStageK + 8;  // bf16 per stage row: 16 bytes of padding keep
                                                 // ldmatrix's 8 row addresses on distinct banks
 constexpr size_t kCanonSmem = size_t{kCanonWarps} * kCanonStages * 8 * kCanonStride * 2;
-
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
-  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src),
-               "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(static_cast<unsigned>(__cvta_generic_to_shared(p))));
-}
 
 // Warp w of block b owns weight rows [8 (4 b + w), + 8). Its stages hold those 8 rows over 256
 // values of k each; a lane copies 16-byte pieces (row j, bytes 16 lane .. of the row's stage
