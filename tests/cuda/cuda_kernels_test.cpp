@@ -6,7 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <numeric>
+#include <string>
 
 #include "backend/cpu/kernels.h"
 #include "cuda_test_util.h"
@@ -326,11 +329,23 @@ TEST_F(CudaKernels, SkinnyGemmEveryVariant) {
 // this test keeps checking the observation it rests on (shapes with one and several stages of
 // 256 k, a partial last stage, a last block of fewer than 32 rows, token counts up to 16).
 TEST_F(CudaKernels, CanonicalSkinnyGemmGivesCublasLtBits) {
-  // A backend whose canonical autotune may admit the kernel (--cuda-canonical-skinny).
+  // A backend whose canonical autotune may admit the kernel (--cuda-canonical-skinny), with a
+  // GEMM table of its own (the shared one's entries would be checked too, but both backends
+  // would write the file).
   BackendOptions opts;
   opts.device = "cuda";
   opts.canonical_skinny = true;
+  const char* old_cache = std::getenv("LLM42_GEMM_CACHE");
+  const std::string saved = old_cache != nullptr ? old_cache : "";
+  const std::string own = testing::TempDir() + "llm42-skinny-gemm-cache.json";
+  std::remove(own.c_str());
+  setenv("LLM42_GEMM_CACHE", own.c_str(), 1);
   CudaBackend skinny_lane(opts, 0);
+  if (old_cache != nullptr) {
+    setenv("LLM42_GEMM_CACHE", saved.c_str(), 1);
+  } else {
+    unsetenv("LLM42_GEMM_CACHE");
+  }
   struct Shape {
     int m, n, k;
   };
@@ -366,6 +381,14 @@ TEST_F(CudaKernels, CanonicalSkinnyGemmGivesCublasLtBits) {
             << be->gemm().describe(x_d.t.data, w_d.t.data, out.t.data, sh.m, sh.n, sh.k, out_t,
                                    Schedule::kCanonical);
       }
+      // The autotune checked the kernel for the bucket and found the same bits (whether it was
+      // also faster, and so serves the bucket, is for the benchmarks to say).
+      using Status = cuda::GemmRunner::SkinnyStatus;
+      const Status st =
+          skinny_lane.gemm().skinny_status(xp, wp, out.t.data, sh.m, sh.n, sh.k, out_t);
+      EXPECT_TRUE(st == Status::kAdmitted || st == Status::kSlower)
+          << "skinny check of M " << sh.m << " N " << sh.n << " K " << sh.k << ": "
+          << (st == Status::kDiffers ? "other bits" : "never checked");
     }
   }
   DevTensor x_d = dev_tensor(DType::kBF16, {17, 64});

@@ -150,9 +150,12 @@ void GemmRunner::run(const void* x, const void* w, void* out, int64_t m, int64_t
     return;
   }
   const Tuned& t = canonical(x, w, out, m, n, k, out_dtype);
-  if (t.skinny) {
-    LLM42_CUDA_CHECK(launch_gemv_canonical(xb, wb, out, out_dtype, m, n, k, stream_));
-    return;
+  if (use_skinny(t)) {
+    const cudaError_t e = launch_gemv_canonical(xb, wb, out, out_dtype, m, n, k, stream_);
+    if (e == cudaSuccess) return;
+    // Refused (arguments this call's pointers do not meet): the algorithm it was checked
+    // against gives the same bits.
+    LLM42_ASSERT(e == cudaErrorInvalidValue, "canonical skinny GEMM: {}", cudaGetErrorString(e));
   }
   LLM42_CUBLAS_CHECK(matmul(layouts(m, n, k, out_dtype), t.algo, x, w, out));
 }
@@ -160,7 +163,12 @@ void GemmRunner::run(const void* x, const void* w, void* out, int64_t m, int64_t
 std::string GemmRunner::describe(const void* x, const void* w, void* out, int64_t m, int64_t n,
                                  int64_t k, DType out_dtype, Schedule s) {
   if (uses_fallback(n, k)) return "CUDA-core fallback (K or N not a multiple of 8)";
-  if (s == Schedule::kCanonical) return canonical(x, w, out, m, n, k, out_dtype).desc;
+  if (s == Schedule::kCanonical) {
+    const Tuned& t = canonical(x, w, out, m, n, k, out_dtype);
+    if (!use_skinny(t)) return t.desc;
+    return fmt::format("skinny GEMM, sequential K ({:.1f} us; {:.1f} us for {})", t.skinny_us, t.us,
+                       t.desc);
+  }
   const FastChoice& f = fast_choice(x, w, out, m, n, k, out_dtype);
   return f.gemv_variant >= 0 ? gemv_variant_name(f.gemv_variant) : algo_desc(f.algo);
 }
@@ -264,7 +272,31 @@ const GemmRunner::Tuned& GemmRunner::canonical(const void* x, const void* w, voi
     it = canonical_.insert_or_assign(key, t).first;
     save_cache();
   }
+  // A bucket tuned without the skinny GEMM, or checked with another version of it, is checked
+  // at its first call outside a graph capture (warm-up makes those).
+  if (canonical_skinny_ && m <= kGemvMaxM && it->second.skinny_checked != kSkinnyKernelVersion) {
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    LLM42_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capturing));
+    if (capturing == cudaStreamCaptureStatusNone) {
+      check_skinny(it->second, x, w, out, m, n, k, out_dtype);
+      save_cache();
+    }
+  }
   return it->second;
+}
+
+bool GemmRunner::use_skinny(const Tuned& t) const {
+  return canonical_skinny_ && t.skinny_checked == kSkinnyKernelVersion && t.skinny_same_bits &&
+         t.skinny_us < t.us;
+}
+
+GemmRunner::SkinnyStatus GemmRunner::skinny_status(const void* x, const void* w, void* out,
+                                                   int64_t m, int64_t n, int64_t k,
+                                                   DType out_dtype) {
+  const Tuned& t = canonical(x, w, out, m, n, k, out_dtype);
+  if (t.skinny_checked != kSkinnyKernelVersion) return SkinnyStatus::kUnchecked;
+  if (!t.skinny_same_bits) return SkinnyStatus::kDiffers;
+  return t.skinny_us < t.us ? SkinnyStatus::kAdmitted : SkinnyStatus::kSlower;
 }
 
 GemmRunner::Tuned GemmRunner::tune(const void* x, const void* w, void* out, int64_t m, int64_t n,
@@ -405,7 +437,6 @@ GemmRunner::Tuned GemmRunner::tune(const void* x, const void* w, void* out, int6
   best.algo = fastest->second;
   best.us = fastest->first;
   best.desc = algo_desc(best.algo);
-  consider_skinny(best, x, w, out, m, n, k, out_dtype);
   log_info(
       "gemm autotune: M {} (bucket {}) N {} K {} -> {}: {} ({:.1f} us; {} candidates, {} "
       "excluded for other bits)",
@@ -413,35 +444,41 @@ GemmRunner::Tuned GemmRunner::tune(const void* x, const void* w, void* out, int6
   return best;
 }
 
-void GemmRunner::consider_skinny(Tuned& best, const void* x, const void* w, void* out, int64_t m,
-                                 int64_t n, int64_t k, DType out_dtype) {
+void GemmRunner::check_skinny(Tuned& t, const void* x, const void* w, void* out, int64_t m,
+                              int64_t n, int64_t k, DType out_dtype) {
   const auto* xb = static_cast<const uint16_t*>(x);
   const auto* wb = static_cast<const uint16_t*>(w);
-  if (!canonical_skinny_ || m > kGemvMaxM) return;
+  t.skinny_checked = kSkinnyKernelVersion;
+  t.skinny_same_bits = false;
+  t.skinny_us = 0.0;
+  // Every output bit of the call, the skinny kernel's (over a poisoned output, so that an element
+  // it fails to write cannot pass for a right one) against the algorithm's.
+  const size_t bytes = static_cast<size_t>(m * n) * dtype_size(out_dtype);
+  LLM42_CUDA_CHECK(cudaMemsetAsync(out, 0xff, bytes, stream_));
   if (launch_gemv_canonical(xb, wb, out, out_dtype, m, n, k, stream_) != cudaSuccess) {
     cudaGetLastError();  // a refused launch (arguments it does not take) left nothing sticky
     return;
   }
-  // Every output bit of the call, the skinny kernel's against the chosen algorithm's.
-  const size_t bytes = static_cast<size_t>(m * n) * dtype_size(out_dtype);
   std::vector<unsigned char> skinny(bytes), reference(bytes);
   LLM42_CUDA_CHECK(cudaMemcpyAsync(skinny.data(), out, bytes, cudaMemcpyDeviceToHost, stream_));
-  LLM42_CUBLAS_CHECK(matmul(layouts(m, n, k, out_dtype), best.algo, x, w, out));
+  LLM42_CUBLAS_CHECK(matmul(layouts(m, n, k, out_dtype), t.algo, x, w, out));
   LLM42_CUDA_CHECK(cudaMemcpyAsync(reference.data(), out, bytes, cudaMemcpyDeviceToHost, stream_));
   LLM42_CUDA_CHECK(cudaStreamSynchronize(stream_));
   if (skinny != reference) {
     log_warn(
         "gemm autotune: the sequential-K skinny GEMM gives other bits than {} for M {} N {} K {}; "
         "the canonical lane keeps cuBLASLt",
-        best.desc, m, n, k);
+        t.desc, m, n, k);
     return;
   }
-  const double us = median_us(
+  t.skinny_same_bits = true;
+  t.skinny_us = median_us(
       [&] { LLM42_CUDA_CHECK(launch_gemv_canonical(xb, wb, out, out_dtype, m, n, k, stream_)); });
-  if (us >= best.us) return;
-  best.skinny = true;
-  best.desc = fmt::format("skinny GEMM, sequential K ({:.1f} us for {})", best.us, best.desc);
-  best.us = us;
+  log_info(
+      "gemm autotune: M {} (bucket {}) N {} K {}: the sequential-K skinny GEMM gives the "
+      "bits of {} in {:.1f} us against {:.1f}{}",
+      m, m_bucket(m), n, k, t.desc, t.skinny_us, t.us,
+      t.skinny_us < t.us ? "; it serves the bucket" : "");
 }
 
 std::string GemmRunner::algo_desc(const cublasLtMatmulAlgo_t& a) const {
@@ -491,9 +528,10 @@ void GemmRunner::load_cache() {
     }
     t.desc = e.value("desc", "");
     t.us = e.value("us", 0.0);
-    t.tuned_m = e.value("tuned_m", int64_t{0});  // files without it: tuned again at the bucket
-    // Admitted by the check of another version of the kernel: not trusted.
-    t.skinny = canonical_skinny_ && e.value("skinny", 0) == kSkinnyKernelVersion;
+    t.tuned_m = e.value("tuned_m", int64_t{0});       // files without it: tuned again at the bucket
+    t.skinny_checked = e.value("skinny_checked", 0);  // another version's check is not used
+    t.skinny_same_bits = e.value("skinny_same_bits", false);
+    t.skinny_us = e.value("skinny_us", 0.0);
     canonical_[key] = t;
     ++loaded;
   }
@@ -514,7 +552,9 @@ void GemmRunner::save_cache() const {
                        {"desc", t.desc},
                        {"us", t.us},
                        {"tuned_m", t.tuned_m},
-                       {"skinny", t.skinny ? kSkinnyKernelVersion : 0}});
+                       {"skinny_checked", t.skinny_checked},
+                       {"skinny_same_bits", t.skinny_same_bits},
+                       {"skinny_us", t.skinny_us}});
   }
   const nlohmann::json j{{"cublasLt_version", cublasLtGetVersion()}, {"entries", entries}};
   std::error_code ec;

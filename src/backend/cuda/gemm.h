@@ -14,11 +14,11 @@
 //              start. That split-K-free algorithms agree with each other across M is observed
 //              (shared/notes/cublas-batch-invariance.md), not documented: tests/cuda checks it.
 //              With canonical_skinny (--cuda-canonical-skinny; off by default until validated on
-//              a GPU), for M <= kGemvMaxM the autotune also tries gemv_canonical.cu's GEMM, which
-//              chains k16 MMAs over K in order (observed to give those same bits): it serves the
-//              bucket when it reproduces the chosen algorithm's every output bit on the tuning
-//              call's data and is faster (at decode batch sizes, where cuBLASLt's split-K-free
-//              algorithms leave most SMs idle).
+//              a GPU), every bucket of M <= kGemvMaxM is also checked at its first call outside a
+//              capture against gemv_canonical.cu's GEMM, which chains k16 MMAs over K in order
+//              (observed to give those same bits): it serves the bucket when it reproduced the
+//              bucket's algorithm's every output bit on that call's data and was faster (at
+//              decode batch sizes, where cuBLASLt's split-K-free algorithms leave most SMs idle).
 //   Shapes whose K or N is not a multiple of 8 (no tensor-core algorithm takes them) run the
 //   CUDA-core fallback of kernels.h in both lanes: tiny models only.
 #pragma once
@@ -59,6 +59,12 @@ class GemmRunner {
   void run_heuristic(const void* x, const void* w, void* out, int64_t m, int64_t n, int64_t k,
                      DType out_dtype);
 
+  // What the last check of the canonical skinny GEMM found for the bucket of this shape (tuning
+  // the bucket if needed; checking it only with canonical_skinny on).
+  enum class SkinnyStatus { kUnchecked, kDiffers, kSlower, kAdmitted };
+  SkinnyStatus skinny_status(const void* x, const void* w, void* out, int64_t m, int64_t n,
+                             int64_t k, DType out_dtype);
+
   // For kernel labs: the canonical bucket's cuBLASLt algorithm, also where the skinny GEMM
   // serves the bucket (tuning the bucket if needed).
   void run_canonical_cublaslt(const void* x, const void* w, void* out, int64_t m, int64_t n,
@@ -88,10 +94,15 @@ class GemmRunner {
     // tile that covers 100 rows needs two passes at 128), so an entry timed at a smaller M is
     // tuned again when a call at the bucket size comes (Transformer::warm_up makes those).
     int64_t tuned_m = 0;
-    // M <= kGemvMaxM: the bucket runs gemv_canonical.cu's sequential-K skinny GEMM instead of
-    // `algo`, having reproduced algo's every output bit on the tuning call's data and been faster.
-    bool skinny = false;
+    // gemv_canonical.cu's skinny GEMM for this bucket (M <= kGemvMaxM), as last checked: with
+    // which version of the kernel (0: never), whether it reproduced algo's every output bit on
+    // that call's data, and its time. It runs instead of `algo` when canonical_skinny is on and
+    // it was checked with the current version, gave the same bits and was faster (use_skinny).
+    int skinny_checked = 0;
+    bool skinny_same_bits = false;
+    double skinny_us = 0.0;
   };
+  bool use_skinny(const Tuned& t) const;
 
   const Layouts& layouts(int64_t m, int64_t n, int64_t k, DType out);
   // The fast lane's kernel for one exact shape: a gemv.cu variant, or a cuBLASLt algorithm.
@@ -107,10 +118,10 @@ class GemmRunner {
   double median_us(const std::function<void()>& run);
   const Tuned& canonical(const void* x, const void* w, void* out, int64_t m, int64_t n, int64_t k,
                          DType out_dtype);
-  // After tune(): admits the skinny sequential-K GEMM into `best` when it gives best's bits on
-  // this call's data and is faster.
-  void consider_skinny(Tuned& best, const void* x, const void* w, void* out, int64_t m, int64_t n,
-                       int64_t k, DType out_dtype);
+  // Checks the skinny sequential-K GEMM against t.algo on this call's data and times it,
+  // recording the result in t (which keeps `algo`); `out` is overwritten.
+  void check_skinny(Tuned& t, const void* x, const void* w, void* out, int64_t m, int64_t n,
+                    int64_t k, DType out_dtype);
   // `previous`, when given, is the bucket's algorithm so far: the reference whose bits every
   // candidate must reproduce.
   Tuned tune(const void* x, const void* w, void* out, int64_t m, int64_t n, int64_t k,

@@ -111,14 +111,17 @@ __global__ void __launch_bounds__(32 * kCanonWarps)
   const uint16_t* wrow[8];
 #pragma unroll
   for (int j = 0; j < 8; ++j) wrow[j] = w + static_cast<int64_t>(min(row0 + j, n - 1)) * k;
-  // Stages past the last one copy nothing and still commit, so every wait below is the same.
+  // Stages past the last one copy nothing and still commit (an empty group), so every wait
+  // below is the same. Columns past k are zero-filled; no MMA step reads them.
   const auto issue = [&](int st) {
-    const int kbase = st * kCanonStageK, col = 8 * lane;
-    const bool valid = st < n_stages && kbase + col < k;
-    uint16_t* stage = ring + (st % kCanonStages) * 8 * kCanonStride;
+    if (st < n_stages) {
+      const int kbase = st * kCanonStageK, col = 8 * lane;
+      const bool valid = kbase + col < k;
+      uint16_t* stage = ring + (st % kCanonStages) * 8 * kCanonStride;
 #pragma unroll
-    for (int j = 0; j < 8; ++j)
-      cp_async16(stage + j * kCanonStride + col, valid ? wrow[j] + kbase + col : wrow[j], valid);
+      for (int j = 0; j < 8; ++j)
+        cp_async16(stage + j * kCanonStride + col, valid ? wrow[j] + kbase + col : wrow[j], valid);
+    }
     cp_async_commit();
   };
   // The weights are constant: the first stages may fill before the kernel that writes x ends.
@@ -191,8 +194,8 @@ namespace llm42::cuda {
 
 cudaError_t launch_gemv_canonical(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,
                                   int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
-  if (m < 1 || m > kGemvMaxM || k % 16 != 0 || n > INT32_MAX || k > INT32_MAX ||
-      (out_dtype != DType::kBF16 && out_dtype != DType::kF32) ||
+  if (m < 1 || m > kGemvMaxM || n < 1 || k < 16 || k % 16 != 0 || n > INT32_MAX - 32 ||
+      k > INT32_MAX || (out_dtype != DType::kBF16 && out_dtype != DType::kF32) ||
       reinterpret_cast<uintptr_t>(x) % 4 != 0 || reinterpret_cast<uintptr_t>(w) % 16 != 0)
     return cudaErrorInvalidValue;
   // The ring passes 48 KiB. Set once per process: one process drives one GPU.
