@@ -15,7 +15,6 @@
 #ifdef LLM42_HAVE_CUDA
 #include <cuda_runtime.h>
 
-#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -30,24 +29,20 @@ namespace {
 
 using namespace llm42;
 
-std::vector<float> download(CudaBackend& b, const Tensor& t) {
-  std::vector<float> v(static_cast<size_t>(t.numel()));
-  b.copy_to_host(v.data(), t.data, v.size() * sizeof(float));
+// A device tensor's elements, as the type T of their bits (float for f32, uint16_t for bf16).
+template <typename T>
+std::vector<T> download(CudaBackend& b, const Tensor& t) {
+  std::vector<T> v(static_cast<size_t>(t.numel()));
+  b.copy_to_host(v.data(), t.data, v.size() * sizeof(T));
   return v;
 }
 
-// Elements whose bits differ, and the largest absolute difference.
-struct Diff {
-  int64_t differ = 0;
-  double max_abs = 0;
-};
-Diff compare(const std::vector<float>& a, const std::vector<float>& b) {
-  Diff d;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0) ++d.differ;
-    d.max_abs = std::max(d.max_abs, static_cast<double>(std::fabs(a[i] - b[i])));
-  }
-  return d;
+// Elements whose bits differ.
+template <typename T>
+int64_t differing(const std::vector<T>& a, const std::vector<T>& b) {
+  int64_t n = 0;
+  for (size_t i = 0; i < a.size(); ++i) n += std::memcmp(&a[i], &b[i], sizeof(T)) != 0;
+  return n;
 }
 
 }  // namespace
@@ -92,10 +87,9 @@ int main() {
       const auto* xp = static_cast<const uint16_t*>(xm.data);
       const auto* wp = static_cast<const uint16_t*>(w.t.data);
       b.gemm().run_canonical_cublaslt(xm.data, w.t.data, out.t.data, m, sh.n, sh.k, DType::kF32);
-      const std::vector<float> canon = download(b, out.t);
+      const std::vector<float> canon = download<float>(b, out.t);
       b.gemm().run_canonical_cublaslt(xm.data, w.t.data, out16.t.data, m, sh.n, sh.k, DType::kBF16);
-      std::vector<uint16_t> canon16(static_cast<size_t>(m * sh.n)), skinny16(canon16.size());
-      b.copy_to_host(canon16.data(), out16.t.data, canon16.size() * 2);
+      const std::vector<uint16_t> canon16 = download<uint16_t>(b, out16.t);
       if (m == 1) canon_m1 = canon;
       const bool row0_same =
           std::memcmp(canon.data(), canon_m1.data(), canon_m1.size() * sizeof(float)) == 0;
@@ -114,18 +108,16 @@ int main() {
           LLM42_CUDA_CHECK(
               cuda::launch_gemv_canonical(xp, wp, op, DType::kF32, m, sh.n, sh.k, b.stream()));
         }
-        const Diff d = compare(download(b, out.t), canon);
+        const int64_t d = differing(download<float>(b, out.t), canon);
         if (v < 4) {
-          std::printf(" %10lld", static_cast<long long>(d.differ));
+          std::printf(" %10lld", static_cast<long long>(d));
           continue;
         }
         LLM42_CUDA_CHECK(cuda::launch_gemv_canonical(xp, wp, out16.t.data, DType::kBF16, m, sh.n,
                                                      sh.k, b.stream()));
-        b.copy_to_host(skinny16.data(), out16.t.data, skinny16.size() * 2);
-        int64_t d16 = 0;
-        for (size_t i = 0; i < canon16.size(); ++i) d16 += canon16[i] != skinny16[i];
+        const int64_t d16 = differing(download<uint16_t>(b, out16.t), canon16);
         char cell[32];
-        std::snprintf(cell, sizeof cell, "%lld (%lld)", static_cast<long long>(d.differ),
+        std::snprintf(cell, sizeof cell, "%lld (%lld)", static_cast<long long>(d),
                       static_cast<long long>(d16));
         std::printf(" %10s", cell);
       }
