@@ -285,18 +285,20 @@ const GemmRunner::Tuned& GemmRunner::canonical(const void* x, const void* w, voi
   return it->second;
 }
 
+GemmRunner::SkinnyStatus GemmRunner::status_of(const Tuned& t) {
+  if (t.skinny_checked != kSkinnyKernelVersion) return SkinnyStatus::kUnchecked;
+  if (!t.skinny_same_bits) return SkinnyStatus::kDiffers;
+  return t.skinny_us < t.us ? SkinnyStatus::kAdmitted : SkinnyStatus::kSlower;
+}
+
 bool GemmRunner::use_skinny(const Tuned& t) const {
-  return canonical_skinny_ && t.skinny_checked == kSkinnyKernelVersion && t.skinny_same_bits &&
-         t.skinny_us < t.us;
+  return canonical_skinny_ && status_of(t) == SkinnyStatus::kAdmitted;
 }
 
 GemmRunner::SkinnyStatus GemmRunner::skinny_status(const void* x, const void* w, void* out,
                                                    int64_t m, int64_t n, int64_t k,
                                                    DType out_dtype) {
-  const Tuned& t = canonical(x, w, out, m, n, k, out_dtype);
-  if (t.skinny_checked != kSkinnyKernelVersion) return SkinnyStatus::kUnchecked;
-  if (!t.skinny_same_bits) return SkinnyStatus::kDiffers;
-  return t.skinny_us < t.us ? SkinnyStatus::kAdmitted : SkinnyStatus::kSlower;
+  return status_of(canonical(x, w, out, m, n, k, out_dtype));
 }
 
 GemmRunner::Tuned GemmRunner::tune(const void* x, const void* w, void* out, int64_t m, int64_t n,
@@ -478,7 +480,7 @@ void GemmRunner::check_skinny(Tuned& t, const void* x, const void* w, void* out,
       "gemm autotune: M {} (bucket {}) N {} K {}: the sequential-K skinny GEMM gives the "
       "bits of {} in {:.1f} us against {:.1f}{}",
       m, m_bucket(m), n, k, t.desc, t.skinny_us, t.us,
-      t.skinny_us < t.us ? "; it serves the bucket" : "");
+      status_of(t) == SkinnyStatus::kAdmitted ? "; it serves the bucket" : "");
 }
 
 std::string GemmRunner::algo_desc(const cublasLtMatmulAlgo_t& a) const {

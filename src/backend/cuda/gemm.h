@@ -96,13 +96,14 @@ class GemmRunner {
     int64_t tuned_m = 0;
     // gemv_canonical.cu's skinny GEMM for this bucket (M <= kGemvMaxM), as last checked: with
     // which version of the kernel (0: never), whether it reproduced algo's every output bit on
-    // that call's data, and its time. It runs instead of `algo` when canonical_skinny is on and
-    // it was checked with the current version, gave the same bits and was faster (use_skinny).
+    // that call's data, and its time (status_of reads them). It runs instead of `algo` when
+    // canonical_skinny is on and the status is kAdmitted (use_skinny).
     int skinny_checked = 0;
     bool skinny_same_bits = false;
     double skinny_us = 0.0;
   };
-  bool use_skinny(const Tuned& t) const;
+  static SkinnyStatus status_of(const Tuned& t);
+  bool use_skinny(const Tuned& t) const;  // admitted, and canonical_skinny on
 
   const Layouts& layouts(int64_t m, int64_t n, int64_t k, DType out);
   // The fast lane's kernel for one exact shape: a gemv.cu variant, or a cuBLASLt algorithm.
