@@ -71,24 +71,33 @@ __global__ void fill_random_kernel(void* dst, DType dtype, int64_t n, uint64_t s
   }
 }
 
-// One block per token. Rows are copied in 16-byte pieces where the table is bf16 and the row
-// length and addresses allow it.
+// The block copies n bf16 values, in 16-byte pieces when both ends are 16-byte aligned and n
+// allows it.
+__device__ __forceinline__ void copy_row(const uint16_t* __restrict__ src,
+                                         uint16_t* __restrict__ dst, int64_t n) {
+  if (n % 8 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0 &&
+      reinterpret_cast<uintptr_t>(dst) % 16 == 0) {
+    const auto* from = reinterpret_cast<const uint4*>(src);
+    auto* to = reinterpret_cast<uint4*>(dst);
+    for (int64_t i = threadIdx.x; i < n / 8; i += blockDim.x) to[i] = from[i];
+    return;
+  }
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) dst[i] = src[i];
+}
+
+// One block per token: a copy of the token's row for a bf16 table, a conversion for an f32 one.
 __global__ void embedding_kernel(const void* __restrict__ table, DType dtype, const int32_t* tokens,
                                  int dim, uint16_t* __restrict__ out) {
   pdl_trigger();
   pdl_wait();
   const int64_t t = blockIdx.x;
   const int64_t src = static_cast<int64_t>(tokens[t]) * dim;
-  if (dtype == DType::kBF16 && dim % 8 == 0 && reinterpret_cast<uintptr_t>(table) % 16 == 0 &&
-      reinterpret_cast<uintptr_t>(out) % 16 == 0) {
-    const auto* from = reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(table) + src);
-    auto* to = reinterpret_cast<uint4*>(out + t * dim);
-    for (int i = threadIdx.x; i < dim / 8; i += blockDim.x) to[i] = from[i];
+  if (dtype == DType::kBF16) {
+    copy_row(static_cast<const uint16_t*>(table) + src, out + t * dim, dim);
     return;
   }
   for (int i = threadIdx.x; i < dim; i += blockDim.x)
-    out[t * dim + i] = dtype == DType::kBF16 ? static_cast<const uint16_t*>(table)[src + i]
-                                             : to_bf(static_cast<const float*>(table)[src + i]);
+    out[t * dim + i] = to_bf(static_cast<const float*>(table)[src + i]);
 }
 
 // Sum over the block of one value per thread: shuffle tree within warps, then warp sums in
@@ -113,6 +122,24 @@ __device__ __forceinline__ float inv_rms(float sum_sq, int n, float eps) {
   return __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(ms, eps)));
 }
 
+// The second half of both RMSNorm kernels: the row's values v and weights wv, held by this
+// thread for elements i = thread + 256 j (j < E), are normalized and stored to out_row. The sum
+// of squares adds element i, i + 256, ... in that order, then block_sum.
+template <int E>
+__device__ __forceinline__ void normalize_row(const float (&v)[E], const float (&wv)[E], float eps,
+                                              int dim, uint16_t* out_row, float* scratch) {
+  float acc = 0.0f;
+#pragma unroll
+  for (int j = 0; j < E; ++j)
+    if (threadIdx.x + j * kNormThreads < dim) acc = __fmaf_rn(v[j], v[j], acc);
+  const float inv = inv_rms(block_sum(acc, scratch), dim, eps);
+#pragma unroll
+  for (int j = 0; j < E; ++j) {
+    const int i = threadIdx.x + j * kNormThreads;
+    if (i < dim) out_row[i] = to_bf(__fmul_rn(__fmul_rn(v[j], inv), wv[j]));
+  }
+}
+
 // One block per row, each thread holding the E elements i = thread + 256 j of it in registers
 // (dim <= 256 E). Every load of a row is issued before the row's first store, so a row costs
 // one memory latency and not one per element: the stores may alias the inputs (`out` may be
@@ -133,16 +160,7 @@ __global__ void __launch_bounds__(kNormThreads)
     v[j] = i < dim ? bf(x[base + i]) : 0.0f;
     wv[j] = i < dim ? w[i] : 0.0f;
   }
-  float acc = 0.0f;
-#pragma unroll
-  for (int j = 0; j < E; ++j)
-    if (threadIdx.x + j * kNormThreads < dim) acc = __fmaf_rn(v[j], v[j], acc);
-  const float inv = inv_rms(block_sum(acc, scratch), dim, eps);
-#pragma unroll
-  for (int j = 0; j < E; ++j) {
-    const int i = threadIdx.x + j * kNormThreads;
-    if (i < dim) out[base + i] = to_bf(__fmul_rn(__fmul_rn(v[j], inv), wv[j]));
-  }
+  normalize_row<E>(v, wv, eps, dim, out + base, scratch);
 }
 
 // rmsnorm_kernel after residual = bf16(residual + delta), which it writes back. `out` may alias
@@ -162,21 +180,12 @@ __global__ void __launch_bounds__(kNormThreads)
     v[j] = i < dim ? bf(to_bf(__fadd_rn(bf(residual[base + i]), bf(delta[base + i])))) : 0.0f;
     wv[j] = i < dim ? w[i] : 0.0f;
   }
-  float acc = 0.0f;
 #pragma unroll
   for (int j = 0; j < E; ++j) {
     const int i = threadIdx.x + j * kNormThreads;
-    if (i < dim) {
-      residual[base + i] = to_bf(v[j]);
-      acc = __fmaf_rn(v[j], v[j], acc);
-    }
+    if (i < dim) residual[base + i] = to_bf(v[j]);
   }
-  const float inv = inv_rms(block_sum(acc, scratch), dim, eps);
-#pragma unroll
-  for (int j = 0; j < E; ++j) {
-    const int i = threadIdx.x + j * kNormThreads;
-    if (i < dim) out[base + i] = to_bf(__fmul_rn(__fmul_rn(v[j], inv), wv[j]));
-  }
+  normalize_row<E>(v, wv, eps, dim, out + base, scratch);
 }
 
 // The kernels by log2 of E; a row takes the smallest E that holds it.
@@ -298,22 +307,14 @@ __global__ void add_bias_kernel(const float* tmp, const float* bias, void* out, 
     store_from_f32(out, out_dtype, e, __fadd_rn(tmp[e], bias[e % n]));
 }
 
-// One block per row; 16-byte pieces when the row length and addresses allow.
+// One block per row.
 __global__ void gather_rows_kernel(const uint16_t* __restrict__ x, const int32_t* rows,
                                    int64_t row_elems, uint16_t* __restrict__ out) {
   pdl_trigger();
   pdl_wait();
   const int64_t r = blockIdx.x;
   const uint16_t* src = x + static_cast<int64_t>(rows[r]) * row_elems;
-  uint16_t* dst = out + r * row_elems;
-  if (row_elems % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
-      reinterpret_cast<uintptr_t>(out) % 16 == 0) {
-    const auto* from = reinterpret_cast<const uint4*>(src);
-    auto* to = reinterpret_cast<uint4*>(dst);
-    for (int64_t i = threadIdx.x; i < row_elems / 8; i += blockDim.x) to[i] = from[i];
-    return;
-  }
-  for (int64_t i = threadIdx.x; i < row_elems; i += blockDim.x) dst[i] = src[i];
+  copy_row(src, out + r * row_elems, row_elems);
 }
 
 int grid_for(int64_t n, int threads) {
