@@ -268,22 +268,35 @@ TEST_F(CudaKernels, MatmulBothLanes) {
   }
 }
 
+// Random bf16-representable GEMM operands of one shape, on the host and on the GPU.
+struct GemmShape {
+  int m, n, k;
+};
+struct GemmOperands {
+  std::vector<float> x, w;  // (m, k), (n, k)
+  DevTensor x_d, w_d;
+};
+GemmOperands gemm_operands(const GemmShape& sh) {
+  GemmOperands o;
+  o.x = rounded(random_vec(static_cast<size_t>(sh.m) * sh.k, sh.m + sh.k));
+  o.w = rounded(random_vec(static_cast<size_t>(sh.n) * sh.k, sh.n, 1.0f / std::sqrt(float(sh.k))));
+  o.x_d = upload(o.x, DType::kBF16, {sh.m, sh.k});
+  o.w_d = upload(o.w, DType::kBF16, {sh.n, sh.k});
+  return o;
+}
+
 // The fast lane's skinny GEMM (gemv.cu), every variant, against the CPU GEMM and against each
 // other bit for bit: m across both token tiles, n not a multiple of its 16- or 32-row tiles, k
 // with partial 32-wide chunks.
 TEST_F(CudaKernels, SkinnyGemmEveryVariant) {
-  struct Shape {
-    int m, n, k;
-  };
-  for (const Shape sh : {Shape{1, 8, 8}, Shape{2, 40, 24}, Shape{8, 72, 104}, Shape{9, 4104, 4096},
-                         Shape{16, 264, 14336}, Shape{3, 4096, 14336}, Shape{1, 6144, 4096}}) {
-    const std::vector<float> x = rounded(random_vec(static_cast<size_t>(sh.m) * sh.k, sh.m + sh.k));
-    const std::vector<float> w =
-        rounded(random_vec(static_cast<size_t>(sh.n) * sh.k, sh.n, 1.0f / std::sqrt(float(sh.k))));
-    DevTensor x_d = upload(x, DType::kBF16, {sh.m, sh.k});
-    DevTensor w_d = upload(w, DType::kBF16, {sh.n, sh.k});
+  for (const GemmShape sh :
+       {GemmShape{1, 8, 8}, GemmShape{2, 40, 24}, GemmShape{8, 72, 104}, GemmShape{9, 4104, 4096},
+        GemmShape{16, 264, 14336}, GemmShape{3, 4096, 14336}, GemmShape{1, 6144, 4096}}) {
+    const GemmOperands ops = gemm_operands(sh);
+    const DevTensor& x_d = ops.x_d;
+    const DevTensor& w_d = ops.w_d;
     std::vector<float> ref(static_cast<size_t>(sh.m) * sh.n);
-    cpu::gemm(x.data(), w.data(), DType::kF32, nullptr, ref.data(), sh.m, sh.n, sh.k, 1, 4);
+    cpu::gemm(ops.x.data(), ops.w.data(), DType::kF32, nullptr, ref.data(), sh.m, sh.n, sh.k, 1, 4);
     for (DType out_t : {DType::kBF16, DType::kF32}) {
       std::vector<uint16_t> variant0;
       for (int v = 0; v < cuda::kGemvVariants; ++v) {
@@ -346,17 +359,12 @@ TEST_F(CudaKernels, CanonicalSkinnyGemmGivesCublasLtBits) {
   } else {
     unsetenv("LLM42_GEMM_CACHE");
   }
-  struct Shape {
-    int m, n, k;
-  };
-  for (const Shape sh :
-       {Shape{1, 8, 16}, Shape{2, 40, 48}, Shape{5, 4104, 4096}, Shape{16, 264, 14336},
-        Shape{1, 4096, 14336}, Shape{9, 6144, 4096}, Shape{3, 296, 896}}) {
-    const std::vector<float> x = rounded(random_vec(static_cast<size_t>(sh.m) * sh.k, sh.m + sh.k));
-    const std::vector<float> w =
-        rounded(random_vec(static_cast<size_t>(sh.n) * sh.k, sh.n, 1.0f / std::sqrt(float(sh.k))));
-    DevTensor x_d = upload(x, DType::kBF16, {sh.m, sh.k});
-    DevTensor w_d = upload(w, DType::kBF16, {sh.n, sh.k});
+  for (const GemmShape sh : {GemmShape{1, 8, 16}, GemmShape{2, 40, 48}, GemmShape{5, 4104, 4096},
+                             GemmShape{16, 264, 14336}, GemmShape{1, 4096, 14336},
+                             GemmShape{9, 6144, 4096}, GemmShape{3, 296, 896}}) {
+    const GemmOperands ops = gemm_operands(sh);
+    const DevTensor& x_d = ops.x_d;
+    const DevTensor& w_d = ops.w_d;
     const auto* xp = static_cast<const uint16_t*>(x_d.t.data);
     const auto* wp = static_cast<const uint16_t*>(w_d.t.data);
     for (DType out_t : {DType::kBF16, DType::kF32}) {
