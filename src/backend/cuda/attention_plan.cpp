@@ -63,8 +63,16 @@ AttnPlan plan_attention(const PassInput& pass, const AttnPlanRequest& req) {
         parts = 1;
       const PassSeq& sq = pass.seqs[t.seq];
       auto item = [&](int k0, int k1, int32_t partial, int32_t combine) {
-        return AttnWorkItem{t.seq,   kvh,     t.row_begin, t.n_rows,      k0, k1, tiles_per_chunk,
-                            partial, combine, sq.q_begin,  sq.block_begin};
+        return AttnWorkItem{.kv_head = kvh,
+                            .row_begin = t.row_begin,
+                            .n_rows = t.n_rows,
+                            .key_begin = k0,
+                            .key_end = k1,
+                            .tiles_per_chunk = tiles_per_chunk,
+                            .partial = partial,
+                            .combine = combine,
+                            .q_begin = sq.q_begin,
+                            .block_begin = sq.block_begin};
       };
       if (parts == 1) {
         plan.items.push_back(item(0, t.kv_len, -1, -1));

@@ -119,17 +119,16 @@ struct AttnSeq {
   int32_t block_begin;  // offset of its block table in block_tables
 };
 
-// One unit of work of the attention kernel: the query rows [row_begin, row_begin + n_rows) of a
-// sequence's packed rows (packed row = token * group + g, for query head kv_head * group + g),
-// over the keys [key_begin, key_end) capped by each row's causal limit (key_end is at most the
-// causal limit of the item's last row). The keys are taken in
-// tiles of kAttnKeyTile starting at key_begin; after every tiles_per_chunk tiles (0 = never) the
-// tile-by-tile online softmax state is closed as one chunk and merged, in increasing order, into
-// the running state. partial < 0: the item covers all keys of its rows and writes the
-// normalized bf16 output; otherwise it writes its unnormalized state (O, max, sum) to partial
-// rows [partial, partial + n_rows) and combine item `combine` merges those.
+// One unit of work of the attention kernel: the query rows [row_begin, row_begin + n_rows) of the
+// packed rows of one sequence (packed row = token * group + g, for query head kv_head * group +
+// g), over the keys [key_begin, key_end) capped by each row's causal limit (key_end is at most
+// the causal limit of the item's last row). The keys are taken in tiles of kAttnKeyTile starting
+// at key_begin; after every tiles_per_chunk tiles (0 = never) the tile-by-tile online softmax
+// state is closed as one chunk and merged, in increasing order, into the running state.
+// partial < 0: the item covers all keys of its rows and writes the normalized bf16 output;
+// otherwise it writes its unnormalized state (O, max, sum) to partial rows [partial, partial +
+// n_rows) and combine item `combine` merges those.
 struct AttnWorkItem {
-  int32_t seq;
   int32_t kv_head;
   int32_t row_begin;
   int32_t n_rows;
