@@ -122,17 +122,11 @@ __device__ __forceinline__ float inv_rms(float sum_sq, int n, float eps) {
   return __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(ms, eps)));
 }
 
-// The second half of both RMSNorm kernels: the row's values v and weights wv, held by this
-// thread for elements i = thread + 256 j (j < E), are normalized and stored to out_row. The sum
-// of squares adds element i, i + 256, ... in that order, then block_sum.
+// The last step of both RMSNorm kernels: the row's values v and weights wv, held by this thread
+// for elements i = thread + 256 j (j < E), are scaled by inv and stored to out_row.
 template <int E>
-__device__ __forceinline__ void normalize_row(const float (&v)[E], const float (&wv)[E], float eps,
-                                              int dim, uint16_t* out_row, float* scratch) {
-  float acc = 0.0f;
-#pragma unroll
-  for (int j = 0; j < E; ++j)
-    if (threadIdx.x + j * kNormThreads < dim) acc = __fmaf_rn(v[j], v[j], acc);
-  const float inv = inv_rms(block_sum(acc, scratch), dim, eps);
+__device__ __forceinline__ void store_normalized(const float (&v)[E], const float (&wv)[E],
+                                                 float inv, int dim, uint16_t* out_row) {
 #pragma unroll
   for (int j = 0; j < E; ++j) {
     const int i = threadIdx.x + j * kNormThreads;
@@ -160,7 +154,11 @@ __global__ void __launch_bounds__(kNormThreads)
     v[j] = i < dim ? bf(x[base + i]) : 0.0f;
     wv[j] = i < dim ? w[i] : 0.0f;
   }
-  normalize_row<E>(v, wv, eps, dim, out + base, scratch);
+  float acc = 0.0f;
+#pragma unroll
+  for (int j = 0; j < E; ++j)
+    if (threadIdx.x + j * kNormThreads < dim) acc = __fmaf_rn(v[j], v[j], acc);
+  store_normalized<E>(v, wv, inv_rms(block_sum(acc, scratch), dim, eps), dim, out + base);
 }
 
 // rmsnorm_kernel after residual = bf16(residual + delta), which it writes back. `out` may alias
@@ -180,12 +178,19 @@ __global__ void __launch_bounds__(kNormThreads)
     v[j] = i < dim ? bf(to_bf(__fadd_rn(bf(residual[base + i]), bf(delta[base + i])))) : 0.0f;
     wv[j] = i < dim ? w[i] : 0.0f;
   }
+  // The residual's stores and the sum of squares in one loop: with the sum in a loop of its own
+  // after the stores the kernel took 3.2 instead of 1.8 us at batch 1 on the H200 (same PTX
+  // arithmetic; docs/benchmarks.md, fourth session).
+  float acc = 0.0f;
 #pragma unroll
   for (int j = 0; j < E; ++j) {
     const int i = threadIdx.x + j * kNormThreads;
-    if (i < dim) residual[base + i] = to_bf(v[j]);
+    if (i < dim) {
+      residual[base + i] = to_bf(v[j]);
+      acc = __fmaf_rn(v[j], v[j], acc);
+    }
   }
-  normalize_row<E>(v, wv, eps, dim, out + base, scratch);
+  store_normalized<E>(v, wv, inv_rms(block_sum(acc, scratch), dim, eps), dim, out + base);
 }
 
 // The kernels by log2 of E; a row takes the smallest E that holds it.
