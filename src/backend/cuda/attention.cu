@@ -154,26 +154,20 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
   const int kv_limit = item.key_end;  // keys that exist (the planner caps key_end causally)
   const int n_tiles = (kv_limit - item.key_begin + kAttnKeyTile - 1) / kAttnKeyTile;
 
-  // Q rows into shared memory (zeros for padding rows and dims beyond head_dim).
+  // Keys before the sequence's first query position are not written by this pass (its KV write
+  // stores the queries' own keys): those of the first tile are copied before pdl_wait, while the
+  // kernels before this one may still run. Which: kOld the keys before first_new, kNew the rest
+  // (with the zero fill), kAll every key.
+  enum Part { kAll, kOld, kNew };
   constexpr int kChunks = D / 8;  // 16-byte chunks per row
-  for (int c = tid; c < kAttnRowTile * kChunks; c += kThreads) {
-    const int r = c / kChunks, part = c % kChunks;
-    const bool valid = r < item.n_rows && part * 8 < hd;
-    const int packed = item.row_begin + (valid ? r : 0);
-    const int64_t token = item.q_begin + packed / group;
-    const int head = item.kv_head * group + packed % group;
-    const uint16_t* src =
-        p.qkv + token * p.qkv_stride + static_cast<int64_t>(head) * hd + (valid ? part * 8 : 0);
-    cp_async_16(s_q + r * S::kStride + part * 8, src, valid);
-  }
-  cp_async_commit();
-
-  auto load_tile = [&](int tile, int stage) {
+  const int first_new = p.positions[item.q_begin];
+  auto load_tile = [&](int tile, int stage, Part part_of) {
     const int key0 = item.key_begin + tile * kAttnKeyTile;
     for (int c = tid; c < kAttnKeyTile * kChunks; c += kThreads) {
       const int j = c / kChunks, part = c % kChunks;
       const int pos = key0 + j;
       const bool valid = pos < kv_limit && part * 8 < hd;
+      if (part_of != kAll && (part_of == kOld) != (valid && pos < first_new)) continue;
       int64_t off = 0;
       if (valid) {
         const int64_t slot =
@@ -186,7 +180,23 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
       cp_async_16(s_v + dst, p.v_cache + off, valid);
     }
   };
-  if (n_tiles > 0) load_tile(0, 0);
+  if (n_tiles > 0) load_tile(0, 0, kOld);
+  cp_async_commit();
+  pdl_wait();  // a no-op after the first item of a CTA
+
+  // Q rows into shared memory (zeros for padding rows and dims beyond head_dim).
+  for (int c = tid; c < kAttnRowTile * kChunks; c += kThreads) {
+    const int r = c / kChunks, part = c % kChunks;
+    const bool valid = r < item.n_rows && part * 8 < hd;
+    const int packed = item.row_begin + (valid ? r : 0);
+    const int64_t token = item.q_begin + packed / group;
+    const int head = item.kv_head * group + packed % group;
+    const uint16_t* src =
+        p.qkv + token * p.qkv_stride + static_cast<int64_t>(head) * hd + (valid ? part * 8 : 0);
+    cp_async_16(s_q + r * S::kStride + part * 8, src, valid);
+  }
+  cp_async_commit();
+  if (n_tiles > 0) load_tile(0, 0, kNew);
   cp_async_commit();
 
   // Fragment ownership: this thread holds rows r0 = warp*16 + lane/4 and r0 + 8, and within
@@ -207,7 +217,7 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
   warp_min_pos = min(warp_min_pos, __shfl_xor_sync(0xffffffffu, warp_min_pos, 8));
   warp_min_pos = min(warp_min_pos, __shfl_xor_sync(0xffffffffu, warp_min_pos, 16));
 
-  cp_async_wait<1>();  // Q has landed
+  cp_async_wait<1>();  // the first tile's old keys and Q have landed
   __syncthreads();
   uint32_t qa[D / 16][4];
 #pragma unroll
@@ -223,7 +233,7 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
   for (int tile = 0; tile < n_tiles; ++tile) {
     const int stage = tile & 1;
     __syncthreads();  // every warp is done with the stage about to be refilled (and with s_q)
-    if (tile + 1 < n_tiles) load_tile(tile + 1, stage ^ 1);
+    if (tile + 1 < n_tiles) load_tile(tile + 1, stage ^ 1, kAll);
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
@@ -489,7 +499,8 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const AttnParams
   extern __shared__ __align__(16) unsigned char smem[];
   __shared__ int s_last;
   pdl_trigger();
-  pdl_wait();
+  // Before pdl_wait (in attend_item) only what the host uploaded before the pass is read: the
+  // counts, items, positions, block tables, and the first tile's keys of earlier positions.
   const int n_items = p.counts != nullptr ? p.counts[0] : p.n_items;
   for (int i = blockIdx.x; i < n_items; i += gridDim.x) {
     if (i != blockIdx.x) __syncthreads();  // the previous item is done with shared memory
@@ -508,11 +519,10 @@ cudaError_t launch(const AttnParams& p, cudaStream_t stream) {
   if (e != cudaSuccess) return e;
   // Eager: one CTA per item. Graph: the fixed grid, counts from the device.
   const int grid = p.counts != nullptr ? p.grid : p.n_items;
-  // Not launched with PDL: at batch 1 an attention grid that launched early and waited beside
-  // the skinny GEMMs cost 25 % of the step (docs/benchmarks.md). It still lets the kernel after
-  // it launch early.
-  if (grid > 0) attention_kernel<D><<<grid, kThreads, kBytes, stream>>>(p);
-  return cudaGetLastError();
+  // With PDL: the CTAs launch while the RoPE + KV-write kernel runs and fetch their first tile's
+  // old keys meanwhile.
+  if (grid == 0) return cudaSuccess;
+  return launch_kernel(attention_kernel<D>, grid, kThreads, kBytes, stream, p);
 }
 
 }  // namespace

@@ -9,12 +9,14 @@
 //   - pdl_wait() before the first read of anything an earlier kernel wrote and before the first
 //     write: it returns when the previous kernel has completed and its writes are visible
 //     (and that kernel waited for its own predecessor, so every earlier kernel is done too).
-//     Only reads of data no kernel of the stream writes (weights) may come before it.
+//     Only reads of data no kernel still running may write (weights) may come before it.
 // PDL changes when kernels run, never what they compute: results are bit-identical with it off.
-// pdl_wait is a no-op in a kernel launched without the attribute (PDL off, or the attention
-// kernels, which are launched plainly); pdl_trigger still lets a PDL-launched successor start
-// early. Weights are read before the wait only in the forward pass, where no kernel just before
-// writes them (they are written at load time, followed by a synchronization).
+// pdl_wait is a no-op in a kernel launched without the attribute (PDL off); pdl_trigger still
+// lets a PDL-launched successor start early. Weights are read before the wait only in the
+// forward pass, where no kernel just before writes them (they are written at load time, followed
+// by a synchronization). The attention kernel also reads before its wait what the host uploaded
+// for the pass (stream-ordered copies before the pass's first kernel) and the keys of earlier
+// positions, which no kernel of the pass writes.
 #pragma once
 
 #include <cuda_runtime.h>
