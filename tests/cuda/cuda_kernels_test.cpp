@@ -340,9 +340,10 @@ TEST_F(CudaKernels, SkinnyGemmEveryVariant) {
 // The sequential-K skinny GEMM (gemv_canonical.cu) must give the canonical cuBLASLt algorithm's
 // every output bit: the canonical lane runs it at M <= 16 only where its autotune saw that, and
 // this test keeps checking the observation it rests on (shapes with one and several stages of
-// 256 k, a partial last stage, a last block of fewer than 32 rows, token counts up to 16).
+// 256 k, a partial last stage, a last block of fewer than 32 rows, token counts up to 16, and
+// grids of one, two and more blocks per SM on the H200, which pick rings of different depths).
 TEST_F(CudaKernels, CanonicalSkinnyGemmGivesCublasLtBits) {
-  // A backend whose canonical autotune may admit the kernel (--cuda-canonical-skinny), with a
+  // A backend whose canonical autotune may admit the kernel (the default, stated here), with a
   // GEMM table of its own (the shared one's entries would be checked too, but both backends
   // would write the file).
   BackendOptions opts;
@@ -359,9 +360,11 @@ TEST_F(CudaKernels, CanonicalSkinnyGemmGivesCublasLtBits) {
   } else {
     unsetenv("LLM42_GEMM_CACHE");
   }
-  for (const GemmShape sh : {GemmShape{1, 8, 16}, GemmShape{2, 40, 48}, GemmShape{5, 4104, 4096},
-                             GemmShape{16, 264, 14336}, GemmShape{1, 4096, 14336},
-                             GemmShape{9, 6144, 4096}, GemmShape{3, 296, 896}}) {
+  for (const GemmShape sh :
+       {GemmShape{1, 8, 16}, GemmShape{2, 40, 48}, GemmShape{5, 4104, 4096},
+        GemmShape{16, 264, 14336}, GemmShape{1, 4096, 14336}, GemmShape{9, 6144, 4096},
+        GemmShape{3, 296, 896}, GemmShape{4, 6144, 4096}, GemmShape{7, 28672, 1280},
+        GemmShape{12, 28680, 272}}) {
     const GemmOperands ops = gemm_operands(sh);
     const DevTensor& x_d = ops.x_d;
     const DevTensor& w_d = ops.w_d;

@@ -8,15 +8,15 @@
 // H200 a chain of k16 MMAs over K in order reproduces those algorithms' outputs bit for bit
 // (cuda_korder_lab: qkv, o and down at M = 1, 3, 8 and 16, fp32 outputs, none of 401,408
 // elements differs), so such a kernel can serve the canonical lane at small M. That is an
-// observation, not a documented guarantee: the canonical autotune (gemm.cpp), when allowed to
-// (--cuda-canonical-skinny), admits the kernel for a bucket only after it reproduced the chosen
+// observation, not a documented guarantee: the canonical autotune (gemm.cpp), unless told not
+// to (--no-cuda-canonical-skinny), admits the kernel for a bucket only after it reproduced the chosen
 // cuBLASLt algorithm's every output bit on the tuning call's own data.
 //
 //   gemv_sequential_kernel  the reference: each thread loads the 4-byte fragment pieces of the
 //                           MMA layouts straight from global memory; obviously in order, slow.
 //                           Two orientations (weights as the MMA's A or B operand). The lab's.
-//   gemv_canonical_kernel   the one the canonical lane runs: tokens as A (16 rows, zero beyond
-//                           m), 8 weight rows per warp as B, streamed through a per-warp
+//   gemv_canonical_kernel   the one the canonical lane runs: tokens as A (zero beyond m), 8
+//                           weight rows per warp as B, both streamed through a block-wide
 //                           cp.async ring of shared-memory stages and read back with ldmatrix;
 //                           the same MMAs in the same order as the reference.
 #include <cuda_bf16.h>
@@ -86,78 +86,143 @@ __global__ void gemv_sequential_kernel(const uint16_t* x, const uint16_t* w, flo
 
 constexpr int kCanonWarps = 4;                  // warps per block, each on its own 8 weight rows
 constexpr int kCanonStageK = 256;               // k per shared-memory stage (16 MMA steps)
-constexpr int kCanonStages = 4;                 // stages per warp: 3 in flight while one is read
 constexpr int kCanonStride = kCanonStageK + 8;  // bf16 per stage row: 16 bytes of padding keep
                                                 // ldmatrix's 8 row addresses on distinct banks
-constexpr size_t kCanonSmem = size_t{kCanonWarps} * kCanonStages * 8 * kCanonStride * 2;
+constexpr int kCanonWRows = 8 * kCanonWarps;    // weight rows of a block
+// A stage holds the block's 32 weight rows and XR rows of x (8 when m <= 8, else 16) over 256
+// values of k; S stages form the ring, S - 1 of them in flight while one is read.
+template <int XR, int S>
+constexpr size_t canon_smem() {
+  return size_t{S} * (kCanonWRows + XR) * kCanonStride * 2;
+}
 
-// Warp w of block b owns weight rows [8 (4 b + w), + 8). Its stages hold those 8 rows over 256
-// values of k each; a lane copies 16-byte pieces (row j, bytes 16 lane .. of the row's stage
-// slice, j = 0..7), so each copy instruction of the warp reads 512 contiguous bytes. Once a stage
-// has landed (every lane waited for its own copies, then __syncwarp), ldmatrix.x4 at row
-// lane % 8, column 16 q + 8 (lane / 8) gives the B fragments of MMA steps q and q + 1 (matrices:
-// k 0-7 and 8-15 of step q, then of step q + 1), and the A fragments (tokens g and g + 8 at k
-// 2c, 2c + 8) come from x through L1. One accumulator, steps in increasing k: the reference's
-// order exactly.
+// Warp w of block b owns weight rows [8 (4 b + w), + 8); lane l copies 16-byte pieces (row j,
+// bytes 16 l .. of the row's stage slice, j = 0..7), so each copy instruction of the warp reads
+// 512 contiguous bytes. The block copies x's rows of the stage once for all its warps (rows past
+// m zero-filled, so the MMA operands are exactly the reference's), and one barrier per stage
+// both publishes the landed stage and frees the one read before it. Fragments come from shared
+// memory only (ldmatrix.x4: B of steps q and q + 1 at row lane % 8, column 16 q + 8 (lane / 8);
+// A likewise when m <= 8, else one step at a time, rows lane % 8 + 8 ((lane / 8) % 2)), a full
+// stage's written as one batch ahead of its 16 MMAs: none depends on the accumulator, so only
+// the MMAs form the serial chain. One accumulator, steps in increasing k: the reference's order
+// exactly.
+template <int XR, int kCanonStages>
 __global__ void __launch_bounds__(32 * kCanonWarps)
     gemv_canonical_kernel(const uint16_t* __restrict__ x, const uint16_t* __restrict__ w,
                           void* __restrict__ out, bool out_f32, int m, int n, int k) {
+  static_assert((XR == 8 || XR == 16) && kCanonStages >= 2);
+  constexpr int kStageElems = (kCanonWRows + XR) * kCanonStride;
+  constexpr int kSteps = kCanonStageK / 16;
   extern __shared__ __align__(16) uint16_t smem[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
   const int row0 = (blockIdx.x * kCanonWarps + warp) * 8;
-  if (row0 >= n) return;  // the whole warp; the kernel has no block-wide barrier
-  uint16_t* ring = smem + warp * (kCanonStages * 8 * kCanonStride);
+  const bool active = row0 < n;  // a warp past n copies and computes nothing, and keeps the
+                                 // barriers
   const int n_stages = (k + kCanonStageK - 1) / kCanonStageK;
   const uint16_t* wrow[8];
 #pragma unroll
   for (int j = 0; j < 8; ++j) wrow[j] = w + static_cast<int64_t>(min(row0 + j, n - 1)) * k;
-  // Stages past the last one copy nothing and still commit (an empty group), so every wait
-  // below is the same. Columns past k are zero-filled; no MMA step reads them.
-  const auto issue = [&](int st) {
-    if (st < n_stages) {
-      const int kbase = st * kCanonStageK, col = 8 * lane;
-      const bool valid = kbase + col < k;
-      uint16_t* stage = ring + (st % kCanonStages) * 8 * kCanonStride;
+  // Columns past k are zero-filled; no MMA step reads them.
+  const auto issue_w = [&](int st) {
+    if (st >= n_stages || !active) return;
+    const int kbase = st * kCanonStageK, col = 8 * lane;
+    const bool valid = kbase + col < k;
+    uint16_t* stage = smem + (st % kCanonStages) * kStageElems + warp * 8 * kCanonStride;
 #pragma unroll
-      for (int j = 0; j < 8; ++j)
-        cp_async16(stage + j * kCanonStride + col, valid ? wrow[j] + kbase + col : wrow[j], valid);
+    for (int j = 0; j < 8; ++j)
+      cp_async16(stage + j * kCanonStride + col, valid ? wrow[j] + kbase + col : wrow[j], valid);
+  };
+  const auto issue_x = [&](int st) {
+    if (st >= n_stages) return;
+    const int kbase = st * kCanonStageK;
+    uint16_t* stage = smem + (st % kCanonStages) * kStageElems + kCanonWRows * kCanonStride;
+#pragma unroll
+    for (int e = threadIdx.x; e < XR * 32; e += 32 * kCanonWarps) {
+      const int r = e / 32, col = 8 * (e % 32);
+      const bool valid = r < m && kbase + col < k;
+      cp_async16(stage + r * kCanonStride + col,
+                 valid ? x + static_cast<int64_t>(r) * k + kbase + col : x, valid);
     }
-    cp_async_commit();
   };
   // The weights are constant: the first stages may fill before the kernel that writes x ends.
+  // One group per weight stage, then x of those stages as one more, all waited for at once.
 #pragma unroll
-  for (int st = 0; st < kCanonStages - 1; ++st) issue(st);
+  for (int st = 0; st < kCanonStages - 1; ++st) {
+    issue_w(st);
+    cp_async_commit();
+  }
   pdl_wait();
-  const bool va = g < m, vb = g + 8 < m;
-  const uint16_t* xa = x + static_cast<int64_t>(va ? g : 0) * k + 2 * c;
-  const uint16_t* xb = x + static_cast<int64_t>(vb ? g + 8 : 0) * k + 2 * c;
-  const auto x32 = [](const uint16_t* p) { return __ldg(reinterpret_cast<const uint32_t*>(p)); };
+#pragma unroll
+  for (int st = 0; st < kCanonStages - 1; ++st) issue_x(st);
+  cp_async_commit();
+  cp_async_wait<0>();
   float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
   for (int st = 0; st < n_stages; ++st) {
-    issue(st + kCanonStages - 1);
-    cp_async_wait<kCanonStages - 1>();  // stage st's copies (this lane's) have landed
-    __syncwarp();                       // and every other lane's
-    const uint16_t* stage = ring + (st % kCanonStages) * 8 * kCanonStride;
-    const int kbase = st * kCanonStageK;
-    const int steps = min(kCanonStageK, k - kbase) / 16;
+    // Stage st has landed (the groups after it: the S - 2 stages issued since) for every
+    // thread, and every warp is done with the stage read last iteration, which is refilled now.
+    cp_async_wait<kCanonStages - 2>();
+    __syncthreads();
+    issue_w(st + kCanonStages - 1);
+    issue_x(st + kCanonStages - 1);
+    cp_async_commit();
+    if (!active) continue;
+    const uint16_t* sw = smem + (st % kCanonStages) * kStageElems + warp * 8 * kCanonStride;
+    const uint16_t* sx = smem + (st % kCanonStages) * kStageElems + kCanonWRows * kCanonStride;
+    const int steps = min(kCanonStageK, k - st * kCanonStageK) / 16;
+    const uint16_t* bw = sw + (lane % 8) * kCanonStride + 8 * (lane / 8);
+    const uint16_t* ax =
+        XR == 8 ? sx + (lane % 8) * kCanonStride + 8 * (lane / 8)
+                : sx + (lane % 8 + 8 * ((lane / 8) % 2)) * kCanonStride + 8 * (lane / 16);
+    if (steps == kSteps) {
+      uint32_t b[kSteps / 2][4];
 #pragma unroll
-    for (int q = 0; q < kCanonStageK / 16; q += 2) {
-      if (q >= steps) break;
+      for (int i = 0; i < kSteps / 2; ++i) ldmatrix_x4(b[i], bw + 32 * i);
+      if constexpr (XR == 8) {
+        uint32_t a[kSteps / 2][4];
+#pragma unroll
+        for (int i = 0; i < kSteps / 2; ++i) ldmatrix_x4(a[i], ax + 32 * i);
+#pragma unroll
+        for (int i = 0; i < kSteps / 2; ++i) {
+          mma_bf16(acc, a[i][0], 0u, a[i][1], 0u, b[i][0], b[i][1]);
+          mma_bf16(acc, a[i][2], 0u, a[i][3], 0u, b[i][2], b[i][3]);
+        }
+      } else {
+        uint32_t a[kSteps][4];
+#pragma unroll
+        for (int q = 0; q < kSteps; ++q) ldmatrix_x4(a[q], ax + 16 * q);
+#pragma unroll
+        for (int i = 0; i < kSteps / 2; ++i) {
+          mma_bf16(acc, a[2 * i][0], a[2 * i][1], a[2 * i][2], a[2 * i][3], b[i][0], b[i][1]);
+          mma_bf16(acc, a[2 * i + 1][0], a[2 * i + 1][1], a[2 * i + 1][2], a[2 * i + 1][3], b[i][2],
+                   b[i][3]);
+        }
+      }
+      continue;
+    }
+    // The last stage of a k that is not a multiple of 256: step by step.
+    for (int q = 0; q < steps; q += 2) {
       uint32_t b[4];
-      ldmatrix_x4(b, stage + (lane % 8) * kCanonStride + 16 * q + 8 * (lane / 8));
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        if (q + h >= steps) break;
-        const int kk = kbase + 16 * (q + h);
-        mma_bf16(acc, va ? x32(xa + kk) : 0u, vb ? x32(xb + kk) : 0u, va ? x32(xa + kk + 8) : 0u,
-                 vb ? x32(xb + kk + 8) : 0u, b[2 * h], b[2 * h + 1]);
+      ldmatrix_x4(b, bw + 16 * q);
+      if constexpr (XR == 8) {
+        uint32_t a[4];
+        ldmatrix_x4(a, ax + 16 * q);
+        mma_bf16(acc, a[0], 0u, a[1], 0u, b[0], b[1]);
+        if (q + 1 < steps) mma_bf16(acc, a[2], 0u, a[3], 0u, b[2], b[3]);
+      } else {
+        uint32_t a[4];
+        ldmatrix_x4(a, ax + 16 * q);
+        mma_bf16(acc, a[0], a[1], a[2], a[3], b[0], b[1]);
+        if (q + 1 < steps) {
+          ldmatrix_x4(a, ax + 16 * (q + 1));
+          mma_bf16(acc, a[0], a[1], a[2], a[3], b[2], b[3]);
+        }
       }
     }
-    __syncwarp();  // every lane has read the stage before it is refilled
   }
   cp_async_wait<0>();
   pdl_trigger();
-  // D: tokens g and g + 8, weight rows 2c and 2c + 1 of the warp's 8.
+  if (!active) return;
+    // D: tokens g and g + 8, weight rows 2c and 2c + 1 of the warp's 8.
 #pragma unroll
   for (int e = 0; e < 4; ++e) {
     const int t = g + (e / 2) * 8, row = row0 + 2 * c + e % 2;
@@ -191,22 +256,50 @@ cudaError_t launch_gemv_sequential(const uint16_t* x, const uint16_t* w, float* 
 }  // namespace llm42::cuda
 
 namespace llm42::cuda {
+namespace {
+
+// One instantiation's launch; its shared-memory size (past 48 KiB) is set once per process (one
+// process drives one GPU).
+template <int XR, int S>
+cudaError_t launch_canon(int blocks, cudaStream_t stream, const uint16_t* x, const uint16_t* w,
+                         void* out, bool f32, int m, int n, int k) {
+  constexpr size_t kSmem = canon_smem<XR, S>();
+  static_assert(kSmem <= 227 * 1024, "canonical skinny ring does not fit in shared memory");
+  static const cudaError_t set = cudaFuncSetAttribute(
+      gemv_canonical_kernel<XR, S>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  if (set != cudaSuccess) return set;
+  return launch_kernel(gemv_canonical_kernel<XR, S>, blocks, 32 * kCanonWarps, kSmem, stream, x, w,
+                       out, f32, m, n, k);
+}
+
+}  // namespace
 
 cudaError_t launch_gemv_canonical(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,
                                   int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
   if (m < 1 || m > kGemvMaxM || n < 1 || k < 16 || k % 16 != 0 || n > INT32_MAX - 32 ||
       k > INT32_MAX || (out_dtype != DType::kBF16 && out_dtype != DType::kF32) ||
-      reinterpret_cast<uintptr_t>(x) % 4 != 0 || reinterpret_cast<uintptr_t>(w) % 16 != 0)
+      reinterpret_cast<uintptr_t>(x) % 16 != 0 || reinterpret_cast<uintptr_t>(w) % 16 != 0)
     return cudaErrorInvalidValue;
-  // The ring passes 48 KiB. Set once per process: one process drives one GPU.
-  static const cudaError_t set = cudaFuncSetAttribute(
-      gemv_canonical_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kCanonSmem);
-  if (set != cudaSuccess) return set;
-  const int rows_per_block = 8 * kCanonWarps;
-  const int blocks = static_cast<int>((n + rows_per_block - 1) / rows_per_block);
-  return launch_kernel(gemv_canonical_kernel, blocks, 32 * kCanonWarps, kCanonSmem, stream, x, w,
-                       out, out_dtype == DType::kF32, static_cast<int>(m), static_cast<int>(n),
-                       static_cast<int>(k));
+  const int blocks = static_cast<int>((n + kCanonWRows - 1) / kCanonWRows);
+  // The ring's depth: as many bytes in flight per SM as shared memory holds, for the blocks an
+  // SM runs at once when the grid is one wave (one or two), else 4 stages (two blocks per SM).
+  static const int sms = [] {
+    int device = 0, count = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
+      return 1;
+    return count;
+  }();
+  const int per_sm = (blocks + sms - 1) / sms;
+  const bool f32 = out_dtype == DType::kF32;
+  const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
+  if (m <= 8) {
+    if (per_sm == 1) return launch_canon<8, 10>(blocks, stream, x, w, out, f32, mi, ni, ki);
+    if (per_sm == 2) return launch_canon<8, 5>(blocks, stream, x, w, out, f32, mi, ni, ki);
+    return launch_canon<8, 4>(blocks, stream, x, w, out, f32, mi, ni, ki);
+  }
+  if (per_sm == 1) return launch_canon<16, 9>(blocks, stream, x, w, out, f32, mi, ni, ki);
+  return launch_canon<16, 4>(blocks, stream, x, w, out, f32, mi, ni, ki);
 }
 
 }  // namespace llm42::cuda
