@@ -9,7 +9,7 @@
 // that kernel costs inside a graph, its launch gap included). Last, the cost of a verification
 // pass against its token count.
 //
-//   ./build/bin/cuda_decode_lab [--quick]
+//   ./build/bin/cuda_decode_lab [--quick] [--no-canonical-skinny]
 #ifdef LLM42_HAVE_CUDA
 #include <cuda_runtime.h>
 
@@ -167,13 +167,26 @@ void breakdown(CudaBackend& b, Transformer& model, const KvCache& cache, int bs,
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+  bool quick = false, skinny = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--quick") {
+      quick = true;
+    } else if (a == "--no-canonical-skinny") {
+      skinny = false;
+    } else {
+      std::fprintf(stderr, "usage: cuda_decode_lab [--quick] [--no-canonical-skinny]\n");
+      return 2;
+    }
+  }
   if (cuda_device_count() == 0) {
     std::printf("cuda_decode_lab: no CUDA GPU, nothing to measure\n");
     return 0;
   }
   BackendOptions opts;
   opts.device = "cuda";
+  opts.canonical_skinny =
+      skinny;  // the canonical lane's skinny GEMM where the autotune admits it (default)
   CudaBackend b(opts, 0);
   ModelConfig c = llama31_8b();
   if (quick) c.n_layers = 4;

@@ -259,7 +259,7 @@ struct BackendOptions {
   bool programmatic_launch = true;      // CUDA: launch forward kernels with PDL (process-wide)
   // CUDA: the canonical GEMM autotune may admit the sequential-K skinny GEMM (gemv_canonical.cu)
   // at M <= 16. Off until it has been validated on a GPU (docs/cuda-backend.md).
-  bool canonical_skinny = false;
+  bool canonical_skinny = true;
 };
 
 std::unique_ptr<Backend> make_backend(const BackendOptions& opts);

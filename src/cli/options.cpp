@@ -49,9 +49,10 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
   app.add_flag("!--no-cuda-pdl", o.cuda_pdl,
                "CUDA: launch the forward kernels without programmatic dependent launch (each "
                "waits for the previous one to finish before it starts; same results)");
-  app.add_flag("--cuda-canonical-skinny", o.cuda_canonical_skinny,
-               "CUDA, experimental: let the canonical GEMM autotune use the sequential-K skinny "
-               "GEMM at M <= 16 where it reproduces cuBLASLt's bits (not yet validated on a GPU)");
+  app.add_flag("!--no-cuda-canonical-skinny", o.cuda_canonical_skinny,
+               "CUDA: keep the canonical lane on cuBLASLt at M <= 16 (by default its autotune "
+               "may pick the sequential-K skinny GEMM where it reproduces cuBLASLt's every bit "
+               "and is faster; same results either way)");
 }
 
 void add_engine_options(CLI::App& app, EngineOptions& o) {

@@ -25,8 +25,8 @@ struct ModelOptions {
   bool bf16_activations = false;  // CPU: round activations to bf16 between kernels
   int max_seq_len = 0;            // 0 = the model's
   double gpu_memory_fraction = 0.9;
-  bool cuda_pdl = true;                // programmatic dependent launch of the forward kernels
-  bool cuda_canonical_skinny = false;  // the canonical lane may use the sequential-K skinny GEMM
+  bool cuda_pdl = true;               // programmatic dependent launch of the forward kernels
+  bool cuda_canonical_skinny = true;  // the canonical lane may use the sequential-K skinny GEMM
 };
 
 struct EngineOptions {

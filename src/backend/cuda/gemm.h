@@ -13,8 +13,8 @@
 //              data, then timed), cached on disk per GPU and cuBLASLt version and reloaded at
 //              start. That split-K-free algorithms agree with each other across M is observed
 //              (shared/notes/cublas-batch-invariance.md), not documented: tests/cuda checks it.
-//              With canonical_skinny (--cuda-canonical-skinny; off by default until validated on
-//              a GPU), every bucket of M <= kGemvMaxM is also checked at its first call outside a
+//              With canonical_skinny (on by default; --no-cuda-canonical-skinny turns it
+//              off), every bucket of M <= kGemvMaxM is also checked at its first call outside a
 //              capture against gemv_canonical.cu's GEMM, which chains k16 MMAs over K in order
 //              (observed to give those same bits): it serves the bucket when it reproduced the
 //              bucket's algorithm's every output bit on that call's data and was faster (at
