@@ -185,8 +185,7 @@ int main(int argc, char** argv) {
   }
   BackendOptions opts;
   opts.device = "cuda";
-  opts.canonical_skinny =
-      skinny;  // the canonical lane's skinny GEMM where the autotune admits it (default)
+  opts.canonical_skinny = skinny;  // where the canonical autotune admits it (the default)
   CudaBackend b(opts, 0);
   ModelConfig c = llama31_8b();
   if (quick) c.n_layers = 4;

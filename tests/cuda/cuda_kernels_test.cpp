@@ -340,8 +340,8 @@ TEST_F(CudaKernels, SkinnyGemmEveryVariant) {
 // The sequential-K skinny GEMM (gemv_canonical.cu) must give the canonical cuBLASLt algorithm's
 // every output bit: the canonical lane runs it at M <= 16 only where its autotune saw that, and
 // this test keeps checking the observation it rests on (shapes with one and several stages of
-// 256 k, a partial last stage, a last block of fewer than 32 rows, token counts up to 16, and
-// grids of one, two and more blocks per SM on the H200, which pick rings of different depths).
+// 256 k, a partial last stage, a last block of fewer than 32 rows, token counts up to 16 on
+// both sides of 8 (the two x tile heights), grids of one, two and more blocks per SM).
 TEST_F(CudaKernels, CanonicalSkinnyGemmGivesCublasLtBits) {
   // A backend whose canonical autotune may admit the kernel (the default, stated here), with a
   // GEMM table of its own (the shared one's entries would be checked too, but both backends

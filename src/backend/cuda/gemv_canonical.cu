@@ -9,8 +9,8 @@
 // (cuda_korder_lab: qkv, o and down at M = 1, 3, 8 and 16, fp32 outputs, none of 401,408
 // elements differs), so such a kernel can serve the canonical lane at small M. That is an
 // observation, not a documented guarantee: the canonical autotune (gemm.cpp), unless told not
-// to (--no-cuda-canonical-skinny), admits the kernel for a bucket only after it reproduced the chosen
-// cuBLASLt algorithm's every output bit on the tuning call's own data.
+// to (--no-cuda-canonical-skinny), admits the kernel for a bucket only after it reproduced the
+// chosen cuBLASLt algorithm's every output bit on the tuning call's own data.
 //
 //   gemv_sequential_kernel  the reference: each thread loads the 4-byte fragment pieces of the
 //                           MMA layouts straight from global memory; obviously in order, slow.
@@ -86,14 +86,16 @@ __global__ void gemv_sequential_kernel(const uint16_t* x, const uint16_t* w, flo
 
 constexpr int kCanonWarps = 4;                  // warps per block, each on its own 8 weight rows
 constexpr int kCanonStageK = 256;               // k per shared-memory stage (16 MMA steps)
+constexpr int kCanonStages = 4;                 // stages: 3 in flight while one is read
 constexpr int kCanonStride = kCanonStageK + 8;  // bf16 per stage row: 16 bytes of padding keep
                                                 // ldmatrix's 8 row addresses on distinct banks
 constexpr int kCanonWRows = 8 * kCanonWarps;    // weight rows of a block
 // A stage holds the block's 32 weight rows and XR rows of x (8 when m <= 8, else 16) over 256
-// values of k; S stages form the ring, S - 1 of them in flight while one is read.
-template <int XR, int S>
+// values of k. (Deeper rings, up to 10 stages where a grid is one wave, measured no faster on
+// the H200: docs/benchmarks.md, fourth session.)
+template <int XR>
 constexpr size_t canon_smem() {
-  return size_t{S} * (kCanonWRows + XR) * kCanonStride * 2;
+  return size_t{kCanonStages} * (kCanonWRows + XR) * kCanonStride * 2;
 }
 
 // Warp w of block b owns weight rows [8 (4 b + w), + 8); lane l copies 16-byte pieces (row j,
@@ -106,11 +108,11 @@ constexpr size_t canon_smem() {
 // stage's written as one batch ahead of its 16 MMAs: none depends on the accumulator, so only
 // the MMAs form the serial chain. One accumulator, steps in increasing k: the reference's order
 // exactly.
-template <int XR, int kCanonStages>
+template <int XR>
 __global__ void __launch_bounds__(32 * kCanonWarps)
     gemv_canonical_kernel(const uint16_t* __restrict__ x, const uint16_t* __restrict__ w,
                           void* __restrict__ out, bool out_f32, int m, int n, int k) {
-  static_assert((XR == 8 || XR == 16) && kCanonStages >= 2);
+  static_assert(XR == 8 || XR == 16);
   constexpr int kStageElems = (kCanonWRows + XR) * kCanonStride;
   constexpr int kSteps = kCanonStageK / 16;
   extern __shared__ __align__(16) uint16_t smem[];
@@ -260,15 +262,15 @@ namespace {
 
 // One instantiation's launch; its shared-memory size (past 48 KiB) is set once per process (one
 // process drives one GPU).
-template <int XR, int S>
+template <int XR>
 cudaError_t launch_canon(int blocks, cudaStream_t stream, const uint16_t* x, const uint16_t* w,
                          void* out, bool f32, int m, int n, int k) {
-  constexpr size_t kSmem = canon_smem<XR, S>();
+  constexpr size_t kSmem = canon_smem<XR>();
   static_assert(kSmem <= 227 * 1024, "canonical skinny ring does not fit in shared memory");
   static const cudaError_t set = cudaFuncSetAttribute(
-      gemv_canonical_kernel<XR, S>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+      gemv_canonical_kernel<XR>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   if (set != cudaSuccess) return set;
-  return launch_kernel(gemv_canonical_kernel<XR, S>, blocks, 32 * kCanonWarps, kSmem, stream, x, w,
+  return launch_kernel(gemv_canonical_kernel<XR>, blocks, 32 * kCanonWarps, kSmem, stream, x, w,
                        out, f32, m, n, k);
 }
 
@@ -281,25 +283,10 @@ cudaError_t launch_gemv_canonical(const uint16_t* x, const uint16_t* w, void* ou
       reinterpret_cast<uintptr_t>(x) % 16 != 0 || reinterpret_cast<uintptr_t>(w) % 16 != 0)
     return cudaErrorInvalidValue;
   const int blocks = static_cast<int>((n + kCanonWRows - 1) / kCanonWRows);
-  // The ring's depth: as many bytes in flight per SM as shared memory holds, for the blocks an
-  // SM runs at once when the grid is one wave (one or two), else 4 stages (two blocks per SM).
-  static const int sms = [] {
-    int device = 0, count = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
-      return 1;
-    return count;
-  }();
-  const int per_sm = (blocks + sms - 1) / sms;
   const bool f32 = out_dtype == DType::kF32;
   const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
-  if (m <= 8) {
-    if (per_sm == 1) return launch_canon<8, 10>(blocks, stream, x, w, out, f32, mi, ni, ki);
-    if (per_sm == 2) return launch_canon<8, 5>(blocks, stream, x, w, out, f32, mi, ni, ki);
-    return launch_canon<8, 4>(blocks, stream, x, w, out, f32, mi, ni, ki);
-  }
-  if (per_sm == 1) return launch_canon<16, 9>(blocks, stream, x, w, out, f32, mi, ni, ki);
-  return launch_canon<16, 4>(blocks, stream, x, w, out, f32, mi, ni, ki);
+  if (m <= 8) return launch_canon<8>(blocks, stream, x, w, out, f32, mi, ni, ki);
+  return launch_canon<16>(blocks, stream, x, w, out, f32, mi, ni, ki);
 }
 
 }  // namespace llm42::cuda
