@@ -72,24 +72,28 @@ PassInput window_pass(int b, int q_len, int ctx, int bs, int blocks_per_seq, Sch
   return p;
 }
 
-// Batch 1 at context 1024, in both lanes: each kernel of a layer launched once per layer (each
-// layer's own weights, as a step reads them) inside one captured graph, replayed; microseconds
-// per launch. The sum over a step (32 of each, plus the head) against the step itself shows what
-// the kernels cost alone and what their sequence adds.
-void breakdown(CudaBackend& b, Transformer& model, const KvCache& cache, int bs, int per_seq) {
+// Blocks a sequence of ctx positions takes.
+int blocks_for(int ctx, int bs) { return (ctx + bs - 1) / bs; }
+
+// A decode step of `bsz` sequences at context `ctx`, in both lanes: each kernel of a layer
+// launched once per layer (each layer's own weights, as a step reads them) inside one captured
+// graph, replayed; microseconds per launch. The sum over a step (32 of each, plus the head)
+// against the step itself shows what the kernels cost alone and what their sequence adds.
+void breakdown(CudaBackend& b, Transformer& model, const KvCache& cache, int bs, int bsz, int ctx) {
   const ModelConfig& c = model.config();
   const ModelWeights& mw = model.weights();
   const QkvLayout layout{c.n_heads, c.n_kv_heads, c.head_dim};
   std::vector<Buffer> storage;
   const RopeTable rope = make_rope_table(b, c, c.max_seq_len, storage);
-  lab::Owned x = lab::make(b, DType::kBF16, {1, c.dim}),
-             delta = lab::make(b, DType::kBF16, {1, c.dim}),
-             h = lab::make(b, DType::kBF16, {1, c.dim}),
-             qkv = lab::make(b, DType::kBF16, {1, layout.row()}),
-             attn = lab::make(b, DType::kBF16, {1, c.q_dim()}),
-             gu = lab::make(b, DType::kBF16, {1, 2LL * c.ffn_dim}),
-             act = lab::make(b, DType::kBF16, {1, c.ffn_dim}),
-             logits = lab::make(b, DType::kF32, {1, c.vocab_size});
+  const int64_t n = bsz;
+  lab::Owned x = lab::make(b, DType::kBF16, {n, c.dim}),
+             delta = lab::make(b, DType::kBF16, {n, c.dim}),
+             h = lab::make(b, DType::kBF16, {n, c.dim}),
+             qkv = lab::make(b, DType::kBF16, {n, layout.row()}),
+             attn = lab::make(b, DType::kBF16, {n, c.q_dim()}),
+             gu = lab::make(b, DType::kBF16, {n, 2LL * c.ffn_dim}),
+             act = lab::make(b, DType::kBF16, {n, c.ffn_dim}),
+             logits = lab::make(b, DType::kF32, {n, c.vocab_size});
   for (const Tensor* t : {&x.t, &delta.t, &h.t, &qkv.t, &attn.t, &gu.t, &act.t})
     b.fill_random(*t, 11, RandomInit::kNormal, 0.5f);
   Schedule s = Schedule::kFast;
@@ -119,7 +123,7 @@ void breakdown(CudaBackend& b, Transformer& model, const KvCache& cache, int bs,
   double total[2] = {0, 0}, step_us[2] = {0, 0};
   for (int lane = 0; lane < 2; ++lane) {
     s = lane == 0 ? Schedule::kFast : Schedule::kCanonical;
-    PassInput pass = window_pass(1, 1, 1024, bs, per_seq, s);
+    PassInput pass = window_pass(bsz, 1, ctx, bs, blocks_for(ctx, bs), s);
     pass.graph = true;
     b.begin_graph_pass(pass, cache, layout);
     for (const Op& op : ops) {
@@ -151,9 +155,9 @@ void breakdown(CudaBackend& b, Transformer& model, const KvCache& cache, int bs,
     step_us[lane] = lab::time_us(b, 9, [&](int) { model.forward(pass, cache); });
   }
   std::printf(
-      "\nbatch-1 step at context 1024, kernel by kernel (each kernel launched once per layer in "
+      "\nB %d step at context %d, kernel by kernel (each kernel launched once per layer in "
       "one graph, replayed; us each, and us in a step)\n%-16s %5s %9s %9s %10s %10s\n",
-      "kernel", "count", "fast", "canonical", "fast step", "canon step");
+      bsz, ctx, "kernel", "count", "fast", "canonical", "fast step", "canon step");
   for (size_t i = 0; i < ops.size(); ++i) {
     const int count = ops[i].per_layer ? c.n_layers : 1;
     std::printf("%-16s %5d %9.2f %9.2f %10.1f %10.1f\n", ops[i].name, count, us[0][i] / count,
@@ -193,10 +197,11 @@ int main(int argc, char** argv) {
   w.config = c;
   const double weight_bytes = static_cast<double>(w.bytes_per_decode_step());
   Transformer model(b, std::move(w), 2048, 2048);
-  const int bs = 16, max_b = 64, max_ctx = 4096;
-  const int per_seq = max_ctx / bs;
+  // KV for 64 sequences of 4096 positions (or more sequences of fewer: blocks are taken
+  // sequence by sequence).
+  const int bs = 16, kv_positions = 64 * 4096;
   std::vector<Buffer> storage;
-  const KvCache cache = allocate_kv_cache(b, c, per_seq * max_b, bs, storage);
+  const KvCache cache = allocate_kv_cache(b, c, kv_positions / bs, bs, storage);
   for (int l = 0; l < c.n_layers; ++l) {
     b.fill_random(cache.k[l], 100 + l, RandomInit::kNormal, 1.0f);
     b.fill_random(cache.v[l], 200 + l, RandomInit::kNormal, 1.0f);
@@ -207,7 +212,10 @@ int main(int argc, char** argv) {
       "copy bandwidth %.0f GB/s\n",
       b.device_name().c_str(), c.n_layers, weight_bytes / 1e9, bandwidth / 1e9);
 
-  breakdown(b, model, cache, bs, per_seq);
+  // Batch 1 (the latency case) and a full batch at a ShareGPT-like context (the throughput case,
+  // where the offline benchmark's deterministic traffic runs the canonical lane).
+  breakdown(b, model, cache, bs, 1, 1024);
+  breakdown(b, model, cache, bs, quick ? 8 : 256, 512);
 
   cudaEvent_t start, stop;
   LLM42_CUDA_CHECK(cudaEventCreate(&start));
@@ -237,8 +245,10 @@ int main(int argc, char** argv) {
     b.copy_to_host(row.data(), t.data, row.size() * sizeof(float));
     return row;
   };
-  for (int bsz : quick ? std::vector<int>{1, 8} : std::vector<int>{1, 8, 32, 64}) {
+  for (int bsz : quick ? std::vector<int>{1, 8} : std::vector<int>{1, 8, 32, 64, 128, 256}) {
     for (int ctx : {1024, 4096}) {
+      if (static_cast<int64_t>(bsz) * ctx > kv_positions) continue;
+      const int per_seq = blocks_for(ctx, bs);
       const double kv_bytes = double(bsz) * ctx * c.n_layers * c.kv_dim() * 2 * 2;
       const double floor_ms = (weight_bytes + kv_bytes) / bandwidth * 1e3;
       for (Schedule s : {Schedule::kFast, Schedule::kCanonical}) {
@@ -281,7 +291,8 @@ int main(int argc, char** argv) {
                             {128, 8}, {256, 8}, {64, 4},  {64, 16}, {64, 32}};
   for (const auto& wg : windows) {
     const int win = wg[0], g = wg[1];
-    if (win * g > 2048 || g > max_b || (quick && win * g > 512)) continue;
+    if (win * g > 2048 || (quick && win * g > 512)) continue;
+    const int per_seq = blocks_for(1024, bs);
     const int reps = quick ? 3 : 7;
     const double verify_ms =
         time_forward_ms(window_pass(g, win, 1024, bs, per_seq, Schedule::kCanonical), reps);

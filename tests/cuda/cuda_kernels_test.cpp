@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <numeric>
 #include <string>
+#include <utility>
 
 #include "backend/cpu/kernels.h"
 #include "cuda_test_util.h"
@@ -225,15 +226,19 @@ TEST_F(CudaKernels, QkNormRopeKvWriteSwiglu) {
       }
     }
   }
-  const int rows = 9, f = 1536;
-  std::vector<float> gu = rounded(random_vec(static_cast<size_t>(rows) * 2 * f, 50, 2.0f));
-  DevTensor gu_d = upload(gu, DType::kBF16, {rows, 2 * f});
-  DevTensor out = dev_tensor(DType::kBF16, {rows, f});
-  poison(out.t);
-  gpu().swiglu(gu_d.t, out.t);
-  std::vector<float> ref(static_cast<size_t>(rows) * f);
-  cpu_bf16().swiglu(host_tensor(gu, {rows, 2 * f}), host_tensor(ref, {rows, f}));
-  EXPECT_LT(rel_error(download(out.t), ref), kBf16Out) << "swiglu";
+  // SwiGLU: 9 rows take two elements a thread, 40 rows eight (f a multiple of 8), f 1539 the
+  // element-wise kernel.
+  for (const auto& [rows, f] :
+       {std::pair{9, 1536}, std::pair{40, 1536}, std::pair{40, 1540}, std::pair{9, 1539}}) {
+    std::vector<float> gu = rounded(random_vec(static_cast<size_t>(rows) * 2 * f, 50, 2.0f));
+    DevTensor gu_d = upload(gu, DType::kBF16, {rows, 2 * f});
+    DevTensor out = dev_tensor(DType::kBF16, {rows, f});
+    poison(out.t);
+    gpu().swiglu(gu_d.t, out.t);
+    std::vector<float> ref(static_cast<size_t>(rows) * f);
+    cpu_bf16().swiglu(host_tensor(gu, {rows, 2 * f}), host_tensor(ref, {rows, f}));
+    EXPECT_LT(rel_error(download(out.t), ref), kBf16Out) << "swiglu f " << f;
+  }
 }
 
 TEST_F(CudaKernels, MatmulBothLanes) {
@@ -419,10 +424,13 @@ TEST_F(CudaKernels, AttentionAgainstCpu) {
   struct Geo {
     int heads, kv_heads, head_dim;
   };
-  const int block_size = 16, n_blocks = 160;
-  // A prefill chunk from 0, a later chunk, a decode row at position 0, a decode row deep in
-  // the context, a verification window, and a prefill that crosses canonical chunks.
-  const std::vector<SeqSpec> specs = {{0, 70}, {100, 37}, {0, 1}, {700, 1}, {520, 16}, {300, 290}};
+  const int block_size = 16, n_blocks = 330;
+  // A prefill chunk from 0, a later chunk, a decode row at position 0, decode rows deep in the
+  // context, a verification window, and a prefill that crosses canonical chunks. The decode row
+  // at 3000 runs in the narrow form (at least kNarrowMinKeys keys in its item) whole (split
+  // policy never, canonical), and in pieces with a combine (fast lane, always split).
+  const std::vector<SeqSpec> specs = {{0, 70},   {100, 37},  {0, 1},   {700, 1},
+                                      {520, 16}, {300, 290}, {3000, 1}};
   for (const Geo g : {Geo{4, 2, 16}, Geo{8, 4, 8}, Geo{4, 2, 32}, Geo{6, 3, 40}, Geo{8, 8, 64},
                       Geo{32, 8, 128}}) {
     const QkvLayout ql{g.heads, g.kv_heads, g.head_dim};

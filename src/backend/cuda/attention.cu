@@ -5,7 +5,9 @@
 // block_size, n_kv_heads, head_dim) bf16; out (T, out_stride) bf16. Reduced dimension: key
 // positions. One CTA = 4 warps runs one AttnWorkItem: up to 64 packed query rows of one
 // sequence and one KV head (the `group` query heads of that KV head for each token, so the K/V
-// tile is loaded once for all of them); each warp owns 16 rows as the MMA's M dimension.
+// tile is loaded once for all of them); each warp owns 16 rows as the MMA's M dimension. An
+// item of at most 16 rows (a decode step's query heads of one KV head) is narrow: its four
+// warps split the tile's keys for the scores and head_dim for the output instead (kNarrowable).
 //
 // Why one kernel serves every lane and pass shape (DESIGN.md §2): an MMA output element depends
 // only on its own row of A and column of B, and every other step (scale, mask, row max, exp,
@@ -132,18 +134,45 @@ struct Smem {
   static constexpr int kORunBytes = kAttnRowTile * kORunStride * 4;
   static constexpr int kXBytes = kQBytes > kORunBytes ? kQBytes : kORunBytes;
   static constexpr int kBytes = kKvBytes + kXBytes;
+  // A narrow item's scores, fp32 [16][64 + 8] (the padding puts a half-warp's 8-byte accesses on
+  // 32 distinct banks), after the running O's first 16 rows, the only ones a narrow item uses.
+  static constexpr int kSStride = kAttnKeyTile + 8;
+  static constexpr int kSOffset = 16 * kORunStride * 4;
+  static_assert(kSOffset + 16 * kSStride * 4 <= kXBytes);
 };
+
+// Items of at most 16 rows (decode: one token's group of query heads) are "narrow": the four
+// warps share the 16 rows instead of one warp holding them while three idle. Warp w computes
+// the scores of the tile's keys [16w, 16w + 16), the scores meet in shared memory, every warp
+// runs the whole softmax of the 16 rows on the same values (so every warp holds the same
+// probabilities, maxima and sums), and warp w accumulates O's head_dim columns
+// [D/4 w, D/4 (w + 1)). Each score, probability and output element goes through exactly the
+// operations, in the same order, that the one warp of a wide item performs for it: only who
+// performs them changes, so a row gets the same bits in a narrow and in a wide item.
+//
+// Only items of at least kNarrowMinKeys keys run narrow (both forms give the same bits, so the
+// choice is free): at batch 1 (a tile or a 256-key chunk per item) the narrow form measured
+// slower inside a decode step (4.8 against 4.5 ms, H200, 2026-12-03) though not alone; at long
+// context it is faster, most for the canonical lane's chunk merges (docs/benchmarks.md).
+template <int D>
+inline constexpr bool kNarrowable = D >= 64;  // D / 4 columns per warp, whole m16n8k16 pairs
+inline constexpr int kNarrowMinKeys = 8 * kAttnKeyTile;
 
 // One work item, by the whole CTA. Every thread executes the same barriers; warps without rows
 // only skip the arithmetic.
-template <int D>
-__device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkItem item,
+template <int D, bool kNarrow>
+__device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkItem& item,
                                             unsigned char* smem) {
   using S = Smem<D>;
   __nv_bfloat16* s_k = reinterpret_cast<__nv_bfloat16*>(smem);                // [2][64][stride]
   __nv_bfloat16* s_v = s_k + 2 * S::kTileElems;                               // [2][64][stride]
   __nv_bfloat16* s_q = reinterpret_cast<__nv_bfloat16*>(smem + S::kKvBytes);  // [64][stride]
   float* s_orun = reinterpret_cast<float*>(smem + S::kKvBytes);  // [64][D + 8], after s_q
+  float* s_s = reinterpret_cast<float*>(smem + S::kKvBytes + S::kSOffset);  // narrow: [16][72]
+  static_assert(!kNarrow || kNarrowable<D>);
+  // Column tiles of 8 keys (scores) and of 8 head_dim columns (O) this warp computes.
+  constexpr int kScoreTiles = kNarrow ? 2 : 8;
+  constexpr int kOTiles = kNarrow ? D / 32 : D / 8;
 
   const int group = p.n_heads / p.n_kv_heads;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -202,13 +231,15 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
   // Fragment ownership: this thread holds rows r0 = warp*16 + lane/4 and r0 + 8, and within
   // each 8-wide column tile the columns 2*(lane%4) and +1.
   const int qr = lane / 4, qc = 2 * (lane % 4);
-  const int r_local[2] = {warp * 16 + qr, warp * 16 + qr + 8};
+  const int row0 = kNarrow ? 0 : warp * 16;          // the first of the 16 rows this warp works on
+  const int o_tile0 = kNarrow ? warp * kOTiles : 0;  // the first O column tile it owns
+  const int r_local[2] = {row0 + qr, row0 + qr + 8};
   int row_pos[2];
   for (int h = 0; h < 2; ++h) {
     const int r = r_local[h];
     row_pos[h] = r < item.n_rows ? p.positions[item.q_begin + (item.row_begin + r) / group] : -1;
   }
-  const bool warp_active = warp * 16 < item.n_rows;
+  const bool warp_active = row0 < item.n_rows;
   // The smallest causal limit among the warp's rows: tiles wholly below it need no mask (a mask
   // that keeps every key changes no value, so skipping it changes no bit).
   int warp_min_pos = min(r_local[0] < item.n_rows ? row_pos[0] : INT_MAX,
@@ -222,13 +253,13 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
   uint32_t qa[D / 16][4];
 #pragma unroll
   for (int ks = 0; ks < D / 16; ++ks)
-    ldmatrix_x4(qa[ks], s_q + (warp * 16 + lane % 16) * S::kStride + ks * 16 + (lane / 16) * 8);
+    ldmatrix_x4(qa[ks], s_q + (row0 + lane % 16) * S::kStride + ks * 16 + (lane / 16) * 8);
 
-  float o[D / 8][4];
+  float o[kOTiles][4];
   float m[2] = {kNegInf, kNegInf}, l[2] = {0.0f, 0.0f};
   float m_run[2] = {kNegInf, kNegInf}, l_run[2] = {0.0f, 0.0f};
 #pragma unroll
-  for (int dt = 0; dt < D / 8; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
+  for (int dt = 0; dt < kOTiles; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
 
   for (int tile = 0; tile < n_tiles; ++tile) {
     const int stage = tile & 1;
@@ -242,21 +273,42 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
     const __nv_bfloat16* tv = s_v + stage * S::kTileElems;
     const int key0 = item.key_begin + tile * kAttnKeyTile;
     if (warp_active) {
-      // S = Q K^T over this tile: 8 column tiles of 8 keys.
+      // S = Q K^T over this tile: 8 column tiles of 8 keys (a narrow item's warp: 2 of them,
+      // keys [16w, 16w + 16)).
       float s[8][4];
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
 #pragma unroll
       for (int ks = 0; ks < D / 16; ++ks) {
 #pragma unroll
-        for (int np = 0; np < 4; ++np) {
+        for (int npl = 0; npl < kScoreTiles / 2; ++npl) {
+          const int np = kNarrow ? warp : npl;
           uint32_t b[4];
           const int mi = lane / 8;
           ldmatrix_x4(
               b, tk + (np * 16 + (mi / 2) * 8 + lane % 8) * S::kStride + ks * 16 + (mi % 2) * 8);
-          mma_bf16(s[2 * np], qa[ks], b[0], b[1]);
-          mma_bf16(s[2 * np + 1], qa[ks], b[2], b[3]);
+          mma_bf16(s[2 * npl], qa[ks], b[0], b[1]);
+          mma_bf16(s[2 * npl + 1], qa[ks], b[2], b[3]);
         }
+      }
+      if constexpr (kNarrow) {
+        // Exchange: each warp's two column tiles out, all eight back in the fragment layout.
+#pragma unroll
+        for (int t = 0; t < 2; ++t)
+#pragma unroll
+          for (int h = 0; h < 2; ++h)
+            *reinterpret_cast<float2*>(s_s + (qr + 8 * h) * S::kSStride + (2 * warp + t) * 8 + qc) =
+                float2{s[t][2 * h], s[t][2 * h + 1]};
+        __syncthreads();  // uniform: a narrow item's warps are all active
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const float2 v =
+                *reinterpret_cast<const float2*>(s_s + (qr + 8 * h) * S::kSStride + nt * 8 + qc);
+            s[nt][2 * h] = v.x;
+            s[nt][2 * h + 1] = v.y;
+          }
       }
       // Scale to log2 units, mask (where some key of the tile is out of reach), online softmax
       // per row.
@@ -294,7 +346,7 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
         }
         l[h] = __fadd_rn(__fmul_rn(l[h], alpha), rowsum);
 #pragma unroll
-        for (int dt = 0; dt < D / 8; ++dt) {
+        for (int dt = 0; dt < kOTiles; ++dt) {
           o[dt][2 * h] = __fmul_rn(o[dt][2 * h], alpha);
           o[dt][2 * h + 1] = __fmul_rn(o[dt][2 * h + 1], alpha);
         }
@@ -309,13 +361,14 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
         pa[2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
         pa[3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
 #pragma unroll
-        for (int dp = 0; dp < D / 16; ++dp) {
+        for (int dpl = 0; dpl < kOTiles / 2; ++dpl) {
+          const int dp = o_tile0 / 2 + dpl;
           uint32_t b[4];
           const int mi = lane / 8;
           ldmatrix_x4_trans(
               b, tv + (kk * 16 + (mi % 2) * 8 + lane % 8) * S::kStride + (2 * dp + mi / 2) * 8);
-          mma_bf16(o[2 * dp], pa, b[0], b[1]);
-          mma_bf16(o[2 * dp + 1], pa, b[2], b[3]);
+          mma_bf16(o[2 * dpl], pa, b[0], b[1]);
+          mma_bf16(o[2 * dpl + 1], pa, b[2], b[3]);
         }
       }
 
@@ -331,8 +384,8 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
           const MergeScales ms = merge_scales(m_run[h], l_run[h], m[h], lq);
           float* orow = s_orun + r_local[h] * S::kORunStride;
 #pragma unroll
-          for (int dt = 0; dt < D / 8; ++dt) {
-            float2* cell = reinterpret_cast<float2*>(orow + dt * 8 + qc);
+          for (int dt = 0; dt < kOTiles; ++dt) {
+            float2* cell = reinterpret_cast<float2*>(orow + (o_tile0 + dt) * 8 + qc);
             const float2 chunk_o{o[dt][2 * h], o[dt][2 * h + 1]};
             if (ms.copy) {
               *cell = chunk_o;
@@ -349,7 +402,7 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
           m[h] = kNegInf;
           l[h] = 0.0f;
 #pragma unroll
-          for (int dt = 0; dt < D / 8; ++dt) o[dt][2 * h] = o[dt][2 * h + 1] = 0.0f;
+          for (int dt = 0; dt < kOTiles; ++dt) o[dt][2 * h] = o[dt][2 * h + 1] = 0.0f;
         }
       }
     }
@@ -369,8 +422,8 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
       const int head = item.kv_head * group + packed % group;
       uint16_t* dst = p.out + token * p.out_stride + static_cast<int64_t>(head) * hd;
 #pragma unroll
-      for (int dt = 0; dt < D / 8; ++dt) {
-        const int d = dt * 8 + qc;
+      for (int dt = 0; dt < kOTiles; ++dt) {
+        const int d = (o_tile0 + dt) * 8 + qc;
         if (d < hd) {
           const __nv_bfloat162 v =
               __floats2bfloat162_rn(__fdiv_rn(orow[d], l_run[h]), __fdiv_rn(orow[d + 1], l_run[h]));
@@ -380,12 +433,12 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
     } else {
       const int64_t prow = item.partial + r;
 #pragma unroll
-      for (int dt = 0; dt < D / 8; ++dt) {
-        const int d = dt * 8 + qc;
+      for (int dt = 0; dt < kOTiles; ++dt) {
+        const int d = (o_tile0 + dt) * 8 + qc;
         p.partial_o[prow * D + d] = orow[d];
         p.partial_o[prow * D + d + 1] = orow[d + 1];
       }
-      if (qc == 0) {
+      if (qc == 0 && o_tile0 == 0) {
         p.partial_ml[prow * 2] = m_run[h];
         p.partial_ml[prow * 2 + 1] = l_run[h];
       }
@@ -504,8 +557,16 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const AttnParams
   const int n_items = p.counts != nullptr ? p.counts[0] : p.n_items;
   for (int i = blockIdx.x; i < n_items; i += gridDim.x) {
     if (i != blockIdx.x) __syncthreads();  // the previous item is done with shared memory
-    attend_item<D>(p, p.items[i], smem);
-    const int combine = p.items[i].combine;
+    const AttnWorkItem& item = p.items[i];
+    if constexpr (kNarrowable<D>) {
+      if (item.n_rows <= 16 && item.key_end - item.key_begin >= kNarrowMinKeys)
+        attend_item<D, true>(p, item, smem);
+      else
+        attend_item<D, false>(p, item, smem);
+    } else {
+      attend_item<D, false>(p, item, smem);
+    }
+    const int combine = item.combine;
     if (combine >= 0) finish_part<D>(p, combine, &s_last, smem);
   }
 }

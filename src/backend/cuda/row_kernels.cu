@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
@@ -273,6 +274,14 @@ __global__ void rope_kv_write_kernel(uint16_t* qkv, int row_stride, int n_heads,
   }
 }
 
+// silu(g) * u of one element: the only arithmetic of both SwiGLU kernels.
+__device__ __forceinline__ uint16_t swiglu_one(uint16_t gate, uint16_t up) {
+  const float g = bf(gate);
+  const float silu = __fdiv_rn(g, __fadd_rn(1.0f, expf(-g)));
+  return to_bf(__fmul_rn(silu, bf(up)));
+}
+
+// Any f and alignment: one element per thread, the row by division.
 __global__ void swiglu_kernel(const uint16_t* gate_up, uint16_t* out, int64_t rows, int f) {
   pdl_trigger();
   pdl_wait();
@@ -281,11 +290,37 @@ __global__ void swiglu_kernel(const uint16_t* gate_up, uint16_t* out, int64_t ro
        e += int64_t{gridDim.x} * blockDim.x) {
     const int64_t r = e / f;
     const int64_t i = e % f;
-    const float g = bf(gate_up[r * 2 * f + i]);
-    const float u = bf(gate_up[r * 2 * f + f + i]);
-    const float silu = __fdiv_rn(g, __fadd_rn(1.0f, expf(-g)));
-    out[e] = to_bf(__fmul_rn(silu, u));
+    out[e] = swiglu_one(gate_up[r * 2 * f + i], gate_up[r * 2 * f + f + i]);
   }
+}
+
+// 2 * W elements (W 32-bit words) per thread, f a multiple of 2 * W and rows aligned to 4 * W
+// bytes, the row from blockIdx.y: no division per element (the element-wise kernel's 64-bit
+// division cost more than the arithmetic: 17.8 us for 256 rows of Llama-3.1-8B's 14336, 3x its
+// memory time; 5.5 us with W = 4).
+template <int W>
+__global__ void swiglu_rows_kernel(const uint16_t* gate_up, uint16_t* out, int f) {
+  using Vec = std::conditional_t<W == 4, uint4, uint32_t>;
+  static_assert(sizeof(Vec) == 4 * W);
+  pdl_trigger();
+  pdl_wait();
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;  // chunk of 2 * W elements of the row
+  if (c * 2 * W >= f) return;
+  const int64_t r = blockIdx.y;
+  const Vec g = *reinterpret_cast<const Vec*>(gate_up + r * 2 * f + c * 2 * W);
+  const Vec u = *reinterpret_cast<const Vec*>(gate_up + r * 2 * f + f + c * 2 * W);
+  const uint32_t* gw = reinterpret_cast<const uint32_t*>(&g);
+  const uint32_t* uw = reinterpret_cast<const uint32_t*>(&u);
+  Vec o;
+  uint32_t* ow = reinterpret_cast<uint32_t*>(&o);
+#pragma unroll
+  for (int j = 0; j < W; ++j) {
+    const uint16_t lo = swiglu_one(static_cast<uint16_t>(gw[j]), static_cast<uint16_t>(uw[j]));
+    const uint16_t hi =
+        swiglu_one(static_cast<uint16_t>(gw[j] >> 16), static_cast<uint16_t>(uw[j] >> 16));
+    ow[j] = uint32_t{lo} | (uint32_t{hi} << 16);
+  }
+  *reinterpret_cast<Vec*>(out + r * f + c * 2 * W) = o;
 }
 
 __global__ void gemm_fallback_kernel(const uint16_t* x, const uint16_t* w, void* out,
@@ -391,6 +426,16 @@ cudaError_t launch_swiglu(const uint16_t* gate_up, uint16_t* out, int rows, int 
                           cudaStream_t stream) {
   const int64_t n = static_cast<int64_t>(rows) * f;
   if (n <= 0) return cudaSuccess;
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(gate_up) | reinterpret_cast<uintptr_t>(out);
+  // Few rows (decode): two elements a thread, for more threads; else eight in 16-byte accesses.
+  const bool wide = rows >= 32;
+  const int per_thread = wide ? 8 : 2;
+  if (f % per_thread == 0 && addr % (2 * per_thread) == 0 && rows <= 65535) {
+    const dim3 grid(static_cast<unsigned>((f / per_thread + 127) / 128),
+                    static_cast<unsigned>(rows));
+    return wide ? launch_kernel(swiglu_rows_kernel<4>, grid, 128, 0, stream, gate_up, out, f)
+                : launch_kernel(swiglu_rows_kernel<1>, grid, 128, 0, stream, gate_up, out, f);
+  }
   return launch_kernel(swiglu_kernel, grid_for(n, 256), 256, 0, stream, gate_up, out, int64_t{rows},
                        f);
 }
