@@ -4,10 +4,10 @@
 // embedding table once, plus each sequence's KV, so its floor is (those bytes) / bandwidth,
 // with the bandwidth of a device-to-device copy measured in the same run. Also checks that the
 // canonical lane gives the same logits for a row alone and inside the batch, and a graph the
-// same logits as the eager pass (first: where a batch-1 step's time goes, kernel by kernel; each
-// of a layer's kernels captured once per layer's weights in a graph and replayed, which is what
-// that kernel costs inside a graph, its launch gap included). Last, the cost of a verification
-// pass against its token count.
+// same logits as the eager pass (first: where a step's time goes at batch 1 and at batch 256,
+// kernel by kernel; each of a layer's kernels captured once per layer's weights in a graph and
+// replayed, which is what that kernel costs inside a graph, its launch gap included). Last, the
+// cost of a verification pass against its token count.
 //
 //   ./build/bin/cuda_decode_lab [--quick] [--no-canonical-skinny]
 #ifdef LLM42_HAVE_CUDA
