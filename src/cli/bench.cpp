@@ -3,11 +3,10 @@
 // deterministic ratios and workloads; prints a table and writes JSON.
 #include <fmt/format.h>
 
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <string>
@@ -16,6 +15,7 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "client/bench_plot.h"
 #include "core/version.h"
 #include "engine/engine.h"
 #include "engine/workload.h"
@@ -36,6 +36,7 @@ struct BenchOptions {
   double request_rate = 0;  // 0 = all at once (offline throughput)
   uint64_t seed = 0;
   std::string json_out;
+  std::string plot_out;
   bool progress = true;
 };
 
@@ -197,9 +198,8 @@ RunResult run_one(const BenchOptions& o, LoadedModel& lm, const std::string& mod
       "{:<7} {:>5.2f} {:<16} {:>9.1f} {:>9.1f} {:>8.1f} {:>8.1f} {:>8.1f} {:>8.2f} {:>8.2f} "
       "{:>8.2f} {:>7.4f} {:>7} {:>6.1f}",
       mode, ratio, workload, total_tps, out_tps, percentile(lat.ttft, 50) * 1e3,
-      percentile(lat.ttft, 99) * 1e3, percentile(lat.tpot, 50) * 1e3,
-      percentile(lat.e2e, 50), percentile(lat.e2e, 90), percentile(lat.e2e, 99),
-      st.recompute_rate(), st.verify_passes,
+      percentile(lat.ttft, 99) * 1e3, percentile(lat.tpot, 50) * 1e3, percentile(lat.e2e, 50),
+      percentile(lat.e2e, 90), percentile(lat.e2e, 99), st.recompute_rate(), st.verify_passes,
       100.0 * static_cast<double>(st.graph_passes) /
           static_cast<double>(std::max<int64_t>(1, st.fast_passes + st.canonical_passes)));
   return r;
@@ -218,6 +218,8 @@ int run(const BenchOptions& o) {
     if (ratio < 0 || ratio > 1) fail("--deterministic-ratio {}: must be in [0, 1]", ratio);
     ratios.push_back(ratio);
   }
+  if (!o.plot_out.empty() && !std::ofstream(o.plot_out))  // before the sweep, not after it
+    fail("--plot {}: cannot write", o.plot_out);
   const EngineConfig probe = o.engine.resolve();
   LoadedModel lm = load_model(o.model, max_pass_tokens(probe), max_logit_rows(probe));
   std::printf("llm42 bench: %s on %s, %d prompts, request rate %s\n", lm.name.c_str(),
@@ -242,6 +244,14 @@ int run(const BenchOptions& o) {
     }
   }
   if (!o.json_out.empty()) std::printf("wrote %s\n", o.json_out.c_str());
+  if (!o.plot_out.empty()) {
+    std::ofstream out(o.plot_out);
+    if (!out) fail("--plot {}: cannot write", o.plot_out);
+    const nlohmann::json doc = {{"runs", runs}};
+    out << client::plot_bench_runs(client::merge_bench_runs({{"this run", doc}}),
+                                   "llm42 bench: " + lm.name + " on " + lm.backend->kernel_id());
+    std::printf("plot written to %s\n", o.plot_out.c_str());
+  }
   return 0;
 }
 
@@ -267,10 +277,14 @@ void register_bench(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--seed", o->seed, "Workload seed")->capture_default_str();
   sub->add_option("--json", o->json_out, "Write results as JSON to this file");
+  sub->add_option("--plot", o->plot_out,
+                  "Write an SVG of the sweep (throughput, ratio to off, TTFT P99, recompute rate "
+                  "against the deterministic share; `llm42 bench plot` draws saved results)");
   sub->add_flag("!--no-progress", o->progress, "No progress bar on stderr");
   // `--model` is required for the in-process benchmark but not for `bench serve`.
   sub->require_subcommand(0, 1);
   register_bench_serve(*sub);
+  register_bench_plot(*sub);
   bind(*sub, [o] { return run(*o); });
 }
 

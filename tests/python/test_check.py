@@ -1,5 +1,7 @@
 """`llm42 check` against a real server on stories260K: every deterministic scenario passes and
-the table and the JSON report say so; an unreachable server is an error, not a pass.
+the table and the JSON report say so; an unreachable server is an error, not a pass. Also the
+benchmarks' outputs: `bench serve` against the server, the in-process `bench` sweep, and
+`bench plot` over saved results.
 """
 
 import json
@@ -71,6 +73,39 @@ class BenchServeTest(unittest.TestCase):
                 self.assertLessEqual(r["e2e_ms"]["p50"], r["e2e_ms"]["p99"])
             with open(os.path.join(d, "r.svg")) as f:
                 self.assertIn("<svg", f.read())
+
+
+class BenchPlotTest(unittest.TestCase):
+    def test_bench_sweep_plot_and_bench_plot(self):
+        # The in-process sweep writes JSON and its SVG; `bench plot` redraws the JSON (no
+        # --model needed) and names a broken file's problem.
+        with tempfile.TemporaryDirectory() as d:
+            res, svg = os.path.join(d, "r.json"), os.path.join(d, "r.svg")
+            p = subprocess.run([LLM42, "bench", "--model", server_util.stories_model(),
+                                "--workload", "fixed:8,6", "--num-prompts", "6",
+                                "--modes", "off,global,dvr", "--deterministic-ratio", "0.5,1",
+                                "--no-progress", "--json", res, "--plot", svg],
+                               capture_output=True, text=True, timeout=300)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(res) as f:
+                self.assertEqual([r["mode"] for r in json.load(f)["runs"]],
+                                 ["off", "global", "dvr", "dvr"])
+            with open(svg) as f:
+                self.assertIn("Throughput relative to off", f.read())
+            again = os.path.join(d, "again.svg")
+            p = subprocess.run([LLM42, "bench", "plot", "--out", again, "--title", "T <1>", res],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("plotted 4 runs from 1 files", p.stdout)
+            with open(again) as f:
+                self.assertIn("T &lt;1&gt;", f.read())
+            bad = os.path.join(d, "bad.json")
+            with open(bad, "w") as f:
+                json.dump({"runs": [{"mode": "dvr", "workload": "w"}]}, f)
+            p = subprocess.run([LLM42, "bench", "plot", "--out", again, bad],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 1)
+            self.assertIn("bad.json: run 1: no 'deterministic_ratio'", p.stderr)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,70 @@
+// llm42 bench plot: draws earlier `llm42 bench --json` results as one SVG (src/client/bench_plot.h,
+// docs/benchmarks.md).
+#include "client/bench_plot.h"
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "util/error.h"
+
+namespace llm42::cli {
+namespace {
+
+struct PlotOptions {
+  std::string out;
+  std::string title;
+  std::vector<std::string> inputs;
+};
+
+int run_plot(const PlotOptions& o) {
+  std::vector<client::BenchResults> files;
+  for (const std::string& path : o.inputs) {
+    std::ifstream in(path);
+    if (!in) fail("bench plot: {}: cannot open", path);
+    client::BenchResults f{path, {}};
+    try {
+      f.doc = nlohmann::json::parse(in);
+    } catch (const std::exception& e) {
+      fail("bench plot: {}: not JSON: {}", path, e.what());
+    }
+    files.push_back(std::move(f));
+  }
+  const nlohmann::json runs = client::merge_bench_runs(files);
+  std::string title = o.title;
+  if (title.empty()) {
+    const nlohmann::json& doc = files.front().doc;
+    title = "llm42 bench: " + doc.value("model", std::string("?")) + " on " +
+            doc.value("device", std::string("?"));
+  }
+  std::ofstream out(o.out);
+  if (!out) fail("bench plot: --out {}: cannot write", o.out);
+  out << client::plot_bench_runs(runs, title);
+  out.close();
+  if (!out) fail("bench plot: --out {}: write failed", o.out);
+  std::printf("plotted %zu runs from %zu files into %s\n", runs.size(), files.size(),
+              o.out.c_str());
+  return 0;
+}
+
+}  // namespace
+
+void register_bench_plot(CLI::App& bench) {
+  auto o = std::make_shared<PlotOptions>();
+  CLI::App* sub = bench.add_subcommand(
+      "plot",
+      "Draw `llm42 bench --json` results (throughput, ratio to off, TTFT P99, recompute "
+      "rate against the deterministic share) as an SVG");
+  sub->add_option("--out", o->out, "The SVG to write")->required();
+  sub->add_option("--title", o->title, "Title (default: the first file's model and device)");
+  sub->add_option("results", o->inputs,
+                  "Result files; a later file's run replaces an earlier one of the same "
+                  "workload, mode, ratio and request rate")
+      ->required()
+      ->check(CLI::ExistingFile);
+  bind(*sub, [o] { return run_plot(*o); });
+}
+
+}  // namespace llm42::cli

@@ -1,0 +1,32 @@
+// Plots of `llm42 bench` results (the runs its --json writes): throughput, throughput relative
+// to `off`, TTFT P99 and the recompute rate against the share of deterministic requests, a
+// series per workload and mode. `off` and `global` run every request the same way whatever the
+// share, so they are flat lines over the shares the workload's `dvr` runs cover.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "client/svg_plot.h"
+
+namespace llm42::client {
+
+// One result file's runs with the name it came from (for error messages).
+struct BenchResults {
+  std::string source;
+  nlohmann::json doc;  // {"runs": [...], "model": ..., "device": ...}
+};
+
+// Every run of every file, in order, checked for the fields the plot reads (an error names the
+// file, the run and the field); a run with the same workload, mode, deterministic ratio and
+// request rate as an earlier one replaces it (so a later rerun wins).
+nlohmann::json merge_bench_runs(const std::vector<BenchResults>& files);
+
+// The four panels, from merged runs.
+std::vector<PlotPanel> bench_plot_panels(const nlohmann::json& runs);
+
+// The SVG: bench_plot_panels drawn two wide.
+std::string plot_bench_runs(const nlohmann::json& runs, const std::string& title);
+
+}  // namespace llm42::client
