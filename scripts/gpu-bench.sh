@@ -56,7 +56,8 @@ offline)
     timeout "${SWEEP_TIMEOUT:-280}" $L42 bench --device cuda --model "$MODEL" --workload "$w" \
       --num-prompts "${PROMPTS:-256}" --modes "${MODES:-off,global,dvr}" \
       --deterministic-ratio "${RATIOS:-0.02,0.1,0.5,1}" --no-progress ${EXTRA:-} \
-      --json "$OUT/offline_$name.json" 2>&1 | tee -a "$OUT/offline.txt"
+      --json "$OUT/offline_$name.json" --plot "$OUT/offline_$name.svg" 2>&1 | \
+      tee -a "$OUT/offline.txt"
   done
   ;;
 prefill)
