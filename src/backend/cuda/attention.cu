@@ -6,8 +6,9 @@
 // positions. One CTA = 4 warps runs one AttnWorkItem: up to 64 packed query rows of one
 // sequence and one KV head (the `group` query heads of that KV head for each token, so the K/V
 // tile is loaded once for all of them); each warp owns 16 rows as the MMA's M dimension. An
-// item of at most 16 rows (a decode step's query heads of one KV head) is narrow: its four
-// warps split the tile's keys for the scores and head_dim for the output instead (kNarrowable).
+// item of at most 16 rows (a decode step's query heads of one KV head) over at least
+// kNarrowMinKeys keys is narrow: its four warps split the tile's keys for the scores and
+// head_dim for the output instead (kNarrowable).
 //
 // Why one kernel serves every lane and pass shape (DESIGN.md §2): an MMA output element depends
 // only on its own row of A and column of B, and every other step (scale, mask, row max, exp,
@@ -141,7 +142,7 @@ struct Smem {
   static_assert(kSOffset + 16 * kSStride * 4 <= kXBytes);
 };
 
-// Items of at most 16 rows (decode: one token's group of query heads) are "narrow": the four
+// Items of at most 16 rows (decode: one token's group of query heads) can run "narrow": the four
 // warps share the 16 rows instead of one warp holding them while three idle. Warp w computes
 // the scores of the tile's keys [16w, 16w + 16), the scores meet in shared memory, every warp
 // runs the whole softmax of the 16 rows on the same values (so every warp holds the same
