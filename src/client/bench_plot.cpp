@@ -109,7 +109,7 @@ std::vector<PlotPanel> bench_plot_panels(const json& runs) {
   };
   const std::string x_label = "deterministic requests (%)";
   PlotPanel tput{"Total throughput", x_label, "tok/s", {}};
-  PlotPanel rel{"Throughput relative to off", x_label, "x off", {}};
+  PlotPanel rel{"Throughput relative to off", x_label, "x off", {}, false};
   PlotPanel ttft{"TTFT P99", x_label, "s", {}};
   PlotPanel recompute{"Recompute rate (dvr)", x_label, "share of tokens", {}};
   for (const Group& g : groups) {

@@ -74,20 +74,22 @@ std::string render_svg(const std::string& title, const std::vector<PlotPanel>& p
   const double width = kPanelW * columns, height = header + kPanelH * rows;
 
   std::string out;
-  append(out, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{:.0f}\" height=\"{:.0f}\" "
-    "viewBox=\"0 0 {:.0f} {:.0f}\" font-family=\"sans-serif\" font-size=\"12\">\n",
-    width, height, width, height);
+  append(out,
+         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{:.0f}\" height=\"{:.0f}\" "
+         "viewBox=\"0 0 {:.0f} {:.0f}\" font-family=\"sans-serif\" font-size=\"12\">\n",
+         width, height, width, height);
   append(out, "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
-  append(out, "<text x=\"{:.1f}\" y=\"24\" text-anchor=\"middle\" font-size=\"16\">{}</text>\n", width / 2,
-    escape(title));
+  append(out, "<text x=\"{:.1f}\" y=\"24\" text-anchor=\"middle\" font-size=\"16\">{}</text>\n",
+         width / 2, escape(title));
   // Legend: four entries a row.
   size_t k = 0;
   for (const auto& [label, colour] : colour_of) {
     const double x = 20 + static_cast<double>(k % 4) * (width - 40) / 4;
     const double y = 44 + 24.0 * static_cast<double>(k / 4);
-    append(out, "<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" "
-      "stroke-width=\"3\"/>\n",
-      x, y, x + 24, y, kColors[colour]);
+    append(out,
+           "<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" "
+           "stroke-width=\"3\"/>\n",
+           x, y, x + 24, y, kColors[colour]);
     append(out, "<text x=\"{:.1f}\" y=\"{:.1f}\">{}</text>\n", x + 30, y + 4, escape(label));
     ++k;
   }
@@ -98,13 +100,14 @@ std::string render_svg(const std::string& title, const std::vector<PlotPanel>& p
     const double oy = header + kPanelH * static_cast<double>(pi / static_cast<size_t>(columns));
     const double px = ox + kLeft, py = oy + kTop;
     const double pw = kPanelW - kLeft - kRight, ph = kPanelH - kTop - kBottom;
-    double x_lo = INFINITY, x_hi = -INFINITY, y_hi = 0;
+    double x_lo = INFINITY, x_hi = -INFINITY, y_hi = 0, y_min = INFINITY;
     for (const PlotSeries& s : p.series)
       for (const auto& [x, y] : s.points) {
         if (!std::isfinite(x) || !std::isfinite(y)) continue;
         x_lo = std::min(x_lo, x);
         x_hi = std::max(x_hi, x);
         y_hi = std::max(y_hi, y);
+        y_min = std::min(y_min, y);
       }
     if (!(x_lo <= x_hi)) x_lo = 0, x_hi = 1;
     if (x_hi == x_lo) x_lo -= 0.5, x_hi += 0.5;
@@ -112,32 +115,45 @@ std::string render_svg(const std::string& title, const std::vector<PlotPanel>& p
     x_lo = std::floor(x_lo / x_step) * x_step;
     x_hi = std::ceil(x_hi / x_step) * x_step;
     if (y_hi <= 0) y_hi = 1;
-    const double y_step = nice_step(0, y_hi, 5);
+    double y_lo = 0;
+    if (!p.y_from_zero && std::isfinite(y_min) && y_min > 0) {
+      y_lo = y_min;
+      if (y_hi - y_lo < 1e-9 * y_hi) y_lo -= 0.05 * y_hi, y_hi += 0.05 * y_hi;
+    }
+    const double y_step = nice_step(y_lo, y_hi, 5);
+    y_lo = std::floor(y_lo / y_step) * y_step;
     y_hi = std::ceil(y_hi / y_step) * y_step;
+    if (y_hi <= y_lo) y_hi = y_lo + y_step;
     auto sx = [&](double x) { return px + (x - x_lo) / (x_hi - x_lo) * pw; };
-    auto sy = [&](double y) { return py + ph - y / y_hi * ph; };
+    auto sy = [&](double y) { return py + ph - (y - y_lo) / (y_hi - y_lo) * ph; };
 
-    append(out, "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" font-size=\"14\">{}</text>\n",
-      px + pw / 2, oy + 22, escape(p.title));
-    for (double y = 0; y <= y_hi + y_step / 2; y += y_step) {
-      append(out, "<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#ddd\"/>\n", px,
-        sy(y), px + pw, sy(y));
-      append(out, "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", px - 6, sy(y) + 4,
-        tick_label(y, y_step));
+    append(out,
+           "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" font-size=\"14\">{}</text>\n",
+           px + pw / 2, oy + 22, escape(p.title));
+    for (double y = y_lo; y <= y_hi + y_step / 2; y += y_step) {
+      append(out,
+             "<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#ddd\"/>\n",
+             px, sy(y), px + pw, sy(y));
+      append(out, "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", px - 6,
+             sy(y) + 4, tick_label(y, y_step));
     }
     for (double x = x_lo; x <= x_hi + x_step / 2; x += x_step) {
-      append(out, "<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#eee\"/>\n", sx(x),
-        py, sx(x), py + ph);
-      append(out, "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n", sx(x), py + ph + 16,
-        tick_label(x, x_step));
+      append(out,
+             "<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#eee\"/>\n",
+             sx(x), py, sx(x), py + ph);
+      append(out, "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n", sx(x),
+             py + ph + 16, tick_label(x, x_step));
     }
-    append(out, "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"none\" "
-      "stroke=\"#333\"/>\n",
-      px, py, pw, ph);
+    append(out,
+           "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"none\" "
+           "stroke=\"#333\"/>\n",
+           px, py, pw, ph);
     append(out, "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n", px + pw / 2,
-      py + ph + 36, escape(p.x_label));
-    append(out, "<text transform=\"translate({:.1f},{:.1f}) rotate(-90)\" text-anchor=\"middle\">{}</text>\n",
-      ox + 18, py + ph / 2, escape(p.y_label));
+           py + ph + 36, escape(p.x_label));
+    append(out,
+           "<text transform=\"translate({:.1f},{:.1f}) rotate(-90)\" "
+           "text-anchor=\"middle\">{}</text>\n",
+           ox + 18, py + ph / 2, escape(p.y_label));
     for (const PlotSeries& s : p.series) {
       std::vector<std::pair<double, double>> pts;
       for (const auto& pt : s.points)
@@ -148,11 +164,13 @@ std::string render_svg(const std::string& title, const std::vector<PlotPanel>& p
       for (const auto& [x, y] : pts)
         path += fmt::format("{}{:.1f},{:.1f} ", path.empty() ? "M" : "L", sx(x), sy(y));
       if (!path.empty())
-        append(out, "<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/>\n", path, colour);
+        append(out, "<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/>\n", path,
+               colour);
       for (const auto& [x, y] : pts)
-        append(out, "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3.5\" fill=\"{}\"><title>{}: ({}, {:.4g})"
-          "</title></circle>\n",
-          sx(x), sy(y), colour, escape(s.label), x, y);
+        append(out,
+               "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3.5\" fill=\"{}\"><title>{}: ({}, {:.4g})"
+               "</title></circle>\n",
+               sx(x), sy(y), colour, escape(s.label), x, y);
     }
   }
   out += "</svg>\n";

@@ -18,6 +18,9 @@ struct PlotPanel {
   std::string x_label;
   std::string y_label;
   std::vector<PlotSeries> series;
+  // The y axis starts at 0 (amounts), or spans the data (ratios near 1, where 0 would flatten
+  // the differences that matter).
+  bool y_from_zero = true;
 };
 
 // Panels laid out `columns` wide. Series with the same label share a colour across panels.

@@ -1,11 +1,12 @@
 // The client side shared by `llm42 check` and `llm42 bench serve`: URL parsing and the
 // server-sent-events parser (fed in every possible split), plus the SVG writer's escaping.
+#include "client/http_client.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
-#include "client/http_client.h"
 #include "client/sse_parser.h"
 #include "client/svg_plot.h"
 #include "util/error.h"
@@ -79,6 +80,27 @@ TEST(HttpSvg, EscapesAndDrawsEverySeries) {
   for (size_t at = svg.find("<path"); at != std::string::npos; at = svg.find("<path", at + 1))
     ++paths;
   EXPECT_EQ(paths, 4u);
+}
+
+TEST(HttpSvg, AxisFromZeroOrSpanningTheData) {
+  PlotPanel p{"ratio", "x", "y", {{"a", {{0, 0.93}, {100, 0.99}}}}};
+  auto ticks = [](const std::string& svg) {
+    std::vector<std::string> out;
+    for (size_t at = svg.find("text-anchor=\"end\">"); at != std::string::npos;
+         at = svg.find("text-anchor=\"end\">", at + 1)) {
+      const size_t b = svg.find('>', at) + 1;
+      out.push_back(svg.substr(b, svg.find('<', b) - b));
+    }
+    return out;
+  };
+  const std::vector<std::string> from_zero = ticks(render_svg("t", {p}));
+  ASSERT_FALSE(from_zero.empty());
+  EXPECT_EQ(from_zero.front(), "0.0");
+  p.y_from_zero = false;
+  const std::vector<std::string> spanning = ticks(render_svg("t", {p}));
+  ASSERT_FALSE(spanning.empty());
+  EXPECT_EQ(spanning.front(), "0.92");  // steps of 0.02 from just below the smallest point
+  EXPECT_EQ(spanning.back(), "1.00");
 }
 
 }  // namespace
