@@ -3,10 +3,11 @@
 // deterministic ratios and workloads; prints a table and writes JSON.
 #include <fmt/format.h>
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <string>
@@ -72,14 +73,18 @@ nlohmann::json summarize(const std::vector<double>& v) {
           {"p99", percentile(v, 99)}};
 }
 
+// The result document --json writes and --plot draws.
+nlohmann::json results_doc(const LoadedModel& lm, const nlohmann::json& runs) {
+  return {{"llm42_version", kVersion},
+          {"model", lm.name},
+          {"device", lm.backend->kernel_id()},
+          {"runs", runs}};
+}
+
 void write_json(const std::string& path, const LoadedModel& lm, const nlohmann::json& runs) {
-  nlohmann::json doc = {{"llm42_version", kVersion},
-                        {"model", lm.name},
-                        {"device", lm.backend->kernel_id()},
-                        {"runs", runs}};
   std::ofstream out(path);
   if (!out) fail("--json {}: cannot write", path);
-  out << doc.dump(2) << "\n";
+  out << results_doc(lm, runs).dump(2) << "\n";
 }
 
 RunResult run_one(const BenchOptions& o, LoadedModel& lm, const std::string& mode, double ratio,
@@ -245,11 +250,7 @@ int run(const BenchOptions& o) {
   }
   if (!o.json_out.empty()) std::printf("wrote %s\n", o.json_out.c_str());
   if (!o.plot_out.empty()) {
-    std::ofstream out(o.plot_out);
-    if (!out) fail("--plot {}: cannot write", o.plot_out);
-    const nlohmann::json doc = {{"runs", runs}};
-    out << client::plot_bench_runs(client::merge_bench_runs({{"this run", doc}}),
-                                   "llm42 bench: " + lm.name + " on " + lm.backend->kernel_id());
+    client::write_bench_plot(o.plot_out, {{"this run", results_doc(lm, runs)}}, "");
     std::printf("plot written to %s\n", o.plot_out.c_str());
   }
   return 0;

@@ -32,20 +32,8 @@ int run_plot(const PlotOptions& o) {
     }
     files.push_back(std::move(f));
   }
-  const nlohmann::json runs = client::merge_bench_runs(files);
-  std::string title = o.title;
-  if (title.empty()) {
-    const nlohmann::json& doc = files.front().doc;
-    title = "llm42 bench: " + doc.value("model", std::string("?")) + " on " +
-            doc.value("device", std::string("?"));
-  }
-  std::ofstream out(o.out);
-  if (!out) fail("bench plot: --out {}: cannot write", o.out);
-  out << client::plot_bench_runs(runs, title);
-  out.close();
-  if (!out) fail("bench plot: --out {}: write failed", o.out);
-  std::printf("plotted %zu runs from %zu files into %s\n", runs.size(), files.size(),
-              o.out.c_str());
+  const size_t n_runs = client::write_bench_plot(o.out, files, o.title);
+  std::printf("plotted %zu runs from %zu files into %s\n", n_runs, files.size(), o.out.c_str());
   return 0;
 }
 

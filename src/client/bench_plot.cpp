@@ -3,8 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <fstream>
 #include <map>
-#include <set>
 #include <tuple>
 
 #include "util/error.h"
@@ -152,6 +152,22 @@ std::vector<PlotPanel> bench_plot_panels(const json& runs) {
 
 std::string plot_bench_runs(const json& runs, const std::string& title) {
   return render_svg(title, bench_plot_panels(runs), 2);
+}
+
+size_t write_bench_plot(const std::string& path, const std::vector<BenchResults>& files,
+                        std::string title) {
+  const json runs = merge_bench_runs(files);
+  if (title.empty()) {
+    const json& doc = files.front().doc;
+    title = "llm42 bench: " + doc.value("model", std::string("?")) + " on " +
+            doc.value("device", std::string("?"));
+  }
+  std::ofstream out(path);
+  if (!out) fail("{}: cannot write", path);
+  out << plot_bench_runs(runs, title);
+  out.close();
+  if (!out) fail("{}: write failed", path);
+  return runs.size();
 }
 
 }  // namespace llm42::client

@@ -29,4 +29,9 @@ std::vector<PlotPanel> bench_plot_panels(const nlohmann::json& runs);
 // The SVG: bench_plot_panels drawn two wide.
 std::string plot_bench_runs(const nlohmann::json& runs, const std::string& title);
 
+// Merges `files`, draws them and writes the SVG to `path` (an error names the path); an empty
+// title is "llm42 bench: MODEL on DEVICE" of the first file. Returns the number of runs drawn.
+size_t write_bench_plot(const std::string& path, const std::vector<BenchResults>& files,
+                        std::string title);
+
 }  // namespace llm42::client
