@@ -47,6 +47,9 @@ ModelConfig llama31_8b() {
   return c;
 }
 
+// Blocks a sequence of ctx positions takes.
+int blocks_for(int ctx, int bs) { return (ctx + bs - 1) / bs; }
+
 // B sequences of q_len tokens each, ending at position ctx - 1, each over its own blocks; a
 // logits row for every token (q_len 1: a decode step; more: verification windows).
 PassInput window_pass(int b, int q_len, int ctx, int bs, int blocks_per_seq, Schedule s) {
@@ -58,7 +61,7 @@ PassInput window_pass(int b, int q_len, int ctx, int bs, int blocks_per_seq, Sch
     q.q_len = q_len;
     q.pos_begin = ctx - q_len;
     q.block_begin = static_cast<int32_t>(p.block_tables.size());
-    q.n_blocks = (ctx + bs - 1) / bs;
+    q.n_blocks = blocks_for(ctx, bs);
     for (int k = 0; k < q.n_blocks; ++k) p.block_tables.push_back(i * blocks_per_seq + k);
     for (int j = 0; j < q_len; ++j) {
       const int pos = q.pos_begin + j;
@@ -71,9 +74,6 @@ PassInput window_pass(int b, int q_len, int ctx, int bs, int blocks_per_seq, Sch
   }
   return p;
 }
-
-// Blocks a sequence of ctx positions takes.
-int blocks_for(int ctx, int bs) { return (ctx + bs - 1) / bs; }
 
 // A decode step of `bsz` sequences at context `ctx`, in both lanes: each kernel of a layer
 // launched once per layer (each layer's own weights, as a step reads them) inside one captured
