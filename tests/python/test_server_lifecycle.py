@@ -132,7 +132,9 @@ class ShutdownTest(unittest.TestCase):
                 try:
                     socket.create_connection(("127.0.0.1", srv.port), timeout=1).close()
                     time.sleep(0.02)
-                except ConnectionRefusedError:
+                except (ConnectionRefusedError, ConnectionResetError):
+                    # Reset: the connect reached the backlog as the listening socket closed, and
+                    # the kernel dropped it unaccepted (seen once in a fresh clone's test run).
                     refused = True
             self.assertTrue(refused, "new connections still accepted after SIGTERM")
             for s, first in streams:
