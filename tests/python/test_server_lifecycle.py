@@ -152,9 +152,11 @@ class ShutdownTest(unittest.TestCase):
         try:
             body = {"prompt": "Once upon a time", "max_tokens": 480, "ignore_eos": True}
             streams = [open_stream(srv.port, body)]
-            # Two more wait behind the first (one running sequence at a time).
+            # More wait behind the first (one running sequence at a time): eight, so that the
+            # queue takes longer than the 0.2 s drain even where a 480-token stories260K request
+            # takes only ~70 ms (with two, all three sometimes finished inside the drain).
             waiting = []
-            for _ in range(2):
+            for _ in range(8):
                 s = socket.create_connection(("127.0.0.1", srv.port), timeout=60)
                 s.sendall(stream_request(body))
                 waiting.append((s, b""))
