@@ -1,5 +1,6 @@
 // Kernel lab: paged attention of the CUDA backend. Variants: canonical with the planner's
-// choice of key splits (by load), canonical never split, fast (FlashDecoding splits by load).
+// choice of key splits (by load), canonical never split, fast (FlashDecoding splits and tall
+// row tiles by load), fast-64rows (the same without tall row tiles).
 // Checks every variant against the CPU attention, then times decode (memory-bound: floor =
 // KV bytes / bandwidth) and prefill (compute-bound: floor = 4 * heads * head_dim * sum of keys
 // per query / GEMM rate) at Llama-3.1-8B geometry (32 query heads, 8 KV heads, head_dim 128).
@@ -29,7 +30,7 @@ namespace {
 
 using namespace llm42;
 
-constexpr double kMmaRate = 660e12;    // dense bf16 mma.sync peak of an H100 SXM
+constexpr double kMmaRate = 660e12;  // dense bf16 mma.sync peak of an H100 SXM
 
 using lab::make;
 using lab::Owned;
@@ -38,10 +39,13 @@ struct Variant {
   const char* name;
   Schedule schedule;
   cuda::SplitPolicy policy;
+  cuda::TallPolicy tall = cuda::TallPolicy::kAuto;
 };
-const Variant kVariants[] = {{"canonical", Schedule::kCanonical, cuda::SplitPolicy::kAuto},
-                             {"canon-nosplit", Schedule::kCanonical, cuda::SplitPolicy::kNever},
-                             {"fast", Schedule::kFast, cuda::SplitPolicy::kAuto}};
+const Variant kVariants[] = {
+    {"canonical", Schedule::kCanonical, cuda::SplitPolicy::kAuto},
+    {"canon-nosplit", Schedule::kCanonical, cuda::SplitPolicy::kNever},
+    {"fast", Schedule::kFast, cuda::SplitPolicy::kAuto},
+    {"fast-64rows", Schedule::kFast, cuda::SplitPolicy::kAuto, cuda::TallPolicy::kNever}};
 
 // `n_seqs` sequences, each with q_len queries ending at position ctx - 1.
 PassInput make_pass(int n_seqs, int q_len, int ctx, int block_size, int blocks_per_seq) {
@@ -143,6 +147,7 @@ int main(int argc, char** argv) {
     Owned od = make(b, DType::kBF16, {t, ql.q_dim()});
     for (const Variant& v : kVariants) {
       b.set_attention_split_policy(v.policy);
+      b.set_attention_tall_policy(v.tall);
       b.begin_pass(pass, gc);
       LLM42_CUDA_CHECK(cudaMemsetAsync(od.t.data, 0xff, od.t.nbytes(), b.stream()));
       b.attention(qd.t, ql, gc, 0, od.t, v.schedule);
@@ -166,6 +171,7 @@ int main(int argc, char** argv) {
   auto time_us = [&](const PassInput& pass, const KvCache& cache, const Owned& qkv,
                      const Owned& out, const Variant& v, CudaBackend::AttnPlanStats* st) {
     b.set_attention_split_policy(v.policy);
+    b.set_attention_tall_policy(v.tall);
     b.begin_pass(pass, cache);
     const Tensor q = qkv.t.rows(0, pass.n_tokens()), o = out.t.rows(0, pass.n_tokens());
     b.attention(q, ql, cache, 0, o, v.schedule);  // plans, warms up

@@ -446,18 +446,26 @@ TEST_F(CudaKernels, AttentionAgainstCpu) {
     for (Schedule s : {Schedule::kCanonical, Schedule::kFast}) {
       for (cuda::SplitPolicy policy :
            {cuda::SplitPolicy::kAuto, cuda::SplitPolicy::kNever, cuda::SplitPolicy::kAlways}) {
-        gpu().set_attention_split_policy(policy);
-        gpu().begin_pass(pass, cache.gpu);
-        DevTensor out = dev_tensor(DType::kBF16, {t, ql.q_dim()});
-        poison(out.t);
-        gpu().attention(qkv_d.t, ql, cache.gpu, 0, out.t, s);
-        EXPECT_LT(rel_error(download(out.t), ref), kAttention)
-            << "heads " << g.heads << "/" << g.kv_heads << " head_dim " << g.head_dim << " "
-            << schedule_name(s) << " split policy " << static_cast<int>(policy);
+        // The fast lane also in tall items (the 70- and 290-token chunks: whole tall tiles, a
+        // part tile, and with split policy always tall pieces merged by a combine).
+        for (cuda::TallPolicy tall : {cuda::TallPolicy::kAuto, cuda::TallPolicy::kAlways}) {
+          if (s == Schedule::kCanonical && tall != cuda::TallPolicy::kAuto) continue;
+          gpu().set_attention_split_policy(policy);
+          gpu().set_attention_tall_policy(tall);
+          gpu().begin_pass(pass, cache.gpu);
+          DevTensor out = dev_tensor(DType::kBF16, {t, ql.q_dim()});
+          poison(out.t);
+          gpu().attention(qkv_d.t, ql, cache.gpu, 0, out.t, s);
+          EXPECT_LT(rel_error(download(out.t), ref), kAttention)
+              << "heads " << g.heads << "/" << g.kv_heads << " head_dim " << g.head_dim << " "
+              << schedule_name(s) << " split policy " << static_cast<int>(policy) << " tall policy "
+              << static_cast<int>(tall);
+        }
       }
     }
   }
   gpu().set_attention_split_policy(cuda::SplitPolicy::kAuto);
+  gpu().set_attention_tall_policy(cuda::TallPolicy::kAuto);
 }
 
 TEST_F(CudaKernels, SamplingMatchesCpuSampler) {

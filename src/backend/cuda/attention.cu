@@ -8,7 +8,8 @@
 // tile is loaded once for all of them); each warp owns 16 rows as the MMA's M dimension. An
 // item of at most 16 rows (a decode step's query heads of one KV head) over at least
 // kNarrowMinKeys keys is narrow: its four warps split the tile's keys for the scores and
-// head_dim for the output instead (kNarrowable).
+// head_dim for the output instead (kNarrowable). A fast-lane item of more than 64 rows (a
+// prefill chunk's) is tall: 128 rows, 32 a warp, in a kernel of its own (attend_tall).
 //
 // Why one kernel serves every lane and pass shape (DESIGN.md §2): an MMA output element depends
 // only on its own row of A and column of B, and every other step (scale, mask, row max, exp,
@@ -447,6 +448,340 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
   }
 }
 
+// ---- tall items (their own kernel, attention_tall_kernel) ------------------------------------
+// attend_item above is left as it was measured for decode: these helpers serve only the tall
+// path.
+
+// Keys before the sequence's first query position are not written by this pass (its KV write
+// stores the queries' own keys): those of the first tile are copied before pdl_wait, while the
+// kernels before this one may still run. Which keys a tile load copies: kOld those before
+// first_new, kNew the rest (with the zero fill), kAll every key.
+enum class KvPart { kAll, kOld, kNew };
+
+// Copies key tile `tile` of the item (K and V) into stage `stage` (cp.async, not committed).
+template <int D>
+__device__ __forceinline__ void load_kv_tile(const AttnParams& p, const AttnWorkItem& item,
+                                             int first_new, int tile, int stage, KvPart part_of,
+                                             __nv_bfloat16* s_k, __nv_bfloat16* s_v) {
+  using S = Smem<D>;
+  constexpr int kChunks = D / 8;  // 16-byte chunks per row
+  const int hd = p.head_dim;
+  const int32_t* block_table = p.block_tables + item.block_begin;
+  const int64_t kv_row_stride = static_cast<int64_t>(p.n_kv_heads) * hd;
+  const int key0 = item.key_begin + tile * kAttnKeyTile;
+  for (int c = threadIdx.x; c < kAttnKeyTile * kChunks; c += kThreads) {
+    const int j = c / kChunks, part = c % kChunks;
+    const int pos = key0 + j;
+    const bool valid = pos < item.key_end && part * 8 < hd;
+    if (part_of != KvPart::kAll && (part_of == KvPart::kOld) != (valid && pos < first_new))
+      continue;
+    int64_t off = 0;
+    if (valid) {
+      const int64_t slot =
+          (static_cast<int64_t>(block_table[pos >> p.block_shift]) << p.block_shift) +
+          (pos & (p.block_size - 1));
+      off = slot * kv_row_stride + static_cast<int64_t>(item.kv_head) * hd + part * 8;
+    }
+    const int dst = stage * S::kTileElems + j * S::kStride + part * 8;
+    cp_async_16(s_k + dst, p.k_cache + off, valid);
+    cp_async_16(s_v + dst, p.v_cache + off, valid);
+  }
+}
+
+// Copies the item's first `kRows` packed query rows into s_q (zeros for padding rows and dims
+// beyond head_dim; cp.async, not committed).
+template <int D, int kRows>
+__device__ __forceinline__ void load_q_rows(const AttnParams& p, const AttnWorkItem& item,
+                                            __nv_bfloat16* s_q) {
+  using S = Smem<D>;
+  constexpr int kChunks = D / 8;
+  const int group = p.n_heads / p.n_kv_heads;
+  const int hd = p.head_dim;
+  for (int c = threadIdx.x; c < kRows * kChunks; c += kThreads) {
+    const int r = c / kChunks, part = c % kChunks;
+    const bool valid = r < item.n_rows && part * 8 < hd;
+    const int packed = item.row_begin + (valid ? r : 0);
+    const int64_t token = item.q_begin + packed / group;
+    const int head = item.kv_head * group + packed % group;
+    const uint16_t* src =
+        p.qkv + token * p.qkv_stride + static_cast<int64_t>(head) * hd + (valid ? part * 8 : 0);
+    cp_async_16(s_q + r * S::kStride + part * 8, src, valid);
+  }
+}
+
+// One step of the online softmax over kNT * 8 keys from key0, for the 16 rows of one m16 tile
+// (this thread: rows qr and qr + 8, h = 0 and 1): scale the raw scores s to log2 units, mask
+// keys beyond a row's position or the item's keys (where needed), update the row max m and sum
+// l, rescale the accumulated O, and leave the probabilities in s: attend_item's per-row steps,
+// over kNT = 4 column tiles (32 keys) in the tall path. A copy on purpose: attend_item keeps the
+// inline form measured for decode (a refactor that moved its loads, softmax and stores into
+// helpers made decode attention slower, 9.9 -> 11.2 us a layer at batch 1, not yet narrowed
+// down); folding it into this function is a change to measure first.
+template <int kNT, int kOTiles>
+__device__ __forceinline__ void softmax_tile(float (&s)[kNT][4], float (&o)[kOTiles][4],
+                                             float (&m)[2], float (&l)[2], const int (&row_pos)[2],
+                                             bool needs_mask, int key0, int kv_limit, int qc,
+                                             float scale_log2) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float mx = kNegInf;
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int key = key0 + nt * 8 + qc + e;
+        float v = __fmul_rn(s[nt][2 * h + e], scale_log2);
+        if (needs_mask && (key > row_pos[h] || key >= kv_limit)) v = kNegInf;
+        s[nt][2 * h + e] = v;
+        mx = fmaxf(mx, v);
+      }
+    }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_new = fmaxf(m[h], mx);
+    const float m_use = m_new == kNegInf ? 0.0f : m_new;
+    const float alpha = m[h] == m_new ? 1.0f : ex2(__fsub_rn(m[h], m_use));
+    m[h] = m_new;
+    float rowsum = 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float pe = ex2(__fsub_rn(s[nt][2 * h + e], m_use));
+        s[nt][2 * h + e] = pe;
+        rowsum = __fadd_rn(rowsum, pe);
+      }
+    }
+    l[h] = __fadd_rn(__fmul_rn(l[h], alpha), rowsum);
+#pragma unroll
+    for (int dt = 0; dt < kOTiles; ++dt) {
+      o[dt][2 * h] = __fmul_rn(o[dt][2 * h], alpha);
+      o[dt][2 * h + 1] = __fmul_rn(o[dt][2 * h + 1], alpha);
+    }
+  }
+}
+
+// The position of local row r of the item (-1 for padding rows).
+__device__ __forceinline__ int row_position(const AttnParams& p, const AttnWorkItem& item, int r) {
+  const int group = p.n_heads / p.n_kv_heads;
+  return r < item.n_rows ? p.positions[item.q_begin + (item.row_begin + r) / group] : -1;
+}
+
+// The smallest position among the warp's rows (INT_MAX if none): tiles wholly below it need no
+// mask (a mask that keeps every key changes no value, so skipping it changes no bit).
+__device__ __forceinline__ int warp_min(int v) {
+  v = min(v, __shfl_xor_sync(0xffffffffu, v, 4));
+  v = min(v, __shfl_xor_sync(0xffffffffu, v, 8));
+  return min(v, __shfl_xor_sync(0xffffffffu, v, 16));
+}
+
+// Where local row r of the item goes, worked out once per row: the bf16 output row (the item
+// covers all keys of its rows) or the fp32 partial state row for the combine.
+struct RowStore {
+  uint16_t* out;  // null for a partial item
+  float* partial_o;
+  float* partial_ml;
+};
+
+template <int D>
+__device__ __forceinline__ RowStore row_store(const AttnParams& p, const AttnWorkItem& item,
+                                              int r) {
+  if (item.partial < 0) {
+    const int group = p.n_heads / p.n_kv_heads;
+    const int packed = item.row_begin + r;
+    const int64_t token = item.q_begin + packed / group;
+    const int head = item.kv_head * group + packed % group;
+    return {p.out + token * p.out_stride + static_cast<int64_t>(head) * p.head_dim, nullptr,
+            nullptr};
+  }
+  const int64_t prow = item.partial + r;
+  return {nullptr, p.partial_o + prow * D, p.partial_ml + prow * 2};
+}
+
+// Columns d and d + 1 (of the padded head_dim): normalized by the row sum l in bf16 (columns
+// beyond head_dim skipped), or the unnormalized fp32 state.
+__device__ __forceinline__ void store_pair(const RowStore& st, int head_dim, int d, float o0,
+                                           float o1, float l) {
+  if (st.out != nullptr) {
+    if (d < head_dim)
+      *reinterpret_cast<__nv_bfloat162*>(st.out + d) =
+          __floats2bfloat162_rn(__fdiv_rn(o0, l), __fdiv_rn(o1, l));
+  } else {
+    st.partial_o[d] = o0;
+    st.partial_o[d + 1] = o1;
+  }
+}
+
+// The running max and sum of the row, for the combine (partial items only).
+__device__ __forceinline__ void store_ml(const RowStore& st, float m, float l) {
+  if (st.out != nullptr) return;
+  st.partial_ml[0] = m;
+  st.partial_ml[1] = l;
+}
+
+// An item of more than kAttnRowTile rows (up to kAttnTallRowTile: a prefill chunk's), fast lane
+// only (one chunk: no merges, tiles_per_chunk = 0). Each warp holds 32 rows as two m16 tiles, so
+// every K and V fragment read from shared memory feeds twice the MMAs of a wide item, and each
+// K/V tile brought into shared memory serves twice the rows. For the registers (O of 32 rows is
+// 128 a thread) Q stays in shared memory, read per k-step, and the online softmax steps over
+// 32-key halves of a tile instead of whole tiles: the fast lane's rows get other bits than in a
+// wide item (the canonical lane never runs tall items). The state stays in registers: with no
+// merge, the output is written straight from them. A warp skips a half wholly beyond all its
+// rows (which would leave its state unchanged).
+template <int D>
+__device__ __forceinline__ void attend_tall(const AttnParams& p, const AttnWorkItem& item,
+                                            unsigned char* smem) {
+  using S = Smem<D>;
+  static_assert(kAttnTallRowTile * S::kStride * 2 <= S::kXBytes);
+  __nv_bfloat16* s_k = reinterpret_cast<__nv_bfloat16*>(smem);                // [2][64][stride]
+  __nv_bfloat16* s_v = s_k + 2 * S::kTileElems;                               // [2][64][stride]
+  __nv_bfloat16* s_q = reinterpret_cast<__nv_bfloat16*>(smem + S::kKvBytes);  // [128][stride]
+  constexpr int kM = kAttnTallRowTile / kAttnRowTile;                         // m16 tiles per warp
+  constexpr int kOTiles = D / 8;
+  constexpr int kHalf = kAttnKeyTile / 2;  // keys per softmax step
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int kv_limit = item.key_end;
+  const int n_tiles = (kv_limit - item.key_begin + kAttnKeyTile - 1) / kAttnKeyTile;
+
+  const int first_new = p.positions[item.q_begin];
+  if (n_tiles > 0) load_kv_tile<D>(p, item, first_new, 0, 0, KvPart::kOld, s_k, s_v);
+  cp_async_commit();
+  pdl_wait();
+  load_q_rows<D, kAttnTallRowTile>(p, item, s_q);
+  cp_async_commit();
+  if (n_tiles > 0) load_kv_tile<D>(p, item, first_new, 0, 0, KvPart::kNew, s_k, s_v);
+  cp_async_commit();
+
+  // Rows of m-tile mt: warp * 32 + mt * 16 + lane / 4 (+ 8).
+  const int qr = lane / 4, qc = 2 * (lane % 4);
+  const int row0 = warp * 16 * kM;
+  int row_pos[kM][2];
+  int min_pos = INT_MAX, max_pos = -1;
+#pragma unroll
+  for (int mt = 0; mt < kM; ++mt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = row0 + mt * 16 + qr + 8 * h;
+      row_pos[mt][h] = row_position(p, item, r);
+      if (r < item.n_rows) min_pos = min(min_pos, row_pos[mt][h]);
+      max_pos = max(max_pos, row_pos[mt][h]);
+    }
+  const int warp_min_pos = warp_min(min_pos);
+  const int warp_max_pos = -warp_min(-max_pos);
+  const bool warp_active = row0 < item.n_rows;
+
+  float o[kM][kOTiles][4];
+  float m[kM][2], l[kM][2];
+#pragma unroll
+  for (int mt = 0; mt < kM; ++mt) {
+    m[mt][0] = m[mt][1] = kNegInf;
+    l[mt][0] = l[mt][1] = 0.0f;
+#pragma unroll
+    for (int dt = 0; dt < kOTiles; ++dt)
+      o[mt][dt][0] = o[mt][dt][1] = o[mt][dt][2] = o[mt][dt][3] = 0.0f;
+  }
+
+  for (int tile = 0; tile < n_tiles; ++tile) {
+    const int stage = tile & 1;
+    __syncthreads();  // every warp is done with the stage about to be refilled
+    if (tile + 1 < n_tiles)
+      load_kv_tile<D>(p, item, first_new, tile + 1, stage ^ 1, KvPart::kAll, s_k, s_v);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+
+    const __nv_bfloat16* tk = s_k + stage * S::kTileElems;
+    const __nv_bfloat16* tv = s_v + stage * S::kTileElems;
+    if (!warp_active) continue;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int key0 = item.key_begin + tile * kAttnKeyTile + half * kHalf;
+      if (key0 > warp_max_pos) break;  // uniform over the warp
+      float s[kM][4][4];
+#pragma unroll
+      for (int mt = 0; mt < kM; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt)
+          s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
+#pragma unroll
+      for (int ks = 0; ks < D / 16; ++ks) {
+        uint32_t qa[kM][4];
+#pragma unroll
+        for (int mt = 0; mt < kM; ++mt)
+          ldmatrix_x4(qa[mt],
+                      s_q + (row0 + mt * 16 + lane % 16) * S::kStride + ks * 16 + (lane / 16) * 8);
+#pragma unroll
+        for (int np = 0; np < 2; ++np) {
+          uint32_t b[4];
+          const int mi = lane / 8;
+          ldmatrix_x4(b, tk + (half * kHalf + np * 16 + (mi / 2) * 8 + lane % 8) * S::kStride +
+                             ks * 16 + (mi % 2) * 8);
+#pragma unroll
+          for (int mt = 0; mt < kM; ++mt) {
+            mma_bf16(s[mt][2 * np], qa[mt], b[0], b[1]);
+            mma_bf16(s[mt][2 * np + 1], qa[mt], b[2], b[3]);
+          }
+        }
+      }
+      const bool needs_mask = key0 + kHalf - 1 > warp_min_pos || key0 + kHalf > kv_limit;
+      // P in bf16: the A fragments of the half's two k-steps of P V.
+      uint32_t pa[kM][2][4];
+#pragma unroll
+      for (int mt = 0; mt < kM; ++mt) {
+        softmax_tile(s[mt], o[mt], m[mt], l[mt], row_pos[mt], needs_mask, key0, kv_limit, qc,
+                     p.scale_log2);
+#pragma unroll
+        for (int kk = 0; kk < 2; ++kk) {
+          pa[mt][kk][0] = pack_bf16(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+          pa[mt][kk][1] = pack_bf16(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+          pa[mt][kk][2] = pack_bf16(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+          pa[mt][kk][3] = pack_bf16(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+        }
+      }
+#pragma unroll
+      for (int kk = 0; kk < 2; ++kk) {
+#pragma unroll
+        for (int dp = 0; dp < kOTiles / 2; ++dp) {
+          uint32_t b[4];
+          const int mi = lane / 8;
+          ldmatrix_x4_trans(b, tv +
+                                   (half * kHalf + kk * 16 + (mi % 2) * 8 + lane % 8) * S::kStride +
+                                   (2 * dp + mi / 2) * 8);
+#pragma unroll
+          for (int mt = 0; mt < kM; ++mt) {
+            mma_bf16(o[mt][2 * dp], pa[mt][kk], b[0], b[1]);
+            mma_bf16(o[mt][2 * dp + 1], pa[mt][kk], b[2], b[3]);
+          }
+        }
+      }
+    }
+  }
+  cp_async_wait<0>();
+  if (!warp_active) return;
+
+    // The one chunk, merged into an empty running state, is the state: (m, sum of l, O); an empty
+    // chunk (no key reached the row) leaves O at zero and the max at -inf, as in attend_item.
+#pragma unroll
+  for (int mt = 0; mt < kM; ++mt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float lq = l[mt][h];
+      lq = __fadd_rn(lq, __shfl_xor_sync(0xffffffffu, lq, 1));
+      lq = __fadd_rn(lq, __shfl_xor_sync(0xffffffffu, lq, 2));
+      const int r = row0 + mt * 16 + qr + 8 * h;
+      if (r >= item.n_rows) continue;
+      const bool empty = lq == 0.0f;
+      const RowStore st = row_store<D>(p, item, r);
+#pragma unroll
+      for (int dt = 0; dt < kOTiles; ++dt) {
+        const int d = dt * 8 + qc;
+        store_pair(st, p.head_dim, d, empty ? 0.0f : o[mt][dt][2 * h],
+                   empty ? 0.0f : o[mt][dt][2 * h + 1], lq);
+      }
+      if (qc == 0) store_ml(st, empty ? kNegInf : m[mt][h], lq);
+    }
+}
+
 // The CTA merges a combine item. The parts' states are first copied into shared memory (free
 // once attend_item is done; the caller's barrier ordered its last reads): as many rows at a
 // time as fit with all their parts, or, for a row with more parts than fit, as many parts as
@@ -555,10 +890,10 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const AttnParams
   pdl_trigger();
   // Before pdl_wait (in attend_item) only what the host uploaded before the pass is read: the
   // counts, items, positions, block tables, and the first tile's keys of earlier positions.
-  const int n_items = p.counts != nullptr ? p.counts[0] : p.n_items;
+  const int n_items = (p.counts != nullptr ? p.counts[0] : p.n_items) - p.n_tall;
   for (int i = blockIdx.x; i < n_items; i += gridDim.x) {
     if (i != blockIdx.x) __syncthreads();  // the previous item is done with shared memory
-    const AttnWorkItem& item = p.items[i];
+    const AttnWorkItem& item = p.items[p.n_tall + i];
     if constexpr (kNarrowable<D>) {
       if (item.n_rows <= 16 && item.key_end - item.key_begin >= kNarrowMinKeys)
         attend_item<D, true>(p, item, smem);
@@ -572,15 +907,42 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const AttnParams
   }
 }
 
+// The tall items, a CTA each. A kernel of its own: the tall path needs every register (and
+// spills a little), and in the kernel above its code made the decode items slower (a batch-1
+// step's attention 9.9 -> 13.9 us, H200, 2026-12-03).
+template <int D>
+__global__ void __launch_bounds__(kThreads, 2) attention_tall_kernel(const AttnParams p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  __shared__ int s_last;
+  pdl_trigger();
+  for (int i = blockIdx.x; i < p.n_tall; i += gridDim.x) {
+    if (i != blockIdx.x) __syncthreads();
+    const AttnWorkItem& item = p.items[i];
+    attend_tall<D>(p, item, smem);
+    if (item.combine >= 0) finish_part<D>(p, item.combine, &s_last, smem);
+  }
+}
+
 template <int D>
 cudaError_t launch(const AttnParams& p, cudaStream_t stream) {
   constexpr int kBytes = Smem<D>::kBytes;
   static_assert(kBytes <= 227 * 1024, "attention tile does not fit in shared memory");
+  if (p.n_tall < 0 || p.n_tall > p.n_items || (p.counts != nullptr && p.n_tall != 0))
+    return cudaErrorInvalidValue;
+  // The tall items first; the rest wait for them in pdl_wait (the next kernel's inputs are the
+  // same, so this only orders the two launches).
+  if (p.n_tall > 0) {
+    cudaError_t e = cudaFuncSetAttribute(attention_tall_kernel<D>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes);
+    if (e == cudaSuccess)
+      e = launch_kernel(attention_tall_kernel<D>, p.n_tall, kThreads, kBytes, stream, p);
+    if (e != cudaSuccess) return e;
+  }
   cudaError_t e = cudaFuncSetAttribute(attention_kernel<D>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes);
   if (e != cudaSuccess) return e;
   // Eager: one CTA per item. Graph: the fixed grid, counts from the device.
-  const int grid = p.counts != nullptr ? p.grid : p.n_items;
+  const int grid = p.counts != nullptr ? p.grid : p.n_items - p.n_tall;
   // With PDL: the CTAs launch while the RoPE + KV-write kernel runs and fetch their first tile's
   // old keys meanwhile.
   if (grid == 0) return cudaSuccess;

@@ -2,7 +2,9 @@
 // one pass runs, for one schedule. The kernels only execute the lists (backend/cuda/kernels.h).
 //
 // A sequence's query rows are packed as (token, query head of one KV head) and cut into tiles
-// of kAttnRowTile rows, per KV head. Then:
+// of kAttnRowTile rows, per KV head (fast lane, passes of prefill chunks only: of
+// kAttnTallRowTile rows where that still leaves a wave of items; a tall item reads each K/V
+// fragment for twice the rows). Then:
 //   canonical: keys in chunks of kCanonicalChunk absolute positions, merged in increasing order.
 //              A row tile runs as one item (chunks merged in the kernel) or, when the pass is
 //              too small to fill the GPU, as one item per chunk plus a combine. Both give the
@@ -25,6 +27,8 @@ inline constexpr int kCanonicalChunk = 256;
 
 // How the planner may split row tiles into pieces (tests and labs force one or the other).
 enum class SplitPolicy { kAuto, kNever, kAlways };
+// Whether the fast lane cuts rows into tall tiles: by load, never, or always (tests and labs).
+enum class TallPolicy { kAuto, kNever, kAlways };
 
 struct AttnPlanRequest {
   Schedule schedule = Schedule::kCanonical;
@@ -32,11 +36,13 @@ struct AttnPlanRequest {
   int n_heads = 0;
   int n_kv_heads = 0;
   int sm_count = 132;
-  int64_t partial_capacity = 0;  // partial rows available in the workspace
+  TallPolicy tall = TallPolicy::kAuto;  // kNever for captured graphs (one kernel launch)
+  int64_t partial_capacity = 0;         // partial rows available in the workspace
 };
 
 struct AttnPlan {
-  std::vector<AttnWorkItem> items;
+  std::vector<AttnWorkItem> items;  // the n_tall tall items first
+  int n_tall = 0;
   std::vector<AttnCombineItem> combines;
   int64_t partial_rows = 0;
 };

@@ -283,6 +283,7 @@ cuda::AttnPlan CudaBackend::make_attention_plan(const QkvLayout& layout, Schedul
   cuda::AttnPlanRequest req;
   req.schedule = s;
   req.policy = split_policy_;
+  req.tall = graph_pass_ ? cuda::TallPolicy::kNever : tall_policy_;
   req.n_heads = layout.n_heads;
   req.n_kv_heads = layout.n_kv_heads;
   req.sm_count = sm_count_;
@@ -291,6 +292,7 @@ cuda::AttnPlan CudaBackend::make_attention_plan(const QkvLayout& layout, Schedul
                                                        partial_ml_.bytes / (2 * sizeof(float))));
   cuda::AttnPlan plan = cuda::plan_attention(pass_, req);
   n_items_ = static_cast<int>(plan.items.size());
+  n_tall_ = plan.n_tall;
   n_combines_ = static_cast<int>(plan.combines.size());
   last_plan_stats_ = {n_items_, n_combines_, plan.partial_rows};
   plan_valid_ = true;
@@ -551,6 +553,7 @@ void CudaBackend::attention(const Tensor& qkv, const QkvLayout& layout, const Kv
   p.block_tables = d_block_tables_;
   p.seqs = d_seqs_;
   p.n_items = n_items_;
+  p.n_tall = n_tall_;
   if (graph_pass_) {
     // The captured kernels read the counts at replay; two CTAs per SM stay resident.
     p.items = d_graph_items_;

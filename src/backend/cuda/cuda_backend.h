@@ -88,6 +88,12 @@ class CudaBackend final : public Backend {
     split_policy_ = p;
     plan_valid_ = false;
   }
+  // Forces the fast lane's attention planner to cut rows into tall tiles (128 rows), or never
+  // to (kAuto: by load). Fast results may change; canonical ones never use them.
+  void set_attention_tall_policy(cuda::TallPolicy p) {
+    tall_policy_ = p;
+    plan_valid_ = false;
+  }
   struct AttnPlanStats {
     int items = 0;
     int combines = 0;
@@ -145,10 +151,11 @@ class CudaBackend final : public Backend {
 
   // The attention plan of the current pass.
   cuda::SplitPolicy split_policy_ = cuda::SplitPolicy::kAuto;
+  cuda::TallPolicy tall_policy_ = cuda::TallPolicy::kAuto;
   bool plan_valid_ = false;
   Schedule plan_schedule_ = Schedule::kCanonical;
   int plan_heads_ = 0, plan_kv_heads_ = 0;
-  int n_items_ = 0, n_combines_ = 0;
+  int n_items_ = 0, n_combines_ = 0, n_tall_ = 0;
   Workspace plan_buf_;
   Workspace partial_o_, partial_ml_;
   Workspace split_done_;  // the attention kernel's per-combine counters (AttnParams::split_done)

@@ -158,6 +158,8 @@ struct AttnCombineItem {
 
 inline constexpr int kAttnKeyTile = 64;  // keys per tile (one shared-memory stage)
 inline constexpr int kAttnRowTile = 64;  // packed query rows per work item (4 warps x 16)
+// Rows of a tall item (4 warps x 32): fast-lane items of one chunk (tiles_per_chunk = 0) only.
+inline constexpr int kAttnTallRowTile = 128;
 
 struct AttnParams {
   const uint16_t* qkv;  // (T, qkv_stride): q heads first
@@ -171,6 +173,9 @@ struct AttnParams {
   const AttnSeq* seqs;
   const AttnWorkItem* items;
   int n_items;
+  // Items [0, n_tall) are tall (more than kAttnRowTile rows) and run in a kernel of their own,
+  // launched first; eager passes only (0 in captured graphs).
+  int n_tall;
   const AttnCombineItem* combines;
   // Captured graphs: the kernel runs `grid` CTAs and reads n_items from counts[0] here, so
   // one capture serves every plan. Null in eager passes (one CTA per item, counts above).
