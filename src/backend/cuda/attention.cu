@@ -514,10 +514,10 @@ __device__ __forceinline__ void load_q_rows(const AttnParams& p, const AttnWorkI
 // keys beyond a row's position or the item's keys (where needed), update the row max m and sum
 // l, rescale the accumulated O, and leave the probabilities in s: attend_item's per-row steps,
 // over kNT = 4 column tiles (32 keys) in the tall path. A copy on purpose: attend_item keeps the
-// inline form measured for decode (with a refactor that moved its loads, softmax and stores
-// into helpers, the ShareGPT-like run lost 3.4 % and batch-1 attention read 11.2 us a layer
-// against 9.9 on an earlier machine; which part cost it is not narrowed down): folding it into
-// this function is a change to measure first.
+// inline form measured for decode (a build where it used helpers like these, and tall items
+// also ran in mixed passes, lost 3.4 % on the ShareGPT-like run, and its batch-1 attention read
+// 11.2 us a layer against 9.9 on an earlier machine; which of the two cost it is not narrowed
+// down): folding it into this function is a change to measure first.
 template <int kNT, int kOTiles>
 __device__ __forceinline__ void softmax_tile(float (&s)[kNT][4], float (&o)[kOTiles][4],
                                              float (&m)[2], float (&l)[2], const int (&row_pos)[2],

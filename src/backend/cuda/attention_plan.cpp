@@ -40,7 +40,8 @@ AttnPlan plan_attention(const PassInput& pass, const AttnPlanRequest& req) {
   // Tall tiles (fast lane) in passes of prefill chunks only (every sequence longer than a tall
   // tile), and where they still give at least one item per SM, so that they never turn an
   // unsplit pass into a split one. A pass that also holds decode or verification rows keeps one
-  // kernel launch: tall items there made the ShareGPT-like run 3.4 % slower (H200, 2026-12-03).
+  // kernel launch: a build with tall items there (and attend_item refactored) ran the
+  // ShareGPT-like workload 3.4 % slower (H200, 2026-12-03).
   if (!canonical && req.tall != TallPolicy::kNever) {
     const bool prefill_only =
         std::all_of(pass.seqs.begin(), pass.seqs.end(),
