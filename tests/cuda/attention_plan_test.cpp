@@ -1,0 +1,180 @@
+// The attention planner (host code: runs without a GPU, in CI too). Checks the plan's contract
+// with the kernels (backend/cuda/kernels.h): every packed query row of every KV head is covered
+// by exactly one row tile; a tile runs as one item over all its causal keys or as parts whose
+// key ranges tile them in order, merged by a combine over disjoint partial rows within the
+// capacity; canonical parts are 256-position chunks; tall items come first, are counted by
+// n_tall, and appear only in the fast lane's passes of prefill chunks.
+#include "backend/cuda/attention_plan.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <utility>
+#include <vector>
+
+namespace llm42 {
+namespace {
+
+using cuda::AttnPlan;
+using cuda::AttnPlanRequest;
+using cuda::AttnWorkItem;
+using cuda::SplitPolicy;
+using cuda::TallPolicy;
+
+// Sequences of (context before the pass, tokens in the pass).
+PassInput make_pass(const std::vector<std::pair<int, int>>& seqs) {
+  PassInput p;
+  for (auto [prefix, q_len] : seqs) {
+    PassSeq s;
+    s.q_begin = static_cast<int32_t>(p.positions.size());
+    s.q_len = q_len;
+    s.pos_begin = prefix;
+    s.block_begin = static_cast<int32_t>(p.block_tables.size());
+    s.n_blocks = (prefix + q_len + 15) / 16;
+    for (int b = 0; b < s.n_blocks; ++b) p.block_tables.push_back(b);
+    for (int i = 0; i < q_len; ++i) p.positions.push_back(prefix + i);
+    p.seqs.push_back(s);
+  }
+  return p;
+}
+
+AttnPlanRequest request(Schedule s, SplitPolicy split, TallPolicy tall) {
+  AttnPlanRequest r;
+  r.schedule = s;
+  r.policy = split;
+  r.tall = tall;
+  r.n_heads = 32;
+  r.n_kv_heads = 8;
+  r.sm_count = 132;
+  r.partial_capacity = 1 << 20;
+  return r;
+}
+
+// Checks the contract above; returns the number of tall items.
+int check_plan(const PassInput& pass, const AttnPlanRequest& req, const AttnPlan& plan) {
+  const int group = req.n_heads / req.n_kv_heads;
+  const bool canonical = req.schedule == Schedule::kCanonical;
+  // Items of each row tile, by (sequence's first row, kv head, first packed row).
+  std::map<std::tuple<int, int, int>, std::vector<AttnWorkItem>> tiles;
+  int tall = 0;
+  for (size_t i = 0; i < plan.items.size(); ++i) {
+    const AttnWorkItem& it = plan.items[i];
+    const bool is_tall = it.n_rows > cuda::kAttnRowTile;
+    EXPECT_EQ(is_tall, static_cast<int>(i) < plan.n_tall) << "tall items first, item " << i;
+    tall += is_tall;
+    EXPECT_LE(it.n_rows, cuda::kAttnTallRowTile);
+    EXPECT_GT(it.n_rows, 0);
+    if (is_tall) {
+      EXPECT_FALSE(canonical) << "a tall item in the canonical lane";
+    }
+    EXPECT_EQ(it.tiles_per_chunk, canonical ? cuda::kCanonicalChunk / cuda::kAttnKeyTile : 0);
+    tiles[{it.q_begin, it.kv_head, it.row_begin}].push_back(it);
+  }
+  EXPECT_EQ(tall, plan.n_tall);
+  std::set<int64_t> partial_rows;
+  std::set<int> combines_used;
+  for (const PassSeq& s : pass.seqs) {
+    for (int kvh = 0; kvh < req.n_kv_heads; ++kvh) {
+      int row = 0;
+      while (row < s.q_len * group) {
+        auto found = tiles.find({s.q_begin, kvh, row});
+        if (found == tiles.end()) {
+          ADD_FAILURE() << "no tile at packed row " << row << " of the sequence at " << s.q_begin;
+          break;
+        }
+        std::vector<AttnWorkItem> parts = found->second;
+        std::sort(parts.begin(), parts.end(), [](const AttnWorkItem& a, const AttnWorkItem& b) {
+          return a.key_begin < b.key_begin;
+        });
+        const int n_rows = parts.front().n_rows;
+        const int kv_len = s.pos_begin + (row + n_rows - 1) / group + 1;  // the last row's limit
+        int key = 0;
+        for (const AttnWorkItem& it : parts) {
+          EXPECT_EQ(it.n_rows, n_rows);
+          EXPECT_EQ(it.block_begin, s.block_begin);
+          EXPECT_EQ(it.key_begin, key) << "parts must tile the keys in order";
+          EXPECT_GT(it.key_end, it.key_begin);
+          if (canonical && parts.size() > 1) {
+            EXPECT_EQ(it.key_begin % cuda::kCanonicalChunk, 0);
+          }
+          key = it.key_end;
+          if (parts.size() == 1) {
+            EXPECT_LT(it.partial, 0);
+            EXPECT_LT(it.combine, 0);
+          } else {
+            EXPECT_GE(it.partial, 0);
+            EXPECT_GE(it.combine, 0);
+            for (int r = 0; r < n_rows; ++r)
+              EXPECT_TRUE(partial_rows.insert(it.partial + r).second) << "partial rows overlap";
+            combines_used.insert(it.combine);
+          }
+        }
+        EXPECT_EQ(key, kv_len) << "keys up to the tile's last causal limit";
+        if (parts.size() > 1) {
+          const cuda::AttnCombineItem& c = plan.combines.at(parts.front().combine);
+          EXPECT_EQ(c.n_parts, static_cast<int>(parts.size()));
+          EXPECT_EQ(c.n_rows, n_rows);
+          EXPECT_EQ(c.row_begin, row);
+          EXPECT_EQ(c.kv_head, kvh);
+        }
+        tiles.erase(found);
+        row += n_rows;
+      }
+    }
+  }
+  EXPECT_TRUE(tiles.empty()) << tiles.size() << " row tiles belong to no sequence row";
+  EXPECT_EQ(combines_used.size(), plan.combines.size());
+  EXPECT_LE(static_cast<int64_t>(partial_rows.size()), req.partial_capacity);
+  EXPECT_EQ(static_cast<int64_t>(partial_rows.size()), plan.partial_rows);
+  return tall;
+}
+
+TEST(AttentionPlan, EveryRowOnceOverItsCausalKeysInEveryForm) {
+  const std::vector<std::vector<std::pair<int, int>>> passes = {
+      {{0, 4096}},                             // a long prefill
+      {{0, 70}, {100, 37}, {0, 1}, {700, 1}},  // chunks and decode rows
+      {{520, 16}, {300, 290}, {3000, 1}},      // a verification window, a chunk, a decode
+      {{0, 1}},                                // batch 1
+      {{1000, 600}, {2000, 33}},               // chunks after a prefix, one just over a tall tile
+  };
+  for (const auto& spec : passes) {
+    const PassInput pass = make_pass(spec);
+    for (Schedule s : {Schedule::kCanonical, Schedule::kFast})
+      for (SplitPolicy split : {SplitPolicy::kAuto, SplitPolicy::kNever, SplitPolicy::kAlways})
+        for (TallPolicy tall : {TallPolicy::kAuto, TallPolicy::kNever, TallPolicy::kAlways}) {
+          SCOPED_TRACE(testing::Message()
+                       << "pass of " << spec.size() << " sequences, " << schedule_name(s)
+                       << ", split " << static_cast<int>(split) << ", tall "
+                       << static_cast<int>(tall));
+          const AttnPlanRequest req = request(s, split, tall);
+          check_plan(pass, req, cuda::plan_attention(pass, req));
+        }
+  }
+}
+
+TEST(AttentionPlan, TallItemsOnlyInTheFastLanesPrefillPasses) {
+  auto n_tall = [](const std::vector<std::pair<int, int>>& spec, Schedule s, TallPolicy t) {
+    const PassInput pass = make_pass(spec);
+    const AttnPlanRequest req = request(s, SplitPolicy::kAuto, t);
+    return check_plan(pass, req, cuda::plan_attention(pass, req));
+  };
+  // 4,096 tokens x 4 heads = 128 tall tiles a KV head: all tall.
+  EXPECT_EQ(n_tall({{0, 4096}}, Schedule::kFast, TallPolicy::kAuto), 128 * 8);
+  // The same chunk beside a decode row: one launch, no tall items.
+  EXPECT_EQ(n_tall({{0, 4096}, {500, 1}}, Schedule::kFast, TallPolicy::kAuto), 0);
+  // Or beside a sequence of 32 tokens (128 rows: not longer than a tall tile).
+  EXPECT_EQ(n_tall({{0, 4096}, {500, 32}}, Schedule::kFast, TallPolicy::kAuto), 0);
+  EXPECT_GT(n_tall({{0, 4096}, {500, 33}}, Schedule::kFast, TallPolicy::kAuto), 0);
+  // 512 tokens: 16 tall tiles x 8 KV heads, fewer than one item per SM: wide tiles stay.
+  EXPECT_EQ(n_tall({{0, 512}}, Schedule::kFast, TallPolicy::kAuto), 0);
+  EXPECT_EQ(n_tall({{0, 4096}}, Schedule::kFast, TallPolicy::kNever), 0);
+  EXPECT_EQ(n_tall({{0, 4096}}, Schedule::kCanonical, TallPolicy::kAuto), 0);
+  EXPECT_EQ(n_tall({{0, 4096}}, Schedule::kCanonical, TallPolicy::kAlways), 0);
+  // Forced: the 70-token chunk's 280 rows are 128 + 128 + 24 (the last tile wide).
+  EXPECT_EQ(n_tall({{0, 70}}, Schedule::kFast, TallPolicy::kAlways), 2 * 8);
+}
+
+}  // namespace
+}  // namespace llm42
