@@ -160,6 +160,55 @@ template <int D>
 inline constexpr bool kNarrowable = D >= 64;  // D / 4 columns per warp, whole m16n8k16 pairs
 inline constexpr int kNarrowMinKeys = 8 * kAttnKeyTile;
 
+// One step of the online softmax over kNT * 8 keys from key0, for the 16 rows of one m16 tile
+// (this thread: rows qr and qr + 8, h = 0 and 1): scale the raw scores s to log2 units, mask
+// keys beyond a row's position or the item's keys (where needed), update the row max m and sum
+// l, rescale the accumulated O, and leave the probabilities in s. Wide and narrow items step
+// over whole 64-key tiles (kNT = 8), tall items over 32-key halves (kNT = 4).
+template <int kNT, int kOTiles>
+__device__ __forceinline__ void softmax_tile(float (&s)[kNT][4], float (&o)[kOTiles][4],
+                                             float (&m)[2], float (&l)[2], const int (&row_pos)[2],
+                                             bool needs_mask, int key0, int kv_limit, int qc,
+                                             float scale_log2) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float mx = kNegInf;
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int key = key0 + nt * 8 + qc + e;
+        float v = __fmul_rn(s[nt][2 * h + e], scale_log2);
+        if (needs_mask && (key > row_pos[h] || key >= kv_limit)) v = kNegInf;
+        s[nt][2 * h + e] = v;
+        mx = fmaxf(mx, v);
+      }
+    }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_new = fmaxf(m[h], mx);
+    const float m_use = m_new == kNegInf ? 0.0f : m_new;
+    const float alpha = m[h] == m_new ? 1.0f : ex2(__fsub_rn(m[h], m_use));
+    m[h] = m_new;
+    float rowsum = 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float pe = ex2(__fsub_rn(s[nt][2 * h + e], m_use));
+        s[nt][2 * h + e] = pe;
+        rowsum = __fadd_rn(rowsum, pe);
+      }
+    }
+    l[h] = __fadd_rn(__fmul_rn(l[h], alpha), rowsum);
+#pragma unroll
+    for (int dt = 0; dt < kOTiles; ++dt) {
+      o[dt][2 * h] = __fmul_rn(o[dt][2 * h], alpha);
+      o[dt][2 * h + 1] = __fmul_rn(o[dt][2 * h + 1], alpha);
+    }
+  }
+}
+
 // One work item, by the whole CTA. Every thread executes the same barriers; warps without rows
 // only skip the arithmetic.
 template <int D, bool kNarrow>
@@ -316,43 +365,7 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
       // per row.
       const bool needs_mask =
           key0 + kAttnKeyTile - 1 > warp_min_pos || key0 + kAttnKeyTile > kv_limit;
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        float mx = kNegInf;
-#pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int key = key0 + nt * 8 + qc + e;
-            float v = __fmul_rn(s[nt][2 * h + e], p.scale_log2);
-            if (needs_mask && (key > row_pos[h] || key >= kv_limit)) v = kNegInf;
-            s[nt][2 * h + e] = v;
-            mx = fmaxf(mx, v);
-          }
-        }
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float m_new = fmaxf(m[h], mx);
-        const float m_use = m_new == kNegInf ? 0.0f : m_new;
-        const float alpha = m[h] == m_new ? 1.0f : ex2(__fsub_rn(m[h], m_use));
-        m[h] = m_new;
-        float rowsum = 0.0f;
-#pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const float pe = ex2(__fsub_rn(s[nt][2 * h + e], m_use));
-            s[nt][2 * h + e] = pe;
-            rowsum = __fadd_rn(rowsum, pe);
-          }
-        }
-        l[h] = __fadd_rn(__fmul_rn(l[h], alpha), rowsum);
-#pragma unroll
-        for (int dt = 0; dt < kOTiles; ++dt) {
-          o[dt][2 * h] = __fmul_rn(o[dt][2 * h], alpha);
-          o[dt][2 * h + 1] = __fmul_rn(o[dt][2 * h + 1], alpha);
-        }
-      }
+      softmax_tile(s, o, m, l, row_pos, needs_mask, key0, kv_limit, qc, p.scale_log2);
       // O += P V: P from the S accumulators (the C layout of two n-tiles is the A layout of one
       // k-step), V fragments by transposed ldmatrix.
 #pragma unroll
@@ -506,59 +519,6 @@ __device__ __forceinline__ void load_q_rows(const AttnParams& p, const AttnWorkI
     const uint16_t* src =
         p.qkv + token * p.qkv_stride + static_cast<int64_t>(head) * hd + (valid ? part * 8 : 0);
     cp_async_16(s_q + r * S::kStride + part * 8, src, valid);
-  }
-}
-
-// One step of the online softmax over kNT * 8 keys from key0, for the 16 rows of one m16 tile
-// (this thread: rows qr and qr + 8, h = 0 and 1): scale the raw scores s to log2 units, mask
-// keys beyond a row's position or the item's keys (where needed), update the row max m and sum
-// l, rescale the accumulated O, and leave the probabilities in s: attend_item's per-row steps,
-// over kNT = 4 column tiles (32 keys) in the tall path. A copy on purpose: attend_item keeps the
-// inline form measured for decode (a build where it used helpers like these, and tall items
-// also ran in mixed passes, lost 3.4 % on the ShareGPT-like run, and its batch-1 attention read
-// 11.2 us a layer against 9.9 on an earlier machine; which of the two cost it is not narrowed
-// down): folding it into this function is a change to measure first.
-template <int kNT, int kOTiles>
-__device__ __forceinline__ void softmax_tile(float (&s)[kNT][4], float (&o)[kOTiles][4],
-                                             float (&m)[2], float (&l)[2], const int (&row_pos)[2],
-                                             bool needs_mask, int key0, int kv_limit, int qc,
-                                             float scale_log2) {
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    float mx = kNegInf;
-#pragma unroll
-    for (int nt = 0; nt < kNT; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int key = key0 + nt * 8 + qc + e;
-        float v = __fmul_rn(s[nt][2 * h + e], scale_log2);
-        if (needs_mask && (key > row_pos[h] || key >= kv_limit)) v = kNegInf;
-        s[nt][2 * h + e] = v;
-        mx = fmaxf(mx, v);
-      }
-    }
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    const float m_new = fmaxf(m[h], mx);
-    const float m_use = m_new == kNegInf ? 0.0f : m_new;
-    const float alpha = m[h] == m_new ? 1.0f : ex2(__fsub_rn(m[h], m_use));
-    m[h] = m_new;
-    float rowsum = 0.0f;
-#pragma unroll
-    for (int nt = 0; nt < kNT; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const float pe = ex2(__fsub_rn(s[nt][2 * h + e], m_use));
-        s[nt][2 * h + e] = pe;
-        rowsum = __fadd_rn(rowsum, pe);
-      }
-    }
-    l[h] = __fadd_rn(__fmul_rn(l[h], alpha), rowsum);
-#pragma unroll
-    for (int dt = 0; dt < kOTiles; ++dt) {
-      o[dt][2 * h] = __fmul_rn(o[dt][2 * h], alpha);
-      o[dt][2 * h + 1] = __fmul_rn(o[dt][2 * h + 1], alpha);
-    }
   }
 }
 
