@@ -46,11 +46,13 @@ AttnPlan plan_attention(const PassInput& pass, const AttnPlanRequest& req) {
     const bool prefill_only =
         std::all_of(pass.seqs.begin(), pass.seqs.end(),
                     [&](const PassSeq& sq) { return sq.q_len * group > kAttnTallRowTile; });
-    std::vector<RowTile> tall = cut(kAttnTallRowTile);
-    if (req.tall == TallPolicy::kAlways ||
-        (prefill_only && tall.size() < tiles.size() &&
-         static_cast<int64_t>(tall.size()) * req.n_kv_heads >= req.sm_count))
-      tiles = std::move(tall);
+    if (req.tall == TallPolicy::kAlways || prefill_only) {
+      std::vector<RowTile> tall = cut(kAttnTallRowTile);
+      if (req.tall == TallPolicy::kAlways ||
+          (tall.size() < tiles.size() &&
+           static_cast<int64_t>(tall.size()) * req.n_kv_heads >= req.sm_count))
+        tiles = std::move(tall);
+    }
   }
   // Split keys only when the unsplit items cannot fill one wave (one per SM): splitting costs
   // partial-state traffic and a combine, and measured slower for prefill-sized passes. Pieces
