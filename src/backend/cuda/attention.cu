@@ -462,9 +462,10 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
 }
 
 // ---- tall items (their own kernel, attention_tall_kernel) ------------------------------------
-// These helpers serve only the tall path and repeat attend_item's K/V and Q loads: its inline
-// form is the code measured for decode, and a refactor that moved them into helpers was not
-// measured alone.
+// These helpers serve only the tall path and repeat attend_item's K/V and Q loads: with
+// load_kv_tile in attend_item, its PTX re-reads work-item fields from global memory in the load
+// loops (84 more ld.global across the four head dims), while the lambda keeps them in
+// registers; the decode path keeps its lambda.
 
 // Keys before the sequence's first query position are not written by this pass (its KV write
 // stores the queries' own keys): those of the first tile are copied before pdl_wait, while the
