@@ -1,14 +1,16 @@
 // Kernel lab: paged attention of the CUDA backend. Variants: canonical with the planner's
-// choice of key splits (by load), canonical never split, fast (FlashDecoding splits and tall
-// row tiles by load), fast-64rows (the same without tall row tiles).
+// choice of key splits (by load), canonical never split, canon-wide (no narrow items), fast
+// (FlashDecoding splits and tall row tiles by load), fast-64rows (the same without tall row
+// tiles), fast-wide (without narrow items).
 // Checks every variant against the CPU attention, then times decode (memory-bound: floor =
 // KV bytes / bandwidth) and prefill (compute-bound: floor = 4 * heads * head_dim * sum of keys
 // per query / GEMM rate) at Llama-3.1-8B geometry (32 query heads, 8 KV heads, head_dim 128).
 //
-//   ./build/bin/cuda_attention_lab [--quick | --profile]
+//   ./build/bin/cuda_attention_lab [--quick | --profile | --profile-decode]
 //
-// --profile runs only the 4096-token prefill, once per variant after a warm-up, for a profiler
-// (ncu -k regex:attention_kernel).
+// --profile runs only the 4096-token prefill, --profile-decode only the decode step of 256
+// sequences at context 512 (a full batch of ShareGPT-like traffic), once per variant after a
+// warm-up, for a profiler (ncu -k regex:attention).
 #ifdef LLM42_HAVE_CUDA
 #include <cuda_runtime.h>
 
@@ -40,12 +42,15 @@ struct Variant {
   Schedule schedule;
   cuda::SplitPolicy policy;
   cuda::TallPolicy tall = cuda::TallPolicy::kAuto;
+  bool narrow = true;
 };
 const Variant kVariants[] = {
     {"canonical", Schedule::kCanonical, cuda::SplitPolicy::kAuto},
     {"canon-nosplit", Schedule::kCanonical, cuda::SplitPolicy::kNever},
+    {"canon-wide", Schedule::kCanonical, cuda::SplitPolicy::kAuto, cuda::TallPolicy::kAuto, false},
     {"fast", Schedule::kFast, cuda::SplitPolicy::kAuto},
-    {"fast-64rows", Schedule::kFast, cuda::SplitPolicy::kAuto, cuda::TallPolicy::kNever}};
+    {"fast-64rows", Schedule::kFast, cuda::SplitPolicy::kAuto, cuda::TallPolicy::kNever},
+    {"fast-wide", Schedule::kFast, cuda::SplitPolicy::kAuto, cuda::TallPolicy::kAuto, false}};
 
 // `n_seqs` sequences, each with q_len queries ending at position ctx - 1.
 PassInput make_pass(int n_seqs, int q_len, int ctx, int block_size, int blocks_per_seq) {
@@ -88,7 +93,8 @@ KvCache cache_of(const Owned& k, const Owned& v, int n_blocks, int bs, int kvh, 
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
-  const bool profile = argc > 1 && std::string(argv[1]) == "--profile";
+  const bool profile_decode = argc > 1 && std::string(argv[1]) == "--profile-decode";
+  const bool profile = profile_decode || (argc > 1 && std::string(argv[1]) == "--profile");
   if (cuda_device_count() == 0) {
     std::printf("cuda_attention_lab: no CUDA GPU, nothing to measure\n");
     return 0;
@@ -148,6 +154,7 @@ int main(int argc, char** argv) {
     for (const Variant& v : kVariants) {
       b.set_attention_split_policy(v.policy);
       b.set_attention_tall_policy(v.tall);
+      b.set_attention_narrow(v.narrow);
       b.begin_pass(pass, gc);
       LLM42_CUDA_CHECK(cudaMemsetAsync(od.t.data, 0xff, od.t.nbytes(), b.stream()));
       b.attention(qd.t, ql, gc, 0, od.t, v.schedule);
@@ -172,6 +179,7 @@ int main(int argc, char** argv) {
                      const Owned& out, const Variant& v, CudaBackend::AttnPlanStats* st) {
     b.set_attention_split_policy(v.policy);
     b.set_attention_tall_policy(v.tall);
+    b.set_attention_narrow(v.narrow);
     b.begin_pass(pass, cache);
     const Tensor q = qkv.t.rows(0, pass.n_tokens()), o = out.t.rows(0, pass.n_tokens());
     b.attention(q, ql, cache, 0, o, v.schedule);  // plans, warms up
@@ -194,11 +202,22 @@ int main(int argc, char** argv) {
   const double bandwidth = lab::copy_bandwidth(b);
   std::printf("\n%-14s %4s %6s %7s %9s %9s %8s %7s   (copy bandwidth %.0f GB/s)\n", "decode", "B",
               "ctx", "items", "us", "floor us", "GB/s", "%floor", bandwidth / 1e9);
-  const std::vector<int> batches = profile ? std::vector<int>{}
-                                   : quick ? std::vector<int>{1, 16}
-                                           : std::vector<int>{1, 16, 64};
-  const std::vector<int> ctxs = quick ? std::vector<int>{1024} : std::vector<int>{1024, 4096, 8192};
-  const int max_ctx = ctxs.back(), max_b = profile ? 1 : batches.back();
+  // (B, context) pairs: a long-context sweep, then the large batches of short contexts that
+  // ShareGPT-like traffic runs.
+  std::vector<std::pair<int, int>> decodes;
+  if (profile_decode) {
+    decodes = {{256, 512}};
+  } else if (!profile) {
+    for (int bsz : quick ? std::vector<int>{1, 16} : std::vector<int>{1, 16, 64})
+      for (int ctx : quick ? std::vector<int>{1024} : std::vector<int>{1024, 4096, 8192})
+        decodes.emplace_back(bsz, ctx);
+    if (!quick)
+      decodes.insert(decodes.end(),
+                     {{32, 512}, {64, 256}, {128, 1024}, {256, 128}, {256, 256}, {256, 512}});
+  }
+  const int max_ctx = profile_decode ? 4096 : quick ? 1024 : 8192;
+  int max_b = 1;
+  for (const auto& [bsz, ctx] : decodes) max_b = std::max(max_b, bsz * ctx / max_ctx + 1);
   const int per_seq = (max_ctx + bs - 1) / bs;
   const int n_blocks = per_seq * max_b;
   Owned k = make(b, DType::kBF16, {n_blocks, bs, 8, 128});
@@ -210,17 +229,17 @@ int main(int argc, char** argv) {
   Owned qkv = make(b, DType::kBF16, {max_rows, ql.row()});
   b.fill_random(qkv.t, 3, RandomInit::kNormal, 1.0f);
   Owned out = make(b, DType::kBF16, {max_rows, ql.q_dim()});
-  for (int bsz : batches) {
-    for (int ctx : ctxs) {
-      const PassInput pass = make_pass(bsz, 1, ctx, bs, per_seq);
-      const double bytes = double(bsz) * ctx * ql.kv_dim() * 2 * 2;
-      const double floor_us = bytes / bandwidth * 1e6;
-      for (const Variant& var : kVariants) {
-        CudaBackend::AttnPlanStats st;
-        const double us = time_us(pass, cache, qkv, out, var, &st);
-        std::printf("%-14s %4d %6d %7d %9.1f %9.1f %8.0f %6.0f%%\n", var.name, bsz, ctx, st.items,
-                    us, floor_us, bytes / (us * 1e-6) / 1e9, 100 * floor_us / us);
-      }
+  for (const auto& [bsz, ctx] : decodes) {
+    // Sequences of `ctx` keys packed into the cache's blocks back to back.
+    const int seq_blocks = (ctx + bs - 1) / bs;
+    const PassInput pass = make_pass(bsz, 1, ctx, bs, seq_blocks);
+    const double bytes = double(bsz) * ctx * ql.kv_dim() * 2 * 2;
+    const double floor_us = bytes / bandwidth * 1e6;
+    for (const Variant& var : kVariants) {
+      CudaBackend::AttnPlanStats st;
+      const double us = time_us(pass, cache, qkv, out, var, &st);
+      std::printf("%-14s %4d %6d %7d %9.1f %9.1f %8.0f %6.0f%%\n", var.name, bsz, ctx, st.items, us,
+                  floor_us, bytes / (us * 1e-6) / 1e9, 100 * floor_us / us);
     }
   }
 
@@ -230,7 +249,8 @@ int main(int argc, char** argv) {
   const int prefills[][2] = {{512, 0}, {2048, 0}, {512, 4096}, {4096, 0}};
   for (const auto& pf : prefills) {
     const int t = pf[0], prefix = pf[1];
-    if (t > max_rows || prefix + t > max_ctx || (quick && t > 512) || (profile && t != 4096))
+    if (profile_decode || t > max_rows || prefix + t > max_ctx || (quick && t > 512) ||
+        (profile && t != 4096))
       continue;
     const PassInput pass = make_pass(1, t, prefix + t, bs, per_seq);
     double keys = 0;

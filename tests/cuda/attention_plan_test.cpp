@@ -3,7 +3,8 @@
 // by exactly one row tile; a tile runs as one item over all its causal keys or as parts whose
 // key ranges tile them in order, merged by a combine over disjoint partial rows within the
 // capacity; canonical parts are 256-position chunks; tall items come first, are counted by
-// n_tall, and appear only in the fast lane's passes of prefill chunks.
+// n_tall, and appear only in the fast lane's passes of prefill chunks; the narrow items come
+// next, counted by n_narrow, and are exactly the items attn_item_narrow accepts.
 #include "backend/cuda/attention_plan.h"
 
 #include <gtest/gtest.h>
@@ -49,6 +50,7 @@ AttnPlanRequest request(Schedule s, SplitPolicy split, TallPolicy tall) {
   r.n_kv_heads = 8;
   r.sm_count = 132;
   r.partial_capacity = 1 << 20;
+  r.head_dim_pad = 128;
   return r;
 }
 
@@ -58,12 +60,17 @@ int check_plan(const PassInput& pass, const AttnPlanRequest& req, const AttnPlan
   const bool canonical = req.schedule == Schedule::kCanonical;
   // Items of each row tile, by (sequence's first row, kv head, first packed row).
   std::map<std::tuple<int, int, int>, std::vector<AttnWorkItem>> tiles;
-  int tall = 0;
+  int tall = 0, narrow = 0;
   for (size_t i = 0; i < plan.items.size(); ++i) {
     const AttnWorkItem& it = plan.items[i];
     const bool is_tall = it.n_rows > cuda::kAttnRowTile;
     EXPECT_EQ(is_tall, static_cast<int>(i) < plan.n_tall) << "tall items first, item " << i;
     tall += is_tall;
+    const bool is_narrow = req.narrow && cuda::attn_item_narrow(it, req.head_dim_pad);
+    const bool in_narrow_range =
+        static_cast<int>(i) >= plan.n_tall && static_cast<int>(i) < plan.n_tall + plan.n_narrow;
+    EXPECT_EQ(is_narrow, in_narrow_range) << "narrow items after the tall ones, item " << i;
+    narrow += is_narrow;
     EXPECT_LE(it.n_rows, cuda::kAttnTallRowTile);
     EXPECT_GT(it.n_rows, 0);
     if (is_tall) {
@@ -73,6 +80,7 @@ int check_plan(const PassInput& pass, const AttnPlanRequest& req, const AttnPlan
     tiles[{it.q_begin, it.kv_head, it.row_begin}].push_back(it);
   }
   EXPECT_EQ(tall, plan.n_tall);
+  EXPECT_EQ(narrow, plan.n_narrow);
   std::set<int64_t> partial_rows;
   std::set<int> combines_used;
   for (const PassSeq& s : pass.seqs) {
@@ -148,7 +156,10 @@ TEST(AttentionPlan, EveryRowOnceOverItsCausalKeysInEveryForm) {
                        << "pass of " << spec.size() << " sequences, " << schedule_name(s)
                        << ", split " << static_cast<int>(split) << ", tall "
                        << static_cast<int>(tall));
-          const AttnPlanRequest req = request(s, split, tall);
+          AttnPlanRequest req = request(s, split, tall);
+          check_plan(pass, req, cuda::plan_attention(pass, req));
+          req.narrow = false;
+          EXPECT_EQ(cuda::plan_attention(pass, req).n_narrow, 0);
           check_plan(pass, req, cuda::plan_attention(pass, req));
         }
   }
@@ -174,6 +185,42 @@ TEST(AttentionPlan, TallItemsOnlyInTheFastLanesPrefillPasses) {
   EXPECT_EQ(n_tall({{0, 4096}}, Schedule::kCanonical, TallPolicy::kAlways), 0);
   // Forced: the 70-token chunk's 280 rows are 128 + 128 + 24 (the last tile wide).
   EXPECT_EQ(n_tall({{0, 70}}, Schedule::kFast, TallPolicy::kAlways), 2 * 8);
+}
+
+TEST(AttentionPlan, NarrowItemsAreUnsplitItemsOfFewRows) {
+  auto n_narrow = [](const std::vector<std::pair<int, int>>& spec, Schedule s, SplitPolicy split,
+                     int head_dim_pad = 128) {
+    const PassInput pass = make_pass(spec);
+    AttnPlanRequest req = request(s, split, TallPolicy::kAuto);
+    req.head_dim_pad = head_dim_pad;
+    const AttnPlan plan = cuda::plan_attention(pass, req);
+    check_plan(pass, req, plan);
+    return plan.n_narrow;
+  };
+  // A full decode batch: every item narrow, in both lanes.
+  const std::vector<std::pair<int, int>> batch(256, {512, 1});
+  EXPECT_EQ(n_narrow(batch, Schedule::kFast, SplitPolicy::kAuto), 256 * 8);
+  EXPECT_EQ(n_narrow(batch, Schedule::kCanonical, SplitPolicy::kAuto), 256 * 8);
+  // Of any length.
+  const std::vector<std::pair<int, int>> short_batch(256, {100, 1});
+  EXPECT_EQ(n_narrow(short_batch, Schedule::kFast, SplitPolicy::kAuto), 256 * 8);
+  // Too few for a wave unsplit: split, so wide (unless too short to split: one key tile).
+  EXPECT_EQ(n_narrow(std::vector<std::pair<int, int>>(16, {1000, 1}), Schedule::kFast,
+                     SplitPolicy::kAuto),
+            0);
+  EXPECT_EQ(
+      n_narrow(std::vector<std::pair<int, int>>(16, {40, 1}), Schedule::kFast, SplitPolicy::kAuto),
+      16 * 8);
+  // Split items are never narrow (a combine merges parts in the wide kernel).
+  EXPECT_EQ(n_narrow(batch, Schedule::kCanonical, SplitPolicy::kAlways), 0);
+  EXPECT_EQ(n_narrow({{3000, 1}}, Schedule::kFast, SplitPolicy::kAuto), 0);
+  EXPECT_EQ(n_narrow({{3000, 1}}, Schedule::kCanonical, SplitPolicy::kNever), 8);
+  // A verification window of 4 tokens (16 rows) narrow; of 5 (20 rows) wide.
+  EXPECT_EQ(n_narrow({{3000, 4}}, Schedule::kCanonical, SplitPolicy::kNever), 8);
+  EXPECT_EQ(n_narrow({{3000, 5}}, Schedule::kCanonical, SplitPolicy::kNever), 0);
+  // Head dims padded below 64 have no narrow kernel.
+  EXPECT_EQ(n_narrow(batch, Schedule::kFast, SplitPolicy::kAuto, 32), 0);
+  EXPECT_EQ(n_narrow(batch, Schedule::kFast, SplitPolicy::kAuto, 64), 256 * 8);
 }
 
 }  // namespace

@@ -426,9 +426,9 @@ TEST_F(CudaKernels, AttentionAgainstCpu) {
   };
   const int block_size = 16, n_blocks = 330;
   // A prefill chunk from 0, a later chunk, a decode row at position 0, decode rows deep in the
-  // context, a verification window, and a prefill that crosses canonical chunks. The decode row
-  // at 3000 runs in the narrow form (at least kNarrowMinKeys keys in its item) whole (split
-  // policy never, canonical), and in pieces with a combine (fast lane, always split).
+  // context, a verification window, and a prefill that crosses canonical chunks. With split
+  // policy never the decode rows run in the narrow kernel; split, in pieces with a combine
+  // (wide).
   const std::vector<SeqSpec> specs = {{0, 70},   {100, 37},  {0, 1},   {700, 1},
                                       {520, 16}, {300, 290}, {3000, 1}};
   for (const Geo g : {Geo{4, 2, 16}, Geo{8, 4, 8}, Geo{4, 2, 32}, Geo{6, 3, 40}, Geo{8, 8, 64},
@@ -450,22 +450,35 @@ TEST_F(CudaKernels, AttentionAgainstCpu) {
         // part tile, and with split policy always tall pieces merged by a combine).
         for (cuda::TallPolicy tall : {cuda::TallPolicy::kAuto, cuda::TallPolicy::kAlways}) {
           if (s == Schedule::kCanonical && tall != cuda::TallPolicy::kAuto) continue;
-          gpu().set_attention_split_policy(policy);
-          gpu().set_attention_tall_policy(tall);
-          gpu().begin_pass(pass, cache.gpu);
-          DevTensor out = dev_tensor(DType::kBF16, {t, ql.q_dim()});
-          poison(out.t);
-          gpu().attention(qkv_d.t, ql, cache.gpu, 0, out.t, s);
-          EXPECT_LT(rel_error(download(out.t), ref), kAttention)
-              << "heads " << g.heads << "/" << g.kv_heads << " head_dim " << g.head_dim << " "
-              << schedule_name(s) << " split policy " << static_cast<int>(policy) << " tall policy "
-              << static_cast<int>(tall);
+          // Narrow items (the decode row at 3000 when unsplit) in their kernel, then every item
+          // wide: the same bits.
+          std::vector<uint16_t> bits[2];
+          for (bool narrow : {true, false}) {
+            gpu().set_attention_split_policy(policy);
+            gpu().set_attention_tall_policy(tall);
+            gpu().set_attention_narrow(narrow);
+            gpu().begin_pass(pass, cache.gpu);
+            DevTensor out = dev_tensor(DType::kBF16, {t, ql.q_dim()});
+            poison(out.t);
+            gpu().attention(qkv_d.t, ql, cache.gpu, 0, out.t, s);
+            EXPECT_LT(rel_error(download(out.t), ref), kAttention)
+                << "heads " << g.heads << "/" << g.kv_heads << " head_dim " << g.head_dim << " "
+                << schedule_name(s) << " split policy " << static_cast<int>(policy)
+                << " tall policy " << static_cast<int>(tall) << " narrow " << narrow;
+            bits[narrow].resize(out.t.nbytes() / 2);
+            gpu().copy_to_host(bits[narrow].data(), out.t.data, out.t.nbytes());
+          }
+          EXPECT_TRUE(bits[0] == bits[1])
+              << "narrow and wide items differ: heads " << g.heads << "/" << g.kv_heads
+              << " head_dim " << g.head_dim << " " << schedule_name(s) << " split policy "
+              << static_cast<int>(policy) << " tall policy " << static_cast<int>(tall);
         }
       }
     }
   }
   gpu().set_attention_split_policy(cuda::SplitPolicy::kAuto);
   gpu().set_attention_tall_policy(cuda::TallPolicy::kAuto);
+  gpu().set_attention_narrow(true);
 }
 
 TEST_F(CudaKernels, SamplingMatchesCpuSampler) {

@@ -5,11 +5,15 @@
 // block_size, n_kv_heads, head_dim) bf16; out (T, out_stride) bf16. Reduced dimension: key
 // positions. One CTA = 4 warps runs one AttnWorkItem: up to 64 packed query rows of one
 // sequence and one KV head (the `group` query heads of that KV head for each token, so the K/V
-// tile is loaded once for all of them); each warp owns 16 rows as the MMA's M dimension. An
-// item of at most 16 rows (a decode step's query heads of one KV head) over at least
-// kNarrowMinKeys keys is narrow: its four warps split the tile's keys for the scores and
-// head_dim for the output instead (kNarrowable). A fast-lane item of more than 64 rows (a
-// prefill chunk's) is tall: 128 rows, 32 a warp, in a kernel of its own (attend_tall).
+// tile is loaded once for all of them); each warp owns 16 rows as the MMA's M dimension. Three
+// kernels, one per item shape, launched in this order where a pass has items of the shape:
+//   tall   (attention_tall_kernel): a fast-lane item of more than 64 rows (a prefill chunk's):
+//          128 rows, 32 a warp (attend_tall);
+//   narrow (attention_narrow_kernel): an unsplit item of at most kAttnNarrowMaxRows rows (a
+//          decode step's query heads of one KV head): the four warps split the tile's keys for
+//          the scores and head_dim for the output, the running O stays in registers, and the
+//          smaller footprint lets three CTAs share an SM;
+//   wide   (attention_kernel): every other item, and the combines.
 //
 // Why one kernel serves every lane and pass shape (DESIGN.md §2): an MMA output element depends
 // only on its own row of A and column of B, and every other step (scale, mask, row max, exp,
@@ -33,6 +37,7 @@
 
 #include <climits>
 #include <cstdint>
+#include <type_traits>
 
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
@@ -136,11 +141,24 @@ struct Smem {
   static constexpr int kORunBytes = kAttnRowTile * kORunStride * 4;
   static constexpr int kXBytes = kQBytes > kORunBytes ? kQBytes : kORunBytes;
   static constexpr int kBytes = kKvBytes + kXBytes;
-  // A narrow item's scores, fp32 [16][64 + 8] (the padding puts a half-warp's 8-byte accesses on
-  // 32 distinct banks), after the running O's first 16 rows, the only ones a narrow item uses.
+  static constexpr int kQRows = kAttnRowTile;
+};
+
+// A narrow item's shared memory: the same K/V stages, then its 16 rows of Q, which the scores
+// exchange, fp32 [16][64 + 8] (the padding puts a half-warp's 8-byte accesses on 32 distinct
+// banks), reuses once every warp holds Q in registers. No running O: it lives in registers.
+// 74,240 bytes at head_dim 128, so three CTAs fit in an SM's 228 KB.
+template <int D>
+struct NarrowSmem {
+  static constexpr int kStride = Smem<D>::kStride;
+  static constexpr int kTileElems = Smem<D>::kTileElems;
+  static constexpr int kKvBytes = Smem<D>::kKvBytes;
+  static constexpr int kQRows = kAttnNarrowMaxRows;
   static constexpr int kSStride = kAttnKeyTile + 8;
-  static constexpr int kSOffset = 16 * kORunStride * 4;
-  static_assert(kSOffset + 16 * kSStride * 4 <= kXBytes);
+  static constexpr int kQBytes = kQRows * kStride * 2;
+  static constexpr int kSBytes = kAttnNarrowMaxRows * kSStride * 4;
+  static constexpr int kXBytes = kQBytes > kSBytes ? kQBytes : kSBytes;
+  static constexpr int kBytes = kKvBytes + kXBytes;
 };
 
 // Items of at most 16 rows (decode: one token's group of query heads) can run "narrow": the four
@@ -152,13 +170,12 @@ struct Smem {
 // operations, in the same order, that the one warp of a wide item performs for it: only who
 // performs them changes, so a row gets the same bits in a narrow and in a wide item.
 //
-// Only items of at least kNarrowMinKeys keys run narrow (both forms give the same bits, so the
-// choice is free): at batch 1 (a tile or a 256-key chunk per item) the narrow form measured
-// slower inside a decode step (4.8 against 4.5 ms, H200, 2026-12-03) though not alone; at long
-// context it is faster, most for the canonical lane's chunk merges (docs/benchmarks.md).
+// The running O of a narrow item is in registers (a warp's D / 4 columns of 16 rows: 16 floats a
+// thread at head_dim 128), merged with the same merge_value calls on the same fp32 values as a
+// wide item's in shared memory. Which items run narrow is the planner's choice (both forms give
+// the same bits, so it is free): see attn_item_narrow in kernels.h.
 template <int D>
-inline constexpr bool kNarrowable = D >= 64;  // D / 4 columns per warp, whole m16n8k16 pairs
-inline constexpr int kNarrowMinKeys = 8 * kAttnKeyTile;
+inline constexpr bool kNarrowable = attn_narrowable(D);
 
 // One step of the online softmax over kNT * 8 keys from key0, for the 16 rows of one m16 tile
 // (this thread: rows qr and qr + 8, h = 0 and 1): scale the raw scores s to log2 units, mask
@@ -214,12 +231,12 @@ __device__ __forceinline__ void softmax_tile(float (&s)[kNT][4], float (&o)[kOTi
 template <int D, bool kNarrow>
 __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkItem& item,
                                             unsigned char* smem) {
-  using S = Smem<D>;
+  using S = std::conditional_t<kNarrow, NarrowSmem<D>, Smem<D>>;
   __nv_bfloat16* s_k = reinterpret_cast<__nv_bfloat16*>(smem);                // [2][64][stride]
   __nv_bfloat16* s_v = s_k + 2 * S::kTileElems;                               // [2][64][stride]
-  __nv_bfloat16* s_q = reinterpret_cast<__nv_bfloat16*>(smem + S::kKvBytes);  // [64][stride]
-  float* s_orun = reinterpret_cast<float*>(smem + S::kKvBytes);  // [64][D + 8], after s_q
-  float* s_s = reinterpret_cast<float*>(smem + S::kKvBytes + S::kSOffset);  // narrow: [16][72]
+  __nv_bfloat16* s_q = reinterpret_cast<__nv_bfloat16*>(smem + S::kKvBytes);  // [rows][stride]
+  float* s_orun = reinterpret_cast<float*>(smem + S::kKvBytes);  // wide: [64][D + 8], after s_q
+  float* s_s = reinterpret_cast<float*>(smem + S::kKvBytes);     // narrow: [16][72], after s_q
   static_assert(!kNarrow || kNarrowable<D>);
   // Column tiles of 8 keys (scores) and of 8 head_dim columns (O) this warp computes.
   constexpr int kScoreTiles = kNarrow ? 2 : 8;
@@ -262,10 +279,13 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
   };
   if (n_tiles > 0) load_tile(0, 0, kOld);
   cp_async_commit();
-  pdl_wait();  // a no-op after the first item of a CTA
+  // A no-op after the first item of a CTA. The wide kernel launched after the narrow one skips
+  // it (see attention_narrow_kernel).
+  if (kNarrow || !p.after_narrow) pdl_wait();
+  if constexpr (kNarrow) pdl_trigger();  // the predecessors are done: the wide kernel may start
 
   // Q rows into shared memory (zeros for padding rows and dims beyond head_dim).
-  for (int c = tid; c < kAttnRowTile * kChunks; c += kThreads) {
+  for (int c = tid; c < S::kQRows * kChunks; c += kThreads) {
     const int r = c / kChunks, part = c % kChunks;
     const bool valid = r < item.n_rows && part * 8 < hd;
     const int packed = item.row_begin + (valid ? r : 0);
@@ -307,10 +327,16 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
     ldmatrix_x4(qa[ks], s_q + (row0 + lane % 16) * S::kStride + ks * 16 + (lane / 16) * 8);
 
   float o[kOTiles][4];
+  float o_run[kNarrow ? kOTiles : 1][4];  // narrow: the running O (wide: s_orun)
   float m[2] = {kNegInf, kNegInf}, l[2] = {0.0f, 0.0f};
   float m_run[2] = {kNegInf, kNegInf}, l_run[2] = {0.0f, 0.0f};
 #pragma unroll
   for (int dt = 0; dt < kOTiles; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
+  if constexpr (kNarrow) {
+#pragma unroll
+    for (int dt = 0; dt < kOTiles; ++dt)
+      o_run[dt][0] = o_run[dt][1] = o_run[dt][2] = o_run[dt][3] = 0.0f;
+  }
 
   for (int tile = 0; tile < n_tiles; ++tile) {
     const int stage = tile & 1;
@@ -397,19 +423,34 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
           lq = __fadd_rn(lq, __shfl_xor_sync(0xffffffffu, lq, 1));
           lq = __fadd_rn(lq, __shfl_xor_sync(0xffffffffu, lq, 2));
           const MergeScales ms = merge_scales(m_run[h], l_run[h], m[h], lq);
-          float* orow = s_orun + r_local[h] * S::kORunStride;
+          if constexpr (kNarrow) {
+            // Registers start at zero, so a skipped chunk leaves an empty state at zero too.
 #pragma unroll
-          for (int dt = 0; dt < kOTiles; ++dt) {
-            float2* cell = reinterpret_cast<float2*>(orow + (o_tile0 + dt) * 8 + qc);
-            const float2 chunk_o{o[dt][2 * h], o[dt][2 * h + 1]};
-            if (ms.copy) {
-              *cell = chunk_o;
-            } else if (!ms.skip) {
-              const float2 run = *cell;
-              *cell = float2{merge_value(ms, run.x, chunk_o.x), merge_value(ms, run.y, chunk_o.y)};
-            } else if (l_run[h] == 0.0f) {
-              *cell = float2{0.0f, 0.0f};  // still empty: the running O starts at zero, as in
-                                           // the combine
+            for (int dt = 0; dt < kOTiles; ++dt)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                float& run = o_run[dt][2 * h + e];
+                if (ms.copy)
+                  run = o[dt][2 * h + e];
+                else if (!ms.skip)
+                  run = merge_value(ms, run, o[dt][2 * h + e]);
+              }
+          } else {
+            float* orow = s_orun + r_local[h] * Smem<D>::kORunStride;
+#pragma unroll
+            for (int dt = 0; dt < kOTiles; ++dt) {
+              float2* cell = reinterpret_cast<float2*>(orow + (o_tile0 + dt) * 8 + qc);
+              const float2 chunk_o{o[dt][2 * h], o[dt][2 * h + 1]};
+              if (ms.copy) {
+                *cell = chunk_o;
+              } else if (!ms.skip) {
+                const float2 run = *cell;
+                *cell =
+                    float2{merge_value(ms, run.x, chunk_o.x), merge_value(ms, run.y, chunk_o.y)};
+              } else if (l_run[h] == 0.0f) {
+                *cell = float2{0.0f, 0.0f};  // still empty: the running O starts at zero, as in
+                                             // the combine
+              }
             }
           }
           m_run[h] = ms.m;
@@ -430,7 +471,12 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
   for (int h = 0; h < 2; ++h) {
     const int r = r_local[h];
     if (r >= item.n_rows) continue;
-    const float* orow = s_orun + r * S::kORunStride;
+    // Column d of the running O (d in the warp's column tiles).
+    const float* orow = s_orun + r * Smem<D>::kORunStride;
+    auto run_o = [&](int dt, int d) {
+      if constexpr (kNarrow) return o_run[dt][2 * h + (d & 1)];
+      return orow[d];
+    };
     if (item.partial < 0) {
       const int packed = item.row_begin + r;
       const int64_t token = item.q_begin + packed / group;
@@ -440,8 +486,8 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
       for (int dt = 0; dt < kOTiles; ++dt) {
         const int d = (o_tile0 + dt) * 8 + qc;
         if (d < hd) {
-          const __nv_bfloat162 v =
-              __floats2bfloat162_rn(__fdiv_rn(orow[d], l_run[h]), __fdiv_rn(orow[d + 1], l_run[h]));
+          const __nv_bfloat162 v = __floats2bfloat162_rn(__fdiv_rn(run_o(dt, d), l_run[h]),
+                                                         __fdiv_rn(run_o(dt, d + 1), l_run[h]));
           *reinterpret_cast<__nv_bfloat162*>(dst + d) = v;
         }
       }
@@ -450,8 +496,8 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
 #pragma unroll
       for (int dt = 0; dt < kOTiles; ++dt) {
         const int d = (o_tile0 + dt) * 8 + qc;
-        p.partial_o[prow * D + d] = orow[d];
-        p.partial_o[prow * D + d + 1] = orow[d + 1];
+        p.partial_o[prow * D + d] = run_o(dt, d);
+        p.partial_o[prow * D + d + 1] = run_o(dt, d + 1);
       }
       if (qc == 0 && o_tile0 == 0) {
         p.partial_ml[prow * 2] = m_run[h];
@@ -853,21 +899,38 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const AttnParams
   pdl_trigger();
   // Before pdl_wait (in attend_item) only what the host uploaded before the pass is read: the
   // counts, items, positions, block tables, and the first tile's keys of earlier positions.
-  const int n_items = (p.counts != nullptr ? p.counts[0] : p.n_items) - p.n_tall;
+  const int n_narrow = p.counts != nullptr ? p.counts[2] : p.n_narrow;
+  const int first = p.n_tall + n_narrow;
+  const int n_items = (p.counts != nullptr ? p.counts[0] : p.n_items) - first;
   for (int i = blockIdx.x; i < n_items; i += gridDim.x) {
     if (i != blockIdx.x) __syncthreads();  // the previous item is done with shared memory
-    const AttnWorkItem& item = p.items[p.n_tall + i];
-    if constexpr (kNarrowable<D>) {
-      if (item.n_rows <= 16 && item.key_end - item.key_begin >= kNarrowMinKeys)
-        attend_item<D, true>(p, item, smem);
-      else
-        attend_item<D, false>(p, item, smem);
-    } else {
-      attend_item<D, false>(p, item, smem);
-    }
+    const AttnWorkItem& item = p.items[first + i];
+    attend_item<D, false>(p, item, smem);
     const int combine = item.combine;
     if (combine >= 0) finish_part<D>(p, combine, &s_last, smem);
   }
+  // Launched after the narrow kernel, this kernel did not wait for it: it waits now, so that
+  // its own completion (which the next kernel's pdl_wait waits for) implies the narrow one's.
+  if (p.after_narrow) pdl_wait();
+}
+
+// The narrow items, [n_tall, n_tall + n_narrow). Three CTAs an SM (launch bounds and
+// NarrowSmem), against two for the wide kernel: a decode step's attention is memory-bound, and
+// more resident CTAs keep more K/V tiles in flight. Each CTA triggers the wide kernel only
+// after its pdl_wait (in attend_item; a CTA without items waits here), so when the wide kernel
+// starts, everything before this kernel is complete: the wide kernel needs nothing this kernel
+// writes, so it skips its own wait at the start, and its CTAs fill the SMs as this kernel's
+// last wave drains.
+template <int D>
+__global__ void __launch_bounds__(kThreads, 3) attention_narrow_kernel(const AttnParams p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int n = p.counts != nullptr ? p.counts[2] : p.n_narrow;
+  for (int i = blockIdx.x; i < n; i += gridDim.x) {
+    if (i != blockIdx.x) __syncthreads();
+    const AttnWorkItem item = p.items[p.n_tall + i];  // in registers: the loads re-read it
+    attend_item<D, true>(p, item, smem);
+  }
+  if (static_cast<int>(blockIdx.x) >= n) pdl_wait();  // then exits, which counts as a trigger
 }
 
 // The tall items, a CTA each. A kernel of its own: the tall path needs every register (and
@@ -890,7 +953,10 @@ template <int D>
 cudaError_t launch(const AttnParams& p, cudaStream_t stream) {
   constexpr int kBytes = Smem<D>::kBytes;
   static_assert(kBytes <= 227 * 1024, "attention tile does not fit in shared memory");
-  if (p.n_tall < 0 || p.n_tall > p.n_items || (p.counts != nullptr && p.n_tall != 0))
+  if (p.n_tall < 0 || p.n_narrow < 0 || p.n_tall + p.n_narrow > p.n_items ||
+      (p.counts != nullptr && p.n_tall != 0) ||
+      (p.counts != nullptr && p.narrow_grid == 0 && p.n_narrow != 0) ||
+      (!kNarrowable<D> && p.n_narrow != 0))
     return cudaErrorInvalidValue;
   // The tall items first; the rest wait for them in pdl_wait (the next kernel's inputs are the
   // same, so this only orders the two launches).
@@ -901,15 +967,34 @@ cudaError_t launch(const AttnParams& p, cudaStream_t stream) {
       e = launch_kernel(attention_tall_kernel<D>, p.n_tall, kThreads, kBytes, stream, p);
     if (e != cudaSuccess) return e;
   }
+  // Captured graphs of batches that may have narrow items (narrow_grid > 0) hold the narrow
+  // kernel whatever the plan (counts from the device).
+  AttnParams wide = p;
+  if constexpr (kNarrowable<D>) {
+    wide.after_narrow = p.counts != nullptr ? p.narrow_grid > 0 : p.n_narrow > 0;
+    if (wide.after_narrow) {
+      constexpr int kNarrowBytes = NarrowSmem<D>::kBytes;
+      cudaError_t e = cudaFuncSetAttribute(
+          attention_narrow_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, kNarrowBytes);
+      if (e == cudaSuccess)
+        e = cudaFuncSetAttribute(attention_narrow_kernel<D>,
+                                 cudaFuncAttributePreferredSharedMemoryCarveout,
+                                 cudaSharedmemCarveoutMaxShared);
+      const int grid = p.counts != nullptr ? p.narrow_grid : p.n_narrow;
+      if (e == cudaSuccess)
+        e = launch_kernel(attention_narrow_kernel<D>, grid, kThreads, kNarrowBytes, stream, p);
+      if (e != cudaSuccess) return e;
+    }
+  }
   cudaError_t e = cudaFuncSetAttribute(attention_kernel<D>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes);
   if (e != cudaSuccess) return e;
   // Eager: one CTA per item. Graph: the fixed grid, counts from the device.
-  const int grid = p.counts != nullptr ? p.grid : p.n_items - p.n_tall;
+  const int grid = p.counts != nullptr ? p.grid : p.n_items - p.n_tall - p.n_narrow;
   // With PDL: the CTAs launch while the RoPE + KV-write kernel runs and fetch their first tile's
   // old keys meanwhile.
   if (grid == 0) return cudaSuccess;
-  return launch_kernel(attention_kernel<D>, grid, kThreads, kBytes, stream, p);
+  return launch_kernel(attention_kernel<D>, grid, kThreads, kBytes, stream, wide);
 }
 
 }  // namespace

@@ -117,16 +117,22 @@ AttnPlan plan_attention(const PassInput& pass, const AttnPlanRequest& req) {
       plan.partial_rows += static_cast<int64_t>(parts) * t.n_rows;
     }
   }
-  // Tall items first (their own kernel), then longest first, so the causal tail of a prefill
-  // does not run alone at the end. Items are independent (each writes its own rows or partial
-  // slots): the order changes no result.
-  auto tall = [](const AttnWorkItem& a) { return a.n_rows > kAttnRowTile; };
+  // Tall items first, then narrow ones (each shape has a kernel of its own), then longest first
+  // within a shape, so the causal tail of a prefill does not run alone at the end. Items are
+  // independent (each writes its own rows or partial slots): the order changes no result.
+  auto shape = [&](const AttnWorkItem& a) {
+    if (a.n_rows > kAttnRowTile) return 0;
+    return req.narrow && attn_item_narrow(a, req.head_dim_pad) ? 1 : 2;
+  };
   std::stable_sort(plan.items.begin(), plan.items.end(),
                    [&](const AttnWorkItem& a, const AttnWorkItem& b) {
-                     if (tall(a) != tall(b)) return tall(a);
+                     if (shape(a) != shape(b)) return shape(a) < shape(b);
                      return a.key_end - a.key_begin > b.key_end - b.key_begin;
                    });
-  plan.n_tall = static_cast<int>(std::count_if(plan.items.begin(), plan.items.end(), tall));
+  for (const AttnWorkItem& it : plan.items) {
+    plan.n_tall += shape(it) == 0;
+    plan.n_narrow += shape(it) == 1;
+  }
   return plan;
 }
 

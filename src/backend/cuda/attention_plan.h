@@ -4,7 +4,8 @@
 // A sequence's query rows are packed as (token, query head of one KV head) and cut into tiles
 // of kAttnRowTile rows, per KV head (fast lane, passes of prefill chunks only: of
 // kAttnTallRowTile rows where that still leaves a wave of items; a tall item reads each K/V
-// fragment for twice the rows). Then:
+// fragment for twice the rows). Unsplit items of few rows and many keys run narrow
+// (attn_item_narrow, kernels.h), in the lane's bits. Then:
 //   canonical: keys in chunks of kCanonicalChunk absolute positions, merged in increasing order.
 //              A row tile runs as one item (chunks merged in the kernel) or, when the pass is
 //              too small to fill the GPU, as one item per chunk plus a combine. Both give the
@@ -38,11 +39,14 @@ struct AttnPlanRequest {
   int sm_count = 132;
   TallPolicy tall = TallPolicy::kAuto;  // kNever for captured graphs (one kernel launch)
   int64_t partial_capacity = 0;         // partial rows available in the workspace
+  int head_dim_pad = 0;                 // attention_head_dim_pad: whether items may run narrow
+  bool narrow = true;                   // false: every item wide (tests and labs)
 };
 
 struct AttnPlan {
-  std::vector<AttnWorkItem> items;  // the n_tall tall items first
+  std::vector<AttnWorkItem> items;  // the n_tall tall items, then the n_narrow narrow ones
   int n_tall = 0;
+  int n_narrow = 0;
   std::vector<AttnCombineItem> combines;
   int64_t partial_rows = 0;
 };

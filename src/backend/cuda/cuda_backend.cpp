@@ -279,20 +279,29 @@ void CudaBackend::point_at(const int32_t* d, const PassOffsets& o) {
   d_seqs_ = reinterpret_cast<const cuda::AttnSeq*>(d + o.seqs);
 }
 
+bool CudaBackend::graph_has_narrow(const QkvLayout& layout) const {
+  // Fewer row tiles than SMs: the planner splits every tile, and split items are never narrow.
+  // A pure function of the graph's shape (its bucket of sequences), so capture and replays agree.
+  return static_cast<int64_t>(pass_.seqs.size()) * layout.n_kv_heads >= sm_count_;
+}
+
 cuda::AttnPlan CudaBackend::make_attention_plan(const QkvLayout& layout, Schedule s) {
   cuda::AttnPlanRequest req;
   req.schedule = s;
   req.policy = split_policy_;
   req.tall = graph_pass_ ? cuda::TallPolicy::kNever : tall_policy_;
+  req.narrow = narrow_ && (!graph_pass_ || graph_has_narrow(layout));
   req.n_heads = layout.n_heads;
   req.n_kv_heads = layout.n_kv_heads;
   req.sm_count = sm_count_;
   const int d_pad = cuda::attention_head_dim_pad(layout.head_dim);
+  req.head_dim_pad = d_pad;
   req.partial_capacity = static_cast<int64_t>(std::min(partial_o_.bytes / (sizeof(float) * d_pad),
                                                        partial_ml_.bytes / (2 * sizeof(float))));
   cuda::AttnPlan plan = cuda::plan_attention(pass_, req);
   n_items_ = static_cast<int>(plan.items.size());
   n_tall_ = plan.n_tall;
+  n_narrow_ = plan.n_narrow;
   n_combines_ = static_cast<int>(plan.combines.size());
   last_plan_stats_ = {n_items_, n_combines_, plan.partial_rows};
   plan_valid_ = true;
@@ -362,8 +371,9 @@ void CudaBackend::begin_graph_pass(const PassInput& pass, const KvCache& cache,
     graph_caps_ = need;
     ++epoch_;
   }
-  // Layout: counts (4 int32), tokens, positions, slots, logit rows (rows each), seqs (4 int32
-  // per row), block table; then the work items and the combines, 16-byte aligned.
+  // Layout: counts (4 int32: items, combines, narrow items, unused), tokens, positions, slots,
+  // logit rows (rows each), seqs (4 int32 per row), block table; then the work items and the
+  // combines, 16-byte aligned.
   const GraphCaps& c = graph_caps_;
   PassOffsets o{};
   o.tokens = 4;
@@ -381,6 +391,7 @@ void CudaBackend::begin_graph_pass(const PassInput& pass, const KvCache& cache,
   auto* hi = reinterpret_cast<int32_t*>(h);
   hi[0] = n_items_;
   hi[1] = n_combines_;
+  hi[2] = n_narrow_;
   write_pass(pass, o, hi);
   std::memcpy(h + items_at, plan.items.data(), plan.items.size() * sizeof(cuda::AttnWorkItem));
   std::memcpy(h + combines_at, plan.combines.data(),
@@ -554,12 +565,15 @@ void CudaBackend::attention(const Tensor& qkv, const QkvLayout& layout, const Kv
   p.seqs = d_seqs_;
   p.n_items = n_items_;
   p.n_tall = n_tall_;
+  p.n_narrow = n_narrow_;
   if (graph_pass_) {
-    // The captured kernels read the counts at replay; two CTAs per SM stay resident.
+    // The captured kernels read the counts at replay; two CTAs per SM stay resident (three of
+    // the narrow kernel).
     p.items = d_graph_items_;
     p.combines = d_graph_combines_;
     p.counts = d_attn_counts_;
     p.grid = 2 * sm_count_;
+    p.narrow_grid = graph_has_narrow(layout) ? 3 * sm_count_ : 0;
   } else {
     p.items = static_cast<const cuda::AttnWorkItem*>(plan_buf_.ptr);
     p.combines = reinterpret_cast<const cuda::AttnCombineItem*>(

@@ -94,6 +94,12 @@ class CudaBackend final : public Backend {
     tall_policy_ = p;
     plan_valid_ = false;
   }
+  // Whether decode-like items may run in the narrow kernel (the default; false: every item wide,
+  // for tests and labs; the bits are the same).
+  void set_attention_narrow(bool on) {
+    narrow_ = on;
+    plan_valid_ = false;
+  }
   struct AttnPlanStats {
     int items = 0;
     int combines = 0;
@@ -126,6 +132,8 @@ class CudaBackend final : public Backend {
   // Points the kernels' pass arrays into an uploaded buffer laid out as `o` says.
   void point_at(const int32_t* d, const PassOffsets& o);
   void prepare_attention(const QkvLayout& layout, Schedule s);
+  // Whether a captured graph pass holds the narrow attention kernel (else no item runs narrow).
+  bool graph_has_narrow(const QkvLayout& layout) const;
   cuda::AttnPlan make_attention_plan(const QkvLayout& layout, Schedule s);
 
   int ordinal_;
@@ -152,10 +160,11 @@ class CudaBackend final : public Backend {
   // The attention plan of the current pass.
   cuda::SplitPolicy split_policy_ = cuda::SplitPolicy::kAuto;
   cuda::TallPolicy tall_policy_ = cuda::TallPolicy::kAuto;
+  bool narrow_ = true;
   bool plan_valid_ = false;
   Schedule plan_schedule_ = Schedule::kCanonical;
   int plan_heads_ = 0, plan_kv_heads_ = 0;
-  int n_items_ = 0, n_combines_ = 0, n_tall_ = 0;
+  int n_items_ = 0, n_combines_ = 0, n_tall_ = 0, n_narrow_ = 0;
   Workspace plan_buf_;
   Workspace partial_o_, partial_ml_;
   Workspace split_done_;  // the attention kernel's per-combine counters (AttnParams::split_done)

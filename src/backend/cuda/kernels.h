@@ -160,6 +160,16 @@ inline constexpr int kAttnKeyTile = 64;  // keys per tile (one shared-memory sta
 inline constexpr int kAttnRowTile = 64;  // packed query rows per work item (4 warps x 16)
 // Rows of a tall item (4 warps x 32): fast-lane items of one chunk (tiles_per_chunk = 0) only.
 inline constexpr int kAttnTallRowTile = 128;
+// Narrow items: unsplit (partial < 0) items of at most kAttnNarrowMaxRows rows (a decode row's
+// query heads of one KV head), at a padded head_dim of at least 64, of any length. Narrow and
+// wide forms give the same bits. (When the narrow form was a branch of the wide kernel, items
+// under 512 keys stayed wide: its code made batch-1 steps slower. In a kernel of its own it
+// measured faster at every decode batch and context tried, H200, 2026-12-03.)
+inline constexpr int kAttnNarrowMaxRows = 16;
+constexpr bool attn_narrowable(int head_dim_pad) { return head_dim_pad >= 64; }
+inline bool attn_item_narrow(const AttnWorkItem& it, int head_dim_pad) {
+  return attn_narrowable(head_dim_pad) && it.n_rows <= kAttnNarrowMaxRows && it.partial < 0;
+}
 
 struct AttnParams {
   const uint16_t* qkv;  // (T, qkv_stride): q heads first
@@ -174,13 +184,18 @@ struct AttnParams {
   const AttnWorkItem* items;
   int n_items;
   // Items [0, n_tall) are tall (more than kAttnRowTile rows) and run in a kernel of their own,
-  // launched first; eager passes only (0 in captured graphs).
+  // launched first; eager passes only (0 in captured graphs). Items [n_tall, n_tall + n_narrow)
+  // are narrow (attn_item_narrow) and run in a kernel of their own, launched next (captured
+  // graphs: always launched, counts[2] items).
   int n_tall;
+  int n_narrow;
+  bool after_narrow;  // set by launch_attention for the wide kernel
   const AttnCombineItem* combines;
   // Captured graphs: the kernel runs `grid` CTAs and reads n_items from counts[0] here, so
   // one capture serves every plan. Null in eager passes (one CTA per item, counts above).
   const int32_t* counts;
-  int grid;
+  int grid;           // of the wide kernel
+  int narrow_grid;    // of the narrow kernel
   float* partial_o;   // (P, head_dim_pad) fp32
   float* partial_ml;  // (P, 2) fp32: running max (log2 units), running sum
   // One counter per combine, zero between launches: the parts of a combine stored so far. The
