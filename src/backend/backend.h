@@ -32,7 +32,19 @@ struct PassSeq {
   int32_t pos_begin = 0;
   int32_t block_begin = 0;
   int32_t n_blocks = 0;
+  // In a canonical pass: this sequence's values need not be canonical, so its attention runs in
+  // the fast lane. Every other kernel treats each row alone (a canonical GEMM's K order does not
+  // depend on the other rows), so the pass's other sequences keep their canonical values.
+  // Ignored in a fast pass, where everything is fast.
+  bool fast_attention = false;
 };
+
+// The lane of a sequence's attention in a pass of schedule `pass`: canonical only in a canonical
+// pass, for a sequence that does not ask for the fast lane.
+inline Schedule attention_schedule(Schedule pass, const PassSeq& seq) {
+  return pass == Schedule::kCanonical && !seq.fast_attention ? Schedule::kCanonical
+                                                             : Schedule::kFast;
+}
 
 // The host-side description of one forward pass.
 struct PassInput {
@@ -196,6 +208,7 @@ class Backend {
   // Causal attention of each pass query over its sequence's KV cache (positions [0, pos]),
   // grouped-query: query head h reads KV head h / (n_heads / n_kv_heads). Reduces over key
   // positions. Canonical: keys in fixed tiles aligned to absolute positions, combined in order.
+  // `s` is the pass's schedule; each sequence runs in attention_schedule(s, seq)'s lane.
   // qkv (T, layout.row()), out (T, n_heads * head_dim)
   virtual void attention(const Tensor& qkv, const QkvLayout& layout, const KvCache& cache,
                          int layer, const Tensor& out, Schedule s) = 0;

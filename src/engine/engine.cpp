@@ -252,8 +252,11 @@ bool Engine::commit(Sequence& s, int32_t token, TokenLogprob lp) {
 
 void Engine::on_prefill(Sequence& s, const PassEntry& e, const PassResult& r, int row,
                         bool canonical) {
+  // The KV stays canonical (shareable through the prefix cache) only while every position
+  // before it is.
+  const bool extends = s.n_canonical == e.pos_begin;
   s.n_cached = e.pos_begin + e.n_tokens;
-  if (canonical || config_.mode == DeterminismMode::kOff) s.n_canonical = s.n_cached;
+  if ((canonical && extends) || config_.mode == DeterminismMode::kOff) s.n_canonical = s.n_cached;
   if (row < 0) return;
   // Output token 0 comes from the prefill (canonical in dvr and global modes): committed at once.
   const SampledToken& t = r.samples[static_cast<size_t>(row)];
@@ -261,13 +264,15 @@ void Engine::on_prefill(Sequence& s, const PassEntry& e, const PassResult& r, in
 }
 
 void Engine::on_decode(Sequence& s, const PassResult& r, int row, bool canonical) {
+  const bool extends = s.n_canonical == s.n_cached;
   s.n_cached += 1;
   const int index = s.n_output();
   const SampledToken& t = r.samples[static_cast<size_t>(row)];
   TokenLogprob lp{t.id, t.logprob, t.top};
   const bool speculative = s.verified && !(canonical && s.n_spec() == 0);
   if (!speculative) {
-    if (canonical || config_.mode == DeterminismMode::kOff) s.n_canonical = s.n_cached;
+    if ((canonical && extends) || config_.mode == DeterminismMode::kOff)
+      s.n_canonical = s.n_cached;
     if (s.verified) ++s.verify.canonical_decode_tokens;
     commit(s, t.id, std::move(lp));
     return;
@@ -327,14 +332,22 @@ void Engine::on_verify(Sequence& s, const PassEntry& e, const PassResult& r, int
 }
 
 void Engine::process_pass(const PassPlan& plan, const PassResult& result) {
-  const bool canonical = plan.schedule == Schedule::kCanonical;
-  (canonical ? stats_.canonical_passes : stats_.fast_passes) += 1;
-  (canonical ? stats_.canonical_tokens : stats_.fast_tokens) += plan.n_tokens();
+  (plan.schedule == Schedule::kCanonical ? stats_.canonical_passes : stats_.fast_passes) += 1;
+  // Tokens by the lane of their values: a canonical pass's fast entries, and fixed-shape
+  // padding (in fast passes), count as fast.
+  int64_t canonical_tokens = 0;
+  for (const PassEntry& e : plan.entries)
+    if (plan.lane(e) == Schedule::kCanonical) canonical_tokens += e.n_tokens;
+  stats_.canonical_tokens += canonical_tokens;
+  stats_.fast_tokens += plan.n_tokens() - canonical_tokens;
+  if (plan.schedule == Schedule::kCanonical && canonical_tokens < plan.n_tokens())
+    ++stats_.mixed_passes;
   bool has_verify = false;
   for (size_t i = 0; i < plan.entries.size(); ++i) {
     const PassEntry& e = plan.entries[i];
     Sequence& s = *e.seq;
     const int row = result.entry_first_row[i];
+    const bool canonical = plan.lane(e) == Schedule::kCanonical;
     switch (e.kind) {
       case WorkKind::kPrefill:
         on_prefill(s, e, result, row, canonical);

@@ -33,8 +33,9 @@ namespace llm42 {
 
 struct EngineStats {
   int64_t steps = 0;
-  int64_t fast_passes = 0, canonical_passes = 0;
-  int64_t fast_tokens = 0, canonical_tokens = 0;
+  int64_t fast_passes = 0, canonical_passes = 0;  // by the pass's schedule
+  int64_t mixed_passes = 0;  // canonical passes that also held fast entries
+  int64_t fast_tokens = 0, canonical_tokens = 0;  // by the lane of each entry's values
   int64_t verify_passes = 0;           // passes that contained verification windows
   int64_t verify_pass_tokens = 0;      // tokens in those passes (padding included)
   std::map<int, int64_t> verify_pass_sizes;  // tokens per verification pass -> count

@@ -36,8 +36,9 @@ PassResult ModelRunner::run(const PassPlan& plan) {
   std::vector<std::pair<const Sequence*, int>> row_owner;
 
   auto add_seq = [&](const std::vector<int32_t>& blocks, int pos_begin, int n,
-                     const int32_t* tokens) {
+                     const int32_t* tokens, bool fast_attention) {
     PassSeq ps;
+    ps.fast_attention = fast_attention;
     ps.q_begin = in.n_tokens();
     ps.q_len = n;
     ps.pos_begin = pos_begin;
@@ -58,7 +59,7 @@ PassResult ModelRunner::run(const PassPlan& plan) {
   for (const PassEntry& e : plan.entries) {
     const Sequence& s = *e.seq;
     const int first_row = in.n_tokens();
-    add_seq(s.blocks, e.pos_begin, e.n_tokens, s.tokens.data() + e.pos_begin);
+    add_seq(s.blocks, e.pos_begin, e.n_tokens, s.tokens.data() + e.pos_begin, e.fast_attention);
     int logits_from = -1;
     switch (e.kind) {
       case WorkKind::kPrefill:
@@ -99,7 +100,7 @@ PassResult ModelRunner::run(const PassPlan& plan) {
     while (in.n_tokens() < bucket) {
       in.logit_rows.push_back(in.n_tokens());
       row_owner.emplace_back(nullptr, 0);
-      add_seq(scratch, 0, 1, &pad_token);
+      add_seq(scratch, 0, 1, &pad_token, true);
     }
     in.graph = true;
   }
@@ -110,7 +111,7 @@ PassResult ModelRunner::run(const PassPlan& plan) {
     const int pad = plan.pad_to - in.n_tokens();
     LLM42_ASSERT(static_cast<int>(scratch_blocks_.size()) * bs >= pad, "scratch too small");
     const std::vector<int32_t> pad_tokens(static_cast<size_t>(pad), 0);
-    add_seq(scratch_blocks_, 0, pad, pad_tokens.data());
+    add_seq(scratch_blocks_, 0, pad, pad_tokens.data(), true);
     LLM42_ASSERT(in.logit_rows.size() == row_owner.size());
     std::vector<std::pair<const Sequence*, int>> owners(static_cast<size_t>(in.n_tokens()),
                                                         {nullptr, 0});

@@ -176,37 +176,57 @@ StepPlan Scheduler::schedule() {
     return plan;
   }
 
-  // dvr: decode rows run fast unless enough of them are deterministic (threshold 0: any one;
-  // a step with none is always fast).
+  // Verification groups of up to G requests, in arrival order.
+  auto verify_group = [&](size_t g) {
+    const auto first = verify.begin() + static_cast<std::ptrdiff_t>(g);
+    return std::vector<PassEntry>(
+        first, first + static_cast<std::ptrdiff_t>(std::min(verify.size() - g,
+                                                             static_cast<size_t>(config_.group))));
+  };
+  if (fixed) {
+    // Fixed-shape (the paper's mechanism): unmodified fast kernels everywhere; deterministic
+    // prefill isolated in passes of its own; verification groups padded to G x W tokens.
+    fast_prefill.insert(fast_prefill.end(), decode.begin(), decode.end());
+    add_pass(Schedule::kFast, std::move(fast_prefill));
+    for (const PassEntry& e : isolated_prefill) add_pass(Schedule::kFast, {e});
+    for (size_t g = 0; g < verify.size(); g += static_cast<size_t>(config_.group))
+      add_pass(Schedule::kFast, verify_group(g), group_tokens);
+    return plan;
+  }
+
+  // dvr: deterministic decode rows with no speculative tail are canonical entries (committed at
+  // once) when enough of the decode rows are deterministic (threshold 0: any one), else
+  // speculative fast entries; other requests' decode rows are always fast entries. Everything
+  // goes into one pass with the prefill chunks (canonical in dvr, so that their KV can be
+  // shared through the prefix cache) and the first verification group: canonical when any
+  // entry is. Its GEMMs are then canonical for every row (per bucket as fast as the fast lane's
+  // at batch sizes beyond a few rows, docs/benchmarks.md) and only the fast entries' attention
+  // differs, where two passes would read every weight twice.
   bool canonical_decode = false;
-  if (!fixed && !decode.empty()) {
+  if (!decode.empty()) {
     const auto n_det = std::count_if(decode.begin(), decode.end(),
                                      [](const PassEntry& e) { return e.seq->verified; });
     canonical_decode = n_det > 0 && static_cast<double>(n_det) >=
                                         config_.canonical_decode_threshold *
                                             static_cast<double>(decode.size());
   }
-  std::vector<PassEntry> fast_pass = std::move(fast_prefill);
-  std::vector<PassEntry> canonical_pass = std::move(canonical_prefill);
-  (canonical_decode ? canonical_pass : fast_pass).insert(
-      (canonical_decode ? canonical_pass : fast_pass).end(), decode.begin(), decode.end());
-  add_pass(Schedule::kFast, std::move(fast_pass));
-  for (const PassEntry& e : isolated_prefill) add_pass(Schedule::kFast, {e});
-
-  // Verification groups of up to G requests.
+  std::vector<PassEntry> pass = std::move(canonical_prefill);
+  for (PassEntry e : decode) {
+    e.fast_attention = !(canonical_decode && e.seq->verified && e.seq->n_spec() == 0);
+    pass.push_back(e);
+  }
+  // The first verification group joins the step's pass; the others get canonical passes.
   for (size_t g = 0; g < verify.size(); g += static_cast<size_t>(config_.group)) {
-    std::vector<PassEntry> group(verify.begin() + static_cast<std::ptrdiff_t>(g),
-                                 verify.begin() + static_cast<std::ptrdiff_t>(std::min(
-                                                      verify.size(), g + config_.group)));
-    if (fixed) {
-      add_pass(Schedule::kFast, std::move(group), group_tokens);
-    } else if (g == 0) {
-      canonical_pass.insert(canonical_pass.end(), group.begin(), group.end());
+    std::vector<PassEntry> group = verify_group(g);
+    if (g == 0) {
+      pass.insert(pass.end(), group.begin(), group.end());
     } else {
       add_pass(Schedule::kCanonical, std::move(group));
     }
   }
-  add_pass(Schedule::kCanonical, std::move(canonical_pass));
+  const bool any_canonical = std::any_of(pass.begin(), pass.end(),
+                                         [](const PassEntry& e) { return !e.fast_attention; });
+  add_pass(any_canonical ? Schedule::kCanonical : Schedule::kFast, std::move(pass));
   return plan;
 }
 

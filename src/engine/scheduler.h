@@ -1,7 +1,9 @@
 // The scheduler: continuous batching with a token budget and a sequence cap, chunked prefill,
 // first-come-first-served admission, and preemption by recompute when KV blocks run out. Each
 // step is a plan of passes; each pass runs under one schedule (lane) and holds prefill chunks,
-// decode rows and verification windows (DESIGN.md §3-4).
+// decode rows and verification windows (DESIGN.md §3-4). A canonical pass may also hold entries
+// whose values need not be canonical: their attention runs in the fast lane (PassEntry::
+// fast_attention), so one pass serves both lanes where two would read every weight twice.
 #pragma once
 
 #include <deque>
@@ -21,6 +23,7 @@ struct PassEntry {
   WorkKind kind = WorkKind::kDecode;
   int pos_begin = 0;  // absolute position of the first input token
   int n_tokens = 0;   // input tokens (prefill chunk, 1 for decode, k for a verification window)
+  bool fast_attention = false;  // in a canonical pass: this entry's attention runs fast
 };
 
 struct PassPlan {
@@ -28,6 +31,12 @@ struct PassPlan {
   std::vector<PassEntry> entries;
   int pad_to = 0;  // fixed-shape verification: pad the pass with dummy rows to this many tokens
   int n_tokens() const;
+  // The lane an entry's values come from: canonical only in a canonical pass, without
+  // fast_attention.
+  Schedule lane(const PassEntry& e) const {
+    return schedule == Schedule::kCanonical && !e.fast_attention ? Schedule::kCanonical
+                                                                 : Schedule::kFast;
+  }
 };
 
 struct StepPlan {

@@ -122,7 +122,11 @@ std::string ServerMetrics::render(const EngineStats& es, const Gauges& g) const 
                  "llm42_engine_passes_total{{lane=\"fast\"}} {}\n"
                  "llm42_engine_passes_total{{lane=\"canonical\"}} {}\n",
                  es.fast_passes, es.canonical_passes);
-  header(out, "llm42_engine_pass_tokens_total", "counter", "Tokens computed in forward passes, by lane.");
+  sample(out, "llm42_engine_mixed_passes_total", "counter",
+         "Canonical forward passes that also ran fast-lane entries (their attention fast).",
+         es.mixed_passes);
+  header(out, "llm42_engine_pass_tokens_total", "counter",
+         "Tokens computed in forward passes, by the lane of their values.");
   fmt::format_to(std::back_inserter(out),
                  "llm42_engine_pass_tokens_total{{lane=\"fast\"}} {}\n"
                  "llm42_engine_pass_tokens_total{{lane=\"canonical\"}} {}\n",

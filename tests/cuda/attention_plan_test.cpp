@@ -2,9 +2,10 @@
 // with the kernels (backend/cuda/kernels.h): every packed query row of every KV head is covered
 // by exactly one row tile; a tile runs as one item over all its causal keys or as parts whose
 // key ranges tile them in order, merged by a combine over disjoint partial rows within the
-// capacity; canonical parts are 256-position chunks; tall items come first, are counted by
-// n_tall, and appear only in the fast lane's passes of prefill chunks; the narrow items come
-// next, counted by n_narrow, and are exactly the items attn_item_narrow accepts.
+// capacity; canonical parts are 256-position chunks; each sequence is planned in its own lane
+// (a canonical pass may hold fast sequences); tall items come first, are counted by n_tall, and
+// appear only for fast-lane sequences in passes of prefill chunks; the narrow items come next,
+// counted by n_narrow, and are exactly the items attn_item_narrow accepts.
 #include "backend/cuda/attention_plan.h"
 
 #include <gtest/gtest.h>
@@ -24,11 +25,13 @@ using cuda::AttnWorkItem;
 using cuda::SplitPolicy;
 using cuda::TallPolicy;
 
-// Sequences of (context before the pass, tokens in the pass).
-PassInput make_pass(const std::vector<std::pair<int, int>>& seqs) {
+// Sequences of (context before the pass, tokens in the pass); those whose index is in `fast`
+// ask for fast attention.
+PassInput make_pass(const std::vector<std::pair<int, int>>& seqs, const std::set<int>& fast = {}) {
   PassInput p;
   for (auto [prefix, q_len] : seqs) {
     PassSeq s;
+    s.fast_attention = fast.contains(static_cast<int>(p.seqs.size()));
     s.q_begin = static_cast<int32_t>(p.positions.size());
     s.q_len = q_len;
     s.pos_begin = prefix;
@@ -57,7 +60,10 @@ AttnPlanRequest request(Schedule s, SplitPolicy split, TallPolicy tall) {
 // Checks the contract above; returns the number of tall items.
 int check_plan(const PassInput& pass, const AttnPlanRequest& req, const AttnPlan& plan) {
   const int group = req.n_heads / req.n_kv_heads;
-  const bool canonical = req.schedule == Schedule::kCanonical;
+  // Each sequence's lane, by its first row.
+  std::map<int, bool> canonical_at;
+  for (const PassSeq& s : pass.seqs)
+    canonical_at[s.q_begin] = attention_schedule(req.schedule, s) == Schedule::kCanonical;
   // Items of each row tile, by (sequence's first row, kv head, first packed row).
   std::map<std::tuple<int, int, int>, std::vector<AttnWorkItem>> tiles;
   int tall = 0, narrow = 0;
@@ -73,6 +79,7 @@ int check_plan(const PassInput& pass, const AttnPlanRequest& req, const AttnPlan
     narrow += is_narrow;
     EXPECT_LE(it.n_rows, cuda::kAttnTallRowTile);
     EXPECT_GT(it.n_rows, 0);
+    const bool canonical = canonical_at.at(it.q_begin);
     if (is_tall) {
       EXPECT_FALSE(canonical) << "a tall item in the canonical lane";
     }
@@ -104,7 +111,7 @@ int check_plan(const PassInput& pass, const AttnPlanRequest& req, const AttnPlan
           EXPECT_EQ(it.block_begin, s.block_begin);
           EXPECT_EQ(it.key_begin, key) << "parts must tile the keys in order";
           EXPECT_GT(it.key_end, it.key_begin);
-          if (canonical && parts.size() > 1) {
+          if (canonical_at.at(s.q_begin) && parts.size() > 1) {
             EXPECT_EQ(it.key_begin % cuda::kCanonicalChunk, 0);
           }
           key = it.key_end;
@@ -148,20 +155,58 @@ TEST(AttentionPlan, EveryRowOnceOverItsCausalKeysInEveryForm) {
       {{1000, 600}, {2000, 33}},               // chunks after a prefix, one just over a tall tile
   };
   for (const auto& spec : passes) {
-    const PassInput pass = make_pass(spec);
-    for (Schedule s : {Schedule::kCanonical, Schedule::kFast})
-      for (SplitPolicy split : {SplitPolicy::kAuto, SplitPolicy::kNever, SplitPolicy::kAlways})
-        for (TallPolicy tall : {TallPolicy::kAuto, TallPolicy::kNever, TallPolicy::kAlways}) {
-          SCOPED_TRACE(testing::Message()
-                       << "pass of " << spec.size() << " sequences, " << schedule_name(s)
-                       << ", split " << static_cast<int>(split) << ", tall "
-                       << static_cast<int>(tall));
-          AttnPlanRequest req = request(s, split, tall);
-          check_plan(pass, req, cuda::plan_attention(pass, req));
-          req.narrow = false;
-          EXPECT_EQ(cuda::plan_attention(pass, req).n_narrow, 0);
-          check_plan(pass, req, cuda::plan_attention(pass, req));
-        }
+    for (const std::set<int>& fast : {std::set<int>{}, std::set<int>{0}, std::set<int>{1, 2}}) {
+      const PassInput pass = make_pass(spec, fast);
+      for (Schedule s : {Schedule::kCanonical, Schedule::kFast})
+        for (SplitPolicy split : {SplitPolicy::kAuto, SplitPolicy::kNever, SplitPolicy::kAlways})
+          for (TallPolicy tall : {TallPolicy::kAuto, TallPolicy::kNever, TallPolicy::kAlways}) {
+            SCOPED_TRACE(testing::Message()
+                         << "pass of " << spec.size() << " sequences, " << schedule_name(s)
+                         << ", split " << static_cast<int>(split) << ", tall "
+                         << static_cast<int>(tall));
+            AttnPlanRequest req = request(s, split, tall);
+            check_plan(pass, req, cuda::plan_attention(pass, req));
+            req.narrow = false;
+            EXPECT_EQ(cuda::plan_attention(pass, req).n_narrow, 0);
+            check_plan(pass, req, cuda::plan_attention(pass, req));
+          }
+    }
+  }
+}
+
+TEST(AttentionPlan, EachSequenceInItsOwnLane) {
+  // A canonical pass of two long prefill chunks, the second asking for fast attention: only the
+  // second is cut into tall tiles, and only the first's items merge 256-key chunks.
+  const PassInput pass = make_pass({{0, 4096}, {0, 4096}}, {1});
+  const AttnPlanRequest req = request(Schedule::kCanonical, SplitPolicy::kAuto, TallPolicy::kAuto);
+  const AttnPlan plan = cuda::plan_attention(pass, req);
+  EXPECT_EQ(check_plan(pass, req, plan), 128 * 8);
+  int canonical_items = 0, fast_items = 0;
+  for (const AttnWorkItem& it : plan.items) {
+    (it.q_begin == 0 ? canonical_items : fast_items) += 1;
+    EXPECT_EQ(it.tiles_per_chunk, it.q_begin == 0 ? cuda::kCanonicalChunk / cuda::kAttnKeyTile : 0);
+  }
+  EXPECT_EQ(canonical_items, 256 * 8);
+  EXPECT_EQ(fast_items, 128 * 8);
+  // A small decode pass, split: canonical rows in 256-key chunks, fast rows in load-chosen pieces.
+  const PassInput decode = make_pass({{1000, 1}, {1000, 1}}, {1});
+  const AttnPlan small = cuda::plan_attention(decode, req);
+  check_plan(decode, req, small);
+  std::vector<int> canonical_parts, fast_parts;
+  for (const AttnWorkItem& it : small.items)
+    if (it.kv_head == 0) (it.q_begin == 0 ? canonical_parts : fast_parts).push_back(it.key_end);
+  std::sort(canonical_parts.begin(), canonical_parts.end());
+  EXPECT_EQ(canonical_parts, (std::vector<int>{256, 512, 768, 1001}));
+  EXPECT_GT(fast_parts.size(), 4u);
+  // In a fast pass the flag changes nothing.
+  const PassInput all_fast = make_pass({{1000, 1}, {1000, 1}});
+  const AttnPlanRequest fast = request(Schedule::kFast, SplitPolicy::kAuto, TallPolicy::kAuto);
+  const AttnPlan a = cuda::plan_attention(decode, fast), b = cuda::plan_attention(all_fast, fast);
+  ASSERT_EQ(a.items.size(), b.items.size());
+  for (size_t i = 0; i < a.items.size(); ++i) {
+    EXPECT_EQ(a.items[i].key_begin, b.items[i].key_begin);
+    EXPECT_EQ(a.items[i].key_end, b.items[i].key_end);
+    EXPECT_EQ(a.items[i].tiles_per_chunk, 0);
   }
 }
 

@@ -116,14 +116,18 @@ struct Probe {
 };
 
 // Builds a pass of sequences; sequence 0 is the probe sequence with (pos_begin, q_len); the
-// others are decode rows of background sequences (one block table each from `others`).
+// others are background sequences (one block table each from `others`): decode rows at
+// other_pos, or with other_len > 1 prefill chunks of that many tokens from position 0. With
+// others_fast they ask for fast attention (in a canonical pass: a mixed pass).
 PassInput build_pass(const Probe& probe, int pos_begin, int q_len,
                      const std::vector<std::vector<int32_t>>& others,
-                     const std::vector<int>& other_pos, bool probe_first, Schedule s) {
+                     const std::vector<int>& other_pos, bool probe_first, Schedule s,
+                     int other_len = 1, bool others_fast = false) {
   PassInput p;
   p.schedule = s;
-  auto add = [&](const std::vector<int32_t>& table, int pb, int n) {
+  auto add = [&](const std::vector<int32_t>& table, int pb, int n, bool fast = false) {
     PassSeq q;
+    q.fast_attention = fast;
     q.q_begin = p.n_tokens();
     q.q_len = n;
     q.pos_begin = pb;
@@ -139,7 +143,8 @@ PassInput build_pass(const Probe& probe, int pos_begin, int q_len,
     p.seqs.push_back(q);
   };
   if (probe_first) add(probe.table, pos_begin, q_len);
-  for (size_t i = 0; i < others.size(); ++i) add(others[i], other_pos[i], 1);
+  for (size_t i = 0; i < others.size(); ++i)
+    add(others[i], other_len > 1 ? 0 : other_pos[i], other_len, others_fast);
   if (!probe_first) add(probe.table, pos_begin, q_len);
   return p;
 }
@@ -182,7 +187,8 @@ TEST_P(AttentionInvariance, QueryOutputIndependentOfPassShape) {
   }
 
   // The probe query (all heads) and the filler for every other row.
-  const int max_rows = 512;
+  constexpr int kOtherChunk = 150;  // background prefill chunks of mixed passes
+  const int max_rows = kOthers * kOtherChunk + 256;
   DevTensor qkv = dev_tensor(DType::kBF16, {max_rows, ql.row()});
   b.fill_random(qkv.t, 13, RandomInit::kNormal, 1.0f);
   DevTensor q_probe = dev_tensor(DType::kBF16, {1, ql.q_dim()});
@@ -242,6 +248,17 @@ TEST_P(AttentionInvariance, QueryOutputIndependentOfPassShape) {
                        cuda::SplitPolicy::kNever});
       cases.push_back({"decode alone, always split", build_pass(probe, p, 1, {}, {}, true, s), 0,
                        cuda::SplitPolicy::kAlways});
+      if (s == Schedule::kCanonical) {
+        // Mixed passes: the background's attention in the fast lane (wide and narrow items,
+        // and tall ones in the kernel of their own where the pass is all prefill chunks).
+        cases.push_back({"decode in a batch of 64, the others fast",
+                         build_pass(probe, p, 1, others, other_pos, false, s, 1, true), kOthers,
+                         cuda::SplitPolicy::kAuto});
+        cases.push_back({"prefill chunk beside 63 fast prefill chunks",
+                         build_pass(probe, chunk_begin, p - chunk_begin + 1, others, other_pos,
+                                    false, s, kOtherChunk, true),
+                         kOthers * kOtherChunk + (p - chunk_begin), cuda::SplitPolicy::kAuto});
+      }
       for (const Case& c : cases) {
         const std::vector<uint16_t> got = run(c.pass, c.row, s, c.policy, &batch_stats);
         const bool same = got == ref;

@@ -84,6 +84,11 @@ std::vector<Scenario> scenarios() {
   with("canonical decode when half deterministic",
        [](EngineConfig& c) { c.canonical_decode_threshold = 0.5; },
        Load{.background = 32, .seed = 12, .arrivals_per_step = 3});
+  // CUDA's default: any deterministic row makes the step's pass canonical, and the background's
+  // rows ride in it with fast attention.
+  with("canonical decode on any deterministic row",
+       [](EngineConfig& c) { c.canonical_decode_threshold = 0.0; },
+       Load{.background = 64, .seed = 15, .arrivals_per_step = 4});
   with("background with aborts", none,
        Load{.background = 48, .seed = 13, .arrivals_per_step = 6, .abort_fraction = 0.5});
   with("global mode under load", [](EngineConfig& c) { c.mode = DeterminismMode::kGlobal; },
@@ -136,6 +141,8 @@ TEST_P(Determinism, IdenticalAcrossScenarios) {
     EXPECT_EQ(bad, 0) << "scenario '" << sc.name << "': " << bad << " of " << got.size()
                       << " deterministic requests differ; " << first;
     EXPECT_EQ(stats.kv_blocks_used, 0) << sc.name << ": KV blocks still held at the end";
+    if (sc.config.mode == DeterminismMode::kDvr && sc.load.background > 0)
+      EXPECT_GT(stats.mixed_passes, 0) << sc.name << ": no pass mixed the two lanes";
   }
 }
 

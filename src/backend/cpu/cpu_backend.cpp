@@ -262,10 +262,8 @@ void CpuBackend::attention(const Tensor& qkv, const QkvLayout& layout, const KvC
                                  cache.block_size};
   const int n = pass_.n_tokens();
   const int group = layout.n_heads / layout.n_kv_heads;
-  const int splits =
-      s == Schedule::kFast ? cpu::fast_kv_splits(static_cast<int64_t>(n) * layout.n_heads,
-                                                 threads_)
-                           : 0;
+  const int fast_splits =
+      cpu::fast_kv_splits(static_cast<int64_t>(n) * layout.n_heads, threads_);
   // Row -> sequence, for the block table.
   std::vector<int> seq_of(static_cast<size_t>(n));
   for (int i = 0; i < static_cast<int>(pass_.seqs.size()); ++i)
@@ -282,6 +280,7 @@ void CpuBackend::attention(const Tensor& qkv, const QkvLayout& layout, const KvC
       const float* q = qkv.ptr<float>() + static_cast<int64_t>(t) * layout.row() +
                        h * layout.head_dim;
       float* o = out.ptr<float>() + static_cast<int64_t>(t) * layout.q_dim() + h * layout.head_dim;
+      const int splits = attention_schedule(s, sq) == Schedule::kFast ? fast_splits : 0;
       cpu::attend_one(q, kc, vc, pass_.block_tables.data() + sq.block_begin, pass_.positions[t],
                       h / group, g, splits, o);
       if (round_bf16_)

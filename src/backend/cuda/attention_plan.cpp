@@ -20,14 +20,19 @@ AttnPlan plan_attention(const PassInput& pass, const AttnPlanRequest& req) {
   LLM42_ASSERT(req.n_kv_heads > 0 && req.n_heads % req.n_kv_heads == 0);
   static_assert(kCanonicalChunk % kAttnKeyTile == 0);
   const int group = req.n_heads / req.n_kv_heads;
-  const bool canonical = req.schedule == Schedule::kCanonical;
+  // Each sequence's lane: a canonical pass may run some sequences' attention fast.
+  auto canonical = [&](const PassSeq& sq) {
+    return attention_schedule(req.schedule, sq) == Schedule::kCanonical;
+  };
 
-  // Row tiles of `rows_per_tile` rows of every sequence.
-  auto cut = [&](int rows_per_tile) {
+  // Row tiles of every sequence: `fast_rows_per_tile` rows in the fast lane, kAttnRowTile in the
+  // canonical lane.
+  auto cut = [&](int fast_rows_per_tile) {
     std::vector<RowTile> tiles;
     for (int s = 0; s < static_cast<int>(pass.seqs.size()); ++s) {
       const PassSeq& sq = pass.seqs[s];
       const int rows = sq.q_len * group;
+      const int rows_per_tile = canonical(sq) ? kAttnRowTile : fast_rows_per_tile;
       for (int rb = 0; rb < rows; rb += rows_per_tile) {
         const int n = std::min(rows_per_tile, rows - rb);
         const int last_token = (rb + n - 1) / group;
@@ -41,8 +46,10 @@ AttnPlan plan_attention(const PassInput& pass, const AttnPlanRequest& req) {
   // tile), and where they still give at least one item per SM, so that they never turn an
   // unsplit pass into a split one. A pass that also holds decode or verification rows keeps one
   // kernel launch: a build with tall items there (and attend_item refactored) ran the
-  // ShareGPT-like workload 3.4 % slower (H200, 2026-12-03).
-  if (!canonical && req.tall != TallPolicy::kNever) {
+  // ShareGPT-like workload 3.4 % slower (H200, 2026-12-03). Canonical sequences keep 64-row
+  // tiles.
+  const bool any_fast = !std::all_of(pass.seqs.begin(), pass.seqs.end(), canonical);
+  if (any_fast && req.tall != TallPolicy::kNever) {
     const bool prefill_only =
         std::all_of(pass.seqs.begin(), pass.seqs.end(),
                     [&](const PassSeq& sq) { return sq.q_len * group > kAttnTallRowTile; });
@@ -65,12 +72,13 @@ AttnPlan plan_attention(const PassInput& pass, const AttnPlanRequest& req) {
       std::clamp<int64_t>((target + unsplit - 1) / std::max<int64_t>(unsplit, 1), 2, 64));
 
   AttnPlan plan;
-  const int tiles_per_chunk = canonical ? kCanonicalChunk / kAttnKeyTile : 0;
   for (const RowTile& t : tiles) {
+    const bool canon = canonical(pass.seqs[t.seq]);
+    const int tiles_per_chunk = canon ? kCanonicalChunk / kAttnKeyTile : 0;
     for (int kvh = 0; kvh < req.n_kv_heads; ++kvh) {
       int parts = 1;
       if (split) {
-        if (canonical) {
+        if (canon) {
           parts = (t.kv_len + kCanonicalChunk - 1) / kCanonicalChunk;
         } else {
           // Pieces of at least one key tile, unless a split is forced. At batch 1 one warp of
@@ -104,7 +112,7 @@ AttnPlan plan_attention(const PassInput& pass, const AttnPlanRequest& req) {
       const auto combine = static_cast<int32_t>(plan.combines.size());
       for (int c = 0; c < parts; ++c) {
         int k0, k1;
-        if (canonical) {
+        if (canon) {
           k0 = c * kCanonicalChunk;
           k1 = std::min(t.kv_len, (c + 1) * kCanonicalChunk);
         } else {

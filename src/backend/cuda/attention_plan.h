@@ -1,5 +1,7 @@
 // Host-side planning of the attention kernel (plan, then run): which work items and combines
-// one pass runs, for one schedule. The kernels only execute the lists (backend/cuda/kernels.h).
+// one pass runs. The kernels only execute the lists (backend/cuda/kernels.h). Each sequence is
+// planned in its own lane (attention_schedule: a canonical pass may hold fast sequences); an
+// item carries its lane in tiles_per_chunk, so one launch serves both.
 //
 // A sequence's query rows are packed as (token, query head of one KV head) and cut into tiles
 // of kAttnRowTile rows, per KV head (fast lane, passes of prefill chunks only: of
@@ -32,7 +34,7 @@ enum class SplitPolicy { kAuto, kNever, kAlways };
 enum class TallPolicy { kAuto, kNever, kAlways };
 
 struct AttnPlanRequest {
-  Schedule schedule = Schedule::kCanonical;
+  Schedule schedule = Schedule::kCanonical;  // the pass's (PassSeq::fast_attention per sequence)
   SplitPolicy policy = SplitPolicy::kAuto;
   int n_heads = 0;
   int n_kv_heads = 0;
