@@ -21,8 +21,11 @@ BlockManager::BlockManager(int num_blocks, int block_size, bool prefix_cache)
   for (int b = num_blocks - 1; b >= 0; --b) free_.push_back(b);
 }
 
-uint64_t BlockManager::chain_hash(uint64_t parent, const int32_t* tokens) const {
-  const uint64_t h = XXH64(tokens, sizeof(int32_t) * static_cast<size_t>(block_size_), parent);
+uint64_t BlockManager::chain_hash(uint64_t parent, const int32_t* tokens, bool fast) const {
+  // The lane is part of the key: a fast-lane block never answers a canonical lookup.
+  constexpr uint64_t kFastLaneSeed = 0x9e3779b97f4a7c15ull;
+  const uint64_t h = XXH64(tokens, sizeof(int32_t) * static_cast<size_t>(block_size_),
+                           fast ? parent ^ kFastLaneSeed : parent);
   return h == 0 ? 1 : h;  // 0 marks "not cached"
 }
 
@@ -64,21 +67,39 @@ bool BlockManager::ensure(Sequence& seq, int n_positions) {
   return true;
 }
 
-int BlockManager::match_prefix(Sequence& seq, int max_positions) {
+BlockManager::Match BlockManager::match_prefix(Sequence& seq, int max_positions, bool fast_ok) {
   LLM42_ASSERT(seq.blocks.empty());
   seq.block_hashes.clear();
-  if (!prefix_cache_) return 0;
+  if (!prefix_cache_) return {};
   ++prefix_queries_;
   const int n_full = std::min(max_positions, seq.len()) / block_size_;
+  // The cached block with these tokens after `parent` in the given lane, or -1.
+  auto find = [&](uint64_t h, uint64_t parent, const int32_t* toks, bool fast) {
+    auto it = by_hash_.find(h);
+    if (it == by_hash_.end()) return -1;
+    const CachedBlock& cb = cached_[it->second];
+    if (cb.parent != parent || cb.fast != fast ||
+        !std::equal(cb.tokens.begin(), cb.tokens.end(), toks))
+      return -1;
+    return it->second;
+  };
+  Match m;
   uint64_t parent = 0;
+  bool fast = false;  // the chain went on through a fast-lane block: canonical ones cannot follow
   for (int i = 0; i < n_full; ++i) {
     const int32_t* toks = seq.tokens.data() + static_cast<size_t>(i) * block_size_;
-    const uint64_t h = chain_hash(parent, toks);
-    auto it = by_hash_.find(h);
-    if (it == by_hash_.end()) break;
-    const int b = it->second;
-    const CachedBlock& cb = cached_[b];
-    if (cb.parent != parent || !std::equal(cb.tokens.begin(), cb.tokens.end(), toks)) break;
+    uint64_t h = 0;
+    int b = -1;
+    if (!fast) {
+      h = chain_hash(parent, toks, false);
+      b = find(h, parent, toks, false);
+    }
+    if (b < 0 && fast_ok) {
+      h = chain_hash(parent, toks, true);
+      b = find(h, parent, toks, true);
+      fast = b >= 0;
+    }
+    if (b < 0) break;
     if (in_lru_[b]) {
       lru_.erase(lru_pos_[b]);
       in_lru_[b] = false;
@@ -87,23 +108,28 @@ int BlockManager::match_prefix(Sequence& seq, int max_positions) {
     seq.blocks.push_back(b);
     seq.block_hashes.push_back(h);
     parent = h;
+    m.positions += block_size_;
+    if (!fast) m.canonical += block_size_;
   }
   if (!seq.blocks.empty()) ++prefix_hits_;
-  return static_cast<int>(seq.blocks.size()) * block_size_;
+  return m;
 }
 
-void BlockManager::publish(Sequence& seq, int canonical_positions) {
+void BlockManager::publish(Sequence& seq, int canonical_positions, int fast_positions) {
   if (!prefix_cache_) return;
-  const int n_full = std::min(canonical_positions, seq.len()) / block_size_;
+  LLM42_ASSERT(canonical_positions <= fast_positions);
+  const int n_canonical = std::min(canonical_positions, seq.len()) / block_size_;
+  const int n_full = std::min(fast_positions, seq.len()) / block_size_;
   while (static_cast<int>(seq.block_hashes.size()) < n_full) {
     const size_t i = seq.block_hashes.size();
+    const bool fast = static_cast<int>(i) >= n_canonical;
     const uint64_t parent = i == 0 ? 0 : seq.block_hashes[i - 1];
     const int32_t* toks = seq.tokens.data() + i * static_cast<size_t>(block_size_);
-    const uint64_t h = chain_hash(parent, toks);
+    const uint64_t h = chain_hash(parent, toks, fast);
     const int b = seq.blocks[i];
     if (!by_hash_.contains(h) && cached_[b].hash == 0) {
       by_hash_[h] = b;
-      cached_[b] = CachedBlock{h, parent, std::vector<int32_t>(toks, toks + block_size_)};
+      cached_[b] = CachedBlock{h, parent, std::vector<int32_t>(toks, toks + block_size_), fast};
     }
     seq.block_hashes.push_back(h);
   }
@@ -115,7 +141,8 @@ void BlockManager::truncate(Sequence& seq, int n_positions) {
     const int b = seq.blocks.back();
     seq.blocks.pop_back();
     // A published block lies wholly below the canonical frontier, which never moves back past
-    // committed tokens, so truncation only ever drops unpublished blocks.
+    // committed tokens (fast-lane blocks come only from requests that never roll back), so
+    // truncation only ever drops unpublished blocks.
     LLM42_ASSERT(seq.block_hashes.size() <= seq.blocks.size(), "truncating a published block");
     unref(b);
   }

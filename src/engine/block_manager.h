@@ -1,9 +1,12 @@
 // The block manager: a paged KV cache of fixed-size blocks with reference counts and a prefix
-// cache of full canonical blocks (DESIGN.md §3: fast-lane KV is never cached).
+// cache of full blocks.
 //
 // A block is free, owned by sequences (ref > 0), or cached with ref 0 (evictable, least recently
 // used first). Cached blocks are keyed by a chain hash of (parent block hash, the block's
-// tokens); the tokens are stored too, so a hash collision can never share the wrong KV.
+// tokens, its lane); the tokens are stored too, so a hash collision can never share the wrong
+// KV. Two lanes (DESIGN.md §3): canonical blocks serve every request; fast-lane blocks, written
+// by requests that do not need canonical values and never roll back, serve only such requests,
+// and only after the canonical part of a chain (KV after a fast-lane position is fast-lane KV).
 #pragma once
 
 #include <cstdint>
@@ -29,11 +32,17 @@ class BlockManager {
   // Makes seq.blocks cover positions [0, n_positions). Returns false, changing nothing, when
   // there are not enough blocks.
   bool ensure(Sequence& seq, int n_positions);
+  struct Match {
+    int positions = 0;  // covered by cached blocks
+    int canonical = 0;  // of them, by canonical blocks (a prefix)
+  };
   // Attaches cached blocks matching the start of seq.tokens (at most `max_positions` positions)
-  // to a sequence that holds no blocks yet; returns the number of positions covered.
-  int match_prefix(Sequence& seq, int max_positions);
-  // Publishes seq's full blocks below `canonical_positions` to the prefix cache.
-  void publish(Sequence& seq, int canonical_positions);
+  // to a sequence that holds no blocks yet: canonical blocks, then, with `fast_ok`, fast-lane
+  // ones.
+  Match match_prefix(Sequence& seq, int max_positions, bool fast_ok);
+  // Publishes seq's full blocks to the prefix cache: those below `canonical_positions` as
+  // canonical, the following ones below `fast_positions` as fast-lane blocks.
+  void publish(Sequence& seq, int canonical_positions, int fast_positions);
   // Releases seq's blocks beyond those covering [0, n_positions).
   void truncate(Sequence& seq, int n_positions);
   // Releases every block of seq.
@@ -50,10 +59,11 @@ class BlockManager {
     uint64_t hash;
     uint64_t parent;
     std::vector<int32_t> tokens;
+    bool fast = false;  // fast-lane KV
   };
   int take_block();  // from the free list, else evicts the least recently used cached block
   void unref(int block);
-  uint64_t chain_hash(uint64_t parent, const int32_t* tokens) const;
+  uint64_t chain_hash(uint64_t parent, const int32_t* tokens, bool fast) const;
 
   int num_blocks_;
   int block_size_;

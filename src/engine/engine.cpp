@@ -362,7 +362,7 @@ void Engine::process_pass(const PassPlan& plan, const PassResult& result) {
     }
     if (s.status != SeqStatus::kFinished && config_.prefix_cache &&
         !(s.verified && config_.verify_schedule == VerifySchedule::kFixedShape))
-      blocks_->publish(s, s.n_canonical);
+      blocks_->publish(s, s.n_canonical, shares_fast_kv(config_.mode, s) ? s.n_cached : s.n_canonical);
   }
   if (has_verify) {
     ++stats_.verify_passes;

@@ -77,10 +77,12 @@ StepPlan Scheduler::schedule() {
   const int group_tokens = config_.window * config_.group;
   int budget = config_.max_num_batched_tokens;
 
-  std::vector<PassEntry> canonical_prefill, fast_prefill, decode, verify;
+  std::vector<PassEntry> prefill, fast_prefill, decode, verify;
   std::vector<PassEntry> isolated_prefill;  // fixed-shape: deterministic prefill, a pass each
 
-  // Prefill lane: canonical, except in off mode and for fixed-shape's non-verified requests.
+  // Prefill lane: fast in off mode and for fixed-shape's non-verified requests; in dvr mode
+  // canonical for deterministic requests and fast attention for the others (in the step's pass);
+  // canonical in global mode.
   auto prefill_entry = [&](Sequence* s, int chunk) {
     PassEntry e{s, WorkKind::kPrefill, s->n_cached, chunk};
     if (mode == DeterminismMode::kOff || (fixed && !s->verified)) {
@@ -88,7 +90,8 @@ StepPlan Scheduler::schedule() {
     } else if (fixed) {
       isolated_prefill.push_back(e);
     } else {
-      canonical_prefill.push_back(e);
+      e.fast_attention = shares_fast_kv(mode, *s);
+      prefill.push_back(e);
     }
   };
   // The chunk a sequence's prefill takes now. Fixed-shape deterministic prefill is chunked by
@@ -142,9 +145,12 @@ StepPlan Scheduler::schedule() {
       // Leave at least one prompt token to compute when the first output token is still to be
       // sampled from the prefill's logits.
       const int max_match = s->n_committed == 0 ? s->n_prompt - 1 : s->len() - 1;
-      const int matched = blocks_.match_prefix(*s, max_match);
-      s->n_cached = s->n_canonical = matched;
-      if (s->n_committed == 0) s->n_cached_hit = matched;
+      // Requests that need no canonical values (and never roll back) may also reuse fast-lane
+      // blocks of other such requests.
+      const BlockManager::Match m = blocks_.match_prefix(*s, max_match, shares_fast_kv(mode, *s));
+      s->n_cached = m.positions;
+      s->n_canonical = m.canonical;
+      if (s->n_committed == 0) s->n_cached_hit = m.positions;
     }
     const int chunk = prefill_chunk(s);
     if (chunk <= 0 && s->needs_prefill()) break;
@@ -169,8 +175,7 @@ StepPlan Scheduler::schedule() {
   };
   if (mode == DeterminismMode::kOff || mode == DeterminismMode::kGlobal) {
     const Schedule sched = mode == DeterminismMode::kOff ? Schedule::kFast : Schedule::kCanonical;
-    std::vector<PassEntry> all = std::move(mode == DeterminismMode::kOff ? fast_prefill
-                                                                          : canonical_prefill);
+    std::vector<PassEntry> all = std::move(mode == DeterminismMode::kOff ? fast_prefill : prefill);
     all.insert(all.end(), decode.begin(), decode.end());
     add_pass(sched, std::move(all));
     return plan;
@@ -197,11 +202,10 @@ StepPlan Scheduler::schedule() {
   // dvr: deterministic decode rows with no speculative tail are canonical entries (committed at
   // once) when enough of the decode rows are deterministic (threshold 0: any one), else
   // speculative fast entries; other requests' decode rows are always fast entries. Everything
-  // goes into one pass with the prefill chunks (canonical in dvr, so that their KV can be
-  // shared through the prefix cache) and the first verification group: canonical when any
-  // entry is. Its GEMMs are then canonical for every row (per bucket as fast as the fast lane's
-  // at batch sizes beyond a few rows, docs/benchmarks.md) and only the fast entries' attention
-  // differs, where two passes would read every weight twice.
+  // goes into one pass with the prefill chunks and the first verification group: canonical when
+  // any entry is. Its GEMMs are then canonical for every row (per bucket as fast as the fast
+  // lane's at batch sizes beyond a few rows, docs/benchmarks.md) and only the fast entries'
+  // attention differs, where two passes would read every weight twice.
   bool canonical_decode = false;
   if (!decode.empty()) {
     const auto n_det = std::count_if(decode.begin(), decode.end(),
@@ -210,7 +214,7 @@ StepPlan Scheduler::schedule() {
                                         config_.canonical_decode_threshold *
                                             static_cast<double>(decode.size());
   }
-  std::vector<PassEntry> pass = std::move(canonical_prefill);
+  std::vector<PassEntry> pass = std::move(prefill);
   for (PassEntry e : decode) {
     e.fast_attention = !(canonical_decode && e.seq->verified && e.seq->n_spec() == 0);
     pass.push_back(e);

@@ -78,6 +78,12 @@ class Scheduler {
   int64_t num_preemptions_ = 0;
 };
 
+// Whether seq's fast-lane KV may be shared through the prefix cache (fast-lane blocks): in dvr
+// mode, for a request that needs no canonical values (it never rolls back).
+inline bool shares_fast_kv(DeterminismMode mode, const Sequence& seq) {
+  return mode == DeterminismMode::kDvr && !seq.verified;
+}
+
 // Whether a speculative token at output index i (0-based) of seq would finish it (EOS, stop id,
 // max_tokens, context limit). Stop strings are checked by the engine on committed text.
 bool token_finishes(const Sequence& seq, int32_t token, int output_index, int max_seq_len,

@@ -36,11 +36,11 @@ struct Sequence {
   int n_committed = 0;
   std::vector<TokenLogprob> out_logprobs;  // committed + speculative, one per output token
   int n_cached = 0;      // positions whose KV is written
-  int n_canonical = 0;   // positions whose KV is canonical (prefix cache may publish them)
+  int n_canonical = 0;   // positions whose KV is canonical (a prefix of the cached ones)
   int n_cached_hit = 0;  // prompt tokens served from the prefix cache on admission
   bool spec_finished = false;  // a speculative token would finish the request: verify now
   std::vector<int32_t> blocks;  // block table
-  std::vector<uint64_t> block_hashes;  // chain hashes of full canonical blocks, published
+  std::vector<uint64_t> block_hashes;  // chain hashes of its full blocks in the prefix cache
 
   VerifyStats verify;
   int n_emitted = 0;  // committed tokens already sent to the client

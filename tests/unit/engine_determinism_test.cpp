@@ -168,6 +168,39 @@ TEST_P(Determinism, PrefixCacheWarm) {
   EXPECT_EQ(count_mismatches(second, &first), 0) << first;
 }
 
+TEST_P(Determinism, FastLaneKvSharedOnlyAmongNonDeterministicRequests) {
+  // In dvr mode the non-deterministic twins of the requests prefill with fast attention and
+  // publish fast-lane blocks: a second round of twins must reuse them, and the deterministic
+  // requests that follow must not (their answer stays the canonical one).
+  EngineConfig c = base_config();
+  Engine engine(*model_.model, c, nullptr);
+  std::vector<Request> twins = requests_;
+  for (Request& r : twins) r.deterministic = false;
+  auto round = [&](const std::vector<Request>& reqs, std::vector<Outcome>* outcomes) {
+    int64_t cached = 0;
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      engine.add_request(reqs[i], [&, i](RequestOutput&& o) {
+        if (outcomes != nullptr) {
+          Outcome& out = (*outcomes)[i];
+          out.ids.insert(out.ids.end(), o.tokens.begin(), o.tokens.end());
+          for (const auto& lp : o.logprobs) out.logprobs.push_back(lp.logprob);
+          if (o.finished) out.reason = o.finish_reason;
+        }
+        if (o.finished) cached += o.cached_tokens;
+      });
+    }
+    engine.run_until_idle();
+    return cached;
+  };
+  EXPECT_EQ(round(twins, nullptr), 0);
+  EXPECT_GT(round(twins, nullptr), 0) << "fast-lane blocks were not reused";
+  std::vector<Outcome> got(requests_.size());
+  EXPECT_EQ(round(requests_, &got), 0) << "a deterministic request reused fast-lane blocks";
+  std::string first;
+  EXPECT_EQ(count_mismatches(got, &first), 0) << first;
+  EXPECT_GT(engine.stats().fast_tokens, 0);
+}
+
 TEST_P(Determinism, OffModeDiverges) {
   // The same workload in off mode, under load: some requests must differ from the canonical
   // answer, or the scenarios above prove nothing.
