@@ -5,13 +5,14 @@
 // shape), and the canonical lane (autotuned split-K-free algorithm per M bucket), each against
 // the floor max(bytes / bandwidth, flops / GEMM rate).
 //
-//   ./build/bin/cuda_gemm_lab [--quick]
+//   ./build/bin/cuda_gemm_lab [--quick | --ms M,M,...]   (--ms: these M instead of the sweep)
 #ifdef LLM42_HAVE_CUDA
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -34,6 +35,21 @@ using lab::time_us;
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+  std::vector<int> custom_ms;
+  if (argc > 2 && std::string(argv[1]) == "--ms") {
+    std::string list = argv[2];
+    for (size_t at = 0; at <= list.size();) {
+      const size_t comma = std::min(list.find(',', at), list.size());
+      const int m = std::atoi(list.substr(at, comma - at).c_str());
+      if (m < 1) {
+        std::fprintf(stderr, "cuda_gemm_lab: --ms '%s': expected positive integers\n", argv[2]);
+        return 2;
+      }
+      custom_ms.push_back(m);
+      at = comma + 1;
+    }
+    std::sort(custom_ms.begin(), custom_ms.end());
+  }
   if (cuda_device_count() == 0) {
     std::printf("cuda_gemm_lab: no CUDA GPU, nothing to measure\n");
     return 0;
@@ -101,8 +117,9 @@ int main(int argc, char** argv) {
                                      {"gate_up", 28672, 4096, DType::kBF16},
                                      {"down", 4096, 14336, DType::kBF16},
                                      {"lm_head", 128256, 4096, DType::kF32}};
-  const std::vector<int> ms = quick ? std::vector<int>{1, 8, 64}
-                                   : std::vector<int>{1, 2, 4, 8, 16, 32, 128, 512, 2048};
+  const std::vector<int> ms = !custom_ms.empty() ? custom_ms
+                             : quick ? std::vector<int>{1, 8, 64}
+                                     : std::vector<int>{1, 2, 4, 8, 16, 32, 128, 512, 2048};
   constexpr int kCopies = 3;  // weights rotated so repeated runs do not hit L2
   constexpr int kBurst = 12;  // launches per timed burst of the skinny-variant table
   std::string bursts;         // that table's rows, printed after the main one
@@ -183,6 +200,7 @@ int main(int argc, char** argv) {
 }
 #else
 #include <cstdio>
+#include <cstdlib>
 int main() {
   std::printf("cuda_gemm_lab: this build has no CUDA backend\n");
   return 0;
