@@ -155,10 +155,7 @@ TEST_P(Determinism, PrefixCacheWarm) {
   for (int pass = 0; pass < 2; ++pass) {
     for (size_t i = 0; i < requests_.size(); ++i) {
       engine.add_request(requests_[i], [&, i, pass](RequestOutput&& o) {
-        if (pass == 0) return;
-        second[i].ids.insert(second[i].ids.end(), o.tokens.begin(), o.tokens.end());
-        for (const auto& lp : o.logprobs) second[i].logprobs.push_back(lp.logprob);
-        if (o.finished) second[i].reason = o.finish_reason;
+        if (pass == 1) append_output(second[i], o);
       });
     }
     engine.run_until_idle();
@@ -180,12 +177,7 @@ TEST_P(Determinism, FastLaneKvSharedOnlyAmongNonDeterministicRequests) {
     int64_t cached = 0;
     for (size_t i = 0; i < reqs.size(); ++i) {
       engine.add_request(reqs[i], [&, i](RequestOutput&& o) {
-        if (outcomes != nullptr) {
-          Outcome& out = (*outcomes)[i];
-          out.ids.insert(out.ids.end(), o.tokens.begin(), o.tokens.end());
-          for (const auto& lp : o.logprobs) out.logprobs.push_back(lp.logprob);
-          if (o.finished) out.reason = o.finish_reason;
-        }
+        if (outcomes != nullptr) append_output((*outcomes)[i], o);
         if (o.finished) cached += o.cached_tokens;
       });
     }

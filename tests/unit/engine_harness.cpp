@@ -32,6 +32,16 @@ std::vector<Request> make_requests(int n, int vocab, uint32_t seed, int max_toke
   return out;
 }
 
+void append_output(Outcome& oc, const RequestOutput& o) {
+  oc.ids.insert(oc.ids.end(), o.tokens.begin(), o.tokens.end());
+  for (const TokenLogprob& lp : o.logprobs) oc.logprobs.push_back(lp.logprob);
+  oc.text += o.text;
+  if (o.finished) {
+    oc.reason = o.finish_reason;
+    oc.verify = o.verify;
+  }
+}
+
 std::vector<Outcome> run_workload(TestModel& m, const EngineConfig& config,
                                   const std::vector<Request>& requests, const Load& load,
                                   EngineStats* stats_out,
@@ -39,16 +49,7 @@ std::vector<Outcome> run_workload(TestModel& m, const EngineConfig& config,
   std::vector<Outcome> outcomes(requests.size());
   const int vocab = m.model->config().vocab_size;
   auto collect = [&outcomes](size_t i) {
-    return [&outcomes, i](RequestOutput&& o) {
-      Outcome& oc = outcomes[i];
-      oc.ids.insert(oc.ids.end(), o.tokens.begin(), o.tokens.end());
-      for (const TokenLogprob& lp : o.logprobs) oc.logprobs.push_back(lp.logprob);
-      oc.text += o.text;
-      if (o.finished) {
-        oc.reason = o.finish_reason;
-        oc.verify = o.verify;
-      }
-    };
+    return [&outcomes, i](RequestOutput&& o) { append_output(outcomes[i], o); };
   };
 
   if (load.alone) {

@@ -60,6 +60,9 @@ struct Load {
   bool alone = false;            // each deterministic request runs by itself
 };
 
+// Appends one streamed output of a request to its outcome.
+void append_output(Outcome& oc, const RequestOutput& o);
+
 // Runs `requests` (deterministic or not, as given) under `load` and returns their outcomes in
 // the order given. Background requests are drawn from the load's seed.
 std::vector<Outcome> run_workload(TestModel& m, const EngineConfig& config,
