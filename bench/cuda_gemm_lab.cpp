@@ -200,7 +200,6 @@ int main(int argc, char** argv) {
 }
 #else
 #include <cstdio>
-#include <cstdlib>
 int main() {
   std::printf("cuda_gemm_lab: this build has no CUDA backend\n");
   return 0;

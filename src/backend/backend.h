@@ -39,11 +39,9 @@ struct PassSeq {
   bool fast_attention = false;
 };
 
-// The lane of a sequence's attention in a pass of schedule `pass`: canonical only in a canonical
-// pass, for a sequence that does not ask for the fast lane.
+// The lane of a sequence's attention in a pass of schedule `pass`.
 inline Schedule attention_schedule(Schedule pass, const PassSeq& seq) {
-  return pass == Schedule::kCanonical && !seq.fast_attention ? Schedule::kCanonical
-                                                             : Schedule::kFast;
+  return entry_lane(pass, seq.fast_attention);
 }
 
 // The host-side description of one forward pass.

@@ -250,13 +250,17 @@ bool Engine::commit(Sequence& s, int32_t token, TokenLogprob lp) {
   return done;
 }
 
+void Engine::advance_canonical(Sequence& s, int from, bool canonical) {
+  // KV written from position `from` on is canonical (shareable as such through the prefix
+  // cache) only when every position before it is; in off mode there is one lane.
+  if ((canonical && s.n_canonical == from) || config_.mode == DeterminismMode::kOff)
+    s.n_canonical = s.n_cached;
+}
+
 void Engine::on_prefill(Sequence& s, const PassEntry& e, const PassResult& r, int row,
                         bool canonical) {
-  // The KV stays canonical (shareable through the prefix cache) only while every position
-  // before it is.
-  const bool extends = s.n_canonical == e.pos_begin;
   s.n_cached = e.pos_begin + e.n_tokens;
-  if ((canonical && extends) || config_.mode == DeterminismMode::kOff) s.n_canonical = s.n_cached;
+  advance_canonical(s, e.pos_begin, canonical);
   if (row < 0) return;
   // Output token 0 comes from the prefill (canonical in dvr and global modes): committed at once.
   const SampledToken& t = r.samples[static_cast<size_t>(row)];
@@ -264,15 +268,14 @@ void Engine::on_prefill(Sequence& s, const PassEntry& e, const PassResult& r, in
 }
 
 void Engine::on_decode(Sequence& s, const PassResult& r, int row, bool canonical) {
-  const bool extends = s.n_canonical == s.n_cached;
+  const int from = s.n_cached;
   s.n_cached += 1;
   const int index = s.n_output();
   const SampledToken& t = r.samples[static_cast<size_t>(row)];
   TokenLogprob lp{t.id, t.logprob, t.top};
   const bool speculative = s.verified && !(canonical && s.n_spec() == 0);
   if (!speculative) {
-    if ((canonical && extends) || config_.mode == DeterminismMode::kOff)
-      s.n_canonical = s.n_cached;
+    advance_canonical(s, from, canonical);
     if (s.verified) ++s.verify.canonical_decode_tokens;
     commit(s, t.id, std::move(lp));
     return;
@@ -362,7 +365,8 @@ void Engine::process_pass(const PassPlan& plan, const PassResult& result) {
     }
     if (s.status != SeqStatus::kFinished && config_.prefix_cache &&
         !(s.verified && config_.verify_schedule == VerifySchedule::kFixedShape))
-      blocks_->publish(s, s.n_canonical, shares_fast_kv(config_.mode, s) ? s.n_cached : s.n_canonical);
+      blocks_->publish(s, s.n_canonical,
+                       shares_fast_kv(config_.mode, s) ? s.n_cached : s.n_canonical);
   }
   if (has_verify) {
     ++stats_.verify_passes;

@@ -100,6 +100,8 @@ class Engine {
   void drain_inbox();
   void finish(Sequence& s, FinishReason reason, std::string error = {});
   void process_pass(const PassPlan& plan, const PassResult& result);
+  // Moves s's canonical frontier to n_cached after KV was written from position `from`.
+  void advance_canonical(Sequence& s, int from, bool canonical);
   void on_prefill(Sequence& s, const PassEntry& e, const PassResult& r, int row, bool canonical);
   void on_decode(Sequence& s, const PassResult& r, int row, bool canonical);
   void on_verify(Sequence& s, const PassEntry& e, const PassResult& r, int row);

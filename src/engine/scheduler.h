@@ -31,12 +31,8 @@ struct PassPlan {
   std::vector<PassEntry> entries;
   int pad_to = 0;  // fixed-shape verification: pad the pass with dummy rows to this many tokens
   int n_tokens() const;
-  // The lane an entry's values come from: canonical only in a canonical pass, without
-  // fast_attention.
-  Schedule lane(const PassEntry& e) const {
-    return schedule == Schedule::kCanonical && !e.fast_attention ? Schedule::kCanonical
-                                                                 : Schedule::kFast;
-  }
+  // The lane an entry's values come from.
+  Schedule lane(const PassEntry& e) const { return entry_lane(schedule, e.fast_attention); }
 };
 
 struct StepPlan {
