@@ -73,6 +73,21 @@ nlohmann::json summarize(const std::vector<double>& v) {
           {"p99", percentile(v, 99)}};
 }
 
+// EngineStats::pass_profile as rows: lane, graph or eager, tokens per pass up to a power of two.
+nlohmann::json pass_profile_json(const EngineStats& st) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& [kind, t] : st.pass_profile) {
+    const auto& [schedule, graph, pow2] = kind;
+    rows.push_back({{"schedule", schedule_name(schedule)},
+                    {"graph", graph},
+                    {"tokens_up_to", pow2},
+                    {"passes", t.passes},
+                    {"tokens", t.tokens},
+                    {"seconds", t.seconds}});
+  }
+  return rows;
+}
+
 // The result document --json writes and --plot draws.
 nlohmann::json results_doc(const LoadedModel& lm, const nlohmann::json& runs) {
   return {{"llm42_version", kVersion},
@@ -197,6 +212,7 @@ RunResult run_one(const BenchOptions& o, LoadedModel& lm, const std::string& mod
             {"engine_steps", st.steps},
             {"step_schedule_s", st.schedule_s},
             {"step_pass_s", st.pass_s},
+            {"pass_profile", pass_profile_json(st)},
             {"step_other_s", st.other_s},
             {"cuda_graph_max_batch", config.cuda_graph_max_batch},
             {"window", config.window},

@@ -417,9 +417,19 @@ bool Engine::step() {
   const double t_scheduled = now_seconds();
   double pass_s = 0;
   for (const PassPlan& pass : plan.passes) {
+    const int64_t replays = model_.graph_stats().replays;
     const double t_pass = now_seconds();
     const PassResult result = runner_->run(pass);
-    pass_s += now_seconds() - t_pass;
+    const double seconds = now_seconds() - t_pass;
+    pass_s += seconds;
+    const int tokens = pass.n_tokens();
+    int pow2 = 1;
+    while (pow2 < tokens) pow2 *= 2;
+    PassTime& kind =
+        stats_.pass_profile[PassKind{pass.schedule, model_.graph_stats().replays != replays, pow2}];
+    ++kind.passes;
+    kind.tokens += tokens;
+    kind.seconds += seconds;
     process_pass(pass, result);
   }
   stats_.preemptions = scheduler_->num_preemptions();

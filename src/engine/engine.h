@@ -15,6 +15,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -30,6 +31,15 @@
 #include "tokenizer/tokenizer.h"
 
 namespace llm42 {
+
+// Wall time of the passes of one kind (EngineStats::pass_profile).
+struct PassTime {
+  int64_t passes = 0, tokens = 0;
+  double seconds = 0;
+};
+// A kind of pass: its schedule, whether it replayed a captured graph, and its token count
+// rounded up to a power of two.
+using PassKind = std::tuple<Schedule, bool, int>;
 
 struct EngineStats {
   int64_t steps = 0;
@@ -50,6 +60,8 @@ struct EngineStats {
   // Wall time of the engine thread in step(): scheduling, the passes (launch, device work and
   // sampling, which waits for the device), and the rest (commit, outputs, bookkeeping).
   double schedule_s = 0, pass_s = 0, other_s = 0;
+  // pass_s by kind of pass: where two modes' pass times differ on the same workload.
+  std::map<PassKind, PassTime> pass_profile;
   int running = 0, waiting = 0;
   int kv_blocks_used = 0, kv_blocks_total = 0;
   // Rolled-back tokens per committed output token.
