@@ -5,7 +5,11 @@
 // shape), and the canonical lane (autotuned split-K-free algorithm per M bucket), each against
 // the floor max(bytes / bandwidth, flops / GEMM rate).
 //
-//   ./build/bin/cuda_gemm_lab [--quick | --ms M,M,...]   (--ms: these M instead of the sweep)
+//   ./build/bin/cuda_gemm_lab [--quick] [--ms M,M,...] [--m-step N]
+//     --ms: these M instead of the sweep. Before it, the canonical lane is called once at the
+//     bucket size of each M, as the engine's warm-up does, so that every bucket's algorithm is
+//     the one tuned at the bucket's largest M. --m-step: the canonical M buckets
+//     (--cuda-canonical-m-step; default 128).
 #ifdef LLM42_HAVE_CUDA
 #include <cuda_runtime.h>
 
@@ -34,28 +38,39 @@ using lab::time_us;
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+  bool quick = false;
   std::vector<int> custom_ms;
-  if (argc > 2 && std::string(argv[1]) == "--ms") {
-    std::string list = argv[2];
-    for (size_t at = 0; at <= list.size();) {
-      const size_t comma = std::min(list.find(',', at), list.size());
-      const int m = std::atoi(list.substr(at, comma - at).c_str());
-      if (m < 1) {
-        std::fprintf(stderr, "cuda_gemm_lab: --ms '%s': expected positive integers\n", argv[2]);
-        return 2;
+  BackendOptions opts;
+  opts.device = "cuda";
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--quick") {
+      quick = true;
+    } else if (arg == "--ms" && i + 1 < argc) {
+      const std::string list = argv[++i];
+      for (size_t at = 0; at <= list.size();) {
+        const size_t comma = std::min(list.find(',', at), list.size());
+        const int m = std::atoi(list.substr(at, comma - at).c_str());
+        if (m < 1) {
+          std::fprintf(stderr, "cuda_gemm_lab: --ms '%s': expected positive integers\n",
+                       list.c_str());
+          return 2;
+        }
+        custom_ms.push_back(m);
+        at = comma + 1;
       }
-      custom_ms.push_back(m);
-      at = comma + 1;
+      std::sort(custom_ms.begin(), custom_ms.end());
+    } else if (arg == "--m-step" && i + 1 < argc) {
+      opts.canonical_m_step = std::atoi(argv[++i]);
+    } else {
+      std::fprintf(stderr, "usage: cuda_gemm_lab [--quick] [--ms M,M,...] [--m-step N]\n");
+      return 2;
     }
-    std::sort(custom_ms.begin(), custom_ms.end());
   }
   if (cuda_device_count() == 0) {
     std::printf("cuda_gemm_lab: no CUDA GPU, nothing to measure\n");
     return 0;
   }
-  BackendOptions opts;
-  opts.device = "cuda";
   CudaBackend b(opts, 0);
   std::printf("device: %s, %d SMs; %s\n", b.device_name().c_str(), b.sm_count(),
               b.kernel_id().c_str());
@@ -126,19 +141,31 @@ int main(int argc, char** argv) {
   // cublas: the heuristic's first choice; skinny: the best variant of gemv.cu (M <= 16); fast:
   // what the fast lane runs (the faster of the two, chosen on first use); canon: the canonical
   // lane. %floor of the fast and canonical lanes.
-  std::printf("\n%-8s %5s %9s %9s %9s %9s %9s %7s %7s  %-30s %s\n", "shape", "M", "cublas us",
-              "skinny us", "fast us", "canon us", "floor us", "fast%", "canon%", "fast lane runs",
-              "canonical algorithm");
+  std::printf(
+      "\ncanonical M buckets: %s\n",
+      opts.canonical_m_step == 0
+          ? "powers of two"
+          : fmt::format("powers of two to {0}, then multiples of {0}", opts.canonical_m_step)
+                .c_str());
+  std::printf("\n%-8s %5s %6s %9s %9s %9s %9s %9s %7s %7s  %-30s %s\n", "shape", "M", "bucket",
+              "cublas us", "skinny us", "fast us", "canon us", "floor us", "fast%", "canon%",
+              "fast lane runs", "canonical algorithm");
   for (const Shape& sh : shapes) {
     std::vector<Owned> ws;
     for (int c = 0; c < kCopies; ++c) {
       ws.push_back(make(b, DType::kBF16, {sh.n, sh.k}));
       b.fill_random(ws.back().t, 10 + c, RandomInit::kNormal, 0.02f);
     }
-    const int max_m = ms.back();
+    // The engine's warm-up tunes each canonical bucket at its size: do the same for the
+    // buckets of these M.
+    std::vector<int> buckets;
+    for (int m : ms) buckets.push_back(std::max(m, b.gemm().m_bucket(m)));
+    const int max_m = *std::max_element(buckets.begin(), buckets.end());
     Owned x = make(b, DType::kBF16, {max_m, sh.k});
     b.fill_random(x.t, 20, RandomInit::kNormal, 1.0f);
     Owned o = make(b, sh.out, {max_m, sh.n});
+    for (int m : buckets)
+      b.matmul(x.t.rows(0, m), ws[0].t, nullptr, o.t.rows(0, m), Schedule::kCanonical);
     for (int m : ms) {
       const Tensor xm = x.t.rows(0, m), om = o.t.rows(0, m);
       const double cublas_us = time_us(b, 20, [&](int r) {
@@ -163,13 +190,14 @@ int main(int argc, char** argv) {
       const double bytes =
           2.0 * (double(sh.n) * sh.k + double(m) * sh.k) + double(m) * sh.n * dtype_size(sh.out);
       const double floor_us = std::max(bytes / bw, flops / gemm_rate) * 1e6;
-      const std::string fast = b.gemm().describe(xm.data, ws[0].t.data, om.data, m, sh.n, sh.k,
-                                                 sh.out, Schedule::kFast);
+      const std::string fast =
+          b.gemm().describe(xm.data, ws[0].t.data, om.data, m, sh.n, sh.k, sh.out, Schedule::kFast);
       const std::string algo = b.gemm().describe(xm.data, ws[0].t.data, om.data, m, sh.n, sh.k,
                                                  sh.out, Schedule::kCanonical);
-      std::printf("%-8s %5d %9.1f %9s %9.1f %9.1f %9.1f %6.0f%% %6.0f%%  %-30s %s\n", sh.name, m,
-                  cublas_us, m <= cuda::kGemvMaxM ? fmt::format("{:.1f}", skinny_us).c_str() : "-",
-                  us[0], us[1], floor_us, 100.0 * floor_us / us[0], 100.0 * floor_us / us[1],
+      std::printf("%-8s %5d %6d %9.1f %9s %9.1f %9.1f %9.1f %6.0f%% %6.0f%%  %-30s %s\n", sh.name,
+                  m, b.gemm().m_bucket(m), cublas_us,
+                  m <= cuda::kGemvMaxM ? fmt::format("{:.1f}", skinny_us).c_str() : "-", us[0],
+                  us[1], floor_us, 100.0 * floor_us / us[0], 100.0 * floor_us / us[1],
                   fast.substr(0, 30).c_str(), algo.c_str());
     }
     // Every skinny variant launched kBurst times back to back (weights rotated), as a graph runs

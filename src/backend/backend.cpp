@@ -39,6 +39,13 @@ void PassInput::check(int block_size, int n_blocks) const {
   for (int r : logit_rows) LLM42_ASSERT(r >= 0 && r < t, "logit row {} out of range", r);
 }
 
+std::vector<int> Backend::matmul_tuning_sizes(int limit) const {
+  std::vector<int> m;
+  for (int v = 1; v < limit; v *= 2) m.push_back(v);
+  if (limit > 0) m.push_back(limit);
+  return m;
+}
+
 void Backend::begin_graph_pass(const PassInput&, const KvCache&, const QkvLayout&) {
   fail("the {} backend cannot run passes as graphs", device_name(device()));
 }

@@ -191,6 +191,10 @@ class Backend {
   // out (M, N) in the activation dtype or f32.
   virtual void matmul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out,
                       Schedule s) = 0;
+  // The M values, ascending and up to `limit` (included), whose first canonical matmul may pick
+  // kernels for a range of M (the CUDA backend's autotune per M bucket): Transformer::warm_up
+  // makes those calls at start. Default: 1, 2, 4, ... and limit.
+  virtual std::vector<int> matmul_tuning_sizes(int limit) const;
 
   // Qwen3: RMSNorm over each head's head_dim values of q and k inside qkv, in place.
   // qkv (T, layout.row()), q_w, k_w (head_dim)
@@ -271,6 +275,9 @@ struct BackendOptions {
   // CUDA: the canonical GEMM autotune may admit the sequential-K skinny GEMM (gemv_canonical.cu)
   // at M <= 16 where it reproduces cuBLASLt's bits and is faster (docs/cuda-backend.md).
   bool canonical_skinny = true;
+  // CUDA: the canonical GEMM's M buckets (one autotuned algorithm each): powers of two up to
+  // this, then its multiples up to 4096; 0: powers of two throughout (docs/cuda-backend.md).
+  int canonical_m_step = 128;
 };
 
 std::unique_ptr<Backend> make_backend(const BackendOptions& opts);

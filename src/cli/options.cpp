@@ -53,6 +53,21 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
                "CUDA: keep the canonical lane on cuBLASLt at M <= 16 (by default its autotune "
                "may pick the sequential-K skinny GEMM where it reproduces cuBLASLt's every bit "
                "and is faster; same results either way)");
+  app.add_option("--cuda-canonical-m-step", o.cuda_canonical_m_step,
+                 "CUDA: the canonical GEMM autotunes one algorithm per M bucket: powers of two up "
+                 "to this, then its multiples up to 4096 (0: powers of two throughout: fewer "
+                 "tunings at the first start, slower passes of a few hundred tokens; same results "
+                 "either way)")
+      ->check([](const std::string& v) -> std::string {
+        int n = -1;
+        try {
+          n = std::stoi(v);
+        } catch (const std::exception&) {
+        }
+        if (n == 0 || (n >= 8 && n <= 4096 && (n & (n - 1)) == 0)) return "";
+        return "must be 0 or a power of two from 8 to 4096";
+      })
+      ->capture_default_str();
 }
 
 void add_engine_options(CLI::App& app, EngineOptions& o) {
@@ -173,6 +188,7 @@ LoadedModel load_model(const ModelOptions& o, int max_pass_tokens, int max_logit
   bo.memory_fraction = o.gpu_memory_fraction;
   bo.programmatic_launch = o.cuda_pdl;
   bo.canonical_skinny = o.cuda_canonical_skinny;
+  bo.canonical_m_step = o.cuda_canonical_m_step;
   lm.backend = make_backend(bo);
 
   ModelConfig config;

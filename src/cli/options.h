@@ -27,6 +27,7 @@ struct ModelOptions {
   double gpu_memory_fraction = 0.9;
   bool cuda_pdl = true;               // programmatic dependent launch of the forward kernels
   bool cuda_canonical_skinny = true;  // the canonical lane may use the sequential-K skinny GEMM
+  int cuda_canonical_m_step = 128;    // canonical GEMM M buckets (BackendOptions)
 };
 
 struct EngineOptions {

@@ -129,20 +129,14 @@ void Transformer::warm_up() {
   backend_.fill_random(attn_, 2, RandomInit::kNormal, 1.0f);
   backend_.fill_random(act_, 3, RandomInit::kNormal, 1.0f);
   backend_.fill_random(normed_, 4, RandomInit::kNormal, 1.0f);
-  auto sizes = [](int limit) {
-    std::vector<int> m;
-    for (int v = 1; v < limit; v *= 2) m.push_back(v);
-    if (limit > 0) m.push_back(limit);
-    return m;
-  };
   auto all_shapes = [&](int t, Schedule s) {
     backend_.matmul(h_.rows(0, t), lw.wqkv, bias, qkv_.rows(0, t), s);
     backend_.matmul(attn_.rows(0, t), lw.wo, nullptr, proj_.rows(0, t), s);
     backend_.matmul(h_.rows(0, t), lw.w_gate_up, nullptr, gu_.rows(0, t), s);
     backend_.matmul(act_.rows(0, t), lw.w_down, nullptr, proj_.rows(0, t), s);
   };
-  for (int t : sizes(max_tokens_)) all_shapes(t, Schedule::kCanonical);
-  for (int r : sizes(max_logit_rows_))
+  for (int t : backend_.matmul_tuning_sizes(max_tokens_)) all_shapes(t, Schedule::kCanonical);
+  for (int r : backend_.matmul_tuning_sizes(max_logit_rows_))
     backend_.matmul(normed_.rows(0, r), weights_.lm_head, nullptr, logits_.rows(0, r),
                     Schedule::kCanonical);
   // The fast lane times its kernels per exact shape on first use; do the decode batch sizes

@@ -84,7 +84,8 @@ CudaBackend::CudaBackend(const BackendOptions& opts, int ordinal)
   LLM42_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   LLM42_CUDA_CHECK(cudaEventCreateWithFlags(&staging_free_, cudaEventDisableTiming));
   graph_io_.in_graphs = bias_tmp_.in_graphs = true;
-  gemm_ = std::make_unique<cuda::GemmRunner>(stream_, device_tag(prop), opts.canonical_skinny);
+  gemm_ = std::make_unique<cuda::GemmRunner>(stream_, device_tag(prop), opts.canonical_skinny,
+                                               opts.canonical_m_step);
   used_ += gemm_->workspace_bytes();
   ensure(partial_o_, kPartialOBytes);
   ensure(partial_ml_, kPartialMlBytes);

@@ -69,6 +69,9 @@ class CudaBackend final : public Backend {
                    const Tensor& out, Schedule s) override;
   void matmul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out,
               Schedule s) override;
+  std::vector<int> matmul_tuning_sizes(int limit) const override {
+    return gemm_->bucket_sizes(limit);
+  }
   void qk_norm(const Tensor& qkv, const QkvLayout& layout, const Tensor& q_w, const Tensor& k_w,
                float eps, Schedule s) override;
   void rope_kv_write(const Tensor& qkv, const QkvLayout& layout, const RopeTable& table,

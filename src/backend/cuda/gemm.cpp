@@ -75,11 +75,16 @@ std::string cache_file(const std::string& device_tag) {
 
 }  // namespace
 
-GemmRunner::GemmRunner(cudaStream_t stream, const std::string& device_tag, bool canonical_skinny)
+GemmRunner::GemmRunner(cudaStream_t stream, const std::string& device_tag, bool canonical_skinny,
+                       int m_step)
     : stream_(stream),
       canonical_skinny_(canonical_skinny),
+      m_step_(m_step),
       workspace_bytes_(kWorkspaceBytes),
       cache_path_(cache_file(device_tag)) {
+  if (m_step != 0 && (m_step < 8 || m_step > kMaxBucket || (m_step & (m_step - 1)) != 0))
+    fail("canonical GEMM M step {}: must be 0 (powers of two) or a power of two from 8 to {}",
+         m_step, kMaxBucket);
   LLM42_CUBLAS_CHECK(cublasLtCreate(&handle_));
   LLM42_CUDA_CHECK(cudaMalloc(&workspace_, workspace_bytes_));
   LLM42_CUDA_CHECK(cudaEventCreate(&start_));
@@ -100,10 +105,22 @@ GemmRunner::~GemmRunner() {
   cublasLtDestroy(handle_);
 }
 
-int GemmRunner::m_bucket(int64_t m) {
+int GemmRunner::m_bucket(int64_t m, int m_step) {
+  if (m >= kMaxBucket) return kMaxBucket;
+  if (m_step > 0 && m > m_step) return static_cast<int>((m + m_step - 1) / m_step * m_step);
   int b = 1;
-  while (b < m && b < 4096) b *= 2;
+  while (b < m) b *= 2;
   return b;
+}
+
+std::vector<int> GemmRunner::bucket_sizes(int limit, int m_step) {
+  std::vector<int> sizes;
+  for (int m = 1; m < limit; m = m_bucket(m + 1, m_step)) {
+    sizes.push_back(m);
+    if (m == kMaxBucket) break;
+  }
+  if (limit > 0 && (sizes.empty() || sizes.back() != limit)) sizes.push_back(limit);
+  return sizes;
 }
 
 const GemmRunner::Layouts& GemmRunner::layouts(int64_t m, int64_t n, int64_t k, DType out) {

@@ -7,7 +7,9 @@
 //              split K, by M) and, for M <= kGemvMaxM, the skinny tensor-core GEMM of gemv.cu
 //              in each of its variants: timed on the first call of a shape, then kept.
 //   canonical: a split-K-free tensor-core algorithm per (M bucket, N, K, out dtype), so every
-//              output element is one K-ordered dot product whatever M is. The algorithm is chosen
+//              output element is one K-ordered dot product whatever M is. Buckets: powers of two
+//              up to m_step, then multiples of m_step up to kMaxBucket (m_step 0: powers of two
+//              throughout), each tuned at its largest M. The algorithm is chosen
 //              by a short autotune the first time a bucket is seen (heuristic candidates and
 //              their tile variants, each checked to give the same bits as the others on the same
 //              data, then timed), cached on disk per GPU and cuBLASLt version and reloaded at
@@ -31,6 +33,7 @@
 #include <map>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "core/schedule.h"
 #include "core/tensor.h"
@@ -41,7 +44,8 @@ class GemmRunner {
  public:
   // `device_tag` names the GPU in the cache file name; the cuBLASLt workspace is allocated once.
   // canonical_skinny: the canonical autotune may admit gemv_canonical.cu's kernel (below).
-  GemmRunner(cudaStream_t stream, const std::string& device_tag, bool canonical_skinny);
+  // m_step: the canonical M buckets (above); 0 or a power of two in [8, kMaxBucket].
+  GemmRunner(cudaStream_t stream, const std::string& device_tag, bool canonical_skinny, int m_step);
   ~GemmRunner();
   GemmRunner(const GemmRunner&) = delete;
   GemmRunner& operator=(const GemmRunner&) = delete;
@@ -70,8 +74,14 @@ class GemmRunner {
   void run_canonical_cublaslt(const void* x, const void* w, void* out, int64_t m, int64_t n,
                               int64_t k, DType out_dtype);
 
-  // Canonical M buckets: 1, 2, 4, ..., 4096 (larger M shares the 4096 bucket's algorithm).
-  static int m_bucket(int64_t m);
+  // The canonical bucket of M: the smallest bucket size >= M (larger M than kMaxBucket shares
+  // that bucket's algorithm).
+  static constexpr int kMaxBucket = 4096;
+  static int m_bucket(int64_t m, int m_step);
+  int m_bucket(int64_t m) const { return m_bucket(m, m_step_); }
+  // Every bucket size below `limit`, then `limit`, ascending: where warm-up calls tune them.
+  static std::vector<int> bucket_sizes(int limit, int m_step);
+  std::vector<int> bucket_sizes(int limit) const { return bucket_sizes(limit, m_step_); }
   // Whether (N, K) runs the CUDA-core fallback instead of cuBLASLt.
   static bool uses_fallback(int64_t n, int64_t k) { return n % 8 != 0 || k % 8 != 0; }
 
@@ -135,6 +145,7 @@ class GemmRunner {
 
   cudaStream_t stream_;
   bool canonical_skinny_;
+  int m_step_;
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
