@@ -145,7 +145,8 @@ int main(int argc, char** argv) {
       "\ncanonical M buckets: %s\n",
       opts.canonical_m_step == 0
           ? "powers of two"
-          : fmt::format("powers of two to {0}, then multiples of {0}", opts.canonical_m_step)
+          : fmt::format("graph sizes to {}, then multiples of {}", cuda::GemmRunner::kGraphRangeM,
+                        opts.canonical_m_step)
                 .c_str());
   std::printf("\n%-8s %5s %6s %9s %9s %9s %9s %9s %7s %7s  %-30s %s\n", "shape", "M", "bucket",
               "cublas us", "skinny us", "fast us", "canon us", "floor us", "fast%", "canon%",

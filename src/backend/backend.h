@@ -275,8 +275,9 @@ struct BackendOptions {
   // CUDA: the canonical GEMM autotune may admit the sequential-K skinny GEMM (gemv_canonical.cu)
   // at M <= 16 where it reproduces cuBLASLt's bits and is faster (docs/cuda-backend.md).
   bool canonical_skinny = true;
-  // CUDA: the canonical GEMM's M buckets (one autotuned algorithm each): powers of two up to
-  // this, then its multiples up to 4096; 0: powers of two throughout (docs/cuda-backend.md).
+  // CUDA: the canonical GEMM's M buckets (one autotuned algorithm each): the decode graph sizes
+  // up to 256, then multiples of this up to 4096; 0: powers of two throughout
+  // (docs/cuda-backend.md).
   int canonical_m_step = 128;
 };
 

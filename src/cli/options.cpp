@@ -54,10 +54,10 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
                "may pick the sequential-K skinny GEMM where it reproduces cuBLASLt's every bit "
                "and is faster; same results either way)");
   app.add_option("--cuda-canonical-m-step", o.cuda_canonical_m_step,
-                 "CUDA: the canonical GEMM autotunes one algorithm per M bucket: powers of two up "
-                 "to this, then its multiples up to 4096 (0: powers of two throughout: fewer "
-                 "tunings at the first start, slower passes of a few hundred tokens; same results "
-                 "either way)")
+                 "CUDA: the canonical GEMM autotunes one algorithm per M bucket: the decode graph "
+                 "sizes up to 256 (1, 2, 4, 8, multiples of 8), then multiples of this up to 4096 "
+                 "(0: powers of two throughout: fewer tunings at the first start, slower passes "
+                 "between the powers of two; same results either way)")
       ->check([](const std::string& v) -> std::string {
         int n = -1;
         try {

@@ -35,9 +35,10 @@ TEST_F(CudaInvariance, GemmRowIndependentOfBatch) {
                                          {"gate_up", 28672, 4096, DType::kBF16},
                                          {"down", 4096, 14336, DType::kBF16},
                                          {"lm_head", 128256, 4096, DType::kF32}};
-  // Several in each kind of canonical M bucket: powers of two, then multiples of 128.
-  const std::vector<int> ms = {1,   2,   3,   4,   5,   7,   8,   13,   16,   31,   32,   64,  100,
-                               128, 255, 256, 300, 512, 520, 777, 1000, 1024, 1300, 1800, 2048};
+  // Several in each kind of canonical M bucket: graph sizes, then multiples of 128.
+  const std::vector<int> ms = {1,   2,   3,   4,   5,   7,   8,   13,  16,   31,   32,   64,  100,
+                               128, 136, 200, 255, 256, 300, 512, 520, 777, 1000, 1024, 1300, 1800,
+                               2048};
   constexpr int kMaxM = 2048;
   CudaBackend& b = gpu();
   int fast_varied_shapes = 0;

@@ -1,24 +1,29 @@
 // The canonical GEMM's M buckets (host code: runs without a GPU, in CI too). Each bucket runs
 // one autotuned algorithm, tuned at the bucket's size; warm-up calls every size that
 // bucket_sizes lists, so every M a pass can have must fall in a listed bucket (or share the
-// largest bucket's algorithm), and no listed size may be missing its own bucket.
+// largest bucket's algorithm), and no listed size may be missing its own bucket. Up to 256 the
+// buckets are the decode graph sizes, so that a graph pass runs each GEMM at its tuned M.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <vector>
 
 #include "backend/cuda/gemm.h"
+#include "engine/model_runner.h"
 
 namespace llm42 {
 namespace {
 
 using cuda::GemmRunner;
 
-TEST(GemmBuckets, PowersOfTwoThenMultiplesOfTheStep) {
-  EXPECT_EQ(GemmRunner::m_bucket(1, 128), 1);
+TEST(GemmBuckets, GraphSizesThenMultiplesOfTheStep) {
+  // Up to 256: the sizes decode graphs pad to.
+  for (int m = 1; m <= GemmRunner::kGraphRangeM; ++m)
+    EXPECT_EQ(GemmRunner::m_bucket(m, 128), ModelRunner::graph_bucket(m)) << "M " << m;
   EXPECT_EQ(GemmRunner::m_bucket(3, 128), 4);
-  EXPECT_EQ(GemmRunner::m_bucket(128, 128), 128);
-  EXPECT_EQ(GemmRunner::m_bucket(129, 128), 256);
+  EXPECT_EQ(GemmRunner::m_bucket(9, 128), 16);
+  EXPECT_EQ(GemmRunner::m_bucket(129, 128), 136);
+  EXPECT_EQ(GemmRunner::m_bucket(256, 128), 256);
   EXPECT_EQ(GemmRunner::m_bucket(257, 128), 384);
   EXPECT_EQ(GemmRunner::m_bucket(520, 128), 640);
   EXPECT_EQ(GemmRunner::m_bucket(4000, 128), 4096);
@@ -28,8 +33,8 @@ TEST(GemmBuckets, PowersOfTwoThenMultiplesOfTheStep) {
   EXPECT_EQ(GemmRunner::m_bucket(520, 0), 1024);
   EXPECT_EQ(GemmRunner::m_bucket(3000, 0), 4096);
   EXPECT_EQ(GemmRunner::m_bucket(9000, 0), 4096);
-  // A large step: powers of two below it.
-  EXPECT_EQ(GemmRunner::m_bucket(700, 1024), 1024);
+  // A large step: its multiples above 256.
+  EXPECT_EQ(GemmRunner::m_bucket(300, 1024), 1024);
   EXPECT_EQ(GemmRunner::m_bucket(1100, 1024), 2048);
 }
 
@@ -55,9 +60,9 @@ TEST(GemmBuckets, WarmUpSizesCoverEveryM) {
       }
     }
   }
-  // The default step lists 8 powers of two and then 31 multiples of 128 up to 4096.
-  EXPECT_EQ(GemmRunner::bucket_sizes(4096, 128).size(), 8u + 31u);
-  EXPECT_EQ(GemmRunner::bucket_sizes(8192, 128).size(), 8u + 31u + 1u);
+  // The default step: 1, 2, 4, 8, 31 more multiples of 8 to 256, 30 multiples of 128 to 4096.
+  EXPECT_EQ(GemmRunner::bucket_sizes(4096, 128).size(), 4u + 31u + 30u);
+  EXPECT_EQ(GemmRunner::bucket_sizes(8192, 128).size(), 4u + 31u + 30u + 1u);
 }
 
 }  // namespace

@@ -107,7 +107,8 @@ GemmRunner::~GemmRunner() {
 
 int GemmRunner::m_bucket(int64_t m, int m_step) {
   if (m >= kMaxBucket) return kMaxBucket;
-  if (m_step > 0 && m > m_step) return static_cast<int>((m + m_step - 1) / m_step * m_step);
+  auto round_up = [m](int64_t step) { return static_cast<int>((m + step - 1) / step * step); };
+  if (m_step > 0 && m > 8) return m <= kGraphRangeM ? round_up(8) : round_up(m_step);
   int b = 1;
   while (b < m) b *= 2;
   return b;

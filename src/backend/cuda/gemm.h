@@ -7,9 +7,10 @@
 //              split K, by M) and, for M <= kGemvMaxM, the skinny tensor-core GEMM of gemv.cu
 //              in each of its variants: timed on the first call of a shape, then kept.
 //   canonical: a split-K-free tensor-core algorithm per (M bucket, N, K, out dtype), so every
-//              output element is one K-ordered dot product whatever M is. Buckets: powers of two
-//              up to m_step, then multiples of m_step up to kMaxBucket (m_step 0: powers of two
-//              throughout), each tuned at its largest M. The algorithm is chosen
+//              output element is one K-ordered dot product whatever M is. Buckets: the sizes that
+//              decode graphs pad to (1, 2, 4, 8, then multiples of 8 up to kGraphRangeM), then
+//              multiples of m_step up to kMaxBucket (m_step 0: powers of two throughout, the
+//              buckets before there was a step), each tuned at its largest M. The algorithm is chosen
 //              by a short autotune the first time a bucket is seen (heuristic candidates and
 //              their tile variants, each checked to give the same bits as the others on the same
 //              data, then timed), cached on disk per GPU and cuBLASLt version and reloaded at
@@ -44,7 +45,8 @@ class GemmRunner {
  public:
   // `device_tag` names the GPU in the cache file name; the cuBLASLt workspace is allocated once.
   // canonical_skinny: the canonical autotune may admit gemv_canonical.cu's kernel (below).
-  // m_step: the canonical M buckets (above); 0 or a power of two in [8, kMaxBucket].
+  // m_step: the canonical M buckets above kGraphRangeM (above); 0 or a power of two in
+  // [8, kMaxBucket].
   GemmRunner(cudaStream_t stream, const std::string& device_tag, bool canonical_skinny, int m_step);
   ~GemmRunner();
   GemmRunner(const GemmRunner&) = delete;
@@ -77,6 +79,9 @@ class GemmRunner {
   // The canonical bucket of M: the smallest bucket size >= M (larger M than kMaxBucket shares
   // that bucket's algorithm).
   static constexpr int kMaxBucket = 4096;
+  // Up to this M the buckets are the decode graph sizes (ModelRunner::graph_bucket; the default
+  // --cuda-graph-max-batch): a graph pass's GEMMs run at exactly its bucket's tuned M.
+  static constexpr int kGraphRangeM = 256;
   static int m_bucket(int64_t m, int m_step);
   int m_bucket(int64_t m) const { return m_bucket(m, m_step_); }
   // Every bucket size below `limit`, then `limit`, ascending: where warm-up calls tune them.
