@@ -88,8 +88,33 @@ class BenchPlotTest(unittest.TestCase):
                                capture_output=True, text=True, timeout=300)
             self.assertEqual(p.returncode, 0, p.stderr)
             with open(res) as f:
-                self.assertEqual([r["mode"] for r in json.load(f)["runs"]],
-                                 ["off", "global", "dvr", "dvr"])
+                runs = json.load(f)["runs"]
+            self.assertEqual([r["mode"] for r in runs], ["off", "global", "dvr", "dvr"])
+            # The pass profile accounts for every pass and all of the pass time, each pass in
+            # the row of its lane and size.
+            for r in runs:
+                rows = r["pass_profile"]
+                self.assertEqual(sum(x["passes"] for x in rows),
+                                 r["fast_passes"] + r["canonical_passes"])
+                self.assertAlmostEqual(sum(x["seconds"] for x in rows), r["step_pass_s"],
+                                       delta=1e-6 + 1e-9 * r["step_pass_s"])
+                self.assertEqual(sum(x["passes"] for x in rows if x["schedule"] == "canonical"),
+                                 r["canonical_passes"])
+                for x in rows:
+                    n = x["tokens_up_to"]
+                    self.assertEqual(n & (n - 1), 0, x)
+                    self.assertLessEqual(x["tokens"], n * x["passes"], x)
+                    self.assertGreater(x["tokens"], n // 2 * x["passes"] if n > 1 else 0, x)
+            self.assertEqual({x["schedule"] for x in runs[0]["pass_profile"]}, {"fast"})
+            self.assertEqual({x["schedule"] for x in runs[1]["pass_profile"]}, {"canonical"})
+            # bench/pass_profile.py sets two runs side by side.
+            script = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "pass_profile.py")
+            p = subprocess.run([sys.executable, script, res + ":0", res + ":1"],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("A = off at ", p.stdout)
+            self.assertIn("B = global at ", p.stdout)
+            self.assertRegex(p.stdout, r"pass time: A [0-9.]+ s, B [0-9.]+ s")
             with open(svg) as f:
                 self.assertIn("Throughput relative to off", f.read())
             again = os.path.join(d, "again.svg")
