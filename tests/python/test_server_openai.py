@@ -157,6 +157,12 @@ class OpenAIClientTest(unittest.TestCase):
         self.assertNotIn(word, r.choices[0].text)
 
     def test_usage_verification(self):
+        def pass_seconds(lane):
+            m = self.server.metrics()
+            return sum(m[f'llm42_engine_pass_seconds_total{{lane="{lane}",graph="{g}"}}']
+                       for g in ("true", "false"))
+
+        canonical_before, fast_before = pass_seconds("canonical"), pass_seconds("fast")
         r = self.client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=80,
                                            temperature=0, extra_body={"deterministic": True,
                                                                       "ignore_eos": True})
@@ -168,6 +174,10 @@ class OpenAIClientTest(unittest.TestCase):
         self.assertIn("cached_tokens", r.usage.prompt_tokens_details.model_dump())
         plain = self.client.completions.create(model=MODEL, prompt="Once", max_tokens=4)
         self.assertFalse(plain.usage.model_extra["verification"]["deterministic"])
+        # Both requests' passes are timed, each in its lane (the deterministic one verified
+        # its windows in canonical passes; the other decoded in fast ones).
+        self.assertGreater(pass_seconds("canonical"), canonical_before)
+        self.assertGreater(pass_seconds("fast"), fast_before)
 
     def test_errors_surface_as_openai_exceptions(self):
         with self.assertRaises(openai.BadRequestError) as e:
