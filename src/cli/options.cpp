@@ -107,7 +107,8 @@ void add_engine_options(CLI::App& app, EngineOptions& o) {
   app.add_option("--num-blocks", c.num_blocks, "KV cache blocks (0 = sized from memory)")
       ->capture_default_str();
   app.add_option("--kv-cache-memory-fraction", c.kv_cache_memory_fraction,
-                 "Fraction of the memory left after weights given to the KV cache")
+                 "Fraction of the memory left after weights given to the KV cache (-1 = auto: "
+                 "0.9 on CUDA, of what --gpu-memory-fraction leaves; 0.5 of free RAM on the CPU)")
       ->capture_default_str();
   app.add_flag("!--no-prefix-cache", c.prefix_cache, "Disable the prefix cache");
   app.add_option("--inject-mismatch-rate", c.inject_mismatch_rate,

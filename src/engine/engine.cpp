@@ -57,6 +57,14 @@ Engine::Engine(Transformer& model, const EngineConfig& config, const Tokenizer* 
     // gives up split-K and split-KV parallelism: decode fast and verify.
     config_.canonical_decode_threshold = model_.backend().device() == Device::kCUDA ? 0.0 : 1.01;
   }
+  if (config_.kv_cache_memory_fraction < 0) {
+    // auto: CUDA's free_memory() already leaves out 1 - --gpu-memory-fraction of the card and
+    // a reserve for the workspaces that grow with the pass, and nothing else large is allocated
+    // after the KV cache: give it most of that (a pool too small to hold --max-num-seqs
+    // sequences preempts and recomputes them). On the CPU the pool shares RAM with the rest of
+    // the machine.
+    config_.kv_cache_memory_fraction = model_.backend().device() == Device::kCUDA ? 0.9 : 0.5;
+  }
   config_.validate();
   const ModelConfig& mc = model_.config();
   max_seq_len_ = mc.max_seq_len;
@@ -97,9 +105,10 @@ Engine::Engine(Transformer& model, const EngineConfig& config, const Tokenizer* 
   stats_.kv_blocks_total = static_cast<int>(n_blocks);
   graphs_at_start_ = model_.graph_stats();
   stats_snapshot_ = stats_;
-  log_debug("engine: {} KV blocks of {} positions ({:.1f} MiB), mode {}, W {}, G {}", n_blocks, bs,
-            static_cast<double>(kv_.bytes()) / (1 << 20), determinism_mode_name(config_.mode),
-            config_.window, config_.group);
+  log_info("engine: KV cache of {} blocks of {} positions ({} tokens, {:.2f} GiB), mode {}, W {}, "
+           "G {}",
+           n_blocks, bs, n_blocks * bs, static_cast<double>(kv_.bytes()) / (1 << 30),
+           determinism_mode_name(config_.mode), config_.window, config_.group);
 }
 
 Engine::~Engine() { stop(false); }

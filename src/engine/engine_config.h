@@ -52,7 +52,9 @@ struct EngineConfig {
   // KV cache.
   int block_size = 16;
   int num_blocks = 0;              // 0 = sized from memory (kv_cache_memory_fraction)
-  double kv_cache_memory_fraction = 0.5;  // of free device memory after weights (CPU: of free RAM)
+  // Of the memory free after weights and workspaces (CUDA: of what --gpu-memory-fraction leaves);
+  // < 0: auto, resolved by the Engine from the backend (0.9 on CUDA, 0.5 of free RAM on the CPU).
+  double kv_cache_memory_fraction = -1.0;
   bool prefix_cache = true;
 
   // Fault injection (DESIGN.md §3).
