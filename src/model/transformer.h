@@ -38,10 +38,10 @@ class Transformer {
   GraphStats graph_stats() const { return {graph_captures_, graph_replays_}; }
 
   // Runs every GEMM shape of the model in the canonical lane at the backend's tuning sizes
-  // (Backend::matmul_tuning_sizes) up to the pass limits, and in the fast lane at M = 1, 2, 4, 8, 16, so that a backend that picks GEMM
-  // kernels per shape on first use (the CUDA backend's autotunes; the canonical table cached on
-  // disk) does it now, at start-up, rather than inside the first requests' latency. Overwrites
-  // the activation workspaces.
+  // (Backend::matmul_tuning_sizes) up to the pass limits, and in the fast lane at M = 1, 2, 4,
+  // 8, 16, so that a backend that picks GEMM kernels per shape on first use (the CUDA backend's
+  // autotunes; the canonical table cached on disk) does it now, at start-up, rather than inside
+  // the first requests' latency. Overwrites the activation workspaces.
   void warm_up();
 
  private:

@@ -10,8 +10,8 @@
 //              output element is one K-ordered dot product whatever M is. Buckets: the sizes that
 //              decode graphs pad to (1, 2, 4, 8, then multiples of 8 up to kGraphRangeM), then
 //              multiples of m_step up to kMaxBucket (m_step 0: powers of two throughout, the
-//              buckets before there was a step), each tuned at its largest M. The algorithm is chosen
-//              by a short autotune the first time a bucket is seen (heuristic candidates and
+//              buckets before there was a step), each tuned at its largest M. The algorithm is
+//              chosen by a short autotune the first time a bucket is seen (heuristic candidates and
 //              their tile variants, each checked to give the same bits as the others on the same
 //              data, then timed), cached on disk per GPU and cuBLASLt version and reloaded at
 //              start. That split-K-free algorithms agree with each other across M is observed
