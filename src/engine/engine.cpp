@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 #include <random>
 
 #include "core/version.h"
@@ -441,7 +442,19 @@ bool Engine::step() {
     kind.seconds += seconds;
     process_pass(pass, result);
   }
-  stats_.preemptions = scheduler_->num_preemptions();
+  const int64_t preemptions = scheduler_->num_preemptions();
+  if (preemptions > stats_.preemptions && std::bit_floor(static_cast<uint64_t>(preemptions)) >
+                                              static_cast<uint64_t>(stats_.preemptions)) {
+    // At the 1st, 2nd, 4th, 8th, ... preemption: each one recomputes a sequence's prompt and
+    // output when it resumes.
+    log_warn(
+        "KV cache full: {} preemptions so far (the KV pool holds {} tokens); preempted requests "
+        "recompute their prompt and output when they resume. A larger pool "
+        "(--kv-cache-memory-fraction, --gpu-memory-fraction) or fewer running sequences "
+        "(--max-num-seqs) avoids it",
+        preemptions, static_cast<int64_t>(blocks_->num_blocks()) * config_.block_size);
+  }
+  stats_.preemptions = preemptions;
   ++stats_.steps;
   // Outputs, then retire finished sequences.
   std::vector<uint64_t> done;

@@ -132,6 +132,27 @@ class BenchPlotTest(unittest.TestCase):
             self.assertEqual(p.returncode, 1)
             self.assertIn("bad.json: run 1: no 'deterministic_ratio'", p.stderr)
 
+    def test_bench_reports_preemptions(self):
+        # A KV pool too small for the running sequences preempts them: the table's last column
+        # and the JSON count the preemptions, and the engine warns, naming the flags that help.
+        with tempfile.TemporaryDirectory() as d:
+            res = os.path.join(d, "r.json")
+            p = subprocess.run([LLM42, "bench", "--model", server_util.stories_model(),
+                                "--workload", "fixed:20,40", "--num-prompts", "8", "--modes", "off",
+                                "--num-blocks", "8", "--block-size", "16", "--no-progress",
+                                "--json", res],
+                               capture_output=True, text=True, timeout=300)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(res) as f:
+                preemptions = json.load(f)["runs"][0]["preemptions"]
+            self.assertGreater(preemptions, 0)
+            header, row = [line.split() for line in p.stdout.splitlines()
+                           if line.startswith(("mode ", "off "))]
+            self.assertEqual(header[-1], "preempt")
+            self.assertEqual(int(row[-1]), preemptions)
+            self.assertIn("KV cache full", p.stderr)
+            self.assertIn("--kv-cache-memory-fraction", p.stderr)
+
 
 if __name__ == "__main__":
     server_util.run_tests()
