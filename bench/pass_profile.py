@@ -15,6 +15,8 @@ def load(spec):
     path, _, idx = spec.partition(":")
     with open(path) as f:
         runs = json.load(f)["runs"]
+    if not (idx or "0").isdigit() or int(idx or 0) >= len(runs):
+        sys.exit(f"{spec}: no run {idx} (the file has runs 0 to {len(runs) - 1})")
     run = runs[int(idx or 0)]
     if "pass_profile" not in run:
         sys.exit(f"{spec}: no pass_profile (a bench JSON from before it was written)")
@@ -46,6 +48,8 @@ def main():
         print(f"{'graph' if k[0] else 'eager':>5} {k[1]:>6} {x[0]:>9} {y[0]:>9} {x[1]:>9} "
               f"{y[1]:>9} {x[2]:>8.2f} {y[2]:>8.2f} {y[2] - x[2]:>7.2f} {ratio:>6}")
     sa, sb = sum(v[2] for v in ka.values()), sum(v[2] for v in kb.values())
+    if sa == 0 or a["total_tokens_per_s"] == 0:
+        sys.exit("run A ran no passes")
     print(f"pass time: A {sa:.2f} s, B {sb:.2f} s (B/A {sb / sa:.4f}); total tok/s: "
           f"A {a['total_tokens_per_s']:.0f}, B {b['total_tokens_per_s']:.0f} "
           f"(B/A {b['total_tokens_per_s'] / a['total_tokens_per_s']:.4f})")

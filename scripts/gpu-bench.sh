@@ -12,7 +12,8 @@
 #   PART=micro     the paper's decode microbenchmark: batch 8 and 9 with one deterministic
 #                  request, fast decode + verification (W 64) against off
 #   PART=studies   recompute rate against W with injected mismatches, the W x G grid
-# EXTRA adds engine flags to every llm42 bench run (e.g. --kv-cache-memory-fraction 0.9).
+# EXTRA adds engine flags to every llm42 bench run (e.g. --kv-cache-memory-fraction 0.5, the
+# default before the ninth session, or --cuda-canonical-m-step 64).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.gpubin}

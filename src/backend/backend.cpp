@@ -62,7 +62,14 @@ size_t KvCache::bytes() const {
   return 2ull * n_layers * n_blocks * block_size * n_kv_heads * head_dim * dtype_size(dtype);
 }
 
+void check_canonical_m_step(int step) {
+  if (step != 0 && (step < 8 || step > 4096 || (step & (step - 1)) != 0))
+    fail("--cuda-canonical-m-step {}: must be 0 (powers of two) or a power of two from 8 to 4096",
+         step);
+}
+
 std::unique_ptr<Backend> make_backend(const BackendOptions& opts) {
+  check_canonical_m_step(opts.canonical_m_step);
   if (opts.device == "cpu") return std::make_unique<CpuBackend>(opts);
   if (opts.device == "cuda" || opts.device.rfind("cuda:", 0) == 0) {
 #ifdef LLM42_HAVE_CUDA

@@ -281,7 +281,11 @@ struct BackendOptions {
   int canonical_m_step = 128;
 };
 
+// Checks the options that do not need a device (every backend: a bad CUDA option fails on the
+// CPU too), naming the flag, then makes the backend.
 std::unique_ptr<Backend> make_backend(const BackendOptions& opts);
+// Throws naming --cuda-canonical-m-step unless `step` is 0 or a power of two from 8 to 4096.
+void check_canonical_m_step(int step);
 
 // Allocates a KV cache of n_blocks blocks on `backend`; `storage` receives the allocations.
 KvCache allocate_kv_cache(Backend& backend, const ModelConfig& c, int n_blocks, int block_size,

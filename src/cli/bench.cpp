@@ -215,6 +215,7 @@ RunResult run_one(const BenchOptions& o, LoadedModel& lm, const std::string& mod
             {"pass_profile", pass_profile_json(st)},
             {"step_other_s", st.other_s},
             {"cuda_graph_max_batch", config.cuda_graph_max_batch},
+            {"kv_cache_tokens", static_cast<int64_t>(engine.num_kv_blocks()) * config.block_size},
             {"window", config.window},
             {"group", config.group},
             {"verify_schedule", verify_schedule_name(config.verify_schedule)}};

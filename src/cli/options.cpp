@@ -58,15 +58,6 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
                  "sizes up to 256 (1, 2, 4, 8, multiples of 8), then multiples of this up to 4096 "
                  "(0: powers of two throughout: fewer tunings at the first start, slower passes "
                  "between the powers of two; same results either way)")
-      ->check([](const std::string& v) -> std::string {
-        int n = -1;
-        try {
-          n = std::stoi(v);
-        } catch (const std::exception&) {
-        }
-        if (n == 0 || (n >= 8 && n <= 4096 && (n & (n - 1)) == 0)) return "";
-        return "must be 0 or a power of two from 8 to 4096";
-      })
       ->capture_default_str();
 }
 

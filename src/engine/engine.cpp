@@ -58,7 +58,7 @@ Engine::Engine(Transformer& model, const EngineConfig& config, const Tokenizer* 
     // gives up split-K and split-KV parallelism: decode fast and verify.
     config_.canonical_decode_threshold = model_.backend().device() == Device::kCUDA ? 0.0 : 1.01;
   }
-  if (config_.kv_cache_memory_fraction < 0) {
+  if (config_.kv_cache_memory_fraction == -1) {
     // auto: CUDA's free_memory() already leaves out 1 - --gpu-memory-fraction of the card and
     // a reserve for the workspaces that grow with the pass, and nothing else large is allocated
     // after the KV cache: give it most of that (a pool too small to hold --max-num-seqs
@@ -447,12 +447,16 @@ bool Engine::step() {
                                               static_cast<uint64_t>(stats_.preemptions)) {
     // At the 1st, 2nd, 4th, 8th, ... preemption: each one recomputes a sequence's prompt and
     // output when it resumes.
+    const char* larger_pool = config_.num_blocks > 0 ? "--num-blocks"
+                              : model_.backend().device() == Device::kCUDA
+                                  ? "--kv-cache-memory-fraction, --gpu-memory-fraction"
+                                  : "--kv-cache-memory-fraction";
     log_warn(
         "KV cache full: {} preemptions so far (the KV pool holds {} tokens); preempted requests "
-        "recompute their prompt and output when they resume. A larger pool "
-        "(--kv-cache-memory-fraction, --gpu-memory-fraction) or fewer running sequences "
-        "(--max-num-seqs) avoids it",
-        preemptions, static_cast<int64_t>(blocks_->num_blocks()) * config_.block_size);
+        "recompute their prompt and output when they resume. A larger pool ({}) or fewer "
+        "running sequences (--max-num-seqs) avoids it",
+        preemptions, static_cast<int64_t>(blocks_->num_blocks()) * config_.block_size,
+        larger_pool);
   }
   stats_.preemptions = preemptions;
   ++stats_.steps;

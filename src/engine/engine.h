@@ -37,8 +37,9 @@ struct PassTime {
   int64_t passes = 0, tokens = 0;
   double seconds = 0;
 };
-// A kind of pass: its schedule, whether it replayed a captured graph, and its token count
-// rounded up to a power of two.
+// A kind of pass: its schedule, whether it replayed a captured graph, and its token count as
+// scheduled (fixed-shape verification padding included, graph padding not) rounded up to a power
+// of two.
 using PassKind = std::tuple<Schedule, bool, int>;
 
 struct EngineStats {

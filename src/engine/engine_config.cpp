@@ -45,8 +45,9 @@ void EngineConfig::validate() const {
   if (block_size < 1 || block_size > 1024 || (block_size & (block_size - 1)) != 0)
     fail("--block-size {}: must be a power of two in [1, 1024]", block_size);
   if (num_blocks < 0) fail("--num-blocks {}: must not be negative", num_blocks);
-  if (kv_cache_memory_fraction == 0 || kv_cache_memory_fraction > 1)
-    fail("--kv-cache-memory-fraction {}: must be in (0, 1], or negative for auto",
+  if (kv_cache_memory_fraction != -1 &&
+      !(kv_cache_memory_fraction > 0 && kv_cache_memory_fraction <= 1))
+    fail("--kv-cache-memory-fraction {}: must be in (0, 1], or -1 for auto",
          kv_cache_memory_fraction);
   if (inject_mismatch_rate < 0 || inject_mismatch_rate > 1)
     fail("--inject-mismatch-rate {}: must be in [0, 1]", inject_mismatch_rate);

@@ -53,7 +53,7 @@ struct EngineConfig {
   int block_size = 16;
   int num_blocks = 0;              // 0 = sized from memory (kv_cache_memory_fraction)
   // Of the memory free after weights and workspaces (CUDA: of what --gpu-memory-fraction leaves);
-  // < 0: auto, resolved by the Engine from the backend (0.9 on CUDA, 0.5 of free RAM on the CPU).
+  // -1: auto, resolved by the Engine from the backend (0.9 on CUDA, 0.5 of free RAM on the CPU).
   double kv_cache_memory_fraction = -1.0;
   bool prefix_cache = true;
 

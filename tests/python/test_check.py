@@ -88,33 +88,8 @@ class BenchPlotTest(unittest.TestCase):
                                capture_output=True, text=True, timeout=300)
             self.assertEqual(p.returncode, 0, p.stderr)
             with open(res) as f:
-                runs = json.load(f)["runs"]
-            self.assertEqual([r["mode"] for r in runs], ["off", "global", "dvr", "dvr"])
-            # The pass profile accounts for every pass and all of the pass time, each pass in
-            # the row of its lane and size.
-            for r in runs:
-                rows = r["pass_profile"]
-                self.assertEqual(sum(x["passes"] for x in rows),
-                                 r["fast_passes"] + r["canonical_passes"])
-                self.assertAlmostEqual(sum(x["seconds"] for x in rows), r["step_pass_s"],
-                                       delta=1e-6 + 1e-9 * r["step_pass_s"])
-                self.assertEqual(sum(x["passes"] for x in rows if x["schedule"] == "canonical"),
-                                 r["canonical_passes"])
-                for x in rows:
-                    n = x["tokens_up_to"]
-                    self.assertEqual(n & (n - 1), 0, x)
-                    self.assertLessEqual(x["tokens"], n * x["passes"], x)
-                    self.assertGreater(x["tokens"], n // 2 * x["passes"] if n > 1 else 0, x)
-            self.assertEqual({x["schedule"] for x in runs[0]["pass_profile"]}, {"fast"})
-            self.assertEqual({x["schedule"] for x in runs[1]["pass_profile"]}, {"canonical"})
-            # bench/pass_profile.py sets two runs side by side.
-            script = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "pass_profile.py")
-            p = subprocess.run([sys.executable, script, res + ":0", res + ":1"],
-                               capture_output=True, text=True, timeout=60)
-            self.assertEqual(p.returncode, 0, p.stderr)
-            self.assertIn("A = off at ", p.stdout)
-            self.assertIn("B = global at ", p.stdout)
-            self.assertRegex(p.stdout, r"pass time: A [0-9.]+ s, B [0-9.]+ s")
+                self.assertEqual([r["mode"] for r in json.load(f)["runs"]],
+                                 ["off", "global", "dvr", "dvr"])
             with open(svg) as f:
                 self.assertIn("Throughput relative to off", f.read())
             again = os.path.join(d, "again.svg")
@@ -132,9 +107,50 @@ class BenchPlotTest(unittest.TestCase):
             self.assertEqual(p.returncode, 1)
             self.assertIn("bad.json: run 1: no 'deterministic_ratio'", p.stderr)
 
+    def test_bench_pass_profile(self):
+        # The pass profile accounts for every pass and all of the pass time, each pass in the
+        # row of its lane and size; bench/pass_profile.py sets two runs side by side.
+        with tempfile.TemporaryDirectory() as d:
+            res = os.path.join(d, "r.json")
+            p = subprocess.run([LLM42, "bench", "--model", server_util.stories_model(),
+                                "--workload", "fixed:24,12", "--num-prompts", "6",
+                                "--modes", "off,global,dvr", "--deterministic-ratio", "0.5",
+                                "--no-progress", "--json", res],
+                               capture_output=True, text=True, timeout=300)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(res) as f:
+                runs = json.load(f)["runs"]
+            for r in runs:
+                rows = r["pass_profile"]
+                self.assertEqual(sum(x["passes"] for x in rows),
+                                 r["fast_passes"] + r["canonical_passes"])
+                self.assertAlmostEqual(sum(x["seconds"] for x in rows), r["step_pass_s"],
+                                       delta=1e-6 + 1e-9 * r["step_pass_s"])
+                self.assertEqual(sum(x["passes"] for x in rows if x["schedule"] == "canonical"),
+                                 r["canonical_passes"])
+                for x in rows:
+                    n = x["tokens_up_to"]
+                    self.assertEqual(n & (n - 1), 0, x)
+                    self.assertLessEqual(x["tokens"], n * x["passes"], x)
+                    self.assertGreater(x["tokens"], n // 2 * x["passes"] if n > 1 else 0, x)
+            self.assertEqual({x["schedule"] for x in runs[0]["pass_profile"]}, {"fast"})
+            self.assertEqual({x["schedule"] for x in runs[1]["pass_profile"]}, {"canonical"})
+            script = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "pass_profile.py")
+            p = subprocess.run([sys.executable, script, res + ":0", res + ":1"],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("A = off at ", p.stdout)
+            self.assertIn("B = global at ", p.stdout)
+            self.assertRegex(p.stdout, r"pass time: A [0-9.]+ s, B [0-9.]+ s")
+            p = subprocess.run([sys.executable, script, res + ":0", res + ":7"],
+                               capture_output=True, text=True, timeout=60)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("no run 7", p.stderr)
+
     def test_bench_reports_preemptions(self):
         # A KV pool too small for the running sequences preempts them: the table's last column
-        # and the JSON count the preemptions, and the engine warns, naming the flags that help.
+        # and the JSON count the preemptions, and the engine warns, naming the flag that sizes
+        # this pool.
         with tempfile.TemporaryDirectory() as d:
             res = os.path.join(d, "r.json")
             p = subprocess.run([LLM42, "bench", "--model", server_util.stories_model(),
@@ -144,14 +160,16 @@ class BenchPlotTest(unittest.TestCase):
                                capture_output=True, text=True, timeout=300)
             self.assertEqual(p.returncode, 0, p.stderr)
             with open(res) as f:
-                preemptions = json.load(f)["runs"][0]["preemptions"]
+                run = json.load(f)["runs"][0]
+            preemptions = run["preemptions"]
             self.assertGreater(preemptions, 0)
+            self.assertEqual(run["kv_cache_tokens"], 8 * 16)
             header, row = [line.split() for line in p.stdout.splitlines()
                            if line.startswith(("mode ", "off "))]
             self.assertEqual(header[-1], "preempt")
             self.assertEqual(int(row[-1]), preemptions)
             self.assertIn("KV cache full", p.stderr)
-            self.assertIn("--kv-cache-memory-fraction", p.stderr)
+            self.assertIn("A larger pool (--num-blocks)", p.stderr)  # the flag this run set
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 // The engine's configuration as the Engine resolves and checks it: the KV pool's share of free
-// memory is auto by default (0.9 on CUDA, 0.5 on the CPU), an explicit share is kept, and a
-// share outside (0, 1] is refused with the flag's name.
+// memory is auto (-1) by default (0.9 on CUDA, 0.5 on the CPU), an explicit share is kept, and
+// any other value outside (0, 1] (NaN and other negatives included) is refused with the flag's
+// name.
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <string>
 
 #include "backend/backend.h"
@@ -47,7 +49,8 @@ TEST_F(EngineConfigTest, KvCacheFractionExplicitIsKept) {
 }
 
 TEST_F(EngineConfigTest, KvCacheFractionOutsideTheRangeIsRefused) {
-  for (double f : {0.0, 1.5}) {
+  for (double f : {0.0, 1.5, -0.3, -std::numeric_limits<double>::infinity(),
+                   std::numeric_limits<double>::quiet_NaN()}) {
     EngineConfig c;
     c.kv_cache_memory_fraction = f;
     try {

@@ -9,6 +9,7 @@
 #include <set>
 #include <vector>
 
+#include "backend/backend.h"
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernels.h"
 #include "util/error.h"
@@ -82,9 +83,8 @@ GemmRunner::GemmRunner(cudaStream_t stream, const std::string& device_tag, bool 
       m_step_(m_step),
       workspace_bytes_(kWorkspaceBytes),
       cache_path_(cache_file(device_tag)) {
-  if (m_step != 0 && (m_step < 8 || m_step > kMaxBucket || (m_step & (m_step - 1)) != 0))
-    fail("canonical GEMM M step {}: must be 0 (powers of two) or a power of two from 8 to {}",
-         m_step, kMaxBucket);
+  static_assert(kMaxBucket == 4096, "check_canonical_m_step's upper bound");
+  check_canonical_m_step(m_step);
   LLM42_CUBLAS_CHECK(cublasLtCreate(&handle_));
   LLM42_CUDA_CHECK(cudaMalloc(&workspace_, workspace_bytes_));
   LLM42_CUDA_CHECK(cudaEventCreate(&start_));

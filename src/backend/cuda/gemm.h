@@ -10,8 +10,11 @@
 //              output element is one K-ordered dot product whatever M is. Buckets: the sizes that
 //              decode graphs pad to (1, 2, 4, 8, then multiples of 8 up to kGraphRangeM), then
 //              multiples of m_step up to kMaxBucket (m_step 0: powers of two throughout, the
-//              buckets before there was a step), each tuned at its largest M. The algorithm is
-//              chosen by a short autotune the first time a bucket is seen (heuristic candidates and
+//              buckets before there was a step), each tuned at its largest M (warm-up calls every
+//              bucket size up to the pass limit; the limit's own bucket is tuned at the limit,
+//              which no pass exceeds). The graph range is fixed: with --cuda-graph-max-batch
+//              above 256 the larger graph sizes share the multiples of m_step (a speed cost
+//              only). The algorithm is chosen by a short autotune the first time a bucket is seen (heuristic candidates and
 //              their tile variants, each checked to give the same bits as the others on the same
 //              data, then timed), cached on disk per GPU and cuBLASLt version and reloaded at
 //              start. That split-K-free algorithms agree with each other across M is observed
