@@ -18,6 +18,12 @@ server_util.stories_model()
 LLM42 = server_util.llm42_bin()
 
 
+def bench(*args):
+    """`llm42 bench` on stories260K, offline, without the progress line."""
+    return subprocess.run([LLM42, "bench", "--model", server_util.stories_model(),
+                           "--no-progress", *args], capture_output=True, text=True, timeout=300)
+
+
 def run_check(srv, *args):
     out = tempfile.NamedTemporaryFile(suffix=".json", delete=False)
     out.close()
@@ -81,11 +87,8 @@ class BenchPlotTest(unittest.TestCase):
         # --model needed) and names a broken file's problem.
         with tempfile.TemporaryDirectory() as d:
             res, svg = os.path.join(d, "r.json"), os.path.join(d, "r.svg")
-            p = subprocess.run([LLM42, "bench", "--model", server_util.stories_model(),
-                                "--workload", "fixed:8,6", "--num-prompts", "6",
-                                "--modes", "off,global,dvr", "--deterministic-ratio", "0.5,1",
-                                "--no-progress", "--json", res, "--plot", svg],
-                               capture_output=True, text=True, timeout=300)
+            p = bench("--workload", "fixed:8,6", "--num-prompts", "6", "--modes", "off,global,dvr",
+                      "--deterministic-ratio", "0.5,1", "--json", res, "--plot", svg)
             self.assertEqual(p.returncode, 0, p.stderr)
             with open(res) as f:
                 self.assertEqual([r["mode"] for r in json.load(f)["runs"]],
@@ -112,11 +115,8 @@ class BenchPlotTest(unittest.TestCase):
         # row of its lane and size; bench/pass_profile.py sets two runs side by side.
         with tempfile.TemporaryDirectory() as d:
             res = os.path.join(d, "r.json")
-            p = subprocess.run([LLM42, "bench", "--model", server_util.stories_model(),
-                                "--workload", "fixed:24,12", "--num-prompts", "6",
-                                "--modes", "off,global,dvr", "--deterministic-ratio", "0.5",
-                                "--no-progress", "--json", res],
-                               capture_output=True, text=True, timeout=300)
+            p = bench("--workload", "fixed:24,12", "--num-prompts", "6", "--modes",
+                      "off,global,dvr", "--deterministic-ratio", "0.5", "--json", res)
             self.assertEqual(p.returncode, 0, p.stderr)
             with open(res) as f:
                 runs = json.load(f)["runs"]
@@ -153,11 +153,8 @@ class BenchPlotTest(unittest.TestCase):
         # this pool.
         with tempfile.TemporaryDirectory() as d:
             res = os.path.join(d, "r.json")
-            p = subprocess.run([LLM42, "bench", "--model", server_util.stories_model(),
-                                "--workload", "fixed:20,40", "--num-prompts", "8", "--modes", "off",
-                                "--num-blocks", "8", "--block-size", "16", "--no-progress",
-                                "--json", res],
-                               capture_output=True, text=True, timeout=300)
+            p = bench("--workload", "fixed:20,40", "--num-prompts", "8", "--modes", "off",
+                      "--num-blocks", "8", "--block-size", "16", "--json", res)
             self.assertEqual(p.returncode, 0, p.stderr)
             with open(res) as f:
                 run = json.load(f)["runs"][0]
