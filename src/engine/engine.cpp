@@ -453,8 +453,9 @@ bool Engine::step() {
                                   : "--kv-cache-memory-fraction";
     log_warn(
         "KV cache full: {} preemptions so far (the KV pool holds {} tokens); preempted requests "
-        "recompute their prompt and output when they resume. A larger pool ({}) or fewer "
-        "running sequences (--max-num-seqs) avoids it",
+        "recompute their prompt and output when they resume. A larger pool ({}), fewer "
+        "running sequences (--max-num-seqs) or a reserve at admission (--admission-reserve) "
+        "avoids it",
         preemptions, static_cast<int64_t>(blocks_->num_blocks()) * config_.block_size,
         larger_pool);
   }

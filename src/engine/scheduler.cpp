@@ -1,6 +1,7 @@
 #include "engine/scheduler.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "util/error.h"
 
@@ -136,6 +137,18 @@ StepPlan Scheduler::schedule() {
     }
   }
 
+  // KV blocks a sequence will still need (admission_reserve): the rest of its prompt, and that
+  // share of the output tokens max_tokens still allows.
+  auto future_blocks = [&](const Sequence& s) {
+    const int out_left = std::max(0, s.req.max_tokens - s.n_committed);
+    const int positions = std::max(s.prefill_target(), s.len()) +
+                          static_cast<int>(std::ceil(config_.admission_reserve * out_left));
+    return std::max(0, blocks_.blocks_for(positions) - static_cast<int>(s.blocks.size()));
+  };
+  int reserved = 0;
+  if (config_.admission_reserve > 0)
+    for (const Sequence* s : running_) reserved += future_blocks(*s);
+
   // Admission, first come first served, while the budget, the sequence cap and the KV allow.
   while (!waiting_.empty() && budget > 0 &&
          static_cast<int>(running_.size()) < config_.max_num_seqs) {
@@ -154,11 +167,14 @@ StepPlan Scheduler::schedule() {
     }
     const int chunk = prefill_chunk(s);
     if (chunk <= 0 && s->needs_prefill()) break;
-    if (!blocks_.ensure(*s, s->n_cached + std::max(chunk, 0))) {
+    const bool room = config_.admission_reserve == 0 || running_.empty() ||
+                      future_blocks(*s) + reserved <= blocks_.num_available();
+    if (!room || !blocks_.ensure(*s, s->n_cached + std::max(chunk, 0))) {
       blocks_.release(*s);
       s->n_cached = s->n_canonical = 0;
       break;
     }
+    if (config_.admission_reserve > 0) reserved += future_blocks(*s);
     waiting_.pop_front();
     running_.push_back(s);
     s->status = SeqStatus::kRunning;
