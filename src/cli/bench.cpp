@@ -76,15 +76,18 @@ nlohmann::json summarize(const std::vector<double>& v) {
 // EngineStats::pass_profile as rows: lane, graph or eager, tokens per pass up to a power of two.
 nlohmann::json pass_profile_json(const EngineStats& st) {
   nlohmann::json rows = nlohmann::json::array();
-  for (const auto& [kind, t] : st.pass_profile) {
-    const auto& [schedule, graph, pow2] = kind;
-    rows.push_back({{"schedule", schedule_name(schedule)},
-                    {"graph", graph},
-                    {"tokens_up_to", pow2},
-                    {"passes", t.passes},
-                    {"tokens", t.tokens},
-                    {"seconds", t.seconds}});
-  }
+  for (int canonical : {0, 1})
+    for (int graph : {0, 1})
+      for (int c = 0; c < PassProfile::kSizeClasses; ++c) {
+        const PassTime& t = st.pass_profile.by[canonical][graph][c];
+        if (t.passes == 0) continue;
+        rows.push_back({{"schedule", canonical ? "canonical" : "fast"},
+                        {"graph", graph == 1},
+                        {"tokens_up_to", int64_t{1} << c},
+                        {"passes", t.passes},
+                        {"tokens", t.tokens},
+                        {"seconds", t.seconds}});
+      }
   return rows;
 }
 

@@ -432,14 +432,8 @@ bool Engine::step() {
     const PassResult result = runner_->run(pass);
     const double seconds = now_seconds() - t_pass;
     pass_s += seconds;
-    const int tokens = pass.n_tokens();
-    int pow2 = 1;
-    while (pow2 < tokens) pow2 *= 2;
-    PassTime& kind =
-        stats_.pass_profile[PassKind{pass.schedule, model_.graph_stats().replays != replays, pow2}];
-    ++kind.passes;
-    kind.tokens += tokens;
-    kind.seconds += seconds;
+    stats_.pass_profile.add(pass.schedule, model_.graph_stats().replays != replays,
+                            pass.n_tokens(), seconds);
     process_pass(pass, result);
   }
   const int64_t preemptions = scheduler_->num_preemptions();

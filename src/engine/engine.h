@@ -7,7 +7,9 @@
 //         -> BlockManager (truncate, publish) -> outputs of committed tokens only.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
+#include <bit>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -15,7 +17,6 @@
 #include <mutex>
 #include <string>
 #include <thread>
-#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -37,10 +38,20 @@ struct PassTime {
   int64_t passes = 0, tokens = 0;
   double seconds = 0;
 };
-// A kind of pass: its schedule, whether it replayed a captured graph, and its token count as
-// scheduled (fixed-shape verification padding included, graph padding not) rounded up to a power
-// of two.
-using PassKind = std::tuple<Schedule, bool, int>;
+// Pass time by kind of pass: its schedule, whether it replayed a captured graph, and its token
+// count as scheduled (fixed-shape verification padding included, graph padding not) rounded up
+// to a power of two, 2^size_class. A fixed table: the engine copies its stats every step.
+struct PassProfile {
+  static constexpr int kSizeClasses = 32;
+  PassTime by[2][2][kSizeClasses] = {};  // [canonical][graph][size_class]
+  void add(Schedule s, bool graph, int tokens, double seconds) {
+    PassTime& t = by[s == Schedule::kCanonical][graph]
+                    [std::bit_width(static_cast<unsigned>(std::max(tokens, 1) - 1))];
+    ++t.passes;
+    t.tokens += tokens;
+    t.seconds += seconds;
+  }
+};
 
 struct EngineStats {
   int64_t steps = 0;
@@ -62,7 +73,7 @@ struct EngineStats {
   // sampling, which waits for the device), and the rest (commit, outputs, bookkeeping).
   double schedule_s = 0, pass_s = 0, other_s = 0;
   // pass_s by kind of pass: where two modes' pass times differ on the same workload.
-  std::map<PassKind, PassTime> pass_profile;
+  PassProfile pass_profile;
   int running = 0, waiting = 0;
   int kv_blocks_used = 0, kv_blocks_total = 0;
   // Rolled-back tokens per committed output token.

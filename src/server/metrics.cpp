@@ -125,21 +125,17 @@ std::string ServerMetrics::render(const EngineStats& es, const Gauges& g) const 
   sample(out, "llm42_engine_mixed_passes_total", "counter",
          "Canonical forward passes that also ran fast-lane entries (their attention fast).",
          es.mixed_passes);
-  {
-    // EngineStats::pass_profile summed over pass sizes.
-    double seconds[2][2] = {};  // [canonical][graph]
-    for (const auto& [kind, t] : es.pass_profile)
-      seconds[std::get<0>(kind) == Schedule::kCanonical][std::get<1>(kind)] += t.seconds;
-    header(out, "llm42_engine_pass_seconds_total", "counter",
-           "Engine-thread time inside forward passes (launch, device work, sampling), by the "
-           "pass's lane and whether it replayed a captured graph.");
-    for (int canonical : {0, 1})
-      for (int graph : {0, 1})
-        fmt::format_to(std::back_inserter(out),
-                       "llm42_engine_pass_seconds_total{{lane=\"{}\",graph=\"{}\"}} {}\n",
-                       canonical ? "canonical" : "fast", graph ? "true" : "false",
-                       seconds[canonical][graph]);
-  }
+  header(out, "llm42_engine_pass_seconds_total", "counter",
+         "Engine-thread time inside forward passes (launch, device work, sampling), by the "
+         "pass's lane and whether it replayed a captured graph.");
+  for (int canonical : {0, 1})
+    for (int graph : {0, 1}) {
+      double seconds = 0;  // EngineStats::pass_profile summed over pass sizes
+      for (const PassTime& t : es.pass_profile.by[canonical][graph]) seconds += t.seconds;
+      fmt::format_to(std::back_inserter(out),
+                     "llm42_engine_pass_seconds_total{{lane=\"{}\",graph=\"{}\"}} {}\n",
+                     canonical ? "canonical" : "fast", graph ? "true" : "false", seconds);
+    }
   header(out, "llm42_engine_pass_tokens_total", "counter",
          "Tokens computed in forward passes, by the lane of their values.");
   fmt::format_to(std::back_inserter(out),
