@@ -20,22 +20,27 @@ TEST(GemmBuckets, GraphSizesThenMultiplesOfTheStep) {
   // Up to 256: the sizes decode graphs pad to.
   for (int m = 1; m <= GemmRunner::kGraphRangeM; ++m)
     EXPECT_EQ(GemmRunner::m_bucket(m, 128), ModelRunner::graph_bucket(m)) << "M " << m;
-  EXPECT_EQ(GemmRunner::m_bucket(3, 128), 4);
-  EXPECT_EQ(GemmRunner::m_bucket(9, 128), 16);
-  EXPECT_EQ(GemmRunner::m_bucket(129, 128), 136);
-  EXPECT_EQ(GemmRunner::m_bucket(256, 128), 256);
-  EXPECT_EQ(GemmRunner::m_bucket(257, 128), 384);
-  EXPECT_EQ(GemmRunner::m_bucket(520, 128), 640);
-  EXPECT_EQ(GemmRunner::m_bucket(4000, 128), 4096);
-  EXPECT_EQ(GemmRunner::m_bucket(9000, 128), GemmRunner::kMaxBucket);
-  // Step 0: powers of two throughout (the buckets before the step existed).
-  EXPECT_EQ(GemmRunner::m_bucket(257, 0), 512);
-  EXPECT_EQ(GemmRunner::m_bucket(520, 0), 1024);
-  EXPECT_EQ(GemmRunner::m_bucket(3000, 0), 4096);
-  EXPECT_EQ(GemmRunner::m_bucket(9000, 0), 4096);
-  // A large step: its multiples above 256.
-  EXPECT_EQ(GemmRunner::m_bucket(300, 1024), 1024);
-  EXPECT_EQ(GemmRunner::m_bucket(1100, 1024), 2048);
+  struct Case {
+    int m, step, bucket;
+  };
+  const Case cases[] = {{3, 128, 4},
+                        {9, 128, 16},
+                        {129, 128, 136},
+                        {256, 128, 256},
+                        {257, 128, 384},
+                        {520, 128, 640},
+                        {4000, 128, 4096},
+                        {9000, 128, GemmRunner::kMaxBucket},
+                        // Step 0: powers of two throughout (the buckets before the step existed).
+                        {257, 0, 512},
+                        {520, 0, 1024},
+                        {3000, 0, 4096},
+                        {9000, 0, 4096},
+                        // A large step: its multiples above 256.
+                        {300, 1024, 1024},
+                        {1100, 1024, 2048}};
+  for (const Case& c : cases)
+    EXPECT_EQ(GemmRunner::m_bucket(c.m, c.step), c.bucket) << "M " << c.m << " step " << c.step;
 }
 
 TEST(GemmBuckets, WarmUpSizesCoverEveryM) {

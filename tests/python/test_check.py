@@ -18,12 +18,6 @@ server_util.stories_model()
 LLM42 = server_util.llm42_bin()
 
 
-def bench(*args):
-    """`llm42 bench` on stories260K, offline, without the progress line."""
-    return subprocess.run([LLM42, "bench", "--model", server_util.stories_model(),
-                           "--no-progress", *args], capture_output=True, text=True, timeout=300)
-
-
 def run_check(srv, *args):
     out = tempfile.NamedTemporaryFile(suffix=".json", delete=False)
     out.close()
@@ -82,17 +76,25 @@ class BenchServeTest(unittest.TestCase):
 
 
 class BenchPlotTest(unittest.TestCase):
+    def bench_runs(self, d, *args):
+        """`llm42 bench` on stories260K with ARGS, offline, writing D/r.json; it must succeed.
+        Returns (process, JSON path, runs)."""
+        res = os.path.join(d, "r.json")
+        p = subprocess.run([LLM42, "bench", "--model", server_util.stories_model(), "--no-progress",
+                            *args, "--json", res], capture_output=True, text=True, timeout=300)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(res) as f:
+            return p, res, json.load(f)["runs"]
+
     def test_bench_sweep_plot_and_bench_plot(self):
         # The in-process sweep writes JSON and its SVG; `bench plot` redraws the JSON (no
         # --model needed) and names a broken file's problem.
         with tempfile.TemporaryDirectory() as d:
-            res, svg = os.path.join(d, "r.json"), os.path.join(d, "r.svg")
-            p = bench("--workload", "fixed:8,6", "--num-prompts", "6", "--modes", "off,global,dvr",
-                      "--deterministic-ratio", "0.5,1", "--json", res, "--plot", svg)
-            self.assertEqual(p.returncode, 0, p.stderr)
-            with open(res) as f:
-                self.assertEqual([r["mode"] for r in json.load(f)["runs"]],
-                                 ["off", "global", "dvr", "dvr"])
+            svg = os.path.join(d, "r.svg")
+            p, res, runs = self.bench_runs(d, "--workload", "fixed:8,6", "--num-prompts", "6",
+                                           "--modes", "off,global,dvr",
+                                           "--deterministic-ratio", "0.5,1", "--plot", svg)
+            self.assertEqual([r["mode"] for r in runs], ["off", "global", "dvr", "dvr"])
             with open(svg) as f:
                 self.assertIn("Throughput relative to off", f.read())
             again = os.path.join(d, "again.svg")
@@ -114,12 +116,9 @@ class BenchPlotTest(unittest.TestCase):
         # The pass profile accounts for every pass and all of the pass time, each pass in the
         # row of its lane and size; bench/pass_profile.py sets two runs side by side.
         with tempfile.TemporaryDirectory() as d:
-            res = os.path.join(d, "r.json")
-            p = bench("--workload", "fixed:24,12", "--num-prompts", "6", "--modes",
-                      "off,global,dvr", "--deterministic-ratio", "0.5", "--json", res)
-            self.assertEqual(p.returncode, 0, p.stderr)
-            with open(res) as f:
-                runs = json.load(f)["runs"]
+            _, res, runs = self.bench_runs(d, "--workload", "fixed:24,12", "--num-prompts", "6",
+                                           "--modes", "off,global,dvr",
+                                           "--deterministic-ratio", "0.5")
             for r in runs:
                 rows = r["pass_profile"]
                 self.assertEqual(sum(x["passes"] for x in rows),
@@ -152,12 +151,9 @@ class BenchPlotTest(unittest.TestCase):
         # and the JSON count the preemptions, and the engine warns, naming the flag that sizes
         # this pool.
         with tempfile.TemporaryDirectory() as d:
-            res = os.path.join(d, "r.json")
-            p = bench("--workload", "fixed:20,40", "--num-prompts", "8", "--modes", "off",
-                      "--num-blocks", "8", "--block-size", "16", "--json", res)
-            self.assertEqual(p.returncode, 0, p.stderr)
-            with open(res) as f:
-                run = json.load(f)["runs"][0]
+            p, _, (run,) = self.bench_runs(d, "--workload", "fixed:20,40", "--num-prompts", "8",
+                                           "--modes", "off", "--num-blocks", "8",
+                                           "--block-size", "16")
             preemptions = run["preemptions"]
             self.assertGreater(preemptions, 0)
             self.assertEqual(run["kv_cache_tokens"], 8 * 16)

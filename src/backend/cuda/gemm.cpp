@@ -1,6 +1,7 @@
 #include "backend/cuda/gemm.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -109,9 +110,7 @@ int GemmRunner::m_bucket(int64_t m, int m_step) {
   if (m >= kMaxBucket) return kMaxBucket;
   auto round_up = [m](int64_t step) { return static_cast<int>((m + step - 1) / step * step); };
   if (m_step > 0 && m > 8) return m <= kGraphRangeM ? round_up(8) : round_up(m_step);
-  int b = 1;
-  while (b < m) b *= 2;
-  return b;
+  return static_cast<int>(std::bit_ceil(static_cast<uint64_t>(std::max<int64_t>(m, 1))));
 }
 
 std::vector<int> GemmRunner::bucket_sizes(int limit, int m_step) {
