@@ -210,6 +210,8 @@ RunResult run_one(const BenchOptions& o, LoadedModel& lm, const std::string& mod
             {"fast_tokens", st.fast_tokens},
             {"canonical_tokens", st.canonical_tokens},
             {"preemptions", st.preemptions},
+            {"admission_reserve", config.admission_reserve},
+            {"admission_reserve_ratio", st.admission_reserve_ratio},
             {"graph_passes", st.graph_passes},
             {"graph_captures", st.graph_captures},
             {"engine_steps", st.steps},

@@ -83,9 +83,9 @@ void add_engine_options(CLI::App& app, EngineOptions& o) {
       ->capture_default_str();
   app.add_option("--admission-reserve", c.admission_reserve,
                  "Admit a request only while the free KV blocks cover the rest of every running "
-                 "request's prompt and this share of its remaining max_tokens, and the same for "
-                 "the new one (0 = while its first chunk fits: running requests are preempted "
-                 "and recomputed when the pool runs out; 1 = none that runs to max_tokens is)")
+                 "request's prompt and this share of its remaining max_tokens (at most 4096 "
+                 "tokens), and the same for the new one (0 = prompts only; 1 = no request that "
+                 "runs to max_tokens is preempted; -1 = auto: the share finished requests used)")
       ->capture_default_str();
   app.add_option("--prefill-chunk", c.prefill_chunk, "Prompt tokens of one request per step")
       ->capture_default_str();

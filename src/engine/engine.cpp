@@ -461,6 +461,8 @@ bool Engine::step() {
     if (s->status == SeqStatus::kFinished) {
       blocks_->release(*s);
       scheduler_->remove(s.get());
+      if (s->finish_reason == FinishReason::kStop || s->finish_reason == FinishReason::kLength)
+        scheduler_->on_finished(*s);
       emit(*s);
       done.push_back(id);
     } else {
@@ -498,6 +500,7 @@ bool Engine::step() {
   stats_.running = static_cast<int>(scheduler_->running().size());
   stats_.waiting = static_cast<int>(scheduler_->waiting().size());
   stats_.kv_blocks_used = blocks_->num_used();
+  stats_.admission_reserve_ratio = scheduler_->reserve_ratio();
   stats_.prefix_cache_hits = blocks_->prefix_hits();
   stats_.prefix_cache_queries = blocks_->prefix_queries();
   const Transformer::GraphStats g = model_.graph_stats();

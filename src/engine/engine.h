@@ -76,6 +76,9 @@ struct EngineStats {
   PassProfile pass_profile;
   int running = 0, waiting = 0;
   int kv_blocks_used = 0, kv_blocks_total = 0;
+  // The share of running requests' remaining max_tokens admission keeps KV for
+  // (--admission-reserve, or what auto learned).
+  double admission_reserve_ratio = 0;
   // Rolled-back tokens per committed output token.
   double recompute_rate() const {
     return output_tokens == 0 ? 0.0

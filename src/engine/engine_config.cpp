@@ -37,8 +37,8 @@ void EngineConfig::validate() const {
   if (window < 1 || window > 4096) fail("--window {}: must be in [1, 4096]", window);
   if (group < 1 || group > 1024) fail("--group {}: must be in [1, 1024]", group);
   if (max_num_seqs < 1) fail("--max-num-seqs {}: must be at least 1", max_num_seqs);
-  if (!(admission_reserve >= 0 && admission_reserve <= 1))
-    fail("--admission-reserve {}: must be in [0, 1]", admission_reserve);
+  if (admission_reserve != -1 && !(admission_reserve >= 0 && admission_reserve <= 1))
+    fail("--admission-reserve {}: must be in [0, 1], or -1 for auto", admission_reserve);
   if (max_num_batched_tokens < 1)
     fail("--max-num-batched-tokens {}: must be at least 1", max_num_batched_tokens);
   if (prefill_chunk < 1) fail("--prefill-chunk {}: must be at least 1", prefill_chunk);

@@ -38,12 +38,13 @@ struct EngineConfig {
   int max_num_seqs = 256;             // running sequences at most
   int max_num_batched_tokens = 2048;  // tokens per step over all passes
   int prefill_chunk = 512;            // tokens of one prompt per step at most
-  // Admission keeps KV blocks free for this share of every running request's remaining
-  // max_tokens (and all of its prompt): a new request waits unless the free blocks cover that
-  // and its own prompt plus this share of its max_tokens. 0 = admit while its first chunk fits
-  // (running requests are then preempted, and later recomputed, when the pool runs out); 1 =
-  // never preempt requests that run to max_tokens. A lone request is always admitted.
-  double admission_reserve = 0.0;
+  // Admission keeps KV blocks free for the rest of every running request's prompt and this
+  // share of its remaining max_tokens (at most 4096 tokens of it): a new request waits unless
+  // the free blocks cover that and the same for itself. 0 = prompts only (running requests are
+  // preempted, and later recomputed, when their output outgrows the pool); 1 = never preempt
+  // requests that run to max_tokens; -1 = auto: the share of max_tokens that finished requests
+  // used (a moving average, from 1). A lone request is always admitted.
+  double admission_reserve = -1.0;
   // In dvr mode, run a whole decode step in the canonical lane when at least this fraction of
   // its rows, and at least one, are deterministic (tokens of requests without a speculative
   // tail are then committed directly). 0 = whenever one is; 1.0 = only when all are; above 1 =

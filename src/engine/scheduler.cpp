@@ -71,6 +71,20 @@ Sequence* Scheduler::preempt_one(StepPlan& plan) {
   return victim;
 }
 
+double Scheduler::reserve_ratio() const {
+  return config_.admission_reserve >= 0 ? config_.admission_reserve : learned_ratio_;
+}
+
+void Scheduler::on_finished(const Sequence& seq) {
+  if (config_.admission_reserve >= 0) return;
+  const int expected = std::min(seq.req.max_tokens, kOutputReserveCap);
+  if (expected <= 0) return;
+  const double used = std::min(1.0, static_cast<double>(seq.n_committed) / expected);
+  // A moving average over about the last 16 finished requests.
+  constexpr double kWeight = 1.0 / 16;
+  learned_ratio_ += kWeight * (used - learned_ratio_);
+}
+
 StepPlan Scheduler::schedule() {
   StepPlan plan;
   const DeterminismMode mode = config_.mode;
@@ -137,17 +151,17 @@ StepPlan Scheduler::schedule() {
     }
   }
 
-  // KV blocks a sequence will still need (admission_reserve): the rest of its prompt, and that
-  // share of the output tokens max_tokens still allows.
+  // KV blocks a sequence will still need: the rest of its prompt (certain), and reserve_ratio()
+  // of the output tokens max_tokens still allows (at most kOutputReserveCap of them).
+  const double ratio = reserve_ratio();
   auto future_blocks = [&](const Sequence& s) {
-    const int out_left = std::max(0, s.req.max_tokens - s.n_committed);
+    const int out_left = std::clamp(s.req.max_tokens - s.n_committed, 0, kOutputReserveCap);
     const int positions = std::max(s.prefill_target(), s.len()) +
-                          static_cast<int>(std::ceil(config_.admission_reserve * out_left));
+                          static_cast<int>(std::ceil(ratio * out_left));
     return std::max(0, blocks_.blocks_for(positions) - static_cast<int>(s.blocks.size()));
   };
   int reserved = 0;
-  if (config_.admission_reserve > 0)
-    for (const Sequence* s : running_) reserved += future_blocks(*s);
+  for (const Sequence* s : running_) reserved += future_blocks(*s);
 
   // Admission, first come first served, while the budget, the sequence cap and the KV allow.
   while (!waiting_.empty() && budget > 0 &&
@@ -167,14 +181,14 @@ StepPlan Scheduler::schedule() {
     }
     const int chunk = prefill_chunk(s);
     if (chunk <= 0 && s->needs_prefill()) break;
-    const bool room = config_.admission_reserve == 0 || running_.empty() ||
-                      future_blocks(*s) + reserved <= blocks_.num_available();
+    const bool room =
+        running_.empty() || future_blocks(*s) + reserved <= blocks_.num_available();
     if (!room || !blocks_.ensure(*s, s->n_cached + std::max(chunk, 0))) {
       blocks_.release(*s);
       s->n_cached = s->n_canonical = 0;
       break;
     }
-    if (config_.admission_reserve > 0) reserved += future_blocks(*s);
+    reserved += future_blocks(*s);
     waiting_.pop_front();
     running_.push_back(s);
     s->status = SeqStatus::kRunning;

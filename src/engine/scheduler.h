@@ -54,6 +54,13 @@ class Scheduler {
   const std::vector<Sequence*>& running() const { return running_; }
   bool idle() const { return waiting_.empty() && running_.empty(); }
   int64_t num_preemptions() const { return num_preemptions_; }
+  // The share of a running request's remaining output (max_tokens, at most
+  // kOutputReserveCap tokens) that admission keeps KV blocks free for: --admission-reserve, or
+  // under auto (-1) the share of max_tokens that finished requests used, a moving average.
+  double reserve_ratio() const;
+  // A sequence finished (stop or length): under auto, it teaches the reserve ratio.
+  void on_finished(const Sequence& seq);
+  static constexpr int kOutputReserveCap = 4096;
 
   // True when a verified sequence's speculative tail must be verified before it decodes on:
   // k reached the window, or a speculative token finishes it.
@@ -72,6 +79,9 @@ class Scheduler {
   std::deque<Sequence*> waiting_;
   std::vector<Sequence*> running_;  // in admission order
   int64_t num_preemptions_ = 0;
+  // Auto reserve: starts at 1 (no request that runs to max_tokens is preempted) and follows
+  // what finished requests used.
+  double learned_ratio_ = 1.0;
 };
 
 // Whether seq's fast-lane KV may be shared through the prefix cache (fast-lane blocks): in dvr

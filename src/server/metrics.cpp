@@ -113,6 +113,9 @@ std::string ServerMetrics::render(const EngineStats& es, const Gauges& g) const 
          es.prefix_cache_queries);
   sample(out, "llm42_prefix_cache_hits_total", "counter", "Prefix cache block hits.",
          es.prefix_cache_hits);
+  sample(out, "llm42_admission_reserve_ratio", "gauge",
+         "Share of running requests' remaining max_tokens that admission keeps KV blocks for.",
+         number(es.admission_reserve_ratio));
   sample(out, "llm42_num_preemptions_total", "counter", "Sequences preempted (KV cache full).",
          es.preemptions);
   sample(out, "llm42_engine_steps_total", "counter", "Engine steps.", es.steps);

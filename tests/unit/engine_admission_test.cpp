@@ -1,13 +1,15 @@
 // Admission with a KV reserve (--admission-reserve): with a pool too small for every running
-// request, admitting while the first chunk fits preempts running requests (and recomputes
-// them); reserving their remaining max_tokens admits fewer at a time and preempts none of those
-// that run to max_tokens, and every request still finishes. Greedy outputs are the same either
-// way.
+// request, admission always keeps blocks for the rest of the running requests' prompts; keeping
+// none for their output (0) preempts running requests (and recomputes them) as outputs grow;
+// reserving their remaining max_tokens (1, and auto while requests run to max_tokens) admits
+// fewer at a time and preempts none, and every request still finishes. Greedy outputs are the
+// same either way. Auto learns the share of max_tokens finished requests used.
 #include <gtest/gtest.h>
 
 #include <limits>
 #include <string>
 
+#include "engine/scheduler.h"
 #include "engine_harness.h"
 #include "test_util.h"
 #include "util/error.h"
@@ -68,8 +70,62 @@ TEST_F(Admission, ReserveForMaxTokensPreemptsNone) {
   }
 }
 
+TEST_F(Admission, AutoPreemptsNoneWhileRequestsRunToMaxTokens) {
+  const std::vector<Request> reqs = requests();
+  EngineStats st;
+  const std::vector<Outcome> out = run_workload(m_, config(-1.0), reqs, Load{}, &st);
+  EXPECT_EQ(st.preemptions, 0);
+  EXPECT_EQ(st.admission_reserve_ratio, 1.0) << "every request used all of its max_tokens";
+  for (size_t i = 0; i < out.size(); ++i)
+    EXPECT_EQ(out[i].ids.size(), static_cast<size_t>(reqs[i].max_tokens)) << "request " << i;
+}
+
+// Prompts of 100-180 tokens in chunks of 32 and one output token each (sampled from the
+// prefill's logits: no KV beyond the prompt), four times the pool: eight first chunks fit in a
+// step's budget, but with the rest of their prompts reserved at admission no running request is
+// ever preempted, whatever the output reserve.
+TEST_F(Admission, PromptsAreAlwaysReserved) {
+  std::vector<Request> reqs = make_requests(24, 300, 11, 1, 1);
+  for (Request& r : reqs) {
+    r.deterministic = false;
+    r.ignore_eos = true;
+    r.prompt.resize(100 + r.prompt.size() * 7 % 80, 7);
+  }
+  EngineConfig c = config(0.0);
+  c.prefill_chunk = 32;
+  EngineStats st;
+  const std::vector<Outcome> out = run_workload(m_, c, reqs, Load{}, &st);
+  EXPECT_EQ(st.preemptions, 0);
+  EXPECT_EQ(out.size(), reqs.size());
+  for (size_t i = 0; i < out.size(); ++i) EXPECT_EQ(out[i].ids.size(), 1u) << "request " << i;
+}
+
+TEST(AdmissionRatio, AutoFollowsTheShareFinishedRequestsUsed) {
+  BlockManager blocks(40, 16, true);
+  EngineConfig c;
+  Scheduler auto_sched(c, blocks, 512);
+  EXPECT_EQ(auto_sched.reserve_ratio(), 1.0) << "auto starts where nothing is preempted";
+  Sequence s;
+  s.req.max_tokens = 100;
+  s.n_committed = 10;
+  for (int i = 0; i < 100; ++i) auto_sched.on_finished(s);
+  EXPECT_NEAR(auto_sched.reserve_ratio(), 0.1, 0.01);
+  // max_tokens beyond the cap counts as the cap: 4096 of 10,000 used is all of it.
+  s.req.max_tokens = 10000;
+  s.n_committed = 5000;
+  for (int i = 0; i < 100; ++i) auto_sched.on_finished(s);
+  EXPECT_NEAR(auto_sched.reserve_ratio(), 1.0, 0.01);
+
+  EngineConfig fixed_c;
+  fixed_c.admission_reserve = 0.25;
+  Scheduler fixed(fixed_c, blocks, 512);
+  s.n_committed = 1;
+  fixed.on_finished(s);
+  EXPECT_EQ(fixed.reserve_ratio(), 0.25);
+}
+
 TEST_F(Admission, ReserveOutsideZeroToOneIsRefused) {
-  for (double r : {-0.1, 1.5, std::numeric_limits<double>::quiet_NaN()}) {
+  for (double r : {-0.1, -2.0, 1.5, std::numeric_limits<double>::quiet_NaN()}) {
     EngineConfig c = config(r);
     try {
       c.validate();
