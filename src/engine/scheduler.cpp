@@ -152,12 +152,13 @@ StepPlan Scheduler::schedule() {
   }
 
   // KV blocks a sequence will still need: the rest of its prompt (certain), and reserve_ratio()
-  // of the output tokens max_tokens still allows (at most kOutputReserveCap of them).
+  // of the output tokens max_tokens still allows after the committed ones (at most
+  // kOutputReserveCap of them; a speculative tail already holds its blocks and counts in them).
   const double ratio = reserve_ratio();
   auto future_blocks = [&](const Sequence& s) {
     const int out_left = std::clamp(s.req.max_tokens - s.n_committed, 0, kOutputReserveCap);
-    const int positions = std::max(s.prefill_target(), s.len()) +
-                          static_cast<int>(std::ceil(ratio * out_left));
+    const int positions = std::max(s.len(), s.n_prompt + s.n_committed +
+                                                static_cast<int>(std::ceil(ratio * out_left)));
     return std::max(0, blocks_.blocks_for(positions) - static_cast<int>(s.blocks.size()));
   };
   int reserved = 0;

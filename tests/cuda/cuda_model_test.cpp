@@ -343,7 +343,11 @@ TEST_P(CudaDvr, DeterministicRequestsIdenticalAcrossLoads) {
         "prefill chunk 5", [](EngineConfig& c) { c.prefill_chunk = 5; },
         Load{.background = 16, .seed = 8, .arrivals_per_step = 4});
     with(
-        "tiny KV pool (preemption)", [](EngineConfig& c) { c.num_blocks = 24; },
+        "tiny KV pool (preemption)",
+        [](EngineConfig& c) {
+          c.num_blocks = 24;
+          c.admission_reserve = 0;  // no output reserve: running requests are preempted
+        },
         Load{.background = 24, .seed = 10, .arrivals_per_step = 8});
     with(
         "injected mismatches 40%", [](EngineConfig& c) { c.inject_mismatch_rate = 0.4; },

@@ -147,16 +147,17 @@ class BenchPlotTest(unittest.TestCase):
             self.assertIn("no run 7", p.stderr)
 
     def test_bench_reports_preemptions(self):
-        # A KV pool too small for the running sequences preempts them: the table's last column
-        # and the JSON count the preemptions, and the engine warns, naming the flag that sizes
-        # this pool.
+        # A KV pool too small for the running sequences' outputs (no output reserve at
+        # admission) preempts them: the table's last column and the JSON count the
+        # preemptions, and the engine warns, naming the flag that sizes this pool.
         with tempfile.TemporaryDirectory() as d:
             p, _, (run,) = self.bench_runs(d, "--workload", "fixed:20,40", "--num-prompts", "8",
                                            "--modes", "off", "--num-blocks", "8",
-                                           "--block-size", "16")
+                                           "--block-size", "16", "--admission-reserve", "0")
             preemptions = run["preemptions"]
             self.assertGreater(preemptions, 0)
             self.assertEqual(run["kv_cache_tokens"], 8 * 16)
+            self.assertEqual(run["admission_reserve"], 0)
             header, row = [line.split() for line in p.stdout.splitlines()
                            if line.startswith(("mode ", "off "))]
             self.assertEqual(header[-1], "preempt")

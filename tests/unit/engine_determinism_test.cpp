@@ -51,6 +51,7 @@ struct Scenario {
   std::string name;
   EngineConfig config;
   Load load;
+  bool preempts = false;  // the scenario is meant to preempt running requests
 };
 
 std::vector<Scenario> scenarios() {
@@ -77,8 +78,14 @@ std::vector<Scenario> scenarios() {
        Load{.background = 16, .seed = 8, .arrivals_per_step = 4});
   with("no prefix cache", [](EngineConfig& c) { c.prefix_cache = false; },
        Load{.background = 16, .seed = 9});
-  with("tiny KV pool (preemption)", [](EngineConfig& c) { c.num_blocks = 24; },
+  // No output reserve at admission: running requests outgrow the pool and are preempted.
+  with("tiny KV pool (preemption)",
+       [](EngineConfig& c) {
+         c.num_blocks = 24;
+         c.admission_reserve = 0;
+       },
        Load{.background = 24, .seed = 10, .arrivals_per_step = 8});
+  s.back().preempts = true;
   with("injected mismatches 40%", [](EngineConfig& c) { c.inject_mismatch_rate = 0.4; },
        Load{.background = 16, .seed = 11, .arrivals_per_step = 4});
   with("canonical decode when half deterministic",
@@ -141,6 +148,7 @@ TEST_P(Determinism, IdenticalAcrossScenarios) {
     EXPECT_EQ(bad, 0) << "scenario '" << sc.name << "': " << bad << " of " << got.size()
                       << " deterministic requests differ; " << first;
     EXPECT_EQ(stats.kv_blocks_used, 0) << sc.name << ": KV blocks still held at the end";
+    if (sc.preempts) EXPECT_GT(stats.preemptions, 0) << sc.name << ": nothing was preempted";
     if (sc.config.mode == DeterminismMode::kDvr && sc.load.background > 0) {
       EXPECT_GT(stats.mixed_passes, 0) << sc.name << ": no pass mixed the two lanes";
     }
