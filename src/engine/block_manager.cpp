@@ -71,7 +71,6 @@ BlockManager::Match BlockManager::match_prefix(Sequence& seq, int max_positions,
   LLM42_ASSERT(seq.blocks.empty());
   seq.block_hashes.clear();
   if (!prefix_cache_) return {};
-  ++prefix_queries_;
   const int n_full = std::min(max_positions, seq.len()) / block_size_;
   // The cached block with these tokens after `parent` in the given lane, or -1.
   auto find = [&](uint64_t h, uint64_t parent, const int32_t* toks, bool fast) {
@@ -111,8 +110,13 @@ BlockManager::Match BlockManager::match_prefix(Sequence& seq, int max_positions,
     m.positions += block_size_;
     if (!fast) m.canonical += block_size_;
   }
-  if (!seq.blocks.empty()) ++prefix_hits_;
   return m;
+}
+
+void BlockManager::count_prefix_lookup(const Match& m) {
+  if (!prefix_cache_) return;
+  ++prefix_queries_;
+  if (m.positions > 0) ++prefix_hits_;
 }
 
 void BlockManager::publish(Sequence& seq, int canonical_positions, int fast_positions) {

@@ -104,6 +104,7 @@ Engine::Engine(Transformer& model, const EngineConfig& config, const Tokenizer* 
   scheduler_ = std::make_unique<Scheduler>(config_, *blocks_, max_seq_len_);
   runner_ = std::make_unique<ModelRunner>(model_, kv_, std::move(scratch), graph_max_batch);
   stats_.kv_blocks_total = static_cast<int>(n_blocks);
+  stats_.admission_reserve_ratio = scheduler_->reserve_ratio();
   graphs_at_start_ = model_.graph_stats();
   stats_snapshot_ = stats_;
   log_info("engine: KV cache of {} blocks of {} positions ({} tokens, {:.2f} GiB), mode {}, W {}, "

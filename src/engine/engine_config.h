@@ -38,12 +38,13 @@ struct EngineConfig {
   int max_num_seqs = 256;             // running sequences at most
   int max_num_batched_tokens = 2048;  // tokens per step over all passes
   int prefill_chunk = 512;            // tokens of one prompt per step at most
-  // Admission keeps KV blocks free for the rest of every running request's prompt and this
-  // share of its remaining max_tokens (at most 4096 tokens of it): a new request waits unless
-  // the free blocks cover that and the same for itself. 0 = prompts only (running requests are
-  // preempted, and later recomputed, when their output outgrows the pool); 1 = never preempt
-  // requests that run to max_tokens; -1 = auto: the share of max_tokens that finished requests
-  // used (a moving average, from 1). A lone request is always admitted.
+  // Admission keeps KV blocks free (or evictable) for the rest of every running request's
+  // prompt and this share of its remaining max_tokens (at most 4096 tokens of it): a new request
+  // waits unless they cover that and the same for itself. 0 = prompts only (running requests
+  // are preempted, and later recomputed, when their output outgrows the pool); 1 = never
+  // preempt requests that run to a max_tokens of at most 4096; -1 = auto: finished requests'
+  // output tokens over their min(max_tokens, 4096), moving averages (1 before any finished).
+  // A lone request is always admitted.
   double admission_reserve = -1.0;
   // In dvr mode, run a whole decode step in the canonical lane when at least this fraction of
   // its rows, and at least one, are deterministic (tokens of requests without a speculative

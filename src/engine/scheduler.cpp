@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "util/error.h"
 
@@ -72,17 +73,20 @@ Sequence* Scheduler::preempt_one(StepPlan& plan) {
 }
 
 double Scheduler::reserve_ratio() const {
-  return config_.admission_reserve >= 0 ? config_.admission_reserve : learned_ratio_;
+  if (config_.admission_reserve >= 0) return config_.admission_reserve;
+  return expected_avg_ > 0 ? used_avg_ / expected_avg_ : 1.0;
 }
 
 void Scheduler::on_finished(const Sequence& seq) {
   if (config_.admission_reserve >= 0) return;
   const int expected = std::min(seq.req.max_tokens, kOutputReserveCap);
   if (expected <= 0) return;
-  const double used = std::min(1.0, static_cast<double>(seq.n_committed) / expected);
-  // A moving average over about the last 16 finished requests.
+  // Moving averages (over about the last 16 finished requests) of the tokens used and of the
+  // tokens reserved for: their ratio weighs each request by its reserve, so that short requests
+  // that run to max_tokens do not set the share reserved for long ones.
   constexpr double kWeight = 1.0 / 16;
-  learned_ratio_ += kWeight * (used - learned_ratio_);
+  used_avg_ += kWeight * (std::min(seq.n_committed, expected) - used_avg_);
+  expected_avg_ += kWeight * (expected - expected_avg_);
 }
 
 StepPlan Scheduler::schedule() {
@@ -169,6 +173,7 @@ StepPlan Scheduler::schedule() {
          static_cast<int>(running_.size()) < config_.max_num_seqs) {
     Sequence* s = waiting_.front();
     const bool cache_ok = config_.prefix_cache && !(fixed && s->verified);
+    std::optional<BlockManager::Match> lookup;
     if (s->blocks.empty() && cache_ok) {
       // Leave at least one prompt token to compute when the first output token is still to be
       // sampled from the prefill's logits.
@@ -176,6 +181,7 @@ StepPlan Scheduler::schedule() {
       // Requests that need no canonical values (and never roll back) may also reuse fast-lane
       // blocks of other such requests.
       const BlockManager::Match m = blocks_.match_prefix(*s, max_match, shares_fast_kv(mode, *s));
+      lookup = m;
       s->n_cached = m.positions;
       s->n_canonical = m.canonical;
       if (s->n_committed == 0) s->n_cached_hit = m.positions;
@@ -190,6 +196,7 @@ StepPlan Scheduler::schedule() {
       break;
     }
     reserved += future_blocks(*s);
+    if (lookup) blocks_.count_prefix_lookup(*lookup);
     waiting_.pop_front();
     running_.push_back(s);
     s->status = SeqStatus::kRunning;

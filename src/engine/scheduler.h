@@ -55,8 +55,9 @@ class Scheduler {
   bool idle() const { return waiting_.empty() && running_.empty(); }
   int64_t num_preemptions() const { return num_preemptions_; }
   // The share of a running request's remaining output (max_tokens, at most
-  // kOutputReserveCap tokens) that admission keeps KV blocks free for: --admission-reserve, or
-  // under auto (-1) the share of max_tokens that finished requests used, a moving average.
+  // kOutputReserveCap tokens) that admission keeps KV blocks free (or evictable) for:
+  // --admission-reserve, or under auto (-1) the output tokens finished requests used over those
+  // their max_tokens allowed (each at most kOutputReserveCap), moving averages; 1 before any.
   double reserve_ratio() const;
   // A sequence finished (stop or length): under auto, it teaches the reserve ratio.
   void on_finished(const Sequence& seq);
@@ -79,9 +80,9 @@ class Scheduler {
   std::deque<Sequence*> waiting_;
   std::vector<Sequence*> running_;  // in admission order
   int64_t num_preemptions_ = 0;
-  // Auto reserve: starts at 1 (no request that runs to max_tokens is preempted) and follows
-  // what finished requests used.
-  double learned_ratio_ = 1.0;
+  // Auto reserve: moving averages of finished requests' output tokens and of their
+  // min(max_tokens, kOutputReserveCap).
+  double used_avg_ = 0, expected_avg_ = 0;
 };
 
 // Whether seq's fast-lane KV may be shared through the prefix cache (fast-lane blocks): in dvr

@@ -109,9 +109,11 @@ std::string ServerMetrics::render(const EngineStats& es, const Gauges& g) const 
          number(es.kv_blocks_total == 0
                     ? 0.0
                     : static_cast<double>(es.kv_blocks_used) / es.kv_blocks_total));
-  sample(out, "llm42_prefix_cache_queries_total", "counter", "Prefix cache block lookups.",
+  sample(out, "llm42_prefix_cache_queries_total", "counter",
+         "Prefix cache lookups (one per admission).",
          es.prefix_cache_queries);
-  sample(out, "llm42_prefix_cache_hits_total", "counter", "Prefix cache block hits.",
+  sample(out, "llm42_prefix_cache_hits_total", "counter",
+         "Prefix cache lookups that matched at least one block.",
          es.prefix_cache_hits);
   sample(out, "llm42_admission_reserve_ratio", "gauge",
          "Share of running requests' remaining max_tokens that admission keeps KV blocks for.",

@@ -312,6 +312,7 @@ TEST_P(CudaDvr, DeterministicRequestsIdenticalAcrossLoads) {
     std::string name;
     EngineConfig config;
     Load load;
+    bool preempts = false;  // the scenario is meant to preempt running requests
   };
   std::vector<Scenario> scenarios;
   auto with = [&](std::string name, auto edit, Load load) {
@@ -349,6 +350,7 @@ TEST_P(CudaDvr, DeterministicRequestsIdenticalAcrossLoads) {
           c.admission_reserve = 0;  // no output reserve: running requests are preempted
         },
         Load{.background = 24, .seed = 10, .arrivals_per_step = 8});
+    scenarios.back().preempts = true;
     with(
         "injected mismatches 40%", [](EngineConfig& c) { c.inject_mismatch_rate = 0.4; },
         Load{.background = 16, .seed = 11, .arrivals_per_step = 4});
@@ -371,6 +373,9 @@ TEST_P(CudaDvr, DeterministicRequestsIdenticalAcrossLoads) {
         GetParam().name, sc.name.c_str(), bad, got.size());
     EXPECT_EQ(bad, 0) << "scenario '" << sc.name << "': " << first;
     EXPECT_EQ(stats.kv_blocks_used, 0) << sc.name;
+    if (sc.preempts) {
+      EXPECT_GT(stats.preemptions, 0) << sc.name << ": nothing was preempted";
+    }
   }
 
   // The same workload with determinism off must diverge between running alone and under load,

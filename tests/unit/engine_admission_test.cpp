@@ -61,12 +61,16 @@ TEST_F(Admission, ReserveForMaxTokensPreemptsNone) {
   EXPECT_GT(greedy.preemptions, 0) << "the pool must be too small for this test to mean much";
   EXPECT_EQ(reserved.preemptions, 0);
   EXPECT_LT(reserved.fast_tokens, greedy.fast_tokens) << "no recomputed tokens";
+  // Requests waited at admission for many steps; each counts one prefix-cache lookup.
+  EXPECT_EQ(reserved.prefix_cache_queries, static_cast<int64_t>(reqs.size()));
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_EQ(b[i].ids.size(), static_cast<size_t>(reqs[i].max_tokens)) << "request " << i;
     // Greedy requests: the same tokens whatever the batch (sampled ones too, by their seeds;
     // the fast lane's values may differ in the last bits across batches, so ids only).
-    if (reqs[i].sampling.temperature == 0.0f) EXPECT_EQ(a[i].ids, b[i].ids) << "request " << i;
+    if (reqs[i].sampling.temperature == 0.0f) {
+      EXPECT_EQ(a[i].ids, b[i].ids) << "request " << i;
+    }
   }
 }
 
@@ -100,6 +104,43 @@ TEST_F(Admission, PromptsAreAlwaysReserved) {
   for (size_t i = 0; i < out.size(); ++i) EXPECT_EQ(out[i].ids.size(), 1u) << "request " << i;
 }
 
+// Auto learns from requests that stop early: a second wave of requests that run to max_tokens
+// is then admitted more at a time than with R = 1 (and preempted when the guess was wrong),
+// and every request still finishes with its max_tokens.
+TEST_F(Admission, AutoAdmitsMoreAfterEarlyStops) {
+  auto peak_running = [&](double reserve, EngineStats* st) {
+    Engine engine(*m_.model, config(reserve), nullptr);
+    std::vector<Request> early = requests();
+    for (Request& r : early) {
+      r.stop_ids.clear();
+      for (int32_t t = 0; t < 300; ++t) r.stop_ids.push_back(t);  // any first token stops it
+    }
+    for (const Request& r : early) engine.add_request(r, [](RequestOutput&&) {});
+    engine.run_until_idle();
+    if (reserve < 0) {
+      EXPECT_LT(engine.stats().admission_reserve_ratio, 0.1) << "one token of 40-60 used";
+    }
+    const std::vector<Request> full = requests();
+    std::vector<int> n_out(full.size(), 0);
+    for (size_t i = 0; i < full.size(); ++i)
+      engine.add_request(full[i], [&, i](RequestOutput&& o) {
+        n_out[i] += static_cast<int>(o.tokens.size());
+      });
+    int peak = 0;
+    while (engine.step()) peak = std::max(peak, engine.stats().running);
+    for (size_t i = 0; i < full.size(); ++i)
+      EXPECT_EQ(n_out[i], full[i].max_tokens) << "request " << i;
+    *st = engine.stats();
+    return peak;
+  };
+  EngineStats learned, fixed;
+  const int peak_auto = peak_running(-1.0, &learned);
+  const int peak_one = peak_running(1.0, &fixed);
+  EXPECT_GT(peak_auto, peak_one) << "auto should have learned that requests stop early";
+  EXPECT_EQ(fixed.preemptions, 0);
+  EXPECT_GT(learned.admission_reserve_ratio, 0.5) << "the second wave ran to max_tokens";
+}
+
 TEST(AdmissionRatio, AutoFollowsTheShareFinishedRequestsUsed) {
   BlockManager blocks(40, 16, true);
   EngineConfig c;
@@ -115,6 +156,17 @@ TEST(AdmissionRatio, AutoFollowsTheShareFinishedRequestsUsed) {
   s.n_committed = 5000;
   for (int i = 0; i < 100; ++i) auto_sched.on_finished(s);
   EXPECT_NEAR(auto_sched.reserve_ratio(), 1.0, 0.01);
+  // Weighed by tokens: short requests that run to max_tokens (16 of 16) beside long ones that
+  // stop early (100 of 1,000) reserve about a tenth, not the half a plain average would give.
+  Sequence shortr, longr;
+  shortr.req.max_tokens = shortr.n_committed = 16;
+  longr.req.max_tokens = 1000;
+  longr.n_committed = 100;
+  for (int i = 0; i < 100; ++i) {
+    auto_sched.on_finished(shortr);
+    auto_sched.on_finished(longr);
+  }
+  EXPECT_NEAR(auto_sched.reserve_ratio(), 116.0 / 1016.0, 0.01);
 
   EngineConfig fixed_c;
   fixed_c.admission_reserve = 0.25;

@@ -148,7 +148,9 @@ TEST_P(Determinism, IdenticalAcrossScenarios) {
     EXPECT_EQ(bad, 0) << "scenario '" << sc.name << "': " << bad << " of " << got.size()
                       << " deterministic requests differ; " << first;
     EXPECT_EQ(stats.kv_blocks_used, 0) << sc.name << ": KV blocks still held at the end";
-    if (sc.preempts) EXPECT_GT(stats.preemptions, 0) << sc.name << ": nothing was preempted";
+    if (sc.preempts) {
+      EXPECT_GT(stats.preemptions, 0) << sc.name << ": nothing was preempted";
+    }
     if (sc.config.mode == DeterminismMode::kDvr && sc.load.background > 0) {
       EXPECT_GT(stats.mixed_passes, 0) << sc.name << ": no pass mixed the two lanes";
     }
