@@ -86,7 +86,8 @@ void add_engine_options(CLI::App& app, EngineOptions& o) {
                  "every running request's prompt and this share of its remaining max_tokens (at "
                  "most 4096 tokens), and the same for the new one (0 = prompts only; 1 = no "
                  "request that runs to a max_tokens of at most 4096 is preempted; -1 = auto: "
-                 "finished requests' output tokens over their max_tokens, moving averages)")
+                 "finished requests' output tokens over their min(max_tokens, 4096), moving "
+                 "averages)")
       ->capture_default_str();
   app.add_option("--prefill-chunk", c.prefill_chunk, "Prompt tokens of one request per step")
       ->capture_default_str();

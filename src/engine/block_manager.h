@@ -41,7 +41,8 @@ class BlockManager {
   // ones.
   Match match_prefix(Sequence& seq, int max_positions, bool fast_ok);
   // Counts a lookup (and a hit when m matched any block) for prefix_queries()/prefix_hits():
-  // once per admitted request, not per attempt (a request that waits retries every step).
+  // once per admission (a resumed request counts again), not per attempt (a request that waits
+  // retries every step).
   void count_prefix_lookup(const Match& m);
   // Publishes seq's full blocks to the prefix cache: those below `canonical_positions` as
   // canonical, the following ones below `fast_positions` as fast-lane blocks.

@@ -74,7 +74,7 @@ Sequence* Scheduler::preempt_one(StepPlan& plan) {
 
 double Scheduler::reserve_ratio() const {
   if (config_.admission_reserve >= 0) return config_.admission_reserve;
-  return expected_avg_ > 0 ? used_avg_ / expected_avg_ : 1.0;
+  return expected_avg_ > 0 ? std::min(1.0, used_avg_ / expected_avg_) : 1.0;
 }
 
 void Scheduler::on_finished(const Sequence& seq) {

@@ -61,8 +61,10 @@ TEST_F(Admission, ReserveForMaxTokensPreemptsNone) {
   EXPECT_GT(greedy.preemptions, 0) << "the pool must be too small for this test to mean much";
   EXPECT_EQ(reserved.preemptions, 0);
   EXPECT_LT(reserved.fast_tokens, greedy.fast_tokens) << "no recomputed tokens";
-  // Requests waited at admission for many steps; each counts one prefix-cache lookup.
+  // Requests waited at admission for many steps; each admission counts one prefix-cache lookup
+  // (a preempted request is admitted again).
   EXPECT_EQ(reserved.prefix_cache_queries, static_cast<int64_t>(reqs.size()));
+  EXPECT_EQ(greedy.prefix_cache_queries, static_cast<int64_t>(reqs.size()) + greedy.preemptions);
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_EQ(b[i].ids.size(), static_cast<size_t>(reqs[i].max_tokens)) << "request " << i;
@@ -75,6 +77,8 @@ TEST_F(Admission, ReserveForMaxTokensPreemptsNone) {
 }
 
 TEST_F(Admission, AutoPreemptsNoneWhileRequestsRunToMaxTokens) {
+  EXPECT_EQ(Engine(*m_.model, config(-1.0), nullptr).stats().admission_reserve_ratio, 1.0)
+      << "published before the first step";
   const std::vector<Request> reqs = requests();
   EngineStats st;
   const std::vector<Outcome> out = run_workload(m_, config(-1.0), reqs, Load{}, &st);
