@@ -165,8 +165,9 @@ StepPlan Scheduler::schedule() {
                                                 static_cast<int>(std::ceil(ratio * out_left)));
     return std::max(0, blocks_.blocks_for(positions) - static_cast<int>(s.blocks.size()));
   };
-  int reserved = 0;
-  for (const Sequence* s : running_) reserved += future_blocks(*s);
+  int reserved = 0;  // by the running sequences; only admission needs it
+  if (!waiting_.empty())
+    for (const Sequence* s : running_) reserved += future_blocks(*s);
 
   // Admission, first come first served, while the budget, the sequence cap and the KV allow.
   while (!waiting_.empty() && budget > 0 &&
