@@ -59,6 +59,12 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
                  "(0: powers of two throughout: fewer tunings at the first start, slower passes "
                  "between the powers of two; same results either way)")
       ->capture_default_str();
+  app.add_option("--cuda-attention-tall", o.cuda_attention_tall,
+                 "CUDA: where the fast lane runs prefill chunks' attention in tiles of 128 query "
+                 "rows: auto (passes of prefill chunks only), mixed (also passes with decode or "
+                 "verification rows, where the chunks fill a wave: long prompts) or never; the "
+                 "deterministic lane is unaffected")
+      ->capture_default_str();
 }
 
 void add_engine_options(CLI::App& app, EngineOptions& o) {
@@ -189,6 +195,7 @@ LoadedModel load_model(const ModelOptions& o, int max_pass_tokens, int max_logit
   bo.programmatic_launch = o.cuda_pdl;
   bo.canonical_skinny = o.cuda_canonical_skinny;
   bo.canonical_m_step = o.cuda_canonical_m_step;
+  bo.attention_tall = o.cuda_attention_tall;
   lm.backend = make_backend(bo);
 
   ModelConfig config;

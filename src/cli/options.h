@@ -28,6 +28,7 @@ struct ModelOptions {
   bool cuda_pdl = true;               // programmatic dependent launch of the forward kernels
   bool cuda_canonical_skinny = true;  // the canonical lane may use the sequential-K skinny GEMM
   int cuda_canonical_m_step = 128;    // canonical GEMM M buckets (BackendOptions)
+  std::string cuda_attention_tall = "auto";  // tall row tiles of fast prefill (BackendOptions)
 };
 
 struct EngineOptions {

@@ -159,7 +159,8 @@ TEST(AttentionPlan, EveryRowOnceOverItsCausalKeysInEveryForm) {
       const PassInput pass = make_pass(spec, fast);
       for (Schedule s : {Schedule::kCanonical, Schedule::kFast})
         for (SplitPolicy split : {SplitPolicy::kAuto, SplitPolicy::kNever, SplitPolicy::kAlways})
-          for (TallPolicy tall : {TallPolicy::kAuto, TallPolicy::kNever, TallPolicy::kAlways}) {
+          for (TallPolicy tall : {TallPolicy::kAuto, TallPolicy::kMixed, TallPolicy::kNever,
+                                  TallPolicy::kAlways}) {
             SCOPED_TRACE(testing::Message()
                          << "pass of " << spec.size() << " sequences, " << schedule_name(s)
                          << ", split " << static_cast<int>(split) << ", tall "
@@ -230,6 +231,27 @@ TEST(AttentionPlan, TallItemsOnlyInTheFastLanesPrefillPasses) {
   EXPECT_EQ(n_tall({{0, 4096}}, Schedule::kCanonical, TallPolicy::kAlways), 0);
   // Forced: the 70-token chunk's 280 rows are 128 + 128 + 24 (the last tile wide).
   EXPECT_EQ(n_tall({{0, 70}}, Schedule::kFast, TallPolicy::kAlways), 2 * 8);
+}
+
+TEST(AttentionPlan, TallItemsBesideDecodeRowsOnlyInMixedWhereTheChunksFillAWave) {
+  auto n_tall = [](const std::vector<std::pair<int, int>>& spec, Schedule s, TallPolicy t) {
+    const PassInput pass = make_pass(spec);
+    const AttnPlanRequest req = request(s, SplitPolicy::kAuto, t);
+    return check_plan(pass, req, cuda::plan_attention(pass, req));
+  };
+  // An ArXiv-like step: two 512-token chunks at long prefixes (16 tall tiles each a KV head)
+  // next to decode rows. Auto keeps one launch; mixed cuts the chunks tall (the decode rows
+  // stay one tile each, not tall).
+  const std::vector<std::pair<int, int>> step = {{4096, 512}, {2048, 512}, {500, 1}, {6000, 1}};
+  EXPECT_EQ(n_tall(step, Schedule::kFast, TallPolicy::kAuto), 0);
+  EXPECT_EQ(n_tall(step, Schedule::kFast, TallPolicy::kMixed), 2 * 16 * 8);
+  // One such chunk: 128 tall items, fewer than one per SM: wide tiles stay.
+  EXPECT_EQ(n_tall({{4096, 512}, {500, 1}}, Schedule::kFast, TallPolicy::kMixed), 0);
+  // Passes of prefill chunks only: as auto.
+  EXPECT_EQ(n_tall({{0, 4096}}, Schedule::kFast, TallPolicy::kMixed), 128 * 8);
+  EXPECT_EQ(n_tall({{0, 512}}, Schedule::kFast, TallPolicy::kMixed), 0);
+  // Never in the canonical lane.
+  EXPECT_EQ(n_tall(step, Schedule::kCanonical, TallPolicy::kMixed), 0);
 }
 
 TEST(AttentionPlan, NarrowItemsAreUnsplitItemsOfFewRows) {

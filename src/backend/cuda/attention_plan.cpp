@@ -48,6 +48,8 @@ AttnPlan plan_attention(const PassInput& pass, const AttnPlanRequest& req) {
   // kernel launch: a build with tall items there (and attend_item refactored) ran the
   // ShareGPT-like workload 3.4 % slower (H200, 2026-12-03). Canonical sequences keep 64-row
   // tiles.
+  // kMixed lifts the prefill-only condition: there the chunks' tall tiles alone must fill a
+  // wave (decode rows stay one tile each, in the narrow or wide kernel).
   const bool any_fast = !std::all_of(pass.seqs.begin(), pass.seqs.end(), canonical);
   if (any_fast && req.tall != TallPolicy::kNever) {
     const bool prefill_only =
@@ -59,6 +61,12 @@ AttnPlan plan_attention(const PassInput& pass, const AttnPlanRequest& req) {
           (tall.size() < tiles.size() &&
            static_cast<int64_t>(tall.size()) * req.n_kv_heads >= req.sm_count))
         tiles = std::move(tall);
+    } else if (req.tall == TallPolicy::kMixed) {
+      std::vector<RowTile> tall = cut(kAttnTallRowTile);
+      const auto n_tall = std::count_if(tall.begin(), tall.end(), [](const RowTile& t) {
+        return t.n_rows > kAttnRowTile;
+      });
+      if (static_cast<int64_t>(n_tall) * req.n_kv_heads >= req.sm_count) tiles = std::move(tall);
     }
   }
   // Split keys only when the unsplit items cannot fill one wave (one per SM): splitting costs

@@ -65,6 +65,10 @@ std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& opts, int ordin
 CudaBackend::CudaBackend(const BackendOptions& opts, int ordinal)
     : ordinal_(ordinal), memory_fraction_(opts.memory_fraction) {
   cuda::set_programmatic_launch(opts.programmatic_launch);
+  check_attention_tall(opts.attention_tall);
+  tall_policy_ = opts.attention_tall == "mixed"   ? cuda::TallPolicy::kMixed
+                 : opts.attention_tall == "never" ? cuda::TallPolicy::kNever
+                                                  : cuda::TallPolicy::kAuto;
   if (!(memory_fraction_ > 0.0 && memory_fraction_ <= 1.0))
     fail("--gpu-memory-fraction {}: must be in (0, 1]", memory_fraction_);
   LLM42_CUDA_CHECK(cudaSetDevice(ordinal_));
@@ -304,7 +308,7 @@ cuda::AttnPlan CudaBackend::make_attention_plan(const QkvLayout& layout, Schedul
   n_tall_ = plan.n_tall;
   n_narrow_ = plan.n_narrow;
   n_combines_ = static_cast<int>(plan.combines.size());
-  last_plan_stats_ = {n_items_, n_combines_, plan.partial_rows};
+  last_plan_stats_ = {n_items_, n_combines_, plan.partial_rows, n_tall_, n_narrow_};
   plan_valid_ = true;
   plan_schedule_ = s;
   plan_heads_ = layout.n_heads;

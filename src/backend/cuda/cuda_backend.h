@@ -107,6 +107,8 @@ class CudaBackend final : public Backend {
     int items = 0;
     int combines = 0;
     int64_t partial_rows = 0;
+    int tall = 0;    // items of the tall kernel
+    int narrow = 0;  // items of the narrow kernel
   };
   AttnPlanStats last_attention_plan() const { return last_plan_stats_; }
   cudaStream_t stream() const { return stream_; }
