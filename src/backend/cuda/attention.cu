@@ -7,12 +7,12 @@
 // sequence and one KV head (the `group` query heads of that KV head for each token, so the K/V
 // tile is loaded once for all of them); each warp owns 16 rows as the MMA's M dimension. Three
 // kernels, one per item shape, launched in this order where a pass has items of the shape:
-//   tall   (attention_tall_kernel): a fast-lane item of more than 64 rows (a prefill chunk's):
-//          128 rows, 32 a warp (attend_tall);
 //   narrow (attention_narrow_kernel): an unsplit item of at most kAttnNarrowMaxRows rows (a
 //          decode step's query heads of one KV head): the four warps split the tile's keys for
 //          the scores and head_dim for the output, the running O stays in registers, and the
 //          smaller footprint lets three CTAs share an SM;
+//   tall   (attention_tall_kernel): a fast-lane item of more than 64 rows (a prefill chunk's):
+//          128 rows, 32 a warp (attend_tall);
 //   wide   (attention_kernel): every other item, and the combines.
 //
 // Why one kernel serves every lane and pass shape (DESIGN.md §2): an MMA output element depends
@@ -655,7 +655,9 @@ __device__ __forceinline__ void attend_tall(const AttnParams& p, const AttnWorkI
   const int first_new = p.positions[item.q_begin];
   if (n_tiles > 0) load_kv_tile<D>(p, item, first_new, 0, 0, KvPart::kOld, s_k, s_v);
   cp_async_commit();
-  pdl_wait();
+  // A no-op after the first item of a CTA; launched after the narrow kernel, skipped (see
+  // attention_narrow_kernel).
+  if (!p.after_narrow) pdl_wait();
   load_q_rows<D, kAttnTallRowTile>(p, item, s_q);
   cp_async_commit();
   if (n_tiles > 0) load_kv_tile<D>(p, item, first_new, 0, 0, KvPart::kNew, s_k, s_v);
@@ -914,13 +916,16 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const AttnParams
   if (p.after_narrow) pdl_wait();
 }
 
-// The narrow items, [n_tall, n_tall + n_narrow). Three CTAs an SM (launch bounds and
-// NarrowSmem), against two for the wide kernel: a decode step's attention is memory-bound, and
-// more resident CTAs keep more K/V tiles in flight. Each CTA triggers the wide kernel only
-// after its pdl_wait (in attend_item; a CTA without items waits here), so when the wide kernel
-// starts, everything before this kernel is complete: the wide kernel needs nothing this kernel
-// writes, so it skips its own wait at the start, and its CTAs fill the SMs as this kernel's
-// last wave drains.
+// The narrow items, [n_tall, n_tall + n_narrow), launched first. Three CTAs an SM (launch
+// bounds and NarrowSmem), against two for the wide kernel: a decode step's attention is
+// memory-bound, and more resident CTAs keep more K/V tiles in flight. Each CTA triggers the next
+// kernel only after its pdl_wait (in attend_item; a CTA without items waits here), so when the
+// next kernel (tall, else wide) starts, everything before this kernel is complete: the tall and
+// wide kernels need nothing this kernel writes, so they skip their own wait at the start, and
+// their CTAs fill the SMs as this kernel's last wave drains. The tall kernel triggers the wide
+// one at its start, which is then after this kernel's CTAs all waited too. Each of the two waits
+// at its end instead, so that the last kernel's completion (which the next op's pdl_wait waits
+// for) implies every earlier one's.
 template <int D>
 __global__ void __launch_bounds__(kThreads, 3) attention_narrow_kernel(const AttnParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
@@ -935,7 +940,10 @@ __global__ void __launch_bounds__(kThreads, 3) attention_narrow_kernel(const Att
 
 // The tall items, a CTA each. A kernel of its own: the tall path needs every register (and
 // spills a little), and in the kernel above its code made the decode items slower (a batch-1
-// step's attention 9.9 -> 13.9 us, H200, 2026-12-03).
+// step's attention 9.9 -> 13.9 us, H200, 2026-12-03). After the narrow kernel where the pass has
+// narrow items (decode rows beside long prefill chunks: --cuda-attention-tall mixed), so that
+// its CTAs fill the SMs as the narrow kernel's last wave drains instead of the narrow kernel
+// waiting for the tall one's last wave.
 template <int D>
 __global__ void __launch_bounds__(kThreads, 2) attention_tall_kernel(const AttnParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
@@ -947,6 +955,9 @@ __global__ void __launch_bounds__(kThreads, 2) attention_tall_kernel(const AttnP
     attend_tall<D>(p, item, smem);
     if (item.combine >= 0) finish_part<D>(p, item.combine, &s_last, smem);
   }
+  // Launched after the narrow kernel, this kernel did not wait for it: it waits now (see
+  // attention_narrow_kernel).
+  if (p.after_narrow) pdl_wait();
 }
 
 template <int D>
@@ -958,18 +969,12 @@ cudaError_t launch(const AttnParams& p, cudaStream_t stream) {
       (p.counts != nullptr && p.narrow_grid == 0 && p.n_narrow != 0) ||
       (!kNarrowable<D> && p.n_narrow != 0))
     return cudaErrorInvalidValue;
-  // The tall items first; the rest wait for them in pdl_wait (the next kernel's inputs are the
-  // same, so this only orders the two launches).
-  if (p.n_tall > 0) {
-    cudaError_t e = cudaFuncSetAttribute(attention_tall_kernel<D>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes);
-    if (e == cudaSuccess)
-      e = launch_kernel(attention_tall_kernel<D>, p.n_tall, kThreads, kBytes, stream, p);
-    if (e != cudaSuccess) return e;
-  }
-  // Captured graphs of batches that may have narrow items (narrow_grid > 0) hold the narrow
-  // kernel whatever the plan (counts from the device).
+  // The narrow kernel first (captured graphs of batches that may have narrow items,
+  // narrow_grid > 0, hold it whatever the plan: counts from the device), then the tall one, then
+  // the wide one; the kernels after the narrow one skip their wait at the start and wait at the
+  // end (attention_narrow_kernel says why that is safe).
   AttnParams wide = p;
+  wide.after_narrow = false;
   if constexpr (kNarrowable<D>) {
     wide.after_narrow = p.counts != nullptr ? p.narrow_grid > 0 : p.n_narrow > 0;
     if (wide.after_narrow) {
@@ -985,6 +990,13 @@ cudaError_t launch(const AttnParams& p, cudaStream_t stream) {
         e = launch_kernel(attention_narrow_kernel<D>, grid, kThreads, kNarrowBytes, stream, p);
       if (e != cudaSuccess) return e;
     }
+  }
+  if (p.n_tall > 0) {
+    cudaError_t e = cudaFuncSetAttribute(attention_tall_kernel<D>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes);
+    if (e == cudaSuccess)
+      e = launch_kernel(attention_tall_kernel<D>, p.n_tall, kThreads, kBytes, stream, wide);
+    if (e != cudaSuccess) return e;
   }
   cudaError_t e = cudaFuncSetAttribute(attention_kernel<D>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes);

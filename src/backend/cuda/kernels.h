@@ -183,13 +183,15 @@ struct AttnParams {
   const AttnSeq* seqs;
   const AttnWorkItem* items;
   int n_items;
-  // Items [0, n_tall) are tall (more than kAttnRowTile rows) and run in a kernel of their own,
-  // launched first; eager passes only (0 in captured graphs). Items [n_tall, n_tall + n_narrow)
-  // are narrow (attn_item_narrow) and run in a kernel of their own, launched next (captured
-  // graphs: always launched, counts[2] items).
+  // Items [0, n_tall) are tall (more than kAttnRowTile rows) and run in a kernel of their own;
+  // eager passes only (0 in captured graphs). Items [n_tall, n_tall + n_narrow) are narrow
+  // (attn_item_narrow) and run in a kernel of their own (captured graphs: always launched,
+  // counts[2] items). Launch order: narrow, tall, wide (each where it has items).
   int n_tall;
   int n_narrow;
-  bool after_narrow;  // set by launch_attention for the wide kernel
+  // Set by launch_attention for the kernels launched after the narrow one (tall, wide): they
+  // skip the wait at their start and wait at their end (see attention_narrow_kernel).
+  bool after_narrow;
   const AttnCombineItem* combines;
   // Captured graphs: the kernel runs `grid` CTAs and reads n_items from counts[0] here, so
   // one capture serves every plan. Null in eager passes (one CTA per item, counts above).
