@@ -6,11 +6,18 @@
 // KV bytes / bandwidth) and prefill (compute-bound: floor = 4 * heads * head_dim * sum of keys
 // per query / GEMM rate) at Llama-3.1-8B geometry (32 query heads, 8 KV heads, head_dim 128).
 //
-//   ./build/bin/cuda_attention_lab [--quick | --profile | --profile-decode]
+//   ./build/bin/cuda_attention_lab [--quick | --profile | --profile-decode | --arxiv]
 //
 // --profile runs only the 4096-token prefill, --profile-decode only the decode step of 256
 // sequences at context 512 (a full batch of ShareGPT-like traffic), once per variant after a
 // warm-up, for a profiler (ncu -k regex:attention).
+//
+// Last, an ArXiv-like step's attention (the offline ArXiv-like workload's passes: prefill
+// chunks at long prefixes next to ~56 decode rows at contexts of 4K-8K, about 1,800 tokens),
+// its prefill chunks alone, its decode rows alone and the two together, in the fast lane with
+// tall tiles by load (auto), also beside decode rows (--cuda-attention-tall mixed), never, and
+// with every row tile split (two key pieces and a combine: the decode rows' items otherwise
+// fill 1.1 waves), and in the canonical lane. --arxiv runs only that section.
 #ifdef LLM42_HAVE_CUDA
 #include <cuda_runtime.h>
 
@@ -54,25 +61,8 @@ const Variant kVariants[] = {
 
 // `n_seqs` sequences, each with q_len queries ending at position ctx - 1.
 PassInput make_pass(int n_seqs, int q_len, int ctx, int block_size, int blocks_per_seq) {
-  PassInput p;
-  for (int s = 0; s < n_seqs; ++s) {
-    PassSeq q;
-    q.q_begin = p.n_tokens();
-    q.q_len = q_len;
-    q.pos_begin = ctx - q_len;
-    q.block_begin = static_cast<int32_t>(p.block_tables.size());
-    q.n_blocks = (ctx + block_size - 1) / block_size;
-    for (int i = 0; i < q.n_blocks; ++i) p.block_tables.push_back(s * blocks_per_seq + i);
-    for (int i = 0; i < q_len; ++i) {
-      const int pos = q.pos_begin + i;
-      p.tokens.push_back(0);
-      p.positions.push_back(pos);
-      p.slots.push_back(p.block_tables[q.block_begin + pos / block_size] * block_size +
-                        pos % block_size);
-    }
-    p.seqs.push_back(q);
-  }
-  return p;
+  return lab::pass_of(std::vector<std::pair<int, int>>(n_seqs, {ctx - q_len, q_len}), block_size,
+                      blocks_per_seq, Schedule::kCanonical);
 }
 
 KvCache cache_of(const Owned& k, const Owned& v, int n_blocks, int bs, int kvh, int hd,
@@ -92,9 +82,17 @@ KvCache cache_of(const Owned& k, const Owned& v, int n_blocks, int bs, int kvh, 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
-  const bool profile_decode = argc > 1 && std::string(argv[1]) == "--profile-decode";
-  const bool profile = profile_decode || (argc > 1 && std::string(argv[1]) == "--profile");
+  const std::string mode = argc > 1 ? argv[1] : "";
+  if (argc > 2 || (!mode.empty() && mode != "--quick" && mode != "--profile" &&
+                   mode != "--profile-decode" && mode != "--arxiv")) {
+    std::fprintf(stderr,
+                 "usage: cuda_attention_lab [--quick | --profile | --profile-decode | --arxiv]\n");
+    return 2;
+  }
+  const bool quick = mode == "--quick";
+  const bool arxiv_only = mode == "--arxiv";
+  const bool profile_decode = mode == "--profile-decode";
+  const bool profile = profile_decode || mode == "--profile";
   if (cuda_device_count() == 0) {
     std::printf("cuda_attention_lab: no CUDA GPU, nothing to measure\n");
     return 0;
@@ -207,7 +205,7 @@ int main(int argc, char** argv) {
   std::vector<std::pair<int, int>> decodes;
   if (profile_decode) {
     decodes = {{256, 512}};
-  } else if (!profile) {
+  } else if (!profile && !arxiv_only) {
     for (int bsz : quick ? std::vector<int>{1, 16} : std::vector<int>{1, 16, 64})
       for (int ctx : quick ? std::vector<int>{1024} : std::vector<int>{1024, 4096, 8192})
         decodes.emplace_back(bsz, ctx);
@@ -216,7 +214,7 @@ int main(int argc, char** argv) {
                      {{32, 512}, {64, 256}, {128, 1024}, {256, 128}, {256, 256}, {256, 512}});
   }
   const int max_ctx = profile_decode ? 4096 : quick ? 1024 : 8192;
-  int max_b = 1;
+  int max_b = profile ? 1 : 65;  // the ArXiv-like step's 60 sequences
   for (const auto& [bsz, ctx] : decodes) max_b = std::max(max_b, bsz * ctx / max_ctx + 1);
   const int per_seq = (max_ctx + bs - 1) / bs;
   const int n_blocks = per_seq * max_b;
@@ -249,8 +247,8 @@ int main(int argc, char** argv) {
   const int prefills[][2] = {{512, 0}, {2048, 0}, {512, 4096}, {4096, 0}};
   for (const auto& pf : prefills) {
     const int t = pf[0], prefix = pf[1];
-    if (profile_decode || t > max_rows || prefix + t > max_ctx || (quick && t > 512) ||
-        (profile && t != 4096))
+    if (profile_decode || arxiv_only || t > max_rows || prefix + t > max_ctx ||
+        (quick && t > 512) || (profile && t != 4096))
       continue;
     const PassInput pass = make_pass(1, t, prefix + t, bs, per_seq);
     double keys = 0;
@@ -262,6 +260,51 @@ int main(int argc, char** argv) {
       const double us = time_us(pass, cache, qkv, out, var, &st);
       std::printf("%-14s %6d %6d %7d %9.1f %9.1f %8.1f %6.0f%%\n", var.name, t, prefix, st.items,
                   us, floor_us, flops / (us * 1e-6) / 1e12, 100 * floor_us / us);
+    }
+  }
+
+  // An ArXiv-like step (the offline workload's passes of ~1,800 tokens hold ~56 decode rows and
+  // three or four prefill chunks): chunks of 512 at prefixes 1,024 / 3,072 / 5,120 and a first
+  // chunk of 200; decode rows at contexts spread over 4,000-8,000.
+  if (!quick && !profile) {
+    const std::vector<std::pair<int, int>> chunks = {{1024, 512}, {3072, 512}, {5120, 512},
+                                                     {0, 200}};
+    std::vector<std::pair<int, int>> decode_rows;
+    for (int i = 0; i < 56; ++i) decode_rows.emplace_back(4000 + i * 4000 / 56, 1);
+    std::vector<std::pair<int, int>> step = chunks;
+    step.insert(step.end(), decode_rows.begin(), decode_rows.end());
+    double flops = 0, bytes = 0;
+    for (auto [prefix, q_len] : chunks)
+      for (int i = 0; i < q_len; ++i) flops += 4.0 * ql.n_heads * ql.head_dim * (prefix + i + 1);
+    for (auto [prefix, q_len] : decode_rows) bytes += double(prefix + 1) * ql.kv_dim() * 2 * 2;
+    const double prefill_floor = flops / kMmaRate * 1e6, decode_floor = bytes / bandwidth * 1e6;
+    const Variant arxiv_variants[] = {
+        {"fast", Schedule::kFast, cuda::SplitPolicy::kAuto},
+        {"fast-mixed", Schedule::kFast, cuda::SplitPolicy::kAuto, cuda::TallPolicy::kMixed},
+        {"fast-64rows", Schedule::kFast, cuda::SplitPolicy::kAuto, cuda::TallPolicy::kNever},
+        {"fast-split", Schedule::kFast, cuda::SplitPolicy::kAlways},
+        {"canonical", Schedule::kCanonical, cuda::SplitPolicy::kAuto}};
+    std::printf(
+        "\n%-14s %-15s %6s %7s %6s %9s %9s %7s   (floor: chunks' FLOPs at %.0f TFLOP/s, decode "
+        "rows' KV bytes at the copy bandwidth)\n",
+        "arxiv step", "part", "tokens", "items", "tall", "us", "floor us", "%floor", kMmaRate / 1e12);
+    struct Part {
+      const char* name;
+      const std::vector<std::pair<int, int>>* seqs;
+      double floor_us;
+    };
+    const Part parts[] = {{"prefill chunks", &chunks, prefill_floor},
+                          {"decode rows", &decode_rows, decode_floor},
+                          {"the step", &step, prefill_floor + decode_floor}};
+    for (const Part& part : parts) {
+      const PassInput pass = lab::pass_of(*part.seqs, bs, per_seq, Schedule::kFast);
+      for (const Variant& var : arxiv_variants) {
+        CudaBackend::AttnPlanStats st;
+        const double us = time_us(pass, cache, qkv, out, var, &st);
+        std::printf("%-14s %-15s %6d %7d %6d %9.1f %9.1f %6.0f%%\n", var.name, part.name,
+                    pass.n_tokens(), st.items, st.tall, us, part.floor_us,
+                    100 * part.floor_us / us);
+      }
     }
   }
   cudaEventDestroy(start);

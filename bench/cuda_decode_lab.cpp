@@ -9,7 +9,12 @@
 // replayed, which is what that kernel costs inside a graph, its launch gap included). Last, the
 // cost of a verification pass against its token count.
 //
-//   ./build/bin/cuda_decode_lab [--quick] [--no-canonical-skinny]
+// --arxiv instead breaks down one eager pass of the offline ArXiv-like workload's shape (about
+// 1,800 tokens: prefill chunks at long prefixes next to 56 decode rows at contexts of 4K-8K),
+// op by op, with the attention's tall tiles by load and also beside the decode rows
+// (--cuda-attention-tall mixed).
+//
+//   ./build/bin/cuda_decode_lab [--quick | --arxiv] [--no-canonical-skinny]
 #ifdef LLM42_HAVE_CUDA
 #include <cuda_runtime.h>
 
@@ -53,27 +58,28 @@ int blocks_for(int ctx, int bs) { return (ctx + bs - 1) / bs; }
 // B sequences of q_len tokens each, ending at position ctx - 1, each over its own blocks; a
 // logits row for every token (q_len 1: a decode step; more: verification windows).
 PassInput window_pass(int b, int q_len, int ctx, int bs, int blocks_per_seq, Schedule s) {
-  PassInput p;
-  p.schedule = s;
-  for (int i = 0; i < b; ++i) {
-    PassSeq q;
-    q.q_begin = p.n_tokens();
-    q.q_len = q_len;
-    q.pos_begin = ctx - q_len;
-    q.block_begin = static_cast<int32_t>(p.block_tables.size());
-    q.n_blocks = blocks_for(ctx, bs);
-    for (int k = 0; k < q.n_blocks; ++k) p.block_tables.push_back(i * blocks_per_seq + k);
-    for (int j = 0; j < q_len; ++j) {
-      const int pos = q.pos_begin + j;
-      p.logit_rows.push_back(p.n_tokens());
-      p.tokens.push_back(1000 + i + j);
-      p.positions.push_back(pos);
-      p.slots.push_back(p.block_tables[q.block_begin + pos / bs] * bs + pos % bs);
-    }
-    p.seqs.push_back(q);
-  }
+  PassInput p = lab::pass_of(std::vector<std::pair<int, int>>(b, {ctx - q_len, q_len}), bs,
+                             blocks_per_seq, s);
+  for (int i = 0; i < p.n_tokens(); ++i) p.logit_rows.push_back(i);
   return p;
 }
+
+// One layer's activations for n rows (the residual stream, its update, the normed input, qkv,
+// attention output, gate_up, SwiGLU output), random.
+struct LayerActs {
+  lab::Owned x, delta, h, qkv, attn, gu, act;
+  LayerActs(CudaBackend& b, const ModelConfig& c, int64_t n)
+      : x(lab::make(b, DType::kBF16, {n, c.dim})),
+        delta(lab::make(b, DType::kBF16, {n, c.dim})),
+        h(lab::make(b, DType::kBF16, {n, c.dim})),
+        qkv(lab::make(b, DType::kBF16, {n, (c.n_heads + 2LL * c.n_kv_heads) * c.head_dim})),
+        attn(lab::make(b, DType::kBF16, {n, c.q_dim()})),
+        gu(lab::make(b, DType::kBF16, {n, 2LL * c.ffn_dim})),
+        act(lab::make(b, DType::kBF16, {n, c.ffn_dim})) {
+    for (const Tensor* t : {&x.t, &delta.t, &h.t, &qkv.t, &attn.t, &gu.t, &act.t})
+      b.fill_random(*t, 11, RandomInit::kNormal, 0.5f);
+  }
+};
 
 // A decode step of `bsz` sequences at context `ctx`, in both lanes: each kernel of a layer
 // launched once per layer (each layer's own weights, as a step reads them) inside one captured
@@ -86,16 +92,10 @@ void breakdown(CudaBackend& b, Transformer& model, const KvCache& cache, int bs,
   std::vector<Buffer> storage;
   const RopeTable rope = make_rope_table(b, c, c.max_seq_len, storage);
   const int64_t n = bsz;
-  lab::Owned x = lab::make(b, DType::kBF16, {n, c.dim}),
-             delta = lab::make(b, DType::kBF16, {n, c.dim}),
-             h = lab::make(b, DType::kBF16, {n, c.dim}),
-             qkv = lab::make(b, DType::kBF16, {n, layout.row()}),
-             attn = lab::make(b, DType::kBF16, {n, c.q_dim()}),
-             gu = lab::make(b, DType::kBF16, {n, 2LL * c.ffn_dim}),
-             act = lab::make(b, DType::kBF16, {n, c.ffn_dim}),
-             logits = lab::make(b, DType::kF32, {n, c.vocab_size});
-  for (const Tensor* t : {&x.t, &delta.t, &h.t, &qkv.t, &attn.t, &gu.t, &act.t})
-    b.fill_random(*t, 11, RandomInit::kNormal, 0.5f);
+  LayerActs a(b, c, n);
+  lab::Owned &x = a.x, &delta = a.delta, &h = a.h, &qkv = a.qkv, &attn = a.attn, &gu = a.gu,
+             &act = a.act;
+  lab::Owned logits = lab::make(b, DType::kF32, {n, c.vocab_size});
   Schedule s = Schedule::kFast;
   const LayerWeights* lw = nullptr;
   int layer = 0;
@@ -168,18 +168,121 @@ void breakdown(CudaBackend& b, Transformer& model, const KvCache& cache, int bs,
               step_us[0], step_us[1]);
 }
 
+// One eager pass of the ArXiv-like step, op by op: each op launched once per layer (each
+// layer's weights), eagerly, timed together; TFLOP/s for the GEMMs; then the whole pass
+// (Transformer::forward). Attention with the tall tiles by load (auto) and with `mixed`.
+int arxiv_breakdown(CudaBackend& b, Transformer& model, int bs) {
+  const ModelConfig& c = model.config();
+  const ModelWeights& mw = model.weights();
+  const QkvLayout layout{c.n_heads, c.n_kv_heads, c.head_dim};
+  std::vector<std::pair<int, int>> seqs = {{1024, 512}, {3072, 512}, {5120, 512}, {0, 200}};
+  for (int i = 0; i < 56; ++i) seqs.emplace_back(4000 + i * 4000 / 56, 1);
+  // Logits for the decode rows (the chunks end short of their prompts).
+  PassInput pass = lab::pass_of(seqs, bs, 0, Schedule::kFast);
+  for (const PassSeq& q : pass.seqs)
+    if (q.q_len == 1) pass.logit_rows.push_back(q.q_begin);
+  int n_blocks = 0;
+  for (const PassSeq& q : pass.seqs) n_blocks += q.n_blocks;
+  std::vector<Buffer> storage;
+  const KvCache cache = allocate_kv_cache(b, c, n_blocks, bs, storage);
+  for (int l = 0; l < c.n_layers; ++l) {
+    b.fill_random(cache.k[l], 100 + l, RandomInit::kNormal, 1.0f);
+    b.fill_random(cache.v[l], 200 + l, RandomInit::kNormal, 1.0f);
+  }
+  const RopeTable rope = make_rope_table(b, c, c.max_seq_len, storage);
+  const int64_t n = pass.n_tokens(), r = static_cast<int64_t>(pass.logit_rows.size());
+  LayerActs a(b, c, n);
+  lab::Owned &x = a.x, &delta = a.delta, &h = a.h, &qkv = a.qkv, &attn = a.attn, &gu = a.gu,
+             &act = a.act;
+  lab::Owned last = lab::make(b, DType::kBF16, {r, c.dim}),
+             logits = lab::make(b, DType::kF32, {r, c.vocab_size});
+  b.fill_random(last.t, 12, RandomInit::kNormal, 0.5f);
+  const Schedule s = Schedule::kFast;
+  const LayerWeights* lw = nullptr;
+  int layer = 0;
+  struct Op {
+    const char* name;
+    bool per_layer;
+    double flops;  // per launch (GEMMs)
+    std::function<void()> run;
+  };
+  const double m = static_cast<double>(n);
+  const std::vector<Op> ops = {
+      {"add_rmsnorm", true, 0, [&] { b.add_rmsnorm(x.t, delta.t, lw->attn_norm, 1e-5f, h.t, s); }},
+      {"qkv gemm", true, 2 * m * c.dim * layout.row(),
+       [&] { b.matmul(h.t, lw->wqkv, nullptr, qkv.t, s); }},
+      {"rope + kv write", true, 0, [&] { b.rope_kv_write(qkv.t, layout, rope, cache, layer); }},
+      {"attention", true, 0, [&] { b.attention(qkv.t, layout, cache, layer, attn.t, s); }},
+      {"o gemm", true, 2 * m * c.q_dim() * c.dim, [&] { b.matmul(attn.t, lw->wo, nullptr, delta.t, s); }},
+      {"add_rmsnorm", true, 0, [&] { b.add_rmsnorm(x.t, delta.t, lw->ffn_norm, 1e-5f, h.t, s); }},
+      {"gate_up gemm", true, 2 * m * c.dim * 2.0 * c.ffn_dim,
+       [&] { b.matmul(h.t, lw->w_gate_up, nullptr, gu.t, s); }},
+      {"swiglu", true, 0, [&] { b.swiglu(gu.t, act.t); }},
+      {"down gemm", true, 2 * m * c.ffn_dim * c.dim,
+       [&] { b.matmul(act.t, lw->w_down, nullptr, delta.t, s); }},
+      {"embedding", false, 0, [&] { b.embedding(mw.embedding, x.t); }},
+      {"gather logit rows", false, 0, [&] { b.gather_logit_rows(x.t, last.t); }},
+      {"lm_head gemm", false, 2.0 * static_cast<double>(r) * c.dim * c.vocab_size,
+       [&] { b.matmul(last.t, mw.lm_head, nullptr, logits.t, s); }},
+  };
+  std::printf(
+      "\nArXiv-like pass: %lld tokens (chunks of 512 at prefixes 1024, 3072, 5120 and of 200 at "
+      "0; 56 decode rows at contexts 4000-7929), %lld logit rows, fast lane, eager\n%-18s %5s "
+      "%10s %10s %9s\n",
+      static_cast<long long>(n), static_cast<long long>(r), "op", "count", "us each", "us a pass",
+      "TFLOP/s");
+  double total = 0;
+  for (const Op& op : ops) {
+    const int count = op.per_layer ? c.n_layers : 1;
+    b.begin_pass(pass, cache);
+    const double us = lab::time_us(b, 5, [&](int) {
+      for (int l = 0; l < count; ++l) {
+        lw = &mw.layers[l];
+        layer = l;
+        op.run();
+      }
+    });
+    total += us;
+    std::printf("%-18s %5d %10.1f %10.1f", op.name, count, us / count, us);
+    if (op.flops > 0) std::printf(" %9.1f", op.flops * count / (us * 1e-6) / 1e12);
+    std::printf("\n");
+  }
+  std::printf("%-18s %5s %10s %10.1f\n", "sum of ops", "", "", total);
+  for (cuda::TallPolicy tall : {cuda::TallPolicy::kAuto, cuda::TallPolicy::kMixed}) {
+    b.set_attention_tall_policy(tall);
+    b.begin_pass(pass, cache);
+    const double att = lab::time_us(b, 5, [&](int) {
+      for (int l = 0; l < c.n_layers; ++l) b.attention(qkv.t, layout, cache, l, attn.t, s);
+    });
+    const CudaBackend::AttnPlanStats st = b.last_attention_plan();
+    model.forward(pass, cache);
+    b.synchronize();
+    const double step = lab::time_us(b, 5, [&](int) { model.forward(pass, cache); });
+    std::printf(
+        "tall tiles %-6s: attention %8.1f us a pass (%d items, %d tall, %d narrow); the pass "
+        "(Transformer::forward) %8.1f us = %.0f tok/s\n",
+        tall == cuda::TallPolicy::kAuto ? "auto" : "mixed", att, st.items, st.tall, st.narrow,
+        step, static_cast<double>(n) / (step * 1e-6));
+  }
+  b.set_attention_tall_policy(cuda::TallPolicy::kAuto);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, skinny = true;
+  bool quick = false, skinny = true, arxiv = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") {
       quick = true;
+    } else if (a == "--arxiv") {
+      arxiv = true;
     } else if (a == "--no-canonical-skinny") {
       skinny = false;
     } else {
-      std::fprintf(stderr, "usage: cuda_decode_lab [--quick] [--no-canonical-skinny]\n");
+      std::fprintf(stderr,
+                   "usage: cuda_decode_lab [--quick | --arxiv] [--no-canonical-skinny]\n");
       return 2;
     }
   }
@@ -197,6 +300,11 @@ int main(int argc, char** argv) {
   w.config = c;
   const double weight_bytes = static_cast<double>(w.bytes_per_decode_step());
   Transformer model(b, std::move(w), 2048, 2048);
+  if (arxiv) {
+    std::printf("device: %s; model llama-3.1-8b shape, %d layers\n", b.device_name().c_str(),
+                c.n_layers);
+    return arxiv_breakdown(b, model, 16);
+  }
   // KV for 64 sequences of 4096 positions (or more sequences of fewer: blocks are taken
   // sequence by sequence).
   const int bs = 16, kv_positions = 64 * 4096;

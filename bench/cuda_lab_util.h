@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "backend/cuda/check.h"
@@ -48,6 +49,36 @@ double time_us(CudaBackend& b, int reps, F&& f) {
   cudaEventDestroy(stop);
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
+}
+
+// A pass of sequences given as (prefix, queries), token ids 1000 + sequence + query, no logit
+// rows. Sequence i's blocks start at block i * blocks_per_seq, or right after the previous
+// sequence's where blocks_per_seq is 0.
+inline PassInput pass_of(const std::vector<std::pair<int, int>>& seqs, int block_size,
+                         int blocks_per_seq, Schedule schedule) {
+  PassInput p;
+  p.schedule = schedule;
+  int32_t next_block = 0;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const auto [prefix, q_len] = seqs[i];
+    PassSeq q;
+    q.q_begin = p.n_tokens();
+    q.q_len = q_len;
+    q.pos_begin = prefix;
+    q.block_begin = static_cast<int32_t>(p.block_tables.size());
+    q.n_blocks = (prefix + q_len + block_size - 1) / block_size;
+    if (blocks_per_seq > 0) next_block = static_cast<int32_t>(i) * blocks_per_seq;
+    for (int k = 0; k < q.n_blocks; ++k) p.block_tables.push_back(next_block++);
+    for (int j = 0; j < q_len; ++j) {
+      const int pos = prefix + j;
+      p.tokens.push_back(1000 + static_cast<int>(i) + j);
+      p.positions.push_back(pos);
+      p.slots.push_back(p.block_tables[q.block_begin + pos / block_size] * block_size +
+                        pos % block_size);
+    }
+    p.seqs.push_back(q);
+  }
+  return p;
 }
 
 // Bytes per second of a 2 GiB device-to-device copy, counting bytes read plus bytes written.

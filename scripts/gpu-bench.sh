@@ -12,6 +12,10 @@
 #   PART=micro     the paper's decode microbenchmark: batch 8 and 9 with one deterministic
 #                  request, fast decode + verification (W 64) against off
 #   PART=studies   recompute rate against W with injected mismatches, the W x G grid
+#   PART=arxiv     where an ArXiv-like pass spends its time: the attention lab's and the decode
+#                  lab's --arxiv sections, then the workload (PROMPTS, default 512) off with the
+#                  tall attention tiles by load and beside decode rows (--cuda-attention-tall
+#                  auto, mixed)
 # EXTRA adds engine flags to every llm42 bench run (e.g. --kv-cache-memory-fraction 0.5, the
 # default before the ninth session, or --cuda-canonical-m-step 64).
 set -uo pipefail
@@ -106,8 +110,18 @@ studies)
     done
   done
   ;;
+arxiv)
+  timeout 120 "$BIN/cuda_attention_lab" --arxiv 2>&1 | tee "$OUT/arxiv_attention_lab.txt"
+  timeout 150 "$BIN/cuda_decode_lab" --arxiv 2>&1 | tee "$OUT/arxiv_decode_lab.txt"
+  for tall in auto mixed; do
+    timeout "${SWEEP_TIMEOUT:-200}" $L42 bench --device cuda --model "$MODEL" --workload arxiv \
+      --num-prompts "${PROMPTS:-512}" --modes off --cuda-attention-tall $tall --no-progress \
+      ${EXTRA:-} --json "$OUT/arxiv_tall_$tall.json" 2>&1 | sed "s/^/tall=$tall /" | \
+      tee -a "$OUT/arxiv.txt"
+  done
+  ;;
 *)
-  echo "PART must be ceilings, offline, prefill, online, micro or studies" >&2
+  echo "PART must be ceilings, offline, prefill, online, micro, studies or arxiv" >&2
   exit 2
   ;;
 esac
