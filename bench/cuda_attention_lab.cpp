@@ -267,8 +267,8 @@ int main(int argc, char** argv) {
   // three or four prefill chunks): chunks of 512 at prefixes 1,024 / 3,072 / 5,120 and a first
   // chunk of 200; decode rows at contexts spread over 4,000-8,000.
   if (!quick && !profile) {
-    const std::vector<std::pair<int, int>> chunks = {{1024, 512}, {3072, 512}, {5120, 512},
-                                                     {0, 200}};
+    const std::vector<std::pair<int, int>> chunks = {
+        {1024, 512}, {3072, 512}, {5120, 512}, {0, 200}};
     std::vector<std::pair<int, int>> decode_rows;
     for (int i = 0; i < 56; ++i) decode_rows.emplace_back(4000 + i * 4000 / 56, 1);
     std::vector<std::pair<int, int>> step = chunks;
@@ -287,7 +287,8 @@ int main(int argc, char** argv) {
     std::printf(
         "\n%-14s %-15s %6s %7s %6s %9s %9s %7s   (floor: chunks' FLOPs at %.0f TFLOP/s, decode "
         "rows' KV bytes at the copy bandwidth)\n",
-        "arxiv step", "part", "tokens", "items", "tall", "us", "floor us", "%floor", kMmaRate / 1e12);
+        "arxiv step", "part", "tokens", "items", "tall", "us", "floor us", "%floor",
+        kMmaRate / 1e12);
     struct Part {
       const char* name;
       const std::vector<std::pair<int, int>>* seqs;

@@ -213,7 +213,8 @@ int arxiv_breakdown(CudaBackend& b, Transformer& model, int bs) {
        [&] { b.matmul(h.t, lw->wqkv, nullptr, qkv.t, s); }},
       {"rope + kv write", true, 0, [&] { b.rope_kv_write(qkv.t, layout, rope, cache, layer); }},
       {"attention", true, 0, [&] { b.attention(qkv.t, layout, cache, layer, attn.t, s); }},
-      {"o gemm", true, 2 * m * c.q_dim() * c.dim, [&] { b.matmul(attn.t, lw->wo, nullptr, delta.t, s); }},
+      {"o gemm", true, 2 * m * c.q_dim() * c.dim,
+       [&] { b.matmul(attn.t, lw->wo, nullptr, delta.t, s); }},
       {"add_rmsnorm", true, 0, [&] { b.add_rmsnorm(x.t, delta.t, lw->ffn_norm, 1e-5f, h.t, s); }},
       {"gate_up gemm", true, 2 * m * c.dim * 2.0 * c.ffn_dim,
        [&] { b.matmul(h.t, lw->w_gate_up, nullptr, gu.t, s); }},
@@ -261,8 +262,8 @@ int arxiv_breakdown(CudaBackend& b, Transformer& model, int bs) {
     std::printf(
         "tall tiles %-6s: attention %8.1f us a pass (%d items, %d tall, %d narrow); the pass "
         "(Transformer::forward) %8.1f us = %.0f tok/s\n",
-        tall == cuda::TallPolicy::kAuto ? "auto" : "mixed", att, st.items, st.tall, st.narrow,
-        step, static_cast<double>(n) / (step * 1e-6));
+        tall == cuda::TallPolicy::kAuto ? "auto" : "mixed", att, st.items, st.tall, st.narrow, step,
+        static_cast<double>(n) / (step * 1e-6));
   }
   b.set_attention_tall_policy(cuda::TallPolicy::kAuto);
   return 0;
@@ -281,8 +282,7 @@ int main(int argc, char** argv) {
     } else if (a == "--no-canonical-skinny") {
       skinny = false;
     } else {
-      std::fprintf(stderr,
-                   "usage: cuda_decode_lab [--quick | --arxiv] [--no-canonical-skinny]\n");
+      std::fprintf(stderr, "usage: cuda_decode_lab [--quick | --arxiv] [--no-canonical-skinny]\n");
       return 2;
     }
   }

@@ -4,7 +4,8 @@
 // key ranges tile them in order, merged by a combine over disjoint partial rows within the
 // capacity; canonical parts are 256-position chunks; each sequence is planned in its own lane
 // (a canonical pass may hold fast sequences); tall items come first, are counted by n_tall, and
-// appear only for fast-lane sequences in passes of prefill chunks; the narrow items come next,
+// appear only for fast-lane sequences, in passes of prefill chunks (TallPolicy::kMixed: also
+// beside decode rows, where the chunks' tall items fill a wave); the narrow items come next,
 // counted by n_narrow, and are exactly the items attn_item_narrow accepts.
 #include "backend/cuda/attention_plan.h"
 
@@ -159,8 +160,8 @@ TEST(AttentionPlan, EveryRowOnceOverItsCausalKeysInEveryForm) {
       const PassInput pass = make_pass(spec, fast);
       for (Schedule s : {Schedule::kCanonical, Schedule::kFast})
         for (SplitPolicy split : {SplitPolicy::kAuto, SplitPolicy::kNever, SplitPolicy::kAlways})
-          for (TallPolicy tall : {TallPolicy::kAuto, TallPolicy::kMixed, TallPolicy::kNever,
-                                  TallPolicy::kAlways}) {
+          for (TallPolicy tall :
+               {TallPolicy::kAuto, TallPolicy::kMixed, TallPolicy::kNever, TallPolicy::kAlways}) {
             SCOPED_TRACE(testing::Message()
                          << "pass of " << spec.size() << " sequences, " << schedule_name(s)
                          << ", split " << static_cast<int>(split) << ", tall "

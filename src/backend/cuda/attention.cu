@@ -282,7 +282,8 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
   // A no-op after the first item of a CTA. The wide kernel launched after the narrow one skips
   // it (see attention_narrow_kernel).
   if (kNarrow || !p.after_narrow) pdl_wait();
-  if constexpr (kNarrow) pdl_trigger();  // the predecessors are done: the wide kernel may start
+  // The predecessors are done: the next kernel (tall, else wide) may start.
+  if constexpr (kNarrow) pdl_trigger();
 
   // Q rows into shared memory (zeros for padding rows and dims beyond head_dim).
   for (int c = tid; c < S::kQRows * kChunks; c += kThreads) {
@@ -911,8 +912,10 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const AttnParams
     const int combine = item.combine;
     if (combine >= 0) finish_part<D>(p, combine, &s_last, smem);
   }
-  // Launched after the narrow kernel, this kernel did not wait for it: it waits now, so that
-  // its own completion (which the next kernel's pdl_wait waits for) implies the narrow one's.
+  // Launched after the narrow kernel, this kernel did not wait at its start: it waits now for
+  // its predecessor (the narrow kernel, or the tall one, which waited for the narrow one), so
+  // that its own completion (which the next kernel's pdl_wait waits for) implies every earlier
+  // one's.
   if (p.after_narrow) pdl_wait();
 }
 
@@ -924,8 +927,8 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const AttnParams
 // wide kernels need nothing this kernel writes, so they skip their own wait at the start, and
 // their CTAs fill the SMs as this kernel's last wave drains. The tall kernel triggers the wide
 // one at its start, which is then after this kernel's CTAs all waited too. Each of the two waits
-// at its end instead, so that the last kernel's completion (which the next op's pdl_wait waits
-// for) implies every earlier one's.
+// at its end instead (the wide kernel in every CTA, the tall one in one), so that the last
+// kernel's completion (which the next op's pdl_wait waits for) implies every earlier one's.
 template <int D>
 __global__ void __launch_bounds__(kThreads, 3) attention_narrow_kernel(const AttnParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
@@ -955,9 +958,11 @@ __global__ void __launch_bounds__(kThreads, 2) attention_tall_kernel(const AttnP
     attend_tall<D>(p, item, smem);
     if (item.combine >= 0) finish_part<D>(p, item.combine, &s_last, smem);
   }
-  // Launched after the narrow kernel, this kernel did not wait for it: it waits now (see
-  // attention_narrow_kernel).
-  if (p.after_narrow) pdl_wait();
+  // Launched after the narrow kernel, this kernel did not wait for it: one CTA waits now (see
+  // attention_narrow_kernel). The grid completes only when that CTA exits, so its completion
+  // implies the narrow kernel's, while the other CTAs free their SMs (for more tall items, and
+  // for the next kernel's early CTAs) instead of idling in the wait.
+  if (p.after_narrow && blockIdx.x == 0) pdl_wait();
 }
 
 template <int D>

@@ -63,9 +63,8 @@ AttnPlan plan_attention(const PassInput& pass, const AttnPlanRequest& req) {
         tiles = std::move(tall);
     } else if (req.tall == TallPolicy::kMixed) {
       std::vector<RowTile> tall = cut(kAttnTallRowTile);
-      const auto n_tall = std::count_if(tall.begin(), tall.end(), [](const RowTile& t) {
-        return t.n_rows > kAttnRowTile;
-      });
+      const auto n_tall = std::count_if(tall.begin(), tall.end(),
+                                        [](const RowTile& t) { return t.n_rows > kAttnRowTile; });
       if (static_cast<int64_t>(n_tall) * req.n_kv_heads >= req.sm_count) tiles = std::move(tall);
     }
   }
@@ -133,8 +132,8 @@ AttnPlan plan_attention(const PassInput& pass, const AttnPlanRequest& req) {
       plan.partial_rows += static_cast<int64_t>(parts) * t.n_rows;
     }
   }
-  // Tall items first, then narrow ones (each shape has a kernel of its own), then longest first
-  // within a shape, so the causal tail of a prefill does not run alone at the end. Items are
+  // Stored tall items first, then narrow ones (each shape has a kernel of its own; the launch
+  // order is another, attention.cu), then longest first within a shape, so the causal tail of a prefill does not run alone at the end. Items are
   // independent (each writes its own rows or partial slots): the order changes no result.
   auto shape = [&](const AttnWorkItem& a) {
     if (a.n_rows > kAttnRowTile) return 0;

@@ -50,7 +50,9 @@ struct AttnPlanRequest {
 };
 
 struct AttnPlan {
-  std::vector<AttnWorkItem> items;  // the n_tall tall items, then the n_narrow narrow ones
+  // The n_tall tall items, then the n_narrow narrow ones, then the wide ones (the order they are
+  // stored in; the kernels launch narrow, tall, wide).
+  std::vector<AttnWorkItem> items;
   int n_tall = 0;
   int n_narrow = 0;
   std::vector<AttnCombineItem> combines;
