@@ -20,6 +20,7 @@
 #include "core/version.h"
 #include "engine/engine.h"
 #include "engine/workload.h"
+#include "engine/workload_cost.h"
 #include "util/error.h"
 #include "util/percentile.h"
 #include "util/timer.h"
@@ -179,6 +180,10 @@ RunResult run_one(const BenchOptions& o, LoadedModel& lm, const std::string& mod
     lat.e2e.push_back(t.end - t.arrival);
     if (t.out > 1) lat.tpot.push_back((t.end - t.first) / (t.out - 1));
   }
+  std::vector<RequestLengths> lengths;
+  for (const Track& t : track) lengths.push_back({t.prompt, t.out});
+  const WorkloadCost work = workload_cost(
+      lm.model->config(), static_cast<int>(dtype_size(lm.backend->activation_dtype())), lengths);
   const EngineStats st = engine.stats();
   const double total_tps = static_cast<double>(prompt_tokens + output_tokens) / duration;
   const double out_tps = static_cast<double>(output_tokens) / duration;
@@ -223,7 +228,17 @@ RunResult run_one(const BenchOptions& o, LoadedModel& lm, const std::string& mod
             {"kv_cache_tokens", static_cast<int64_t>(engine.num_kv_blocks()) * config.block_size},
             {"window", config.window},
             {"group", config.group},
-            {"verify_schedule", verify_schedule_name(config.verify_schedule)}};
+            {"verify_schedule", verify_schedule_name(config.verify_schedule)},
+            // What serving the workload once costs (engine/workload_cost.h), and the weights a
+            // step streams: bench/roofline_budget.py sets them against the device's ceilings.
+            {"work",
+             {{"linear_flop", work.linear_flop},
+              {"prefill_attention_flop", work.prefill_attention_flop},
+              {"decode_attention_flop", work.decode_attention_flop},
+              {"decode_kv_bytes", work.decode_kv_bytes},
+              {"tokens_run", work.tokens_run},
+              {"decode_steps", work.decode_steps},
+              {"weight_bytes_per_step", lm.model->weights().bytes_per_decode_step()}}}};
   r.row = fmt::format(
       "{:<7} {:>5.2f} {:<16} {:>9.1f} {:>9.1f} {:>8.1f} {:>8.1f} {:>8.1f} {:>8.2f} {:>8.2f} "
       "{:>8.2f} {:>7.4f} {:>7} {:>6.1f} {:>7}",

@@ -146,6 +146,52 @@ class BenchPlotTest(unittest.TestCase):
             self.assertNotEqual(p.returncode, 0)
             self.assertIn("no run 7", p.stderr)
 
+    def test_bench_work_and_roofline_budget(self):
+        # Each run's JSON holds the work its workload asks of the model (counted from the
+        # requests' lengths), which bench/roofline_budget.py divides by a device's ceilings.
+        with tempfile.TemporaryDirectory() as d:
+            _, res, runs = self.bench_runs(d, "--workload", "fixed:24,12,fixed:24,2",
+                                           "--num-prompts", "6", "--modes", "off")
+            long, short = runs[0]["work"], runs[1]["work"]
+            self.assertEqual(long["tokens_run"], 6 * (24 + 11))
+            self.assertEqual(short["tokens_run"], 6 * (24 + 1))
+            self.assertEqual(long["decode_steps"], 66)
+            # Decode queries reach 25..35 keys against 25 alone: 330 / 25 of the KV bytes.
+            self.assertAlmostEqual(long["decode_kv_bytes"] / short["decode_kv_bytes"], 330 / 25)
+            self.assertEqual(long["prefill_attention_flop"], short["prefill_attention_flop"])
+            self.assertGreater(long["linear_flop"], short["linear_flop"])
+            self.assertGreater(long["weight_bytes_per_step"], 0)
+            roof = os.path.join(d, "roof.json")
+            with open(roof, "w") as f:
+                json.dump({"copy_bandwidth_gbs": 100.0, "prefill_4k_gemm_tflops": 2.0}, f)
+            script = os.path.join(os.path.dirname(__file__), "..", "..", "bench",
+                                  "roofline_budget.py")
+            out = os.path.join(d, "budget.json")
+            p = subprocess.run([sys.executable, script, res + ":0", roof, "--json", out],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("linear layers", p.stdout)
+            self.assertIn("passes, measured", p.stdout)
+            with open(out) as f:
+                b = json.load(f)
+            parts = {x["part"]: x["seconds"] for x in b["parts"]}
+            self.assertAlmostEqual(parts["linear layers"], long["linear_flop"] / 2e12)
+            self.assertAlmostEqual(parts["decode attention"], long["decode_kv_bytes"] / 100e9)
+            self.assertAlmostEqual(parts["weights"],
+                                   runs[0]["engine_steps"] * long["weight_bytes_per_step"] / 100e9)
+            compute = parts["linear layers"] + parts["prefill attention"]
+            memory = parts["decode attention"] + parts["weights"]
+            self.assertAlmostEqual(b["serial_s"], compute + memory)
+            self.assertAlmostEqual(b["bound_s"], max(compute, memory))
+            del runs[0]["work"]
+            old = os.path.join(d, "old.json")
+            with open(old, "w") as f:
+                json.dump({"runs": runs}, f)
+            p = subprocess.run([sys.executable, script, old, roof],
+                               capture_output=True, text=True, timeout=60)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("no \"work\"", p.stderr)
+
     def test_bench_reports_preemptions(self):
         # A KV pool too small for the running sequences' outputs (no output reserve at
         # admission) preempts them: the table's last column and the JSON count the
