@@ -231,14 +231,8 @@ RunResult run_one(const BenchOptions& o, LoadedModel& lm, const std::string& mod
             {"verify_schedule", verify_schedule_name(config.verify_schedule)},
             // What serving the workload once costs (engine/workload_cost.h), and the weights a
             // step streams: bench/roofline_budget.py sets them against the device's ceilings.
-            {"work",
-             {{"linear_flop", work.linear_flop},
-              {"prefill_attention_flop", work.prefill_attention_flop},
-              {"decode_attention_flop", work.decode_attention_flop},
-              {"decode_kv_bytes", work.decode_kv_bytes},
-              {"tokens_run", work.tokens_run},
-              {"decode_steps", work.decode_steps},
-              {"weight_bytes_per_step", lm.model->weights().bytes_per_decode_step()}}}};
+            {"work", workload_cost_json(
+                         work, static_cast<double>(lm.model->weights().bytes_per_decode_step()))}};
   r.row = fmt::format(
       "{:<7} {:>5.2f} {:<16} {:>9.1f} {:>9.1f} {:>8.1f} {:>8.1f} {:>8.1f} {:>8.2f} {:>8.2f} "
       "{:>8.2f} {:>7.4f} {:>7} {:>6.1f} {:>7}",
@@ -327,6 +321,7 @@ void register_bench(CLI::App& app) {
   sub->require_subcommand(0, 1);
   register_bench_serve(*sub);
   register_bench_plot(*sub);
+  register_bench_work(*sub);
   bind(*sub, [o] { return run(*o); });
 }
 

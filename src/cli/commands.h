@@ -25,9 +25,10 @@ void register_tokenize(CLI::App& app);
 void register_serve(CLI::App& app);
 void register_check(CLI::App& app);
 void register_bench(CLI::App& app);
-// `llm42 bench serve` and `llm42 bench plot`: subcommands of bench, registered by
-// register_bench.
+// `llm42 bench serve`, `llm42 bench plot` and `llm42 bench work`: subcommands of bench,
+// registered by register_bench.
 void register_bench_serve(CLI::App& bench);
 void register_bench_plot(CLI::App& bench);
+void register_bench_work(CLI::App& bench);
 
 }  // namespace llm42::cli

@@ -1,5 +1,7 @@
 #include "engine/workload_cost.h"
 
+#include <nlohmann/json.hpp>
+
 namespace llm42 {
 
 WorkloadCost workload_cost(const ModelConfig& c, int kv_elem_bytes,
@@ -28,6 +30,16 @@ WorkloadCost workload_cost(const ModelConfig& c, int kv_elem_bytes,
     w.decode_kv_bytes += kv_bytes_per_position * decode_keys;
   }
   return w;
+}
+
+nlohmann::json workload_cost_json(const WorkloadCost& w, double weight_bytes_per_step) {
+  return {{"linear_flop", w.linear_flop},
+          {"prefill_attention_flop", w.prefill_attention_flop},
+          {"decode_attention_flop", w.decode_attention_flop},
+          {"decode_kv_bytes", w.decode_kv_bytes},
+          {"tokens_run", w.tokens_run},
+          {"decode_steps", w.decode_steps},
+          {"weight_bytes_per_step", weight_bytes_per_step}};
 }
 
 }  // namespace llm42

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <vector>
 
 #include "model/config.h"
@@ -34,5 +35,8 @@ struct WorkloadCost {
 // `kv_elem_bytes`: bytes of one cached K or V element (2 for bf16).
 WorkloadCost workload_cost(const ModelConfig& c, int kv_elem_bytes,
                            const std::vector<RequestLengths>& requests);
+
+// The "work" object of bench JSON: the fields above and the weight bytes a step streams.
+nlohmann::json workload_cost_json(const WorkloadCost& w, double weight_bytes_per_step);
 
 }  // namespace llm42

@@ -181,8 +181,32 @@ class BenchPlotTest(unittest.TestCase):
                                    runs[0]["engine_steps"] * long["weight_bytes_per_step"] / 100e9)
             compute = parts["linear layers"] + parts["prefill attention"]
             memory = parts["decode attention"] + parts["weights"]
-            self.assertAlmostEqual(b["serial_s"], compute + memory)
+            self.assertAlmostEqual(b["serial_s"],
+                                   max(parts["linear layers"], parts["weights"]) +
+                                   parts["prefill attention"] + parts["decode attention"])
             self.assertAlmostEqual(b["bound_s"], max(compute, memory))
+            # `llm42 bench work` counts the same work without running anything (CPU KV: fp32).
+            wj = os.path.join(d, "work.json")
+            p = subprocess.run([LLM42, "bench", "work", "--model", server_util.stories_model(),
+                                "--workload", "fixed:24,12", "--num-prompts", "6",
+                                "--element-bytes", "4", "--json", wj],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("linear layers", p.stdout)
+            with open(wj) as f:
+                counted = json.load(f)
+            self.assertEqual(counted["prompt_tokens"], runs[0]["prompt_tokens"])
+            self.assertEqual(counted["output_tokens"], runs[0]["output_tokens"])
+            for key in ("linear_flop", "prefill_attention_flop", "decode_attention_flop",
+                        "decode_kv_bytes", "tokens_run", "decode_steps"):
+                self.assertAlmostEqual(counted["work"][key], long[key], msg=key)
+            for bad, flag in ((["--element-bytes", "3"], "--element-bytes 3"),
+                              (["--workload", "nope"], "--workload 'nope'"),
+                              (["--num-prompts", "0"], "--num-prompts 0")):
+                p = subprocess.run([LLM42, "bench", "work", "--model", server_util.stories_model(),
+                                    *bad], capture_output=True, text=True, timeout=60)
+                self.assertNotEqual(p.returncode, 0, bad)
+                self.assertIn(flag, p.stderr)
             del runs[0]["work"]
             old = os.path.join(d, "old.json")
             with open(old, "w") as f:
@@ -191,6 +215,17 @@ class BenchPlotTest(unittest.TestCase):
                                capture_output=True, text=True, timeout=60)
             self.assertNotEqual(p.returncode, 0)
             self.assertIn("no \"work\"", p.stderr)
+            # The work of another workload is refused; the same workload's is taken.
+            p = subprocess.run([sys.executable, script, old, roof, "--work", wj],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            runs[0]["prompt_tokens"] += 1
+            with open(old, "w") as f:
+                json.dump({"runs": runs}, f)
+            p = subprocess.run([sys.executable, script, old, roof, "--work", wj],
+                               capture_output=True, text=True, timeout=60)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("not the same workload", p.stderr)
 
     def test_bench_reports_preemptions(self):
         # A KV pool too small for the running sequences' outputs (no output reserve at
