@@ -33,6 +33,17 @@ struct WorkOptions {
   std::string json_out;
 };
 
+// A count with an SI prefix and three significant digits: 44.6 PFLOP, 950 MB.
+std::string si(double v, const char* unit) {
+  static const char* kPrefix[] = {"", "k", "M", "G", "T", "P", "E"};
+  int i = 0;
+  while (v >= 1000 && i < 6) {
+    v /= 1000;
+    ++i;
+  }
+  return fmt::format("{:.3g} {}{}", v, kPrefix[i], unit);
+}
+
 ModelConfig config_of(const std::string& model) {
   if (model.rfind("dummy:", 0) == 0) return preset_config(model.substr(6));
   if (is_directory(model) || model.ends_with(".json")) {
@@ -66,11 +77,11 @@ int run_work(const WorkOptions& o) {
   std::printf("%s, %s: %d prompts, %lld prompt and %lld output tokens\n", o.model.c_str(),
               describe_workload(o.workload).c_str(), o.num_prompts,
               static_cast<long long>(prompt_tokens), static_cast<long long>(output_tokens));
-  std::printf("  linear layers      %10.3f PFLOP\n", w.linear_flop / 1e15);
-  std::printf("  prefill attention  %10.3f PFLOP\n", w.prefill_attention_flop / 1e15);
-  std::printf("  decode attention   %10.3f PFLOP, %.2f TB of KV read\n",
-              w.decode_attention_flop / 1e15, w.decode_kv_bytes / 1e12);
-  std::printf("  weights a step     %10.2f GB (%d-byte elements)\n", weight_bytes / 1e9,
+  std::printf("  linear layers      %s\n", si(w.linear_flop, "FLOP").c_str());
+  std::printf("  prefill attention  %s\n", si(w.prefill_attention_flop, "FLOP").c_str());
+  std::printf("  decode attention   %s, %s of KV read\n",
+              si(w.decode_attention_flop, "FLOP").c_str(), si(w.decode_kv_bytes, "B").c_str());
+  std::printf("  weights a step     %s (%d-byte elements)\n", si(weight_bytes, "B").c_str(),
               o.element_bytes);
   if (!o.json_out.empty()) {
     const nlohmann::json doc = {{"model", o.model},
