@@ -68,14 +68,16 @@ void check_canonical_m_step(int step) {
          step);
 }
 
-void check_attention_tall(const std::string& policy) {
-  if (policy != "auto" && policy != "mixed" && policy != "never")
-    fail("--cuda-attention-tall '{}': expected auto, mixed or never", policy);
+AttentionTall parse_attention_tall(const std::string& policy) {
+  if (policy == "auto") return AttentionTall::kAuto;
+  if (policy == "mixed") return AttentionTall::kMixed;
+  if (policy == "never") return AttentionTall::kNever;
+  fail("--cuda-attention-tall '{}': expected auto, mixed or never", policy);
 }
 
 std::unique_ptr<Backend> make_backend(const BackendOptions& opts) {
   check_canonical_m_step(opts.canonical_m_step);
-  check_attention_tall(opts.attention_tall);
+  parse_attention_tall(opts.attention_tall);  // refused on every device
   if (opts.device == "cpu") return std::make_unique<CpuBackend>(opts);
   if (opts.device == "cuda" || opts.device.rfind("cuda:", 0) == 0) {
 #ifdef LLM42_HAVE_CUDA

@@ -281,18 +281,20 @@ struct BackendOptions {
   int canonical_m_step = 128;
   // CUDA: where the fast lane runs prefill chunks' attention in tall row tiles: auto (passes of
   // prefill chunks only), mixed (also next to decode or verification rows) or never
-  // (docs/cuda-backend.md). Same results either way in the sense of the fast lane: not batch-
-  // invariant; the canonical lane never uses them.
+  // (docs/cuda-backend.md; parse_attention_tall). Same results either way in the sense of the
+  // fast lane: not batch-invariant; the canonical lane never uses them.
   std::string attention_tall = "auto";
 };
+
+enum class AttentionTall { kAuto, kMixed, kNever };
 
 // Checks the options that do not need a device (every backend: a bad CUDA option fails on the
 // CPU too), naming the flag, then makes the backend.
 std::unique_ptr<Backend> make_backend(const BackendOptions& opts);
 // Throws naming --cuda-canonical-m-step unless `step` is 0 or a power of two from 8 to 4096.
 void check_canonical_m_step(int step);
-// Throws naming --cuda-attention-tall unless `policy` is auto, mixed or never.
-void check_attention_tall(const std::string& policy);
+// auto, mixed or never; throws naming --cuda-attention-tall otherwise.
+AttentionTall parse_attention_tall(const std::string& policy);
 
 // Allocates a KV cache of n_blocks blocks on `backend`; `storage` receives the allocations.
 KvCache allocate_kv_cache(Backend& backend, const ModelConfig& c, int n_blocks, int block_size,

@@ -55,17 +55,18 @@ AttnPlan plan_attention(const PassInput& pass, const AttnPlanRequest& req) {
     const bool prefill_only =
         std::all_of(pass.seqs.begin(), pass.seqs.end(),
                     [&](const PassSeq& sq) { return sq.q_len * group > kAttnTallRowTile; });
-    if (req.tall == TallPolicy::kAlways || prefill_only) {
+    if (req.tall == TallPolicy::kAlways || req.tall == TallPolicy::kMixed || prefill_only) {
       std::vector<RowTile> tall = cut(kAttnTallRowTile);
+      // The tiles that fill the wave: all of them in a pass of prefill chunks, only the tall
+      // ones beside decode rows.
+      const int64_t filling =
+          prefill_only ? static_cast<int64_t>(tall.size())
+                       : std::count_if(tall.begin(), tall.end(),
+                                       [](const RowTile& t) { return t.n_rows > kAttnRowTile; });
       if (req.tall == TallPolicy::kAlways ||
-          (tall.size() < tiles.size() &&
-           static_cast<int64_t>(tall.size()) * req.n_kv_heads >= req.sm_count))
+          ((!prefill_only || tall.size() < tiles.size()) &&
+           filling * req.n_kv_heads >= req.sm_count))
         tiles = std::move(tall);
-    } else if (req.tall == TallPolicy::kMixed) {
-      std::vector<RowTile> tall = cut(kAttnTallRowTile);
-      const auto n_tall = std::count_if(tall.begin(), tall.end(),
-                                        [](const RowTile& t) { return t.n_rows > kAttnRowTile; });
-      if (static_cast<int64_t>(n_tall) * req.n_kv_heads >= req.sm_count) tiles = std::move(tall);
     }
   }
   // Split keys only when the unsplit items cannot fill one wave (one per SM): splitting costs
@@ -133,8 +134,9 @@ AttnPlan plan_attention(const PassInput& pass, const AttnPlanRequest& req) {
     }
   }
   // Stored tall items first, then narrow ones (each shape has a kernel of its own; the launch
-  // order is another, attention.cu), then longest first within a shape, so the causal tail of a prefill does not run alone at the end. Items are
-  // independent (each writes its own rows or partial slots): the order changes no result.
+  // order is another, attention.cu), then longest first within a shape, so the causal tail of a
+  // prefill does not run alone at the end. Items are independent (each writes its own rows or
+  // partial slots): the order changes no result.
   auto shape = [&](const AttnWorkItem& a) {
     if (a.n_rows > kAttnRowTile) return 0;
     return req.narrow && attn_item_narrow(a, req.head_dim_pad) ? 1 : 2;

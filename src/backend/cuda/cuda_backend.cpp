@@ -65,10 +65,17 @@ std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& opts, int ordin
 CudaBackend::CudaBackend(const BackendOptions& opts, int ordinal)
     : ordinal_(ordinal), memory_fraction_(opts.memory_fraction) {
   cuda::set_programmatic_launch(opts.programmatic_launch);
-  check_attention_tall(opts.attention_tall);
-  tall_policy_ = opts.attention_tall == "mixed"   ? cuda::TallPolicy::kMixed
-                 : opts.attention_tall == "never" ? cuda::TallPolicy::kNever
-                                                  : cuda::TallPolicy::kAuto;
+  switch (parse_attention_tall(opts.attention_tall)) {
+    case AttentionTall::kAuto:
+      tall_policy_ = cuda::TallPolicy::kAuto;
+      break;
+    case AttentionTall::kMixed:
+      tall_policy_ = cuda::TallPolicy::kMixed;
+      break;
+    case AttentionTall::kNever:
+      tall_policy_ = cuda::TallPolicy::kNever;
+      break;
+  }
   if (!(memory_fraction_ > 0.0 && memory_fraction_ <= 1.0))
     fail("--gpu-memory-fraction {}: must be in (0, 1]", memory_fraction_);
   LLM42_CUDA_CHECK(cudaSetDevice(ordinal_));
