@@ -63,9 +63,8 @@ AttnPlan plan_attention(const PassInput& pass, const AttnPlanRequest& req) {
           prefill_only ? static_cast<int64_t>(tall.size())
                        : std::count_if(tall.begin(), tall.end(),
                                        [](const RowTile& t) { return t.n_rows > kAttnRowTile; });
-      if (req.tall == TallPolicy::kAlways ||
-          ((!prefill_only || tall.size() < tiles.size()) &&
-           filling * req.n_kv_heads >= req.sm_count))
+      if (req.tall == TallPolicy::kAlways || ((!prefill_only || tall.size() < tiles.size()) &&
+                                              filling * req.n_kv_heads >= req.sm_count))
         tiles = std::move(tall);
     }
   }
