@@ -263,16 +263,11 @@ int main(int argc, char** argv) {
     }
   }
 
-  // An ArXiv-like step (the offline workload's passes of ~1,800 tokens hold ~56 decode rows and
-  // three or four prefill chunks): chunks of 512 at prefixes 1,024 / 3,072 / 5,120 and a first
-  // chunk of 200; decode rows at contexts spread over 4,000-8,000.
+  // An ArXiv-like step (lab::arxiv_step).
   if (!quick && !profile) {
-    const std::vector<std::pair<int, int>> chunks = {
-        {1024, 512}, {3072, 512}, {5120, 512}, {0, 200}};
-    std::vector<std::pair<int, int>> decode_rows;
-    for (int i = 0; i < 56; ++i) decode_rows.emplace_back(4000 + i * 4000 / 56, 1);
-    std::vector<std::pair<int, int>> step = chunks;
-    step.insert(step.end(), decode_rows.begin(), decode_rows.end());
+    const std::vector<std::pair<int, int>> step = lab::arxiv_step();
+    const std::vector<std::pair<int, int>> chunks(step.begin(), step.begin() + lab::kArxivChunks),
+        decode_rows(step.begin() + lab::kArxivChunks, step.end());
     double flops = 0, bytes = 0;
     for (auto [prefix, q_len] : chunks)
       for (int i = 0; i < q_len; ++i) flops += 4.0 * ql.n_heads * ql.head_dim * (prefix + i + 1);

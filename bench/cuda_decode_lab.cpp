@@ -64,6 +64,17 @@ PassInput window_pass(int b, int q_len, int ctx, int bs, int blocks_per_seq, Sch
   return p;
 }
 
+// A KV cache of n_blocks blocks holding random keys and values.
+KvCache random_kv_cache(CudaBackend& b, const ModelConfig& c, int n_blocks, int bs,
+                        std::vector<Buffer>& storage) {
+  const KvCache cache = allocate_kv_cache(b, c, n_blocks, bs, storage);
+  for (int l = 0; l < c.n_layers; ++l) {
+    b.fill_random(cache.k[l], 100 + l, RandomInit::kNormal, 1.0f);
+    b.fill_random(cache.v[l], 200 + l, RandomInit::kNormal, 1.0f);
+  }
+  return cache;
+}
+
 // One layer's activations for n rows (the residual stream, its update, the normed input, qkv,
 // attention output, gate_up, SwiGLU output), random.
 struct LayerActs {
@@ -81,6 +92,47 @@ struct LayerActs {
   }
 };
 
+// A kernel to time: once per layer (each layer's weights) or once per step.
+struct Op {
+  const char* name;
+  bool per_layer;
+  double flops;  // per launch, for the GEMMs (0: not counted)
+  std::function<void()> run;
+};
+
+// What a layer's ops read, set before each run: the layer's weights, its index, the lane.
+struct OpState {
+  const LayerWeights* lw = nullptr;
+  int layer = 0;
+  Schedule s = Schedule::kFast;
+};
+
+// The nine kernels of a layer over n rows of `a`, as Transformer::forward launches them.
+std::vector<Op> layer_ops(CudaBackend& b, const ModelConfig& c, LayerActs& a,
+                          const RopeTable& rope, const KvCache& cache, OpState& st, int64_t n) {
+  const QkvLayout layout{c.n_heads, c.n_kv_heads, c.head_dim};
+  const double m = static_cast<double>(n);
+  return {
+      {"add_rmsnorm", true, 0,
+       [&, layout] { b.add_rmsnorm(a.x.t, a.delta.t, st.lw->attn_norm, 1e-5f, a.h.t, st.s); }},
+      {"qkv gemm", true, 2 * m * c.dim * layout.row(),
+       [&] { b.matmul(a.h.t, st.lw->wqkv, nullptr, a.qkv.t, st.s); }},
+      {"rope + kv write", true, 0,
+       [&, layout] { b.rope_kv_write(a.qkv.t, layout, rope, cache, st.layer); }},
+      {"attention", true, 0,
+       [&, layout] { b.attention(a.qkv.t, layout, cache, st.layer, a.attn.t, st.s); }},
+      {"o gemm", true, 2 * m * c.q_dim() * c.dim,
+       [&] { b.matmul(a.attn.t, st.lw->wo, nullptr, a.delta.t, st.s); }},
+      {"add_rmsnorm", true, 0,
+       [&] { b.add_rmsnorm(a.x.t, a.delta.t, st.lw->ffn_norm, 1e-5f, a.h.t, st.s); }},
+      {"gate_up gemm", true, 2 * m * c.dim * 2.0 * c.ffn_dim,
+       [&] { b.matmul(a.h.t, st.lw->w_gate_up, nullptr, a.gu.t, st.s); }},
+      {"swiglu", true, 0, [&] { b.swiglu(a.gu.t, a.act.t); }},
+      {"down gemm", true, 2 * m * c.ffn_dim * c.dim,
+       [&] { b.matmul(a.act.t, st.lw->w_down, nullptr, a.delta.t, st.s); }},
+  };
+}
+
 // A decode step of `bsz` sequences at context `ctx`, in both lanes: each kernel of a layer
 // launched once per layer (each layer's own weights, as a step reads them) inside one captured
 // graph, replayed; microseconds per launch. The sum over a step (32 of each, plus the head)
@@ -93,50 +145,33 @@ void breakdown(CudaBackend& b, Transformer& model, const KvCache& cache, int bs,
   const RopeTable rope = make_rope_table(b, c, c.max_seq_len, storage);
   const int64_t n = bsz;
   LayerActs a(b, c, n);
-  lab::Owned &x = a.x, &delta = a.delta, &h = a.h, &qkv = a.qkv, &attn = a.attn, &gu = a.gu,
-             &act = a.act;
   lab::Owned logits = lab::make(b, DType::kF32, {n, c.vocab_size});
-  Schedule s = Schedule::kFast;
-  const LayerWeights* lw = nullptr;
-  int layer = 0;
-  struct Op {
-    const char* name;
-    bool per_layer;
-    std::function<void()> run;
-  };
-  const std::vector<Op> ops = {
-      {"add_rmsnorm", true, [&] { b.add_rmsnorm(x.t, delta.t, lw->attn_norm, 1e-5f, h.t, s); }},
-      {"qkv gemm", true, [&] { b.matmul(h.t, lw->wqkv, nullptr, qkv.t, s); }},
-      {"rope + kv write", true, [&] { b.rope_kv_write(qkv.t, layout, rope, cache, layer); }},
-      {"attention", true, [&] { b.attention(qkv.t, layout, cache, layer, attn.t, s); }},
-      {"o gemm", true, [&] { b.matmul(attn.t, lw->wo, nullptr, delta.t, s); }},
-      {"add_rmsnorm", true, [&] { b.add_rmsnorm(x.t, delta.t, lw->ffn_norm, 1e-5f, h.t, s); }},
-      {"gate_up gemm", true, [&] { b.matmul(h.t, lw->w_gate_up, nullptr, gu.t, s); }},
-      {"swiglu", true, [&] { b.swiglu(gu.t, act.t); }},
-      {"down gemm", true, [&] { b.matmul(act.t, lw->w_down, nullptr, delta.t, s); }},
-      {"embedding", false, [&] { b.embedding(mw.embedding, x.t); }},
-      {"final rmsnorm", false, [&] { b.rmsnorm(x.t, mw.final_norm, 1e-5f, h.t, s); }},
-      {"lm_head gemm", false, [&] { b.matmul(h.t, mw.lm_head, nullptr, logits.t, s); }},
-  };
+  OpState st;
+  std::vector<Op> ops = layer_ops(b, c, a, rope, cache, st, n);
+  ops.push_back({"embedding", false, 0, [&] { b.embedding(mw.embedding, a.x.t); }});
+  ops.push_back(
+      {"final rmsnorm", false, 0, [&] { b.rmsnorm(a.x.t, mw.final_norm, 1e-5f, a.h.t, st.s); }});
+  ops.push_back(
+      {"lm_head gemm", false, 0, [&] { b.matmul(a.h.t, mw.lm_head, nullptr, logits.t, st.s); }});
   // us[lane][op]: microseconds of all of an op's launches in a step; then the steps themselves.
   std::vector<double> us[2];
   double total[2] = {0, 0}, step_us[2] = {0, 0};
   for (int lane = 0; lane < 2; ++lane) {
-    s = lane == 0 ? Schedule::kFast : Schedule::kCanonical;
-    PassInput pass = window_pass(bsz, 1, ctx, bs, blocks_for(ctx, bs), s);
+    st.s = lane == 0 ? Schedule::kFast : Schedule::kCanonical;
+    PassInput pass = window_pass(bsz, 1, ctx, bs, blocks_for(ctx, bs), st.s);
     pass.graph = true;
     b.begin_graph_pass(pass, cache, layout);
     for (const Op& op : ops) {
       const int count = op.per_layer ? c.n_layers : 1;
-      lw = &mw.layers[0];
-      layer = 0;
+      st.lw = &mw.layers[0];
+      st.layer = 0;
       op.run();  // picks the lane's kernel for the shape outside the capture
       b.synchronize();
       cudaGraph_t graph = nullptr;
       LLM42_CUDA_CHECK(cudaStreamBeginCapture(b.stream(), cudaStreamCaptureModeThreadLocal));
       for (int l = 0; l < count; ++l) {
-        lw = &mw.layers[l];
-        layer = l;
+        st.lw = &mw.layers[l];
+        st.layer = l;
         op.run();
       }
       LLM42_CUDA_CHECK(cudaStreamEndCapture(b.stream(), &graph));
@@ -175,57 +210,26 @@ int arxiv_breakdown(CudaBackend& b, Transformer& model, int bs) {
   const ModelConfig& c = model.config();
   const ModelWeights& mw = model.weights();
   const QkvLayout layout{c.n_heads, c.n_kv_heads, c.head_dim};
-  std::vector<std::pair<int, int>> seqs = {{1024, 512}, {3072, 512}, {5120, 512}, {0, 200}};
-  for (int i = 0; i < 56; ++i) seqs.emplace_back(4000 + i * 4000 / 56, 1);
   // Logits for the decode rows (the chunks end short of their prompts).
-  PassInput pass = lab::pass_of(seqs, bs, 0, Schedule::kFast);
+  PassInput pass = lab::pass_of(lab::arxiv_step(), bs, 0, Schedule::kFast);
   for (const PassSeq& q : pass.seqs)
     if (q.q_len == 1) pass.logit_rows.push_back(q.q_begin);
   int n_blocks = 0;
   for (const PassSeq& q : pass.seqs) n_blocks += q.n_blocks;
   std::vector<Buffer> storage;
-  const KvCache cache = allocate_kv_cache(b, c, n_blocks, bs, storage);
-  for (int l = 0; l < c.n_layers; ++l) {
-    b.fill_random(cache.k[l], 100 + l, RandomInit::kNormal, 1.0f);
-    b.fill_random(cache.v[l], 200 + l, RandomInit::kNormal, 1.0f);
-  }
+  const KvCache cache = random_kv_cache(b, c, n_blocks, bs, storage);
   const RopeTable rope = make_rope_table(b, c, c.max_seq_len, storage);
   const int64_t n = pass.n_tokens(), r = static_cast<int64_t>(pass.logit_rows.size());
   LayerActs a(b, c, n);
-  lab::Owned &x = a.x, &delta = a.delta, &h = a.h, &qkv = a.qkv, &attn = a.attn, &gu = a.gu,
-             &act = a.act;
   lab::Owned last = lab::make(b, DType::kBF16, {r, c.dim}),
              logits = lab::make(b, DType::kF32, {r, c.vocab_size});
   b.fill_random(last.t, 12, RandomInit::kNormal, 0.5f);
-  const Schedule s = Schedule::kFast;
-  const LayerWeights* lw = nullptr;
-  int layer = 0;
-  struct Op {
-    const char* name;
-    bool per_layer;
-    double flops;  // per launch (GEMMs)
-    std::function<void()> run;
-  };
-  const double m = static_cast<double>(n);
-  const std::vector<Op> ops = {
-      {"add_rmsnorm", true, 0, [&] { b.add_rmsnorm(x.t, delta.t, lw->attn_norm, 1e-5f, h.t, s); }},
-      {"qkv gemm", true, 2 * m * c.dim * layout.row(),
-       [&] { b.matmul(h.t, lw->wqkv, nullptr, qkv.t, s); }},
-      {"rope + kv write", true, 0, [&] { b.rope_kv_write(qkv.t, layout, rope, cache, layer); }},
-      {"attention", true, 0, [&] { b.attention(qkv.t, layout, cache, layer, attn.t, s); }},
-      {"o gemm", true, 2 * m * c.q_dim() * c.dim,
-       [&] { b.matmul(attn.t, lw->wo, nullptr, delta.t, s); }},
-      {"add_rmsnorm", true, 0, [&] { b.add_rmsnorm(x.t, delta.t, lw->ffn_norm, 1e-5f, h.t, s); }},
-      {"gate_up gemm", true, 2 * m * c.dim * 2.0 * c.ffn_dim,
-       [&] { b.matmul(h.t, lw->w_gate_up, nullptr, gu.t, s); }},
-      {"swiglu", true, 0, [&] { b.swiglu(gu.t, act.t); }},
-      {"down gemm", true, 2 * m * c.ffn_dim * c.dim,
-       [&] { b.matmul(act.t, lw->w_down, nullptr, delta.t, s); }},
-      {"embedding", false, 0, [&] { b.embedding(mw.embedding, x.t); }},
-      {"gather logit rows", false, 0, [&] { b.gather_logit_rows(x.t, last.t); }},
-      {"lm_head gemm", false, 2.0 * static_cast<double>(r) * c.dim * c.vocab_size,
-       [&] { b.matmul(last.t, mw.lm_head, nullptr, logits.t, s); }},
-  };
+  OpState st;  // the fast lane
+  std::vector<Op> ops = layer_ops(b, c, a, rope, cache, st, n);
+  ops.push_back({"embedding", false, 0, [&] { b.embedding(mw.embedding, a.x.t); }});
+  ops.push_back({"gather logit rows", false, 0, [&] { b.gather_logit_rows(a.x.t, last.t); }});
+  ops.push_back({"lm_head gemm", false, 2.0 * static_cast<double>(r) * c.dim * c.vocab_size,
+                 [&] { b.matmul(last.t, mw.lm_head, nullptr, logits.t, st.s); }});
   std::printf(
       "\nArXiv-like pass: %lld tokens (chunks of 512 at prefixes 1024, 3072, 5120 and of 200 at "
       "0; 56 decode rows at contexts 4000-7929), %lld logit rows, fast lane, eager\n%-18s %5s "
@@ -238,8 +242,8 @@ int arxiv_breakdown(CudaBackend& b, Transformer& model, int bs) {
     b.begin_pass(pass, cache);
     const double us = lab::time_us(b, 5, [&](int) {
       for (int l = 0; l < count; ++l) {
-        lw = &mw.layers[l];
-        layer = l;
+        st.lw = &mw.layers[l];
+        st.layer = l;
         op.run();
       }
     });
@@ -253,7 +257,7 @@ int arxiv_breakdown(CudaBackend& b, Transformer& model, int bs) {
     b.set_attention_tall_policy(tall);
     b.begin_pass(pass, cache);
     const double att = lab::time_us(b, 5, [&](int) {
-      for (int l = 0; l < c.n_layers; ++l) b.attention(qkv.t, layout, cache, l, attn.t, s);
+      for (int l = 0; l < c.n_layers; ++l) b.attention(a.qkv.t, layout, cache, l, a.attn.t, st.s);
     });
     const CudaBackend::AttnPlanStats st = b.last_attention_plan();
     model.forward(pass, cache);
@@ -309,11 +313,7 @@ int main(int argc, char** argv) {
   // sequence by sequence).
   const int bs = 16, kv_positions = 64 * 4096;
   std::vector<Buffer> storage;
-  const KvCache cache = allocate_kv_cache(b, c, kv_positions / bs, bs, storage);
-  for (int l = 0; l < c.n_layers; ++l) {
-    b.fill_random(cache.k[l], 100 + l, RandomInit::kNormal, 1.0f);
-    b.fill_random(cache.v[l], 200 + l, RandomInit::kNormal, 1.0f);
-  }
+  const KvCache cache = random_kv_cache(b, c, kv_positions / bs, bs, storage);
   const double bandwidth = lab::copy_bandwidth(b);
   std::printf(
       "device: %s; model llama-3.1-8b shape, %d layers, %.2f GB of weights read per step; "

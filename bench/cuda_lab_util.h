@@ -81,6 +81,17 @@ inline PassInput pass_of(const std::vector<std::pair<int, int>>& seqs, int block
   return p;
 }
 
+// An ArXiv-like step (the offline ArXiv-like workload's passes of ~1,800 tokens hold three or
+// four prefill chunks at long prefixes beside ~56 decode rows), as (prefix, queries): chunks of
+// 512 at prefixes 1,024 / 3,072 / 5,120 and a first chunk of 200, then 56 decode rows at
+// contexts spread over 4,000-7,929. The first kArxivChunks sequences are the chunks.
+inline constexpr int kArxivChunks = 4;
+inline std::vector<std::pair<int, int>> arxiv_step() {
+  std::vector<std::pair<int, int>> seqs = {{1024, 512}, {3072, 512}, {5120, 512}, {0, 200}};
+  for (int i = 0; i < 56; ++i) seqs.emplace_back(4000 + i * 4000 / 56, 1);
+  return seqs;
+}
+
 // Bytes per second of a 2 GiB device-to-device copy, counting bytes read plus bytes written.
 inline double copy_bandwidth(CudaBackend& b) {
   const size_t bytes = 2ull << 30;

@@ -11,13 +11,18 @@ import json
 import sys
 
 
-def load(spec):
+def run_of(spec):
+    """The run a FILE.json[:RUN] spec names (RUN: the index in the file's "runs", default 0)."""
     path, _, idx = spec.partition(":")
     with open(path) as f:
         runs = json.load(f)["runs"]
     if not (idx or "0").isdigit() or int(idx or 0) >= len(runs):
         sys.exit(f"{spec}: no run {idx} (the file has runs 0 to {len(runs) - 1})")
-    run = runs[int(idx or 0)]
+    return runs[int(idx or 0)]
+
+
+def load(spec):
+    run = run_of(spec)
     if "pass_profile" not in run:
         sys.exit(f"{spec}: no pass_profile (a bench JSON from before it was written)")
     return run

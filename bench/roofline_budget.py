@@ -28,14 +28,11 @@ import argparse
 import json
 import sys
 
+from pass_profile import run_of
+
 
 def load_run(spec, work_path=None):
-    path, _, idx = spec.partition(":")
-    with open(path) as f:
-        runs = json.load(f)["runs"]
-    if not (idx or "0").isdigit() or int(idx or 0) >= len(runs):
-        sys.exit(f"{spec}: no run {idx} (the file has runs 0 to {len(runs) - 1})")
-    run = runs[int(idx or 0)]
+    run = run_of(spec)
     if work_path:
         with open(work_path) as f:
             work = json.load(f)
