@@ -75,9 +75,13 @@ AttentionTall parse_attention_tall(const std::string& policy) {
   fail("--cuda-attention-tall '{}': expected auto, mixed or never", policy);
 }
 
-std::unique_ptr<Backend> make_backend(const BackendOptions& opts) {
+void check_backend_options(const BackendOptions& opts) {
   check_canonical_m_step(opts.canonical_m_step);
   parse_attention_tall(opts.attention_tall);  // refused on every device
+}
+
+std::unique_ptr<Backend> make_backend(const BackendOptions& opts) {
+  check_backend_options(opts);
   if (opts.device == "cpu") return std::make_unique<CpuBackend>(opts);
   if (opts.device == "cuda" || opts.device.rfind("cuda:", 0) == 0) {
 #ifdef LLM42_HAVE_CUDA

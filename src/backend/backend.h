@@ -130,6 +130,16 @@ class PassGraph {
 // How dummy weights are drawn (deterministic from the seed and the tensor's index).
 enum class RandomInit { kNormal, kOnesNoise, kBias };
 
+// Where a tensor sits in the larger tensor its random values are drawn for: element (i, j) of
+// a (rows, cols) destination is element offset + i * full_cols + j of the full tensor (a
+// tensor-parallel shard of a weight draws the values of the whole weight's elements it holds,
+// so dummy weights are the same model at every TP size). The default: the tensor is the whole.
+struct RandomWindow {
+  int64_t offset = 0;
+  int64_t cols = 0;       // the destination's row length; 0: contiguous from `offset`
+  int64_t full_cols = 0;  // the full tensor's row length
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -153,8 +163,20 @@ class Backend {
   // even), writing into `dst` which must have the same element count.
   virtual void upload_convert(const void* src, DType from, const Tensor& dst) = 0;
   // Fills `dst` with deterministic pseudo-random values: kNormal ~ N(0, scale^2), kOnesNoise ~
-  // 1 + scale * N(0,1), kBias ~ scale * N(0,1); element i depends only on (seed, i).
-  virtual void fill_random(const Tensor& dst, uint64_t seed, RandomInit init, float scale) = 0;
+  // 1 + scale * N(0,1), kBias ~ scale * N(0,1); element i of the full tensor (RandomWindow)
+  // depends only on (seed, i).
+  virtual void fill_random(const Tensor& dst, uint64_t seed, RandomInit init, float scale,
+                           const RandomWindow& window = {}) = 0;
+
+  // ---- tensor parallelism (DESIGN.md §7; parallel/) ---------------------------------------
+  // Makes this backend's device the calling thread's (a rank's thread calls it before work).
+  virtual void bind_thread() {}
+  // Copies between two device allocations, in stream order (another rank's on the same device
+  // or host included).
+  virtual void copy_device(void* dst, const void* src, size_t bytes) = 0;
+  // `rows` rows of `width` bytes from src (row pitch spitch) to dst (row pitch dpitch).
+  virtual void copy_device_2d(void* dst, size_t dpitch, const void* src, size_t spitch,
+                              size_t width, size_t rows) = 0;
 
   // ---- plan --------------------------------------------------------------------------------
   virtual void begin_pass(const PassInput& pass, const KvCache& cache) = 0;
@@ -175,8 +197,11 @@ class Backend {
   virtual bool replay(const PassGraph& graph);
 
   // ---- kernels (all use the pass given to begin_pass) --------------------------------------
-  // out[t, :] = table[tokens[t], :].   table (vocab, dim), out (T, dim)
-  virtual void embedding(const Tensor& table, const Tensor& out) = 0;
+  // out[t, :] = table[tokens[t] - vocab_begin, :] for the tokens in [vocab_begin, vocab_begin +
+  // rows); -0.0 for the others, so that the sum of every vocabulary shard's output is exactly
+  // the owner's row (x + -0.0 == x for every x, +0.0 and -0.0 included).
+  // table (rows, dim), out (T, dim)
+  virtual void embedding(const Tensor& table, int64_t vocab_begin, const Tensor& out) = 0;
 
   // out = x / sqrt(mean(x^2) + eps) * w, reducing over dim per row.  x, out (T, dim), w (dim)
   virtual void rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out,
@@ -191,6 +216,17 @@ class Backend {
   // out (M, N) in the activation dtype or f32.
   virtual void matmul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out,
                       Schedule s) = 0;
+  // The canonical lane's row-parallel GEMM (DESIGN.md §2, §7): out (M, N) f32 = x (M, K) @
+  // w (N, K)^T with K cut at `leaves` (ascending offsets from 0 to K; 1, 2, 4 or 8 leaves):
+  // each leaf reduced over its K range in the canonical order of `matmul`'s canonical lane,
+  // into fp32, and the leaves summed along the binary tree ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7))
+  // in fp32. The order is a function of (N, leaves) alone.
+  virtual void matmul_leaves(const Tensor& x, const Tensor& w, const std::vector<int64_t>& leaves,
+                             const Tensor& out) = 0;
+  // out (M, N) = the parts (P, M, N) summed along the binary tree ((p0+p1)+(p2+p3))+... (P 1, 2,
+  // 4 or 8) in fp32, rounded once to out's dtype. parts f32 or the activation dtype.
+  virtual void sum_parts(const Tensor& parts, const Tensor& out) = 0;
+
   // The M values, ascending and up to `limit` (included), whose first canonical matmul may pick
   // kernels for a range of M (the CUDA backend's autotune per M bucket): Transformer::warm_up
   // makes those calls at start. Default: 1, 2, 4, ... and limit.
@@ -289,7 +325,9 @@ struct BackendOptions {
 enum class AttentionTall { kAuto, kMixed, kNever };
 
 // Checks the options that do not need a device (every backend: a bad CUDA option fails on the
-// CPU too), naming the flag, then makes the backend.
+// CPU too), naming the flag.
+void check_backend_options(const BackendOptions& opts);
+// check_backend_options, then makes the backend.
 std::unique_ptr<Backend> make_backend(const BackendOptions& opts);
 // Throws naming --cuda-canonical-m-step unless `step` is 0 or a power of two from 8 to 4096.
 void check_canonical_m_step(int step);

@@ -96,7 +96,7 @@ nlohmann::json pass_profile_json(const EngineStats& st) {
 nlohmann::json results_doc(const LoadedModel& lm, const nlohmann::json& runs) {
   return {{"llm42_version", kVersion},
           {"model", lm.name},
-          {"device", lm.backend->kernel_id()},
+          {"device", lm.backend().kernel_id()},
           {"runs", runs}};
 }
 
@@ -183,7 +183,7 @@ RunResult run_one(const BenchOptions& o, LoadedModel& lm, const std::string& mod
   std::vector<RequestLengths> lengths;
   for (const Track& t : track) lengths.push_back({t.prompt, t.out});
   const WorkloadCost work = workload_cost(
-      lm.model->config(), static_cast<int>(dtype_size(lm.backend->activation_dtype())), lengths);
+      lm.model->config(), static_cast<int>(dtype_size(lm.backend().activation_dtype())), lengths);
   const EngineStats st = engine.stats();
   const double total_tps = static_cast<double>(prompt_tokens + output_tokens) / duration;
   const double out_tps = static_cast<double>(output_tokens) / duration;
@@ -232,7 +232,7 @@ RunResult run_one(const BenchOptions& o, LoadedModel& lm, const std::string& mod
             // What serving the workload once costs (engine/workload_cost.h), and the weights a
             // step streams: bench/roofline_budget.py sets them against the device's ceilings.
             {"work", workload_cost_json(
-                         work, static_cast<double>(lm.model->weights().bytes_per_decode_step()))}};
+                         work, static_cast<double>(lm.model->bytes_per_decode_step()))}};
   r.row = fmt::format(
       "{:<7} {:>5.2f} {:<16} {:>9.1f} {:>9.1f} {:>8.1f} {:>8.1f} {:>8.1f} {:>8.2f} {:>8.2f} "
       "{:>8.2f} {:>7.4f} {:>7} {:>6.1f} {:>7}",
@@ -263,7 +263,7 @@ int run(const BenchOptions& o) {
   const EngineConfig probe = o.engine.resolve();
   LoadedModel lm = load_model(o.model, max_pass_tokens(probe), max_logit_rows(probe));
   std::printf("llm42 bench: %s on %s, %d prompts, request rate %s\n", lm.name.c_str(),
-              lm.backend->kernel_id().c_str(), o.num_prompts,
+              lm.backend().kernel_id().c_str(), o.num_prompts,
               o.request_rate > 0 ? fmt::format("{}/s", o.request_rate).c_str() : "inf (offline)");
   std::printf("%-7s %5s %-16s %9s %9s %8s %8s %8s %8s %8s %8s %7s %7s %6s %7s\n", "mode",
               "det", "workload", "total/s", "out/s", "ttft50ms", "ttft99ms", "tpot50ms", "e2e50s",

@@ -28,6 +28,9 @@ void register_check(CLI::App& app) {
   sub->add_option("--seed", o->seed, "Seed of the sampled requests and of the shuffle")
       ->capture_default_str();
   sub->add_option("--json", o->json_out, "Write the results as JSON");
+  sub->add_option("--compare-url", o->compare_urls,
+                  "Another server that must give the same deterministic answers bit for bit "
+                  "(e.g. the same model at another --tensor-parallel-size); repeatable");
   bind(*sub, [o] { return client::run_determinism_check(*o); });
 }
 

@@ -173,7 +173,7 @@ int run(const GenerateOptions& o) {
   for (const Result& r : results) longest = std::max(longest, r.ids.size());
   const double weight_gbs =
       decode_s > 0 && longest > 1
-          ? static_cast<double>(lm.model->weights().bytes_per_decode_step()) *
+          ? static_cast<double>(lm.model->bytes_per_decode_step()) *
                 static_cast<double>(longest - 1) / decode_s / 1e9
           : 0.0;
   const int64_t passes = std::max<int64_t>(1, st.fast_passes + st.canonical_passes);

@@ -3,6 +3,8 @@
 
 #include <cstdio>
 #include <exception>
+#include <string_view>
+#include <vector>
 
 #include "cli/commands.h"
 #include "util/error.h"
@@ -16,8 +18,13 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "debug, info, warn, error or off")
       ->capture_default_str();
   for (const auto& register_command : llm42::cli::all_commands()) register_command(app);
+  // vLLM's `-tp N`: CLI11 takes one-letter short names only.
+  std::vector<char*> args(argv, argv + argc);
+  static char kTensorParallel[] = "--tensor-parallel-size";
+  for (char*& a : args)
+    if (std::string_view(a) == "-tp") a = kTensorParallel;
   try {
-    app.parse(argc, argv);
+    app.parse(argc, args.data());
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }

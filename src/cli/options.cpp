@@ -7,6 +7,7 @@
 #include "model/checkpoint.h"
 #include "model/presets.h"
 #include "model/weights.h"
+#include "parallel/model_loader.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/mapped_file.h"
@@ -64,6 +65,15 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
                  "rows: auto (passes of prefill chunks only), mixed (also passes with decode or "
                  "verification rows, where the chunks fill a wave: long prompts) or never; the "
                  "deterministic lane is unaffected")
+      ->capture_default_str();
+  app.add_option("--tensor-parallel-size", o.tensor_parallel_size,
+                 "Tensor-parallel ranks (also -tp): 1, 2, 4 or 8, dividing the model's query heads; "
+                 "deterministic answers are the same at every size (docs/tensor-parallel.md)")
+      ->capture_default_str();
+  app.add_option("--tp-communicator", o.tp_communicator,
+                 "How the ranks exchange: auto (nccl with one GPU per rank where that many are "
+                 "visible, else in-process), in-process (threads of this process on one device: "
+                 "CPU ranks, or several ranks on one GPU; for tests, not speed) or nccl")
       ->capture_default_str();
 }
 
@@ -175,12 +185,6 @@ std::unique_ptr<Tokenizer> find_tokenizer(const ModelOptions& o, const Checkpoin
   return nullptr;
 }
 
-DType weights_dtype(const ModelOptions& o, const Backend& b, DType stored) {
-  if (o.dtype != "auto") return parse_dtype(o.dtype);
-  if (b.device() == Device::kCUDA) return DType::kBF16;
-  return stored == DType::kF16 ? DType::kF32 : stored;
-}
-
 }  // namespace
 
 LoadedModel load_model(const ModelOptions& o, int max_pass_tokens, int max_logit_rows) {
@@ -196,7 +200,6 @@ LoadedModel load_model(const ModelOptions& o, int max_pass_tokens, int max_logit
   bo.canonical_skinny = o.cuda_canonical_skinny;
   bo.canonical_m_step = o.cuda_canonical_m_step;
   bo.attention_tall = o.cuda_attention_tall;
-  lm.backend = make_backend(bo);
 
   ModelConfig config;
   std::unique_ptr<Checkpoint> ckpt;
@@ -215,24 +218,26 @@ LoadedModel load_model(const ModelOptions& o, int max_pass_tokens, int max_logit
   if (lm.tokenizer != nullptr && lm.tokenizer->vocab_size() > config.vocab_size)
     fail("tokenizer has {} tokens but the model's vocabulary is {}", lm.tokenizer->vocab_size(),
          config.vocab_size);
-
-  const DType dtype = weights_dtype(o, *lm.backend, config.weights_dtype);
-  ModelWeights weights = ckpt ? load_weights(*lm.backend, *ckpt, dtype)
-                              : dummy_weights(*lm.backend, config, dtype, o.weights_seed);
-  weights.config = config;
-  lm.model = std::make_unique<Transformer>(*lm.backend, std::move(weights), max_pass_tokens,
-                                           max_logit_rows);
+  ModelSource source;
+  source.checkpoint = ckpt.get();
+  source.config = config;
+  source.dummy_seed = o.weights_seed;
+  const int tp = o.tensor_parallel_size;
+  lm.model = load_parallel_model(bo, o.dtype, source, {tp, parse_comm_kind(o.tp_communicator)},
+                                 max_pass_tokens, max_logit_rows);
+  const DType dtype = lm.model->weights().dtype;
   lm.name = dummy_preset ? o.model : fs::path(o.model).filename().string();
   if (lm.name.empty()) lm.name = fs::path(o.model).parent_path().filename().string();
   lm.load_seconds = now_seconds() - t0;
   log_info(
-      "loaded {} ({}, {} layers, dim {}, {:.1f}M parameters, {} weights, {:.2f} GiB) on {} "
+      "loaded {} ({}, {} layers, dim {}, {:.1f}M parameters, {} weights, {:.2f} GiB) on {}{} "
       "in {:.2f} s",
       lm.name, architecture_name(config.arch), config.n_layers, config.dim,
       static_cast<double>(config.n_params()) / 1e6, dtype_name(dtype),
-      static_cast<double>(lm.model->weights().bytes()) / (1 << 30), lm.backend->kernel_id(),
+      static_cast<double>(lm.model->weight_bytes()) / (1 << 30), lm.backend().kernel_id(),
+      tp > 1 ? fmt::format(" x {} ranks ({})", tp, lm.model->communicator_name()) : "",
       lm.load_seconds);
-  if (lm.backend->device() == Device::kCUDA) {
+  if (lm.backend().device() == Device::kCUDA) {
     // Canonical GEMM algorithms are tuned per M bucket on first use (and cached on disk): do it
     // before serving, so that no request's latency pays for it.
     const double w0 = now_seconds();

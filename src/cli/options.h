@@ -9,7 +9,7 @@
 
 #include "backend/backend.h"
 #include "engine/engine_config.h"
-#include "model/transformer.h"
+#include "parallel/parallel_model.h"
 #include "tokenizer/tokenizer.h"
 
 namespace llm42::cli {
@@ -29,6 +29,8 @@ struct ModelOptions {
   bool cuda_canonical_skinny = true;  // the canonical lane may use the sequential-K skinny GEMM
   int cuda_canonical_m_step = 128;    // canonical GEMM M buckets (BackendOptions)
   std::string cuda_attention_tall = "auto";  // tall row tiles of fast prefill (BackendOptions)
+  int tensor_parallel_size = 1;              // ranks (DESIGN.md §7)
+  std::string tp_communicator = "auto";      // auto, in-process or nccl
 };
 
 struct EngineOptions {
@@ -42,11 +44,11 @@ void add_model_options(CLI::App& app, ModelOptions& o);
 void add_engine_options(CLI::App& app, EngineOptions& o);
 
 struct LoadedModel {
-  std::unique_ptr<Backend> backend;
-  std::unique_ptr<Transformer> model;
+  std::unique_ptr<ParallelModel> model;  // every rank's part (one at TP 1)
   std::unique_ptr<Tokenizer> tokenizer;  // null when the model has none
   std::string name;                      // for the API and reports
   double load_seconds = 0;
+  Backend& backend() const { return model->backend(); }  // rank 0's
 };
 
 // Loads what the options name. `max_pass_tokens` and `max_logit_rows` size the workspaces.

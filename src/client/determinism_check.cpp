@@ -244,13 +244,42 @@ int run_determinism_check(const CheckOptions& o) {
   });
   rows.push_back(compare("NOT deterministic: alone vs under load", false, nd_ref, nd_load,
                          nd_ref_s + nd_load_s));
+  const size_t nd_row = rows.size() - 1;
+
+  // Other servers (e.g. another TP size): the same deterministic answers, bit for bit.
+  std::vector<std::pair<std::string, std::set<std::string>>> other_fingerprints;
+  for (const std::string& other : o.compare_urls) {
+    const Url u = Url::parse(other);
+    const std::string m =
+        o.model.empty() ? first_served_model(u, o.api_key)["id"].get<std::string>() : o.model;
+    std::vector<json> det2 = det, nondet2 = nondet;
+    for (json& b : det2) b["model"] = m;
+    for (json& b : nondet2) b["model"] = m;
+    const auto [alone2, alone2_s] =
+        timed([&] { return run_batch(u, det2, in_order, 1, o.api_key); });
+    rows.push_back(compare(fmt::format("{}: alone", u.str()), true, ref, alone2, alone2_s));
+    const auto [conc2, conc2_s] =
+        timed([&] { return run_batch(u, det2, shuffled, o.concurrency, o.api_key); });
+    rows.push_back(compare(fmt::format("{}: shuffled, {} at a time", u.str(), o.concurrency), true,
+                           ref, conc2, conc2_s));
+    const auto [nd2, nd2_s] = timed([&] { return run_batch(u, nondet2, in_order, 1, o.api_key); });
+    rows.push_back(compare(fmt::format("NOT deterministic: {}", u.str()), false, nd_ref, nd2,
+                           nd2_s));
+    std::set<std::string> fps;
+    for (const auto* results : {&alone2, &conc2})
+      for (const CompletionResult& r : *results)
+        if (r.ok) fps.insert(r.system_fingerprint);
+    other_fingerprints.emplace_back(u.str(), std::move(fps));
+  }
 
   std::set<std::string> fingerprints;
   for (const auto* results : {&ref, &conc, &shuf, &bg})
     for (const CompletionResult& r : *results)
       if (r.ok) fingerprints.insert(r.system_fingerprint);
 
-  std::printf("%-42s %8s %10s %8s  %-26s %6s  %s\n", "scenario", "requests", "mismatched",
+  size_t width = 42;
+  for (const Comparison& c : rows) width = std::max(width, c.name.size());
+  std::printf("%-*s %8s %10s %8s  %-26s %6s  %s\n", static_cast<int>(width), "scenario", "requests", "mismatched",
               "failed", "first mismatch", "time", "result");
   bool all_pass = true;
   for (const Comparison& c : rows) {
@@ -260,7 +289,8 @@ int run_determinism_check(const CheckOptions& o) {
                                           c.first_kind);
     const char* result = !c.deterministic ? "info" : (c.passed() ? "PASS" : "FAIL");
     if (c.deterministic && !c.passed()) all_pass = false;
-    std::printf("%-42s %8d %10d %8d  %-26s %5.1fs  %s\n", c.name.c_str(), c.requests,
+    std::printf("%-*s %8d %10d %8d  %-26s %5.1fs  %s\n", static_cast<int>(width), c.name.c_str(),
+                c.requests,
                 c.mismatched, c.failed, first.c_str(), c.seconds, result);
     if (!c.first_error.empty()) std::printf("    first error: %s\n", c.first_error.c_str());
   }
@@ -272,7 +302,13 @@ int run_determinism_check(const CheckOptions& o) {
                   : (one_fingerprint ? fingerprints.begin()->c_str()
                                      : "CHANGED between responses (FAIL)"),
               bg_sent);
-  const Comparison& nd = rows.back();
+  for (const auto& [u, fps] : other_fingerprints)
+    std::printf("system_fingerprint of %s: %s%s\n", u.c_str(),
+                fps.empty() ? "(none)" : fps.begin()->c_str(),
+                !fps.empty() && !fingerprints.empty() && *fps.begin() == *fingerprints.begin()
+                    ? " (the same)"
+                    : "");
+  const Comparison& nd = rows[nd_row];
   std::printf("non-deterministic requests that diverged under load: %d of %d\n", nd.mismatched,
               nd.requests);
   std::printf("%s\n", all_pass ? "PASS: every deterministic request was bitwise identical"
@@ -299,6 +335,7 @@ int run_determinism_check(const CheckOptions& o) {
                       {"prompts", o.prompts},
                       {"max_tokens", o.max_tokens},
                       {"system_fingerprints", fingerprints},
+                      {"compare_urls", o.compare_urls},
                       {"scenarios", std::move(scenarios)},
                       {"nondeterministic_diverged", nd.mismatched},
                       {"passed", all_pass}};

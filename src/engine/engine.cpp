@@ -50,7 +50,19 @@ std::string_view finish_reason_name(FinishReason r) {
 }
 
 Engine::Engine(Transformer& model, const EngineConfig& config, const Tokenizer* tokenizer)
+    : owned_model_(std::make_unique<ParallelModel>(model)),
+      model_(*owned_model_),
+      config_(config),
+      tokenizer_(tokenizer) {
+  init();
+}
+
+Engine::Engine(ParallelModel& model, const EngineConfig& config, const Tokenizer* tokenizer)
     : model_(model), config_(config), tokenizer_(tokenizer) {
+  init();
+}
+
+void Engine::init() {
   if (config_.canonical_decode_threshold < 0) {
     // auto: on CUDA the canonical lane decodes as fast as the fast one (split-K-free GEMMs
     // autotuned per M bucket; docs/benchmarks.md), so any deterministic row makes the whole
@@ -76,13 +88,12 @@ Engine::Engine(Transformer& model, const EngineConfig& config, const Tokenizer* 
 
   Backend& backend = model_.backend();
   const int bs = config_.block_size;
-  const size_t block_bytes = 2ull * mc.n_layers * bs * mc.kv_dim() *
-                             dtype_size(backend.activation_dtype());
+  const size_t block_bytes = model_.kv_block_bytes(bs);  // per rank: its KV heads
   const int64_t useful = static_cast<int64_t>(config_.max_num_seqs) *
                          ((max_seq_len_ + bs - 1) / bs);
   int64_t n_blocks = config_.num_blocks;
   if (n_blocks == 0) {
-    const double budget = static_cast<double>(backend.free_memory()) *
+    const double budget = static_cast<double>(model_.free_memory_per_rank()) *
                           config_.kv_cache_memory_fraction;
     n_blocks = std::min<int64_t>(useful, static_cast<int64_t>(budget / block_bytes));
     if (n_blocks < (max_seq_len_ + bs - 1) / bs)
@@ -92,24 +103,27 @@ Engine::Engine(Transformer& model, const EngineConfig& config, const Tokenizer* 
   }
   // Scratch blocks for padding rows (fixed-shape verification, graph buckets) live beyond the
   // managed pool.
-  const int graph_max_batch = backend.supports_graphs() ? config_.cuda_graph_max_batch : 0;
+  // Tensor-parallel passes run eagerly (their exchanges are not captured): no graph padding.
+  const int graph_max_batch =
+      backend.supports_graphs() && model_.tp_size() == 1 ? config_.cuda_graph_max_batch : 0;
   const int n_scratch = std::max(config_.verify_schedule == VerifySchedule::kFixedShape
                                      ? (config_.window * config_.group + bs - 1) / bs
                                      : 0,
                                  graph_max_batch > 0 ? 1 : 0);
-  kv_ = allocate_kv_cache(backend, mc, static_cast<int>(n_blocks) + n_scratch, bs, kv_storage_);
+  model_.allocate_kv(static_cast<int>(n_blocks) + n_scratch, bs);
   std::vector<int32_t> scratch;
   for (int i = 0; i < n_scratch; ++i) scratch.push_back(static_cast<int32_t>(n_blocks) + i);
   blocks_ = std::make_unique<BlockManager>(static_cast<int>(n_blocks), bs, config_.prefix_cache);
   scheduler_ = std::make_unique<Scheduler>(config_, *blocks_, max_seq_len_);
-  runner_ = std::make_unique<ModelRunner>(model_, kv_, std::move(scratch), graph_max_batch);
+  runner_ = std::make_unique<ModelRunner>(model_, std::move(scratch), graph_max_batch);
   stats_.kv_blocks_total = static_cast<int>(n_blocks);
   stats_.admission_reserve_ratio = scheduler_->reserve_ratio();
   graphs_at_start_ = model_.graph_stats();
   stats_snapshot_ = stats_;
-  log_info("engine: KV cache of {} blocks of {} positions ({} tokens, {:.2f} GiB), mode {}, W {}, "
+  log_info("engine: KV cache of {} blocks of {} positions ({} tokens, {:.2f} GiB{}), mode {}, W {}, "
            "G {}",
-           n_blocks, bs, n_blocks * bs, static_cast<double>(kv_.bytes()) / (1 << 30),
+           n_blocks, bs, n_blocks * bs, static_cast<double>(model_.kv_bytes()) / (1 << 30),
+           model_.tp_size() > 1 ? fmt::format(" over {} ranks", model_.tp_size()) : "",
            determinism_mode_name(config_.mode), config_.window, config_.group);
 }
 

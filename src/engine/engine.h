@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "parallel/parallel_model.h"
 #include "engine/block_manager.h"
 #include "engine/engine_config.h"
 #include "engine/model_runner.h"
@@ -90,6 +91,8 @@ class Engine {
  public:
   // `tokenizer` may be null (ids only: no text, no stop strings). The engine keeps references
   // to model and tokenizer.
+  Engine(ParallelModel& model, const EngineConfig& config, const Tokenizer* tokenizer);
+  // One rank: the model on the engine's thread.
   Engine(Transformer& model, const EngineConfig& config, const Tokenizer* tokenizer);
   ~Engine();
   Engine(const Engine&) = delete;
@@ -137,14 +140,14 @@ class Engine {
   bool commit(Sequence& s, int32_t token, TokenLogprob lp);
   void emit(Sequence& s);
   void loop();
+  void init();  // the constructors' common part
 
-  Transformer& model_;
+  std::unique_ptr<ParallelModel> owned_model_;  // the one-rank wrapper of a Transformer
+  ParallelModel& model_;
   EngineConfig config_;
   const Tokenizer* tokenizer_;
   int max_seq_len_;
   std::vector<int32_t> eos_ids_;
-  std::vector<Buffer> kv_storage_;
-  KvCache kv_;
   std::unique_ptr<BlockManager> blocks_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<ModelRunner> runner_;

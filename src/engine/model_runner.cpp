@@ -6,10 +6,9 @@
 
 namespace llm42 {
 
-ModelRunner::ModelRunner(Transformer& model, const KvCache& cache,
-                         std::vector<int32_t> scratch_blocks, int graph_max_batch)
+ModelRunner::ModelRunner(ParallelModel& model, std::vector<int32_t> scratch_blocks,
+                         int graph_max_batch)
     : model_(model),
-      cache_(cache),
       scratch_blocks_(std::move(scratch_blocks)),
       graph_max_batch_(graph_max_batch) {
   LLM42_ASSERT(graph_max_batch_ == 0 || !scratch_blocks_.empty(),
@@ -26,7 +25,7 @@ int ModelRunner::graph_bucket(int n) {
 }
 
 PassResult ModelRunner::run(const PassPlan& plan) {
-  const int bs = cache_.block_size;
+  const int bs = model_.kv().block_size;
   PassInput& in = input_;
   in = PassInput{};
   in.schedule = plan.schedule;
@@ -126,7 +125,7 @@ PassResult ModelRunner::run(const PassPlan& plan) {
     row_owner = std::move(owners);
   }
 
-  const Tensor logits = model_.forward(in, cache_);
+  const Tensor logits = model_.forward(in);
   Backend& backend = model_.backend();
   result.samples.resize(row_owner.size());
   sample_rows_.clear();

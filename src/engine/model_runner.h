@@ -7,7 +7,7 @@
 #include "backend/backend.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
-#include "model/transformer.h"
+#include "parallel/parallel_model.h"
 
 namespace llm42 {
 
@@ -23,8 +23,8 @@ class ModelRunner {
   // `scratch_blocks` are KV blocks outside the block manager's pool, used by padding rows.
   // Decode-only passes of at most `graph_max_batch` rows (0 = none) are padded to a graph bucket
   // and marked to run as captured graphs.
-  ModelRunner(Transformer& model, const KvCache& cache, std::vector<int32_t> scratch_blocks,
-              int graph_max_batch);
+  // The model's KV caches (ParallelModel::allocate_kv) hold the blocks of the plans.
+  ModelRunner(ParallelModel& model, std::vector<int32_t> scratch_blocks, int graph_max_batch);
 
   // The rows a decode pass of n rows is padded to for a graph: 1, 2, 4, 8, then multiples of 8.
   static int graph_bucket(int n);
@@ -33,8 +33,7 @@ class ModelRunner {
   const PassInput& last_input() const { return input_; }
 
  private:
-  Transformer& model_;
-  const KvCache& cache_;
+  ParallelModel& model_;
   std::vector<int32_t> scratch_blocks_;
   int graph_max_batch_;
   PassInput input_;

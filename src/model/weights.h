@@ -8,30 +8,36 @@
 #include "backend/backend.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
+#include "model/sharding.h"
 
 namespace llm42 {
 
+// Shapes are a rank's (ShardDims; the whole model's at TP 1): q_dim, kv_dim and ffn_dim below
+// are its heads' and FFN columns' widths, vocab its vocabulary slice.
 struct LayerWeights {
   Tensor attn_norm;  // (dim) f32
   Tensor wqkv;       // (q_dim + 2 * kv_dim, dim): q rows, then k rows, then v rows
   Tensor bqkv;       // (q_dim + 2 * kv_dim) f32, Qwen2 only
   Tensor q_norm;     // (head_dim) f32, Qwen3 only
   Tensor k_norm;     // (head_dim) f32, Qwen3 only
-  Tensor wo;         // (dim, q_dim)
+  Tensor wo;         // (dim, q_dim): the columns of this rank's heads
   Tensor ffn_norm;   // (dim) f32
   Tensor w_gate_up;  // (2 * ffn_dim, dim): gate rows, then up rows
-  Tensor w_down;     // (dim, ffn_dim)
+  Tensor w_down;     // (dim, ffn_dim): the columns of this rank's FFN slice
 };
 
 struct ModelWeights {
-  ModelConfig config;
+  ModelConfig config;         // the whole model's
+  ShardDims dims;             // what of it these weights are (all of it at TP 1)
   DType dtype = DType::kF32;  // of the matrices
   Tensor embedding;           // (vocab, dim)
   std::vector<LayerWeights> layers;
   Tensor final_norm;  // (dim) f32
   Tensor lm_head;     // (vocab, dim); the embedding itself when tied
   std::vector<Buffer> storage;
-  uint64_t content_hash = 0;  // of the checkpoint's tensor bytes (or the dummy seed), for fingerprints
+  // Of the whole checkpoint's tensor bytes (content_hash below), or the dummy seed, for
+  // fingerprints: the same for every rank and TP size.
+  uint64_t content_hash = 0;
 
   size_t bytes() const;
   // What one decode step reads: every weight except the embedding table, of which it reads
@@ -39,13 +45,21 @@ struct ModelWeights {
   size_t bytes_per_decode_step() const;
 };
 
-// Copies (and converts) a checkpoint's tensors onto the backend. Matrices are stored in `dtype`.
-ModelWeights load_weights(Backend& backend, const Checkpoint& ckpt, DType dtype);
+// A hash of the tensors the model reads (names and bytes), whatever shard is loaded.
+uint64_t content_hash(const Checkpoint& ckpt);
+
+// Copies (and converts) rank `shard`'s part of a checkpoint's tensors onto the backend, reading
+// only those bytes of the mapped files. Matrices are stored in `dtype`. `hash`: the checkpoint's
+// content_hash when known (one rank computes it for all), else computed here.
+ModelWeights load_weights(Backend& backend, const Checkpoint& ckpt, DType dtype,
+                          TpShard shard = {}, const uint64_t* hash = nullptr);
 
 // Dummy weights at the config's real shape, drawn on the backend from `seed` (like vLLM's
 // --load-format dummy): matrices N(0, 1/in_features), norm weights 1 + 0.1 N(0,1), biases
-// 0.1 N(0,1). Deterministic: the same seed gives the same weights on a backend.
+// 0.1 N(0,1). Deterministic: the same seed gives the same weights on a backend, and every
+// rank's shard holds the values of the same elements of the whole model (RandomWindow), so the
+// model is the same at every TP size.
 ModelWeights dummy_weights(Backend& backend, const ModelConfig& config, DType dtype,
-                           uint64_t seed);
+                           uint64_t seed, TpShard shard = {});
 
 }  // namespace llm42

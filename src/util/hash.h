@@ -24,4 +24,11 @@ LLM42_HD double counter_uniform(uint64_t seed, uint64_t position, uint64_t index
   return (static_cast<double>(h >> 11) + 0.5) * (1.0 / 9007199254740992.0);
 }
 
+// The index in a full (rows, full_cols) tensor of element i of a window of it whose rows are
+// `cols` long and whose first element is the full tensor's `offset` (cols 0: a contiguous run).
+// Dummy weights of a tensor-parallel shard draw their full weight's elements (RandomWindow).
+LLM42_HD int64_t window_index(int64_t i, int64_t offset, int64_t cols, int64_t full_cols) {
+  return cols == 0 ? offset + i : offset + (i / cols) * full_cols + i % cols;
+}
+
 }  // namespace llm42

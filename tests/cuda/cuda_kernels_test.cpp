@@ -129,9 +129,9 @@ TEST_F(CudaKernels, EmbeddingAndGather) {
 
   DevTensor out = dev_tensor(DType::kBF16, {t, dim});
   poison(out.t);
-  gpu().embedding(table_d.t, out.t);
+  gpu().embedding(table_d.t, 0, out.t);
   std::vector<float> ref(static_cast<size_t>(t) * dim);
-  cpu_bf16().embedding(host_tensor(table, {vocab, dim}), host_tensor(ref, {t, dim}));
+  cpu_bf16().embedding(host_tensor(table, {vocab, dim}), 0, host_tensor(ref, {t, dim}));
   EXPECT_EQ(download(out.t), ref);
 
   DevTensor gathered = dev_tensor(DType::kBF16, {r, dim});

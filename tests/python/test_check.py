@@ -46,6 +46,24 @@ class CheckTest(unittest.TestCase):
                 self.assertEqual(s["requests"], 12)
             self.assertEqual(len(report["system_fingerprints"]), 1)
 
+    def test_check_compares_servers_of_different_tensor_parallel_sizes(self):
+        # stories260K at TP 1 and TP 4 (in-process CPU ranks): the same deterministic answers
+        # and the same fingerprint; the fast lane is reported, not judged.
+        with server_util.Server() as one, server_util.Server("--tensor-parallel-size", "4",
+                                                             "--threads", "4") as four:
+            p, report = run_check(one, "--prompts", "8", "--max-tokens", "32", "--concurrency",
+                                  "4", "--background", "2", "--seed", "5", "--compare-url",
+                                  f"http://127.0.0.1:{four.port}")
+            self.assertEqual(p.returncode, 0, p.stdout)
+            self.assertTrue(report["passed"])
+            other = [s for s in report["scenarios"] if f":{four.port}" in s["name"]]
+            self.assertEqual(len(other), 3, report["scenarios"])
+            for s in other:
+                if s["deterministic"]:
+                    self.assertEqual((s["mismatched"], s["failed"]), (0, 0), s)
+            self.assertIn(f"system_fingerprint of http://127.0.0.1:{four.port}", p.stdout)
+            self.assertIn("(the same)", p.stdout)
+
     def test_check_reports_unreachable_server(self):
         port = server_util.free_port()
         p = subprocess.run([LLM42, "check", "--url", f"http://127.0.0.1:{port}"],

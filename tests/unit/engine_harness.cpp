@@ -32,6 +32,30 @@ std::vector<Request> make_requests(int n, int vocab, uint32_t seed, int max_toke
   return out;
 }
 
+EngineConfig small_engine_config(DeterminismMode mode) {
+  EngineConfig c;
+  c.mode = mode;
+  c.window = 8;
+  c.group = 4;
+  c.max_num_seqs = 16;
+  c.max_num_batched_tokens = 256;
+  c.prefill_chunk = 24;
+  c.num_blocks = 1024;
+  c.check_integrity = true;
+  return c;
+}
+
+int count_differing(const std::vector<Outcome>& got, const std::vector<Outcome>& ref,
+                    std::string* first) {
+  int bad = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const int at = first_mismatch(got[i], ref[i]);
+    if (at >= 0 && bad++ == 0 && first != nullptr)
+      *first = "request " + std::to_string(i) + " first differs at output " + std::to_string(at);
+  }
+  return bad;
+}
+
 void append_output(Outcome& oc, const RequestOutput& o) {
   oc.ids.insert(oc.ids.end(), o.tokens.begin(), o.tokens.end());
   for (const TokenLogprob& lp : o.logprobs) oc.logprobs.push_back(lp.logprob);
@@ -47,21 +71,22 @@ std::vector<Outcome> run_workload(TestModel& m, const EngineConfig& config,
                                   EngineStats* stats_out,
                                   const std::function<void(Engine&)>& per_step) {
   std::vector<Outcome> outcomes(requests.size());
-  const int vocab = m.model->config().vocab_size;
+  const int vocab = m.config().vocab_size;
   auto collect = [&outcomes](size_t i) {
     return [&outcomes, i](RequestOutput&& o) { append_output(outcomes[i], o); };
   };
 
   if (load.alone) {
     for (size_t i = 0; i < requests.size(); ++i) {
-      Engine engine(*m.model, config, m.tokenizer.get());
-      engine.add_request(requests[i], collect(i));
-      engine.run_until_idle();
+      const std::unique_ptr<Engine> engine = m.engine(config);
+      engine->add_request(requests[i], collect(i));
+      engine->run_until_idle();
     }
     return outcomes;
   }
 
-  Engine engine(*m.model, config, m.tokenizer.get());
+  const std::unique_ptr<Engine> owned_engine = m.engine(config);
+  Engine& engine = *owned_engine;
   std::mt19937 rng(load.seed);
   // Arrival list: indices >= 0 are the given requests, -1 a background request.
   std::vector<int> order(requests.size());

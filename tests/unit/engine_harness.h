@@ -47,6 +47,14 @@ struct TestModel {
   std::unique_ptr<Backend> backend;
   std::unique_ptr<Transformer> model;
   std::unique_ptr<Tokenizer> tokenizer;
+  // Tensor-parallel ranks (parallel/model_loader.h): used instead of backend and model when set.
+  std::unique_ptr<ParallelModel> parallel;
+
+  const ModelConfig& config() const { return parallel ? parallel->config() : model->config(); }
+  std::unique_ptr<Engine> engine(const EngineConfig& c) const {
+    return parallel ? std::make_unique<Engine>(*parallel, c, tokenizer.get())
+                    : std::make_unique<Engine>(*model, c, tokenizer.get());
+  }
 };
 
 // How requests arrive in one run.
@@ -69,6 +77,15 @@ std::vector<Outcome> run_workload(TestModel& m, const EngineConfig& config,
                                   const std::vector<Request>& requests, const Load& load,
                                   EngineStats* stats_out = nullptr,
                                   const std::function<void(Engine&)>& per_step = nullptr);
+
+// A small engine for the tensor-parallel tests (CPU and CUDA): W 8, G 4, 16 sequences, a
+// budget of 256 tokens, prompts in chunks of 24, integrity checked every step.
+EngineConfig small_engine_config(DeterminismMode mode);
+
+// How many outcomes differ from their reference (ids or logprob bits); `first` describes the
+// first one.
+int count_differing(const std::vector<Outcome>& got, const std::vector<Outcome>& ref,
+                    std::string* first);
 
 // 64-ish deterministic requests: greedy and seeded sampling, varied lengths.
 std::vector<Request> make_requests(int n, int vocab, uint32_t seed, int max_tokens_lo,

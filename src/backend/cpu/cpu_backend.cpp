@@ -40,9 +40,9 @@ CpuBackend::CpuBackend(const BackendOptions& opts)
 
 std::string CpuBackend::kernel_id() const {
 #if defined(__AVX2__) && defined(__FMA__)
-  std::string id = "cpu-avx2-fma";
+  std::string id = "cpu-avx2-fma-tree8";
 #else
-  std::string id = "cpu-portable-fma";
+  std::string id = "cpu-portable-fma-tree8";
 #endif
   if (round_bf16_) id += "-bf16act";
   return id;
@@ -103,13 +103,16 @@ void CpuBackend::upload_convert(const void* src, DType from, const Tensor& dst) 
   }
 }
 
-void CpuBackend::fill_random(const Tensor& dst, uint64_t seed, RandomInit init, float scale) {
+void CpuBackend::fill_random(const Tensor& dst, uint64_t seed, RandomInit init, float scale,
+                             const RandomWindow& window) {
   const int64_t n = dst.numel();
 #pragma omp parallel for schedule(static) num_threads(threads_) if(cpu::worth_parallel(n))
   for (int64_t i = 0; i < n; ++i) {
-    // Box-Muller from two counter-based uniforms: element i depends on (seed, i) only.
-    const double u1 = counter_uniform(seed, static_cast<uint64_t>(i), 0);
-    const double u2 = counter_uniform(seed, static_cast<uint64_t>(i), 1);
+    // Box-Muller from two counter-based uniforms: element e of the full tensor depends on
+    // (seed, e) only.
+    const uint64_t e = static_cast<uint64_t>(window_index(i, window.offset, window.cols, window.full_cols));
+    const double u1 = counter_uniform(seed, e, 0);
+    const double u2 = counter_uniform(seed, e, 1);
     const double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
     float v = static_cast<float>(z * scale);
     if (init == RandomInit::kOnesNoise) v += 1.0f;
@@ -133,14 +136,28 @@ void CpuBackend::round_if_needed(const Tensor& t) const {
   for (int64_t i = 0; i < n; ++i) p[i] = round_bf16(p[i]);
 }
 
-void CpuBackend::embedding(const Tensor& table, const Tensor& out) {
+void CpuBackend::copy_device(void* dst, const void* src, size_t bytes) {
+  std::memcpy(dst, src, bytes);
+}
+
+void CpuBackend::copy_device_2d(void* dst, size_t dpitch, const void* src, size_t spitch,
+                                size_t width, size_t rows) {
+  for (size_t r = 0; r < rows; ++r)
+    std::memcpy(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch,
+                width);
+}
+
+void CpuBackend::embedding(const Tensor& table, int64_t vocab_begin, const Tensor& out) {
   check_f32(out, "embedding output");
   const int64_t dim = table.dim(1);
-  const int64_t vocab = table.dim(0);
+  const int64_t rows = table.dim(0);
   for (int t = 0; t < pass_.n_tokens(); ++t) {
-    const int32_t id = pass_.tokens[t];
-    LLM42_ASSERT(id >= 0 && id < vocab, "token id {} outside vocabulary of {}", id, vocab);
+    const int64_t id = pass_.tokens[t] - vocab_begin;
     float* o = out.ptr<float>() + t * dim;
+    if (id < 0 || id >= rows) {
+      std::fill(o, o + dim, -0.0f);  // another shard's token
+      continue;
+    }
     if (table.dtype == DType::kF32) {
       std::memcpy(o, table.ptr<float>() + id * dim, dim * sizeof(float));
     } else {
@@ -183,6 +200,35 @@ void CpuBackend::matmul(const Tensor& x, const Tensor& w, const Tensor* bias, co
   const int split = s == Schedule::kFast ? cpu::fast_split_k(m, n, k, threads_) : 1;
   const float* b = bias != nullptr && !bias->empty() ? bias->ptr<float>() : nullptr;
   cpu::gemm(x.ptr<float>(), w.data, w.dtype, b, out.ptr<float>(), m, n, k, split, threads_);
+  round_if_needed(out);
+}
+
+void CpuBackend::matmul_leaves(const Tensor& x, const Tensor& w,
+                               const std::vector<int64_t>& leaves, const Tensor& out) {
+  check_f32(x, "matmul input");
+  check_f32(out, "matmul_leaves output");
+  const int64_t m = x.dim(0), k = x.dim(1), n = w.dim(0);
+  LLM42_ASSERT(w.dim(1) == k && out.dim(0) == m && out.dim(1) == n, "matmul_leaves {} x {}^T -> {}",
+               x.shape_string(), w.shape_string(), out.shape_string());
+  cpu::gemm_leaves(x.ptr<float>(), w.data, w.dtype, out.ptr<float>(), m, n, k, leaves.data(),
+                   static_cast<int>(leaves.size()) - 1, threads_);
+}
+
+void CpuBackend::sum_parts(const Tensor& parts, const Tensor& out) {
+  check_f32(parts, "sum_parts input");
+  check_f32(out, "sum_parts output");
+  const int p = static_cast<int>(parts.dim(0));
+  const int64_t n = out.numel();
+  LLM42_ASSERT(p >= 1 && p <= 8 && (p & (p - 1)) == 0 && parts.numel() == p * n,
+               "sum_parts {} -> {}", parts.shape_string(), out.shape_string());
+  const float* in = parts.ptr<float>();
+  float* o = out.ptr<float>();
+#pragma omp parallel for schedule(static) num_threads(threads_) if(cpu::worth_parallel(n * p))
+  for (int64_t i = 0; i < n; ++i) {
+    float v[8];
+    for (int j = 0; j < p; ++j) v[j] = in[j * n + i];
+    o[i] = cpu::tree_sum(v, p);
+  }
   round_if_needed(out);
 }
 

@@ -29,17 +29,24 @@ class CpuBackend final : public Backend {
   size_t free_memory() const override;
 
   void upload_convert(const void* src, DType from, const Tensor& dst) override;
-  void fill_random(const Tensor& dst, uint64_t seed, RandomInit init, float scale) override;
+  void fill_random(const Tensor& dst, uint64_t seed, RandomInit init, float scale,
+                   const RandomWindow& window = {}) override;
+  void copy_device(void* dst, const void* src, size_t bytes) override;
+  void copy_device_2d(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width,
+                      size_t rows) override;
 
   void begin_pass(const PassInput& pass, const KvCache& cache) override;
 
-  void embedding(const Tensor& table, const Tensor& out) override;
+  void embedding(const Tensor& table, int64_t vocab_begin, const Tensor& out) override;
   void rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out,
                Schedule s) override;
   void add_rmsnorm(const Tensor& residual, const Tensor& delta, const Tensor& w, float eps,
                    const Tensor& out, Schedule s) override;
   void matmul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out,
               Schedule s) override;
+  void matmul_leaves(const Tensor& x, const Tensor& w, const std::vector<int64_t>& leaves,
+                     const Tensor& out) override;
+  void sum_parts(const Tensor& parts, const Tensor& out) override;
   void qk_norm(const Tensor& qkv, const QkvLayout& layout, const Tensor& q_w, const Tensor& k_w,
                float eps, Schedule s) override;
   void rope_kv_write(const Tensor& qkv, const QkvLayout& layout, const RopeTable& table,

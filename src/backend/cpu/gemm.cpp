@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "backend/cpu/kernels.h"
+#include "util/error.h"
 #include "util/numeric.h"
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -102,6 +103,7 @@ inline void dot_tile(const float* const* x, const W* const* w, int64_t k, float*
 
 constexpr int kMr = 2;
 constexpr int kNr = 4;
+constexpr int kTreeMaxLeaves = 8;
 
 // Dispatches a (mr <= kMr) x (nr <= kNr) tile to the matching instantiation.
 template <typename W>
@@ -119,49 +121,91 @@ void tile(int mr, int nr, const float* const* x, const W* const* w, int64_t k, f
   }
 }
 
-template <typename W>
-void gemm_typed(const float* x, const W* w, const float* bias, float* out, int64_t m, int64_t n,
-                int64_t k, int split_k, int threads) {
+// Runs body(m0, n0, mr, nr) for every (up to kMr) x (up to kNr) output tile, in parallel.
+template <typename Body>
+void for_each_tile(int64_t m, int64_t n, int64_t k, int threads, const Body& body) {
   const int64_t mt = (m + kMr - 1) / kMr;
   const int64_t nt = (n + kNr - 1) / kNr;
-  split_k = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(split_k, k / 8)));
 #pragma omp parallel for collapse(2) schedule(static) num_threads(threads) if(worth_parallel(m * n * k))
   for (int64_t ti = 0; ti < mt; ++ti) {
     for (int64_t tj = 0; tj < nt; ++tj) {
       const int64_t m0 = ti * kMr, n0 = tj * kNr;
-      const int mr = static_cast<int>(std::min<int64_t>(kMr, m - m0));
-      const int nr = static_cast<int>(std::min<int64_t>(kNr, n - n0));
-      float* o = out + m0 * n + n0;
-      if (split_k == 1) {
-        const float* xr[kMr];
-        const W* wr[kNr];
-        for (int i = 0; i < mr; ++i) xr[i] = x + (m0 + i) * k;
-        for (int j = 0; j < nr; ++j) wr[j] = w + (n0 + j) * k;
-        tile(mr, nr, xr, wr, k, o, n);
-      } else {
-        // Split-K: contiguous ranges of K, 8-aligned, partials added in range order.
-        float part[kMr * kNr];
-        for (int s = 0; s < split_k; ++s) {
-          const int64_t k0 = (k / 8 * s / split_k) * 8;
-          const int64_t k1 = s + 1 == split_k ? k : (k / 8 * (s + 1) / split_k) * 8;
-          const float* xr[kMr];
-          const W* wr[kNr];
-          for (int i = 0; i < mr; ++i) xr[i] = x + (m0 + i) * k + k0;
-          for (int j = 0; j < nr; ++j) wr[j] = w + (n0 + j) * k + k0;
-          tile(mr, nr, xr, wr, k1 - k0, part, kNr);
-          for (int i = 0; i < mr; ++i)
-            for (int j = 0; j < nr; ++j)
-              o[i * n + j] = s == 0 ? part[i * kNr + j] : o[i * n + j] + part[i * kNr + j];
-        }
-      }
-      if (bias != nullptr)
-        for (int i = 0; i < mr; ++i)
-          for (int j = 0; j < nr; ++j) o[i * n + j] += bias[n0 + j];
+      body(m0, n0, static_cast<int>(std::min<int64_t>(kMr, m - m0)),
+           static_cast<int>(std::min<int64_t>(kNr, n - n0)));
     }
   }
 }
 
+// The tile's outputs reduced over K range [k0, k1) (x and w rows of stride k) into part
+// (row stride kNr).
+template <typename W>
+void tile_range(const float* x, const W* w, int64_t k, int64_t m0, int64_t n0, int mr, int nr,
+                int64_t k0, int64_t k1, float* part) {
+  const float* xr[kMr];
+  const W* wr[kNr];
+  for (int i = 0; i < mr; ++i) xr[i] = x + (m0 + i) * k + k0;
+  for (int j = 0; j < nr; ++j) wr[j] = w + (n0 + j) * k + k0;
+  tile(mr, nr, xr, wr, k1 - k0, part, kNr);
+}
+
+template <typename W>
+void gemm_typed(const float* x, const W* w, const float* bias, float* out, int64_t m, int64_t n,
+                int64_t k, int split_k, int threads) {
+  split_k = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(split_k, k / 8)));
+  for_each_tile(m, n, k, threads, [&](int64_t m0, int64_t n0, int mr, int nr) {
+    float* o = out + m0 * n + n0;
+    // Split-K: contiguous ranges of K, 8-aligned, partials added in range order.
+    float part[kMr * kNr];
+    for (int s = 0; s < split_k; ++s) {
+      const int64_t k0 = (k / 8 * s / split_k) * 8;
+      const int64_t k1 = s + 1 == split_k ? k : (k / 8 * (s + 1) / split_k) * 8;
+      tile_range(x, w, k, m0, n0, mr, nr, k0, k1, part);
+      for (int i = 0; i < mr; ++i)
+        for (int j = 0; j < nr; ++j)
+          o[i * n + j] = s == 0 ? part[i * kNr + j] : o[i * n + j] + part[i * kNr + j];
+    }
+    if (bias != nullptr)
+      for (int i = 0; i < mr; ++i)
+        for (int j = 0; j < nr; ++j) o[i * n + j] += bias[n0 + j];
+  });
+}
+
+template <typename W>
+void gemm_leaves_typed(const float* x, const W* w, float* out, int64_t m, int64_t n, int64_t k,
+                       const int64_t* leaves, int n_leaves, int threads) {
+  for_each_tile(m, n, k, threads, [&](int64_t m0, int64_t n0, int mr, int nr) {
+    float part[kTreeMaxLeaves][kMr * kNr];
+    for (int l = 0; l < n_leaves; ++l)
+      tile_range(x, w, k, m0, n0, mr, nr, leaves[l], leaves[l + 1], part[l]);
+    for (int i = 0; i < mr; ++i) {
+      for (int j = 0; j < nr; ++j) {
+        float v[kTreeMaxLeaves];
+        for (int l = 0; l < n_leaves; ++l) v[l] = part[l][i * kNr + j];
+        out[(m0 + i) * n + n0 + j] = tree_sum(v, n_leaves);
+      }
+    }
+  });
+}
+
 }  // namespace
+
+float tree_sum(float* v, int p) {
+  for (int width = 1; width < p; width *= 2)
+    for (int i = 0; i + width < p; i += 2 * width) v[i] = v[i] + v[i + width];
+  return v[0];
+}
+
+void gemm_leaves(const float* x, const void* w, DType w_dtype, float* out, int64_t m, int64_t n,
+                 int64_t k, const int64_t* leaves, int n_leaves, int threads) {
+  LLM42_ASSERT(n_leaves >= 1 && n_leaves <= kTreeMaxLeaves && (n_leaves & (n_leaves - 1)) == 0 &&
+                   leaves[0] == 0 && leaves[n_leaves] == k,
+               "{} leaves over K {}", n_leaves, k);
+  if (w_dtype == DType::kBF16) {
+    gemm_leaves_typed(x, static_cast<const uint16_t*>(w), out, m, n, k, leaves, n_leaves, threads);
+  } else {
+    gemm_leaves_typed(x, static_cast<const float*>(w), out, m, n, k, leaves, n_leaves, threads);
+  }
+}
 
 float dot_f32(const float* a, const float* b, int64_t n) {
   float r;

@@ -28,6 +28,16 @@ float sum_squares(const float* a, int64_t n);
 void gemm(const float* x, const void* w, DType w_dtype, const float* bias, float* out, int64_t m,
           int64_t n, int64_t k, int split_k, int threads);
 
+// The canonical lane's row-parallel GEMM (Backend::matmul_leaves): out (M, N) f32 = x (M, K) @
+// w (N, K)^T with K cut at `leaves` (n_leaves + 1 ascending offsets from 0 to K; n_leaves 1, 2,
+// 4 or 8); each leaf is one canonical dot over its range (as gemm with split_k 1), and the
+// leaves are summed along the binary tree ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)).
+void gemm_leaves(const float* x, const void* w, DType w_dtype, float* out, int64_t m, int64_t n,
+                 int64_t k, const int64_t* leaves, int n_leaves, int threads);
+
+// Sums p (1, 2, 4 or 8) values in place along the binary tree: v[0] = ((v0+v1)+(v2+v3))+...
+float tree_sum(float* v, int p);
+
 // Fast-schedule split-K for a GEMM of this shape on `threads` threads (1 = no split).
 int fast_split_k(int64_t m, int64_t n, int64_t k, int threads);
 

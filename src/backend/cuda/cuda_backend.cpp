@@ -94,7 +94,7 @@ CudaBackend::CudaBackend(const BackendOptions& opts, int ordinal)
   LLM42_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_memory_));
   LLM42_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   LLM42_CUDA_CHECK(cudaEventCreateWithFlags(&staging_free_, cudaEventDisableTiming));
-  graph_io_.in_graphs = bias_tmp_.in_graphs = true;
+  graph_io_.in_graphs = bias_tmp_.in_graphs = leaf_parts_.in_graphs = true;
   gemm_ = std::make_unique<cuda::GemmRunner>(stream_, device_tag(prop), opts.canonical_skinny,
                                                opts.canonical_m_step);
   used_ += gemm_->workspace_bytes();
@@ -124,7 +124,7 @@ CudaBackend::~CudaBackend() {
 }
 
 std::string CudaBackend::kernel_id() const {
-  return fmt::format("cuda-sm{}{}-attn-t{}c{}-cublasLt{}", cc_major_, cc_minor_, cuda::kAttnKeyTile,
+  return fmt::format("cuda-sm{}{}-attn-t{}c{}-tree8-cublasLt{}", cc_major_, cc_minor_, cuda::kAttnKeyTile,
                      cuda::kCanonicalChunk, cublasLtGetVersion());
 }
 
@@ -240,11 +240,26 @@ void CudaBackend::upload_convert(const void* src, DType from, const Tensor& dst)
   LLM42_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
-void CudaBackend::fill_random(const Tensor& dst, uint64_t seed, RandomInit init, float scale) {
+void CudaBackend::fill_random(const Tensor& dst, uint64_t seed, RandomInit init, float scale,
+                              const RandomWindow& window) {
   LLM42_ASSERT(dst.device == Device::kCUDA &&
                (dst.dtype == DType::kF32 || dst.dtype == DType::kBF16));
   LLM42_CUDA_CHECK(cuda::launch_fill_random(dst.data, dst.dtype, dst.numel(), seed,
-                                            init == RandomInit::kOnesNoise, scale, stream_));
+                                            init == RandomInit::kOnesNoise, scale, window.offset,
+                                            window.cols, window.full_cols, stream_));
+}
+
+void CudaBackend::bind_thread() { LLM42_CUDA_CHECK(cudaSetDevice(ordinal_)); }
+
+void CudaBackend::copy_device(void* dst, const void* src, size_t bytes) {
+  LLM42_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_));
+}
+
+void CudaBackend::copy_device_2d(void* dst, size_t dpitch, const void* src, size_t spitch,
+                                 size_t width, size_t rows) {
+  if (rows == 0 || width == 0) return;
+  LLM42_CUDA_CHECK(
+      cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, rows, cudaMemcpyDefault, stream_));
 }
 
 // ---- plan -----------------------------------------------------------------------------------
@@ -461,14 +476,12 @@ void check_norm_dim(int64_t dim) {
 }
 }  // namespace
 
-void CudaBackend::embedding(const Tensor& table, const Tensor& out) {
+void CudaBackend::embedding(const Tensor& table, int64_t vocab_begin, const Tensor& out) {
   check_tensor(out, DType::kBF16, "embedding output");
   LLM42_ASSERT(table.device == Device::kCUDA &&
                (table.dtype == DType::kBF16 || table.dtype == DType::kF32));
-  const int64_t vocab = table.dim(0);
-  for (int32_t id : pass_.tokens)
-    LLM42_ASSERT(id >= 0 && id < vocab, "token id {} outside vocabulary of {}", id, vocab);
-  LLM42_CUDA_CHECK(cuda::launch_embedding(table.data, table.dtype, d_tokens_, pass_.n_tokens(),
+  LLM42_CUDA_CHECK(cuda::launch_embedding(table.data, table.dtype, vocab_begin, table.dim(0),
+                                          d_tokens_, pass_.n_tokens(),
                                           static_cast<int>(table.dim(1)), bf16_ptr(out), stream_));
 }
 
@@ -523,6 +536,44 @@ void CudaBackend::matmul(const Tensor& x, const Tensor& w, const Tensor* bias, c
   gemm_->run(x.data, w.data, acc, m, n, k, DType::kF32, s);
   LLM42_CUDA_CHECK(
       cuda::launch_add_bias(acc, bias->ptr<float>(), out.data, out.dtype, m, n, stream_));
+}
+
+void CudaBackend::matmul_leaves(const Tensor& x, const Tensor& w,
+                                const std::vector<int64_t>& leaves, const Tensor& out) {
+  check_tensor(x, DType::kBF16, "matmul_leaves input");
+  check_tensor(out, DType::kF32, "matmul_leaves output");
+  if (w.dtype != DType::kBF16)
+    fail("CUDA matmul: weights must be bf16 on the GPU, got {} (load with --dtype bf16)",
+         dtype_name(w.dtype));
+  const int64_t m = x.dim(0), k = x.dim(1), n = w.dim(0);
+  const int p = static_cast<int>(leaves.size()) - 1;
+  LLM42_ASSERT(w.dim(1) == k && out.dim(0) == m && out.dim(1) == n && p >= 1 &&
+                   leaves.front() == 0 && leaves.back() == k,
+               "matmul_leaves {} x {}^T -> {} over {} leaves", x.shape_string(), w.shape_string(),
+               out.shape_string(), p);
+  if (m == 0) return;
+  // One leaf writes `out` directly; more write their parts and the tree sums them into it.
+  float* parts = out.ptr<float>();
+  if (p > 1) {
+    ensure(leaf_parts_, static_cast<size_t>(p * m * n) * sizeof(float));
+    parts = static_cast<float*>(leaf_parts_.ptr);
+  }
+  for (int l = 0; l < p; ++l)
+    gemm_->run_canonical_slice(x.ptr<uint16_t>() + leaves[l], w.ptr<uint16_t>() + leaves[l],
+                               parts + l * m * n, m, n, leaves[l + 1] - leaves[l], k,
+                               DType::kF32);
+  if (p > 1)
+    LLM42_CUDA_CHECK(
+        cuda::launch_sum_parts(parts, DType::kF32, p, m * n, out.data, DType::kF32, stream_));
+}
+
+void CudaBackend::sum_parts(const Tensor& parts, const Tensor& out) {
+  LLM42_ASSERT(parts.device == Device::kCUDA && out.device == Device::kCUDA);
+  const int p = static_cast<int>(parts.dim(0));
+  LLM42_ASSERT(parts.numel() == p * out.numel(), "sum_parts {} -> {}", parts.shape_string(),
+               out.shape_string());
+  LLM42_CUDA_CHECK(cuda::launch_sum_parts(parts.data, parts.dtype, p, out.numel(), out.data,
+                                          out.dtype, stream_));
 }
 
 void CudaBackend::qk_norm(const Tensor& qkv, const QkvLayout& layout, const Tensor& q_w,

@@ -53,7 +53,12 @@ class CudaBackend final : public Backend {
   size_t free_memory() const override;
 
   void upload_convert(const void* src, DType from, const Tensor& dst) override;
-  void fill_random(const Tensor& dst, uint64_t seed, RandomInit init, float scale) override;
+  void fill_random(const Tensor& dst, uint64_t seed, RandomInit init, float scale,
+                   const RandomWindow& window = {}) override;
+  void bind_thread() override;
+  void copy_device(void* dst, const void* src, size_t bytes) override;
+  void copy_device_2d(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width,
+                      size_t rows) override;
 
   void begin_pass(const PassInput& pass, const KvCache& cache) override;
 
@@ -63,12 +68,17 @@ class CudaBackend final : public Backend {
   std::unique_ptr<PassGraph> capture(const std::function<void()>& launch) override;
   bool replay(const PassGraph& graph) override;
 
-  void embedding(const Tensor& table, const Tensor& out) override;
+  void embedding(const Tensor& table, int64_t vocab_begin, const Tensor& out) override;
   void rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out, Schedule s) override;
   void add_rmsnorm(const Tensor& residual, const Tensor& delta, const Tensor& w, float eps,
                    const Tensor& out, Schedule s) override;
   void matmul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out,
               Schedule s) override;
+  // The leaves as separate canonical cuBLASLt GEMMs on K slices (GemmRunner::run_canonical_slice)
+  // into an fp32 workspace, then one tree kernel: correct, not yet fused (docs/cuda-backend.md).
+  void matmul_leaves(const Tensor& x, const Tensor& w, const std::vector<int64_t>& leaves,
+                     const Tensor& out) override;
+  void sum_parts(const Tensor& parts, const Tensor& out) override;
   std::vector<int> matmul_tuning_sizes(int limit) const override {
     return gemm_->bucket_sizes(limit);
   }
@@ -198,6 +208,7 @@ class CudaBackend final : public Backend {
 
   Workspace convert_buf_;  // upload_convert staging
   Workspace bias_tmp_;     // f32 GEMM output before a bias is added
+  Workspace leaf_parts_;   // matmul_leaves: (leaves, M, N) f32
   // Sampling.
   Workspace sample_rows_, sample_out_, sort_keys_, sort_ids_, sort_offsets_, sort_temp_;
   std::vector<cuda::SampleOutDev> sample_host_;

@@ -10,6 +10,8 @@
 #include <set>
 #include <vector>
 
+#include <unistd.h>
+
 #include "backend/backend.h"
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernels.h"
@@ -123,8 +125,10 @@ std::vector<int> GemmRunner::bucket_sizes(int limit, int m_step) {
   return sizes;
 }
 
-const GemmRunner::Layouts& GemmRunner::layouts(int64_t m, int64_t n, int64_t k, DType out) {
-  const ShapeKey key{m, n, k, out};
+const GemmRunner::Layouts& GemmRunner::layouts(int64_t m, int64_t n, int64_t k, DType out,
+                                               int64_t ld) {
+  if (ld == 0) ld = k;
+  const auto key = std::make_tuple(m, n, k, out, ld);
   auto it = layouts_.find(key);
   if (it != layouts_.end()) return it->second;
   Layouts l;
@@ -136,8 +140,8 @@ const GemmRunner::Layouts& GemmRunner::layouts(int64_t m, int64_t n, int64_t k, 
       cublasLtMatmulDescSetAttribute(l.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
   // Column-major views of the row-major tensors: w (N, K) is K x N, x (M, K) is K x M, out
   // (M, N) is N x M.
-  LLM42_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l.a, CUDA_R_16BF, k, n, k));
-  LLM42_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l.b, CUDA_R_16BF, k, m, k));
+  LLM42_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l.a, CUDA_R_16BF, k, n, ld));
+  LLM42_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l.b, CUDA_R_16BF, k, m, ld));
   LLM42_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l.d, cuda_type(out), n, m, n));
   return layouts_.emplace(key, l).first->second;
 }
@@ -175,6 +179,22 @@ void GemmRunner::run(const void* x, const void* w, void* out, int64_t m, int64_t
     LLM42_ASSERT(e == cudaErrorInvalidValue, "canonical skinny GEMM: {}", cudaGetErrorString(e));
   }
   LLM42_CUBLAS_CHECK(matmul(layouts(m, n, k, out_dtype), t.algo, x, w, out));
+}
+
+void GemmRunner::run_canonical_slice(const void* x, const void* w, void* out, int64_t m,
+                                     int64_t n, int64_t k, int64_t ld, DType out_dtype) {
+  const auto* xb = static_cast<const uint16_t*>(x);
+  const auto* wb = static_cast<const uint16_t*>(w);
+  const bool aligned = ld % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+                       reinterpret_cast<uintptr_t>(w) % 16 == 0;
+  if (uses_fallback(n, k) || !aligned) {
+    LLM42_CUDA_CHECK(launch_gemm_fallback(xb, wb, out, out_dtype, m, n, k, stream_, ld));
+    return;
+  }
+  // Tuning (on the first call of a bucket) reads x and w as if contiguous: inside the same
+  // allocations, and only the candidates' agreement and speed are looked at.
+  const Tuned& t = canonical(x, w, out, m, n, k, out_dtype);
+  LLM42_CUBLAS_CHECK(matmul(layouts(m, n, k, out_dtype, ld), t.algo, x, w, out));
 }
 
 std::string GemmRunner::describe(const void* x, const void* w, void* out, int64_t m, int64_t n,
@@ -526,33 +546,45 @@ void GemmRunner::load_cache() {
     return;
   }
   int loaded = 0, dropped = 0;
-  for (const auto& e : j.value("entries", nlohmann::json::array())) {
-    const BucketKey key{e.at("bucket").get<int>(), e.at("n").get<int64_t>(),
-                        e.at("k").get<int64_t>(), parse_dtype(e.at("out").get<std::string>())};
-    Tuned t{};
-    const auto words = e.at("algo").get<std::vector<std::string>>();
-    if (words.size() != 8) {
+  if (!j.is_object() || !j.contains("entries") || !j["entries"].is_array()) {
+    log_warn("gemm cache {}: not an llm42 GEMM cache (no 'entries' list); autotuning again",
+             cache_path_);
+    return;
+  }
+  for (const auto& e : j["entries"]) {
+    // A wrong entry (valid JSON of another shape: a field missing or of another type, a bad
+    // number) is dropped, never fatal: the bucket is tuned again.
+    try {
+      const BucketKey key{e.at("bucket").get<int>(), e.at("n").get<int64_t>(),
+                          e.at("k").get<int64_t>(), parse_dtype(e.at("out").get<std::string>())};
+      Tuned t{};
+      const auto words = e.at("algo").get<std::vector<std::string>>();
+      if (words.size() != 8 || std::get<0>(key) <= 0 || std::get<1>(key) <= 0 ||
+          std::get<2>(key) <= 0) {
+        ++dropped;
+        continue;
+      }
+      for (size_t i = 0; i < 8; ++i) t.algo.data[i] = std::stoull(words[i], nullptr, 16);
+      const Layouts& l =
+          layouts(std::get<0>(key), std::get<1>(key), std::get<2>(key), std::get<3>(key));
+      cublasLtMatmulHeuristicResult_t check{};
+      if (cublasLtMatmulAlgoCheck(handle_, l.op, l.a, l.b, l.d, l.d, &t.algo, &check) !=
+              CUBLAS_STATUS_SUCCESS ||
+          !split_k_free(t.algo)) {
+        ++dropped;
+        continue;
+      }
+      t.desc = e.value("desc", "");
+      t.us = e.value("us", 0.0);
+      t.tuned_m = e.value("tuned_m", int64_t{0});       // files without it: tuned again
+      t.skinny_checked = e.value("skinny_checked", 0);  // another version's check is not used
+      t.skinny_same_bits = e.value("skinny_same_bits", false);
+      t.skinny_us = e.value("skinny_us", 0.0);
+      canonical_[key] = t;
+      ++loaded;
+    } catch (const std::exception&) {
       ++dropped;
-      continue;
     }
-    for (size_t i = 0; i < 8; ++i) t.algo.data[i] = std::stoull(words[i], nullptr, 16);
-    const Layouts& l =
-        layouts(std::get<0>(key), std::get<1>(key), std::get<2>(key), std::get<3>(key));
-    cublasLtMatmulHeuristicResult_t check{};
-    if (cublasLtMatmulAlgoCheck(handle_, l.op, l.a, l.b, l.d, l.d, &t.algo, &check) !=
-            CUBLAS_STATUS_SUCCESS ||
-        !split_k_free(t.algo)) {
-      ++dropped;
-      continue;
-    }
-    t.desc = e.value("desc", "");
-    t.us = e.value("us", 0.0);
-    t.tuned_m = e.value("tuned_m", int64_t{0});       // files without it: tuned again at the bucket
-    t.skinny_checked = e.value("skinny_checked", 0);  // another version's check is not used
-    t.skinny_same_bits = e.value("skinny_same_bits", false);
-    t.skinny_us = e.value("skinny_us", 0.0);
-    canonical_[key] = t;
-    ++loaded;
   }
   log_info("gemm cache {}: {} canonical algorithms loaded, {} dropped", cache_path_, loaded,
            dropped);
@@ -579,12 +611,19 @@ void GemmRunner::save_cache() const {
   std::error_code ec;
   const std::filesystem::path path(cache_path_);
   std::filesystem::create_directories(path.parent_path(), ec);
-  const std::string tmp = cache_path_ + ".tmp";
+  // A name of this writer's own (several tensor-parallel ranks of one process may save at
+  // once), renamed over the cache only once every byte is known to be written (a full disk
+  // must not replace a good file with a truncated one).
+  const std::string tmp =
+      fmt::format("{}.tmp.{}.{}", cache_path_, getpid(), reinterpret_cast<uintptr_t>(this));
   {
     std::ofstream out(tmp);
     out << j.dump(1) << "\n";
+    out.flush();
+    out.close();
     if (!out) {
       log_warn("gemm cache {}: cannot write; the table lives in memory only", cache_path_);
+      std::filesystem::remove(tmp, ec);
       return;
     }
   }

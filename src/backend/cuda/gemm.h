@@ -58,6 +58,14 @@ class GemmRunner {
   void run(const void* x, const void* w, void* out, int64_t m, int64_t n, int64_t k,
            DType out_dtype, Schedule s);
 
+  // The canonical lane on a K slice of wider row-major matrices (a leaf of
+  // Backend::matmul_leaves): x (m, k) and w (n, k) with row stride `ld` elements. Runs the
+  // cuBLASLt algorithm of the (m bucket, n, k) shape with those strides (never the skinny GEMM,
+  // which reads contiguous rows), or the CUDA-core fallback where that shape uses it. The K
+  // order is the shape's: the same at every stride.
+  void run_canonical_slice(const void* x, const void* w, void* out, int64_t m, int64_t n, int64_t k,
+                           int64_t ld, DType out_dtype);
+
   // The algorithm the lane uses for this shape (tuning a canonical bucket if needed, which
   // overwrites `out`), in words: "algo 66 tile 20 stages 8 splitK 1 ...".
   std::string describe(const void* x, const void* w, void* out, int64_t m, int64_t n, int64_t k,
@@ -123,7 +131,8 @@ class GemmRunner {
   static SkinnyStatus status_of(const Tuned& t);
   bool use_skinny(const Tuned& t) const;  // admitted, and canonical_skinny on
 
-  const Layouts& layouts(int64_t m, int64_t n, int64_t k, DType out);
+  // ld: the row stride of x and w (0: k).
+  const Layouts& layouts(int64_t m, int64_t n, int64_t k, DType out, int64_t ld = 0);
   // The fast lane's kernel for one exact shape: a gemv.cu variant, or a cuBLASLt algorithm.
   struct FastChoice {
     int gemv_variant = -1;        // >= 0: launch_gemv with this variant; else `algo`
@@ -159,7 +168,7 @@ class GemmRunner {
   size_t workspace_bytes_ = 0;
   std::string cache_path_;
   int tunings_run_ = 0;
-  std::map<ShapeKey, Layouts> layouts_;
+  std::map<std::tuple<int64_t, int64_t, int64_t, DType, int64_t>, Layouts> layouts_;
   std::map<ShapeKey, FastChoice> fast_;
   cudaEvent_t start_ = nullptr, stop_ = nullptr;  // for timing candidates
   std::map<BucketKey, Tuned> canonical_;

@@ -27,16 +27,25 @@ void set_programmatic_launch(bool on);
 cudaError_t launch_convert(const void* src, DType from, void* dst, DType to, int64_t n,
                            cudaStream_t stream);
 
-// dst[i] = z(seed, i) * scale (+ 1 for ones_noise), z ~ N(0, 1) by Box-Muller from
-// counter_uniform(seed, i, 0) and counter_uniform(seed, i, 1). dst: f32 or bf16.
+// dst[i] = z(seed, e) * scale (+ 1 for ones_noise), z ~ N(0, 1) by Box-Muller from
+// counter_uniform(seed, e, 0) and counter_uniform(seed, e, 1), where e = window_index(i, offset,
+// cols, full_cols) (util/hash.h) is i's element of the full tensor. dst: f32 or bf16.
 cudaError_t launch_fill_random(void* dst, DType dtype, int64_t n, uint64_t seed, bool ones_noise,
-                               float scale, cudaStream_t stream);
+                               float scale, int64_t offset, int64_t cols, int64_t full_cols,
+                               cudaStream_t stream);
+
+// out (n) = the parts (p, n) summed along the binary tree ((p0+p1)+(p2+p3))+... in fp32 and
+// rounded once (Backend::sum_parts). parts f32 or bf16; out f32 or bf16; p 1, 2, 4 or 8.
+cudaError_t launch_sum_parts(const void* parts, DType parts_dtype, int p, int64_t n, void* out,
+                             DType out_dtype, cudaStream_t stream);
 
 // ---- row kernels (one block or warp per row; no reduction crosses rows) ------------------------
 
-// out[t, :] = table[tokens[t], :].  table (vocab, dim) f32 or bf16, out (T, dim) bf16.
-cudaError_t launch_embedding(const void* table, DType table_dtype, const int32_t* tokens,
-                             int n_tokens, int dim, uint16_t* out, cudaStream_t stream);
+// out[t, :] = table[tokens[t] - vocab_begin, :] for tokens in [vocab_begin, vocab_begin + rows),
+// -0.0 otherwise (Backend::embedding).  table (rows, dim) f32 or bf16, out (T, dim) bf16.
+cudaError_t launch_embedding(const void* table, DType table_dtype, int64_t vocab_begin,
+                             int64_t rows, const int32_t* tokens, int n_tokens, int dim,
+                             uint16_t* out, cudaStream_t stream);
 
 // out = x / sqrt(mean(x^2) + eps) * w, reducing over dim (fixed block of 256 threads, fixed
 // tree), one block per row holding its row in registers.  x, out (rows, dim) bf16; w (dim) f32;
@@ -74,9 +83,11 @@ cudaError_t launch_swiglu(const uint16_t* gate_up, uint16_t* out, int rows, int 
 // out (m, n) = x (m, k) @ w (n, k)^T for shapes cuBLASLt's tensor-core algorithms cannot take
 // (k or n not a multiple of 8, e.g. stories260K's FFN of 172). One thread per output reduces k
 // with fused multiply-adds in increasing order, the same for every m: both lanes use it. Meant
-// for tiny models; not tuned for speed. x, w bf16; out bf16 or f32.
+// for tiny models; not tuned for speed. x, w bf16; out bf16 or f32. `ld`: the row stride of x
+// and w in elements (0: k; a leaf of a wider K in Backend::matmul_leaves).
 cudaError_t launch_gemm_fallback(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,
-                                 int64_t m, int64_t n, int64_t k, cudaStream_t stream);
+                                 int64_t m, int64_t n, int64_t k, cudaStream_t stream,
+                                 int64_t ld = 0);
 
 // Skinny GEMM of the fast lane (gemv.cu): out (m, n) = x (m, k) @ w (n, k)^T for 1 <= m <=
 // kGemvMaxM on tensor cores, K permuted per 32-wide chunk and split over the 8 warps of a block,

@@ -60,11 +60,13 @@ __global__ void convert_kernel(const void* src, DType from, void* dst, DType to,
 }
 
 __global__ void fill_random_kernel(void* dst, DType dtype, int64_t n, uint64_t seed,
-                                   bool ones_noise, float scale) {
+                                   bool ones_noise, float scale, int64_t offset, int64_t cols,
+                                   int64_t full_cols) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
-    const double u1 = counter_uniform(seed, static_cast<uint64_t>(i), 0);
-    const double u2 = counter_uniform(seed, static_cast<uint64_t>(i), 1);
+    const auto e = static_cast<uint64_t>(window_index(i, offset, cols, full_cols));
+    const double u1 = counter_uniform(seed, e, 0);
+    const double u2 = counter_uniform(seed, e, 1);
     const double z = sqrt(-2.0 * log(u1)) * cos(2.0 * 3.14159265358979323846 * u2);
     float v = static_cast<float>(z * static_cast<double>(scale));
     if (ones_noise) v = __fadd_rn(v, 1.0f);
@@ -87,12 +89,19 @@ __device__ __forceinline__ void copy_row(const uint16_t* __restrict__ src,
 }
 
 // One block per token: a copy of the token's row for a bf16 table, a conversion for an f32 one.
-__global__ void embedding_kernel(const void* __restrict__ table, DType dtype, const int32_t* tokens,
-                                 int dim, uint16_t* __restrict__ out) {
+// Tokens of another vocabulary shard get -0.0 (x + -0.0 == x when the ranks' rows are summed).
+__global__ void embedding_kernel(const void* __restrict__ table, DType dtype, int64_t vocab_begin,
+                                 int64_t rows, const int32_t* tokens, int dim,
+                                 uint16_t* __restrict__ out) {
   pdl_trigger();
   pdl_wait();
   const int64_t t = blockIdx.x;
-  const int64_t src = static_cast<int64_t>(tokens[t]) * dim;
+  const int64_t id = static_cast<int64_t>(tokens[t]) - vocab_begin;
+  if (id < 0 || id >= rows) {
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) out[t * dim + i] = 0x8000;  // -0.0
+    return;
+  }
+  const int64_t src = id * dim;
   if (dtype == DType::kBF16) {
     copy_row(static_cast<const uint16_t*>(table) + src, out + t * dim, dim);
     return;
@@ -324,14 +333,14 @@ __global__ void swiglu_rows_kernel(const uint16_t* gate_up, uint16_t* out, int f
 }
 
 __global__ void gemm_fallback_kernel(const uint16_t* x, const uint16_t* w, void* out,
-                                     DType out_dtype, int64_t n, int64_t k) {
+                                     DType out_dtype, int64_t n, int64_t k, int64_t ld) {
   pdl_trigger();
   pdl_wait();
   const int64_t j = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   const int64_t row = blockIdx.y;
   if (j >= n) return;
-  const uint16_t* xr = x + row * k;
-  const uint16_t* wr = w + j * k;
+  const uint16_t* xr = x + row * ld;
+  const uint16_t* wr = w + j * ld;
   float acc = 0.0f;
   for (int64_t i = 0; i < k; ++i) acc = __fmaf_rn(bf(xr[i]), bf(wr[i]), acc);
   store_from_f32(out, out_dtype, row * n + j, acc);
@@ -370,18 +379,42 @@ cudaError_t launch_convert(const void* src, DType from, void* dst, DType to, int
 }
 
 cudaError_t launch_fill_random(void* dst, DType dtype, int64_t n, uint64_t seed, bool ones_noise,
-                               float scale, cudaStream_t stream) {
+                               float scale, int64_t offset, int64_t cols, int64_t full_cols,
+                               cudaStream_t stream) {
   if (n > 0)
     fill_random_kernel<<<grid_for(n, 256), 256, 0, stream>>>(dst, dtype, n, seed, ones_noise,
-                                                             scale);
+                                                             scale, offset, cols, full_cols);
   return cudaGetLastError();
 }
 
-cudaError_t launch_embedding(const void* table, DType table_dtype, const int32_t* tokens,
-                             int n_tokens, int dim, uint16_t* out, cudaStream_t stream) {
+// One thread per output element: the parts summed in the fixed binary tree, rounded once.
+__global__ void sum_parts_kernel(const void* __restrict__ parts, DType parts_dtype, int p,
+                                 int64_t n, void* __restrict__ out, DType out_dtype) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    float v[8];
+    for (int j = 0; j < p; ++j) v[j] = load_as_f32(parts, parts_dtype, j * n + i);
+    for (int width = 1; width < p; width *= 2)
+      for (int j = 0; j + width < p; j += 2 * width) v[j] = __fadd_rn(v[j], v[j + width]);
+    store_from_f32(out, out_dtype, i, v[0]);
+  }
+}
+
+cudaError_t launch_sum_parts(const void* parts, DType parts_dtype, int p, int64_t n, void* out,
+                             DType out_dtype, cudaStream_t stream) {
+  if (p < 1 || p > 8 || (p & (p - 1)) != 0) return cudaErrorInvalidValue;
+  if (n > 0)
+    sum_parts_kernel<<<grid_for(n, 256), 256, 0, stream>>>(parts, parts_dtype, p, n, out,
+                                                           out_dtype);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_embedding(const void* table, DType table_dtype, int64_t vocab_begin,
+                             int64_t rows, const int32_t* tokens, int n_tokens, int dim,
+                             uint16_t* out, cudaStream_t stream) {
   if (n_tokens <= 0) return cudaSuccess;
-  return launch_kernel(embedding_kernel, n_tokens, 256, 0, stream, table, table_dtype, tokens, dim,
-                       out);
+  return launch_kernel(embedding_kernel, n_tokens, 256, 0, stream, table, table_dtype,
+                       vocab_begin, rows, tokens, dim, out);
 }
 
 cudaError_t launch_rmsnorm(const uint16_t* x, const float* w, float eps, uint16_t* out, int rows,
@@ -441,10 +474,12 @@ cudaError_t launch_swiglu(const uint16_t* gate_up, uint16_t* out, int rows, int 
 }
 
 cudaError_t launch_gemm_fallback(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,
-                                 int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
+                                 int64_t m, int64_t n, int64_t k, cudaStream_t stream,
+                                 int64_t ld) {
   if (m <= 0 || n <= 0) return cudaSuccess;
   const dim3 grid(static_cast<unsigned>((n + 127) / 128), static_cast<unsigned>(m));
-  return launch_kernel(gemm_fallback_kernel, grid, 128, 0, stream, x, w, out, out_dtype, n, k);
+  return launch_kernel(gemm_fallback_kernel, grid, 128, 0, stream, x, w, out, out_dtype, n, k,
+                       ld == 0 ? k : ld);
 }
 
 cudaError_t launch_add_bias(const float* tmp, const float* bias, void* out, DType out_dtype,

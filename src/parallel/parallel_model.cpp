@@ -1,0 +1,174 @@
+#include "parallel/parallel_model.h"
+
+#include <algorithm>
+
+#include "util/error.h"
+
+namespace llm42 {
+
+ParallelModel::ParallelModel(Transformer& model)
+    : models_{&model}, kv_(1), kv_storage_(1) {}
+
+ParallelModel::ParallelModel(int tp, int ranks_per_device, const std::function<Rank(int)>& build)
+    : owned_(static_cast<size_t>(tp)),
+      models_(static_cast<size_t>(tp), nullptr),
+      kv_(static_cast<size_t>(tp)),
+      kv_storage_(static_cast<size_t>(tp)),
+      ranks_per_device_(ranks_per_device) {
+  LLM42_ASSERT(tp >= 1, "{} ranks", tp);
+  // Every rank builds its part on the thread that will run it (its device is current there).
+  const std::function<void(int)> make = [&](int r) {
+    owned_[static_cast<size_t>(r)] = build(r);
+    models_[static_cast<size_t>(r)] = owned_[static_cast<size_t>(r)].model.get();
+  };
+  for (int r = 1; r < tp; ++r) threads_.emplace_back(&ParallelModel::worker, this, r);
+  try {
+    run_all(make);
+  } catch (...) {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    work_cv_.notify_all();
+    for (std::thread& t : threads_) t.join();
+    threads_.clear();
+    throw;
+  }
+}
+
+ParallelModel::~ParallelModel() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  work_cv_.notify_all();
+  for (std::thread& t : threads_) t.join();
+  // The KV caches and models go before the backends that own their memory.
+  kv_storage_.clear();
+  for (Rank& r : owned_) {
+    r.model.reset();
+    r.comm.reset();
+    r.backend.reset();
+  }
+}
+
+void ParallelModel::worker(int r) {
+  uint64_t seen = 0;
+  for (;;) {
+    const std::function<void(int)>* task = nullptr;
+    {
+      std::unique_lock lock(mu_);
+      work_cv_.wait(lock, [&] { return stopping_ || epoch_ != seen; });
+      if (stopping_) return;
+      seen = epoch_;
+      task = task_;
+    }
+    std::exception_ptr error;
+    try {
+      if (models_[static_cast<size_t>(r)] != nullptr) models_[static_cast<size_t>(r)]->backend().bind_thread();
+      (*task)(r);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    {
+      std::lock_guard lock(mu_);
+      if (error && !error_) error_ = error;
+      if (--pending_ == 0) done_cv_.notify_all();
+    }
+  }
+}
+
+void ParallelModel::run_all(const std::function<void(int)>& fn) {
+  if (threads_.empty()) {
+    if (models_.front() != nullptr) models_.front()->backend().bind_thread();
+    fn(0);
+    return;
+  }
+  {
+    std::lock_guard lock(mu_);
+    task_ = &fn;
+    pending_ = static_cast<int>(threads_.size());
+    error_ = nullptr;
+    ++epoch_;
+  }
+  work_cv_.notify_all();
+  std::exception_ptr mine;
+  try {
+    if (models_.front() != nullptr) models_.front()->backend().bind_thread();
+    fn(0);
+  } catch (...) {
+    mine = std::current_exception();
+  }
+  std::unique_lock lock(mu_);
+  done_cv_.wait(lock, [&] { return pending_ == 0; });
+  task_ = nullptr;
+  if (mine) std::rethrow_exception(mine);
+  if (error_) std::rethrow_exception(error_);
+}
+
+std::string ParallelModel::communicator_name() const {
+  return owned_.empty() || owned_.front().comm == nullptr ? "" : owned_.front().comm->name();
+}
+
+size_t ParallelModel::weight_bytes() const {
+  size_t n = 0;
+  for (const Transformer* m : models_) n += m->weights().bytes();
+  return n;
+}
+
+size_t ParallelModel::bytes_per_decode_step() const {
+  size_t n = 0;
+  for (const Transformer* m : models_) n = std::max(n, m->weights().bytes_per_decode_step());
+  return n;
+}
+
+size_t ParallelModel::free_memory_per_rank() const {
+  size_t least = SIZE_MAX;
+  for (const Transformer* m : models_)
+    least = std::min(least, m->backend().free_memory());
+  return least / static_cast<size_t>(ranks_per_device_);
+}
+
+size_t ParallelModel::kv_block_bytes(int block_size) const {
+  size_t most = 0;
+  for (const Transformer* m : models_) {
+    const size_t heads = static_cast<size_t>(m->dims().n_kv_heads());
+    most = std::max<size_t>(most, size_t{2} * static_cast<size_t>(m->config().n_layers) *
+                              static_cast<size_t>(block_size) * heads *
+                              static_cast<size_t>(m->config().head_dim) *
+                              dtype_size(m->backend().activation_dtype()));
+  }
+  return most;
+}
+
+void ParallelModel::allocate_kv(int n_blocks, int block_size) {
+  run_all([&](int r) {
+    const auto i = static_cast<size_t>(r);
+    kv_storage_[i].clear();
+    kv_[i] = models_[i]->allocate_kv_cache(n_blocks, block_size, kv_storage_[i]);
+  });
+}
+
+size_t ParallelModel::kv_bytes() const {
+  size_t n = 0;
+  for (const KvCache& kv : kv_) n += kv.bytes();
+  return n;
+}
+
+Tensor ParallelModel::forward(const PassInput& pass) {
+  Tensor logits;
+  run_all([&](int r) {
+    const auto i = static_cast<size_t>(r);
+    const Tensor l = models_[i]->forward(pass, kv_[i]);
+    if (r == 0) logits = l;
+  });
+  return logits;
+}
+
+Transformer::GraphStats ParallelModel::graph_stats() const { return models_.front()->graph_stats(); }
+
+void ParallelModel::warm_up() {
+  run_all([&](int r) { models_[static_cast<size_t>(r)]->warm_up(); });
+}
+
+}  // namespace llm42

@@ -1,0 +1,100 @@
+// The model the engine runs (DESIGN.md §7): one Transformer per tensor-parallel rank, each on its
+// own backend and thread, all running the same pass plan. The engine, scheduler, block manager and
+// sampler exist once; they see one model with one config, rank 0's backend (sampling, host
+// copies of logits) and full logits. Every rank holds the same block tables over its own KV pool
+// (its KV heads).
+//
+// One rank runs on the caller's thread without any exchange. With more, rank 0 runs on the
+// caller's thread (the engine's) and ranks 1..N-1 on threads of their own, which build their
+// part of the model at construction and then wait for work.
+#pragma once
+
+#include <condition_variable>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/communicator.h"
+#include "model/transformer.h"
+
+namespace llm42 {
+
+// One rank's part of the model, built on the rank's own thread.
+struct Rank {
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<Communicator> comm;  // null at TP 1
+  std::unique_ptr<Transformer> model;
+};
+
+class ParallelModel {
+ public:
+  // One rank: `model` (on `model.backend()`), not owned, on the caller's thread.
+  explicit ParallelModel(Transformer& model);
+  // `tp` ranks; `build(r)` runs on rank r's thread (concurrently) and returns its part.
+  // `ranks_per_device`: how many ranks share one device's memory (all of them for CPU ranks and
+  // in-process ranks on one GPU, 1 with a GPU each).
+  ParallelModel(int tp, int ranks_per_device, const std::function<Rank(int)>& build);
+  ~ParallelModel();
+  ParallelModel(const ParallelModel&) = delete;
+  ParallelModel& operator=(const ParallelModel&) = delete;
+
+  int tp_size() const { return static_cast<int>(models_.size()); }
+  Transformer& rank_model(int r) { return *models_[static_cast<size_t>(r)]; }
+  const ModelConfig& config() const { return models_.front()->config(); }
+  // Rank 0's: the dtype, content hash and shard of its weights.
+  const ModelWeights& weights() const { return models_.front()->weights(); }
+  Backend& backend() { return models_.front()->backend(); }
+  int max_tokens() const { return models_.front()->max_tokens(); }
+  int max_logit_rows() const { return models_.front()->max_logit_rows(); }
+  // "in-process" or "nccl"; "" at TP 1.
+  std::string communicator_name() const;
+
+  // Weight bytes summed over the ranks, and what one decode step reads on the busiest rank.
+  size_t weight_bytes() const;
+  size_t bytes_per_decode_step() const;
+  // Bytes each rank may give its KV cache: the least over the ranks, each rank's share where
+  // several share a device (CPU ranks, or in-process ranks on one GPU).
+  size_t free_memory_per_rank() const;
+  // Bytes of one KV block on the rank with the most KV heads.
+  size_t kv_block_bytes(int block_size) const;
+
+  // Allocates every rank's KV cache of n_blocks blocks of block_size positions.
+  void allocate_kv(int n_blocks, int block_size);
+  // Rank 0's (its geometry; every rank's has the same blocks).
+  const KvCache& kv() const { return kv_.front(); }
+  size_t kv_bytes() const;  // all ranks
+
+  // Runs the pass on every rank over its KV cache; returns rank 0's logits (R, vocab) f32 on its
+  // backend, valid until the next forward.
+  Tensor forward(const PassInput& pass);
+  Transformer::GraphStats graph_stats() const;
+  // Transformer::warm_up on every rank.
+  void warm_up();
+
+ private:
+  // Runs fn(r) for every rank r (rank 0 here, the others on their threads, each bound to its
+  // device) and waits for all; rethrows the first exception a rank threw.
+  void run_all(const std::function<void(int)>& fn);
+  void worker(int r);
+
+  std::vector<Rank> owned_;           // empty when wrapping the caller's Transformer
+  std::vector<Transformer*> models_;  // per rank
+  std::vector<KvCache> kv_;           // per rank
+  std::vector<std::vector<Buffer>> kv_storage_;
+  int ranks_per_device_ = 1;
+
+  std::vector<std::thread> threads_;
+  std::mutex mu_;
+  std::condition_variable work_cv_, done_cv_;
+  uint64_t epoch_ = 0;         // incremented for each run_all
+  int pending_ = 0;            // workers still running the current task
+  bool stopping_ = false;
+  const std::function<void(int)>* task_ = nullptr;
+  std::exception_ptr error_;
+};
+
+}  // namespace llm42

@@ -1,0 +1,214 @@
+// Tensor parallelism on the GPU (DESIGN.md §7): the CUDA leaf tree (Backend::matmul_leaves) is
+// batch invariant and gives the same bits when ranks compute subtrees and exchange them; the
+// NCCL communicator works at the sizes the machine allows; and deterministic requests give the
+// same ids and logprobs at TP 1, 2, 4 and 8 with in-process ranks on one GPU (the Llama-3.1-8B
+// shape with a few layers, stories260K, the tiny Hugging Face models), while the fast lane does
+// not. Skips without a GPU.
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include "../unit/engine_harness.h"
+#include "../unit/test_util.h"
+#include "cuda_test_util.h"
+#include "model/checkpoint.h"
+#include "model/presets.h"
+#include "model/sharding.h"
+#include "parallel/communicator_group.h"
+#include "parallel/model_loader.h"
+
+namespace llm42::test {
+namespace {
+
+struct DeviceBuffer {
+  explicit DeviceBuffer(size_t bytes) : b(gpu(), bytes) {}
+  Buffer b;
+  Tensor view(DType d, std::initializer_list<int64_t> shape) const {
+    return Tensor(b.get(), d, Device::kCUDA, shape);
+  }
+};
+
+std::vector<uint16_t> download_u16(const Tensor& t) {
+  std::vector<uint16_t> h(static_cast<size_t>(t.numel()));
+  gpu().copy_to_host(h.data(), t.data, t.nbytes());
+  return h;
+}
+std::vector<float> download_f32(const Tensor& t) {
+  std::vector<float> h(static_cast<size_t>(t.numel()));
+  gpu().copy_to_host(h.data(), t.data, t.nbytes());
+  return h;
+}
+
+TEST(CudaRowParallel, SubtreesAndExchangeEqualTheWholeTreeAndDoNotDependOnM) {
+  LLM42_REQUIRE_GPU();
+  CudaBackend& b = gpu();
+  for (const auto& [n, k] : {std::pair<int64_t, int64_t>{4096, 4096}, {4096, 14336}, {64, 172}}) {
+    const int64_t m_max = 300;
+    DeviceBuffer x(static_cast<size_t>(m_max * k) * 2), w(static_cast<size_t>(n * k) * 2);
+    b.fill_random(x.view(DType::kBF16, {m_max, k}), 7, RandomInit::kNormal, 1.0f);
+    b.fill_random(w.view(DType::kBF16, {n, k}), 8, RandomInit::kNormal,
+                  1.0f / std::sqrt(static_cast<float>(k)));
+    DeviceBuffer whole(static_cast<size_t>(m_max * n) * 4), out(static_cast<size_t>(m_max * n) * 2);
+    const Tensor xw = x.view(DType::kBF16, {m_max, k}), ww = w.view(DType::kBF16, {n, k});
+    b.matmul_leaves(xw, ww, shard_leaves(k, {0, 1}), whole.view(DType::kF32, {m_max, n}));
+    b.sum_parts(whole.view(DType::kF32, {1, m_max, n}), out.view(DType::kBF16, {m_max, n}));
+    const std::vector<uint16_t> ref = download_u16(out.view(DType::kBF16, {m_max, n}));
+    // Batch invariance: the first rows of smaller passes have the same bits.
+    for (const int64_t m : {int64_t{1}, int64_t{7}, int64_t{64}}) {
+      b.matmul_leaves(xw.rows(0, m), ww, shard_leaves(k, {0, 1}), whole.view(DType::kF32, {m, n}));
+      b.sum_parts(whole.view(DType::kF32, {1, m, n}), out.view(DType::kBF16, {m, n}));
+      const std::vector<uint16_t> got = download_u16(out.view(DType::kBF16, {m, n}));
+      EXPECT_EQ(std::memcmp(got.data(), ref.data(), got.size() * 2), 0)
+          << "N " << n << " K " << k << ": M " << m << " differs from M " << m_max;
+    }
+    // Subtrees over contiguous copies of each rank's K slice, then the tree over ranks.
+    for (int tp : {2, 4, 8}) {
+      DeviceBuffer parts(static_cast<size_t>(tp * m_max * n) * 4);
+      for (int r = 0; r < tp; ++r) {
+        const Range s = split_range(k, tp, r);
+        DeviceBuffer xs(static_cast<size_t>(m_max * s.size()) * 2),
+            ws(static_cast<size_t>(n * s.size()) * 2);
+        b.copy_device_2d(xs.b.get(), s.size() * 2, xw.ptr<uint16_t>() + s.begin, k * 2,
+                         s.size() * 2, m_max);
+        b.copy_device_2d(ws.b.get(), s.size() * 2, ww.ptr<uint16_t>() + s.begin, k * 2,
+                         s.size() * 2, n);
+        b.matmul_leaves(xs.view(DType::kBF16, {m_max, s.size()}),
+                        ws.view(DType::kBF16, {n, s.size()}), shard_leaves(k, {r, tp}),
+                        Tensor(static_cast<float*>(parts.b.get()) + r * m_max * n, DType::kF32,
+                               Device::kCUDA, {m_max, n}));
+        b.synchronize();
+      }
+      b.sum_parts(parts.view(DType::kF32, {tp, m_max, n}), out.view(DType::kBF16, {m_max, n}));
+      const std::vector<uint16_t> got = download_u16(out.view(DType::kBF16, {m_max, n}));
+      EXPECT_EQ(std::memcmp(got.data(), ref.data(), got.size() * 2), 0)
+          << "N " << n << " K " << k << ": TP " << tp << " differs from TP 1";
+    }
+  }
+}
+
+TEST(CudaNccl, CommunicatorAtTheSizesThisMachineAllows) {
+  LLM42_REQUIRE_GPU();
+#ifndef LLM42_HAVE_NCCL
+  GTEST_SKIP() << "built without NCCL";
+#else
+  // N = 1 on any GPU: the collectives run and leave the data as it is.
+  auto group = make_communicator_group(CommKind::kNccl, 1, "cuda");
+  std::unique_ptr<Communicator> comm = group->join(0, gpu());
+  EXPECT_EQ(comm->name(), "nccl");
+  DeviceBuffer a(4096 * 4), g(4096 * 4);
+  const Tensor t = a.view(DType::kF32, {4096});
+  gpu().fill_random(t, 3, RandomInit::kNormal, 1.0f);
+  const std::vector<float> before = download_f32(t);
+  comm->all_reduce_sum(t);
+  comm->all_gather(t, g.view(DType::kF32, {4096}));
+  gpu().synchronize();
+  EXPECT_EQ(download_f32(t), before);
+  EXPECT_EQ(download_f32(g.view(DType::kF32, {4096})), before);
+#endif
+}
+
+// ---- the engine across TP sizes, in-process ranks on one GPU ----------------------------------
+
+struct GpuTpCase {
+  const char* name;
+  const char* shared_path;  // "" = dummy weights of the config below
+  std::vector<int> sizes;
+};
+
+void PrintTo(const GpuTpCase& c, std::ostream* os) { *os << c.name; }
+
+ModelConfig llama8b_layers(int layers) {
+  ModelConfig c = preset_config("llama-3.1-8b");
+  c.n_layers = layers;
+  c.max_seq_len = 2048;
+  return c;
+}
+
+class CudaTensorParallel : public ::testing::TestWithParam<GpuTpCase> {
+ protected:
+  void SetUp() override {
+    LLM42_REQUIRE_GPU();
+    const std::string rel = GetParam().shared_path;
+    if (!rel.empty()) {
+      if (shared_dir().empty()) GTEST_SKIP() << "shared test data not found";
+      ckpt_ = std::make_unique<Checkpoint>(load_checkpoint(shared_dir() + "/" + rel));
+      source_.checkpoint = ckpt_.get();
+      source_.config = ckpt_->config;
+    } else {
+      source_.config = llama8b_layers(4);
+      source_.dummy_seed = 5;
+    }
+    requests_ = make_requests(16, source_.config.vocab_size, 31, 8, 48);
+  }
+
+  TestModel model(int tp) const {
+    BackendOptions o;
+    o.device = "cuda";
+    o.memory_fraction = 0.9;
+    TestModel m;
+    m.parallel = load_parallel_model(o, "bf16", source_, {tp, CommKind::kInProcess}, 512, 256);
+    return m;
+  }
+
+  static EngineConfig config(DeterminismMode mode) {
+    EngineConfig c = small_engine_config(mode);
+    c.num_blocks = 256;
+    return c;
+  }
+
+  std::unique_ptr<Checkpoint> ckpt_;
+  ModelSource source_;
+  std::vector<Request> requests_;
+};
+
+TEST_P(CudaTensorParallel, DeterministicAnswersAreTheSameAtEveryTpSize) {
+  std::vector<Outcome> reference;
+  {
+    TestModel one = model(1);
+    EngineConfig alone = config(DeterminismMode::kGlobal);
+    alone.max_num_seqs = 1;
+    reference = run_workload(one, alone, requests_, Load{.alone = true});
+  }
+  for (int tp : GetParam().sizes) {
+    TestModel m = model(tp);
+    const std::vector<std::pair<const char*, std::vector<Outcome>>> runs = {
+        {"dvr under load", run_workload(m, config(DeterminismMode::kDvr), requests_,
+                                        Load{.background = 16, .seed = 2, .arrivals_per_step = 4})},
+        {"global shuffled", run_workload(m, config(DeterminismMode::kGlobal), requests_,
+                                         Load{.background = 8, .seed = 3, .shuffle = true})}};
+    for (const auto& [name, got] : runs) {
+      std::string first;
+      const int bad = count_differing(got, reference, &first);
+      EXPECT_EQ(bad, 0) << GetParam().name << " TP " << tp << ", " << name << ": " << bad
+                        << " of " << got.size() << " differ from TP 1; " << first;
+    }
+  }
+}
+
+TEST_P(CudaTensorParallel, FastLaneChangesWithTheTpSize) {
+  std::vector<Outcome> base;
+  {
+    TestModel one = model(1);
+    base = run_workload(one, config(DeterminismMode::kOff), requests_, Load{.alone = true});
+  }
+  int differ = 0;
+  for (int tp : GetParam().sizes) {
+    TestModel m = model(tp);
+    const std::vector<Outcome> got =
+        run_workload(m, config(DeterminismMode::kOff), requests_, Load{.alone = true});
+    differ += count_differing(got, base, nullptr);
+  }
+  EXPECT_GT(differ, 0) << GetParam().name;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Models, CudaTensorParallel,
+    ::testing::Values(GpuTpCase{"Llama31_8B_4Layers", "", {2, 4, 8}},
+                      GpuTpCase{"Stories260K", "models/stories260K/stories260K.bin", {2, 4, 8}},
+                      GpuTpCase{"TinyLlama3", "models/tiny-llama3", {2, 4}},
+                      GpuTpCase{"TinyQwen2", "models/tiny-qwen2", {2, 4}},
+                      GpuTpCase{"TinyQwen3", "models/tiny-qwen3", {2, 4}}),
+    [](const ::testing::TestParamInfo<GpuTpCase>& i) { return std::string(i.param.name); });
+
+}  // namespace
+}  // namespace llm42::test
