@@ -28,6 +28,7 @@
 #include "backend/cuda/check.h"
 #include "backend/cuda/cuda_backend.h"
 #include "cuda_lab_util.h"
+#include "model/sharding.h"
 #include "model/transformer.h"
 #include "model/weights.h"
 
@@ -78,7 +79,7 @@ KvCache random_kv_cache(CudaBackend& b, const ModelConfig& c, int n_blocks, int 
 // One layer's activations for n rows (the residual stream, its update, the normed input, qkv,
 // attention output, gate_up, SwiGLU output), random.
 struct LayerActs {
-  lab::Owned x, delta, h, qkv, attn, gu, act;
+  lab::Owned x, delta, h, qkv, attn, gu, act, tree;  // tree: the leaf tree's fp32 sum
   LayerActs(CudaBackend& b, const ModelConfig& c, int64_t n)
       : x(lab::make(b, DType::kBF16, {n, c.dim})),
         delta(lab::make(b, DType::kBF16, {n, c.dim})),
@@ -86,7 +87,8 @@ struct LayerActs {
         qkv(lab::make(b, DType::kBF16, {n, (c.n_heads + 2LL * c.n_kv_heads) * c.head_dim})),
         attn(lab::make(b, DType::kBF16, {n, c.q_dim()})),
         gu(lab::make(b, DType::kBF16, {n, 2LL * c.ffn_dim})),
-        act(lab::make(b, DType::kBF16, {n, c.ffn_dim})) {
+        act(lab::make(b, DType::kBF16, {n, c.ffn_dim})),
+        tree(lab::make(b, DType::kF32, {n, c.dim})) {
     for (const Tensor* t : {&x.t, &delta.t, &h.t, &qkv.t, &attn.t, &gu.t, &act.t})
       b.fill_random(*t, 11, RandomInit::kNormal, 0.5f);
   }
@@ -107,6 +109,18 @@ struct OpState {
   Schedule s = Schedule::kFast;
 };
 
+// A row-parallel GEMM as Transformer::row_parallel runs it at TP 1: the plain GEMM in the fast
+// lane, the leaf tree (matmul_leaves, then sum_parts rounding to bf16) in the canonical lane.
+void row_parallel(CudaBackend& b, const Tensor& x, const Tensor& w, LayerActs& a, Schedule s) {
+  if (s == Schedule::kFast) {
+    b.matmul(x, w, nullptr, a.delta.t, s);
+    return;
+  }
+  const int64_t n = x.dim(0), d = a.delta.t.dim(1);
+  b.matmul_leaves(x, w, shard_leaves(x.dim(1), {0, 1}), a.tree.t);
+  b.sum_parts(a.tree.t.reshape({1, n, d}), a.delta.t);
+}
+
 // The nine kernels of a layer over n rows of `a`, as Transformer::forward launches them.
 std::vector<Op> layer_ops(CudaBackend& b, const ModelConfig& c, LayerActs& a,
                           const RopeTable& rope, const KvCache& cache, OpState& st, int64_t n) {
@@ -122,14 +136,14 @@ std::vector<Op> layer_ops(CudaBackend& b, const ModelConfig& c, LayerActs& a,
       {"attention", true, 0,
        [&, layout] { b.attention(a.qkv.t, layout, cache, st.layer, a.attn.t, st.s); }},
       {"o gemm", true, 2 * m * c.q_dim() * c.dim,
-       [&] { b.matmul(a.attn.t, st.lw->wo, nullptr, a.delta.t, st.s); }},
+       [&] { row_parallel(b, a.attn.t, st.lw->wo, a, st.s); }},
       {"add_rmsnorm", true, 0,
        [&] { b.add_rmsnorm(a.x.t, a.delta.t, st.lw->ffn_norm, 1e-5f, a.h.t, st.s); }},
       {"gate_up gemm", true, 2 * m * c.dim * 2.0 * c.ffn_dim,
        [&] { b.matmul(a.h.t, st.lw->w_gate_up, nullptr, a.gu.t, st.s); }},
       {"swiglu", true, 0, [&] { b.swiglu(a.gu.t, a.act.t); }},
       {"down gemm", true, 2 * m * c.ffn_dim * c.dim,
-       [&] { b.matmul(a.act.t, st.lw->w_down, nullptr, a.delta.t, st.s); }},
+       [&] { row_parallel(b, a.act.t, st.lw->w_down, a, st.s); }},
   };
 }
 
@@ -148,7 +162,7 @@ void breakdown(CudaBackend& b, Transformer& model, const KvCache& cache, int bs,
   lab::Owned logits = lab::make(b, DType::kF32, {n, c.vocab_size});
   OpState st;
   std::vector<Op> ops = layer_ops(b, c, a, rope, cache, st, n);
-  ops.push_back({"embedding", false, 0, [&] { b.embedding(mw.embedding, a.x.t); }});
+  ops.push_back({"embedding", false, 0, [&] { b.embedding(mw.embedding, 0, a.x.t); }});
   ops.push_back(
       {"final rmsnorm", false, 0, [&] { b.rmsnorm(a.x.t, mw.final_norm, 1e-5f, a.h.t, st.s); }});
   ops.push_back(
@@ -226,7 +240,7 @@ int arxiv_breakdown(CudaBackend& b, Transformer& model, int bs) {
   b.fill_random(last.t, 12, RandomInit::kNormal, 0.5f);
   OpState st;  // the fast lane
   std::vector<Op> ops = layer_ops(b, c, a, rope, cache, st, n);
-  ops.push_back({"embedding", false, 0, [&] { b.embedding(mw.embedding, a.x.t); }});
+  ops.push_back({"embedding", false, 0, [&] { b.embedding(mw.embedding, 0, a.x.t); }});
   ops.push_back({"gather logit rows", false, 0, [&] { b.gather_logit_rows(a.x.t, last.t); }});
   ops.push_back({"lm_head gemm", false, 2.0 * static_cast<double>(r) * c.dim * c.vocab_size,
                  [&] { b.matmul(last.t, mw.lm_head, nullptr, logits.t, st.s); }});

@@ -9,7 +9,8 @@ SHARED=${LLM42_SHARED_DIR:-$ROOT/../shared}
 PACK=$ROOT/.gpubin
 
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-ninja -C "$BUILD" llm42 llm42_cuda_tests cuda_gemm_lab cuda_attention_lab cuda_decode_lab cuda_korder_lab
+ninja -C "$BUILD" llm42 llm42_cuda_tests cuda_gemm_lab cuda_attention_lab cuda_decode_lab cuda_korder_lab \
+  cuda_tp_lab
 
 rm -rf "$PACK"
 mkdir -p "$PACK/shared/models"
@@ -19,13 +20,19 @@ for m in stories260K stories260K-hf tiny-llama3 tiny-qwen2 tiny-qwen3 tiny-mistr
   cp -r "$SHARED/models/$m" "$PACK/shared/models/"
 done
 git -C "$ROOT" rev-parse HEAD >"$PACK/commit.txt"
+# BASE_BIN: another build's llm42 (e.g. the commit before a change), packed as llm42-base for
+# side-by-side runs in the same device call (scripts/gpu-tp.sh).
+if [ -n "${BASE_BIN:-}" ]; then
+  cp "$BASE_BIN" "$PACK/llm42-base"
+  strip --strip-debug "$PACK/llm42-base"
+fi
 # OpenMP's runtime, in case the device image lacks it (scripts/gpu-*.sh append lib/ to the path).
 mkdir -p "$PACK/lib"
 cp "$(ldd "$PACK/llm42" | awk '/libgomp/ {print $3}')" "$PACK/lib/"
 
 # The device machine has the CUDA 13 runtime libraries but none of the build's other
 # dependencies: everything else must be linked statically.
-missing=$(ldd "$PACK/llm42_cuda_tests" "$PACK/llm42" | grep -v -E "^/|:$" | grep -v -E 'cublas|libcuda|libc\.|libm\.|libgcc|libstdc|libgomp|ld-linux|linux-vdso|libpthread|libdl|librt' || true)
+missing=$(ldd "$PACK/llm42_cuda_tests" "$PACK/llm42" | grep -v -E "^/|:$" | grep -v -E 'cublas|nccl|libcuda|libc\.|libm\.|libgcc|libstdc|libgomp|ld-linux|linux-vdso|libpthread|libdl|librt' || true)
 if [ -n "$missing" ]; then
   echo "unexpected shared libraries:" >&2
   echo "$missing" >&2

@@ -97,6 +97,7 @@ nlohmann::json results_doc(const LoadedModel& lm, const nlohmann::json& runs) {
   return {{"llm42_version", kVersion},
           {"model", lm.name},
           {"device", lm.backend().kernel_id()},
+          {"tensor_parallel_size", lm.model->tp_size()},
           {"runs", runs}};
 }
 

@@ -88,6 +88,7 @@ void Engine::init() {
 
   Backend& backend = model_.backend();
   const int bs = config_.block_size;
+  model_.release_kv();  // an earlier engine's, if it is still held
   const size_t block_bytes = model_.kv_block_bytes(bs);  // per rank: its KV heads
   const int64_t useful = static_cast<int64_t>(config_.max_num_seqs) *
                          ((max_seq_len_ + bs - 1) / bs);
@@ -127,7 +128,10 @@ void Engine::init() {
            determinism_mode_name(config_.mode), config_.window, config_.group);
 }
 
-Engine::~Engine() { stop(false); }
+Engine::~Engine() {
+  stop(false);
+  model_.release_kv();
+}
 
 std::string Engine::fingerprint() const {
   const ModelWeights& w = model_.weights();

@@ -30,6 +30,11 @@ struct ParallelOptions {
 // as stored on the CPU (f16 widened to f32).
 DType resolve_weights_dtype(const std::string& name, Device device, DType stored);
 
+// On CUDA, TP > 1: throws naming the numbers where a rank's column-parallel GEMM (gate/up, the
+// LM head, q/k/v) would not have a multiple of 8 rows while TP 1's has (the rank's GEMM would run
+// another kernel, in another order, than TP 1's).
+void check_cuda_shards(const ModelConfig& c, int tp);
+
 // Loads `source` on p.tp ranks made from `backend` (its device is rank 0's; CPU ranks share its
 // threads, 0 = every core). Throws naming the numbers when the TP size does not fit the model.
 std::unique_ptr<ParallelModel> load_parallel_model(const BackendOptions& backend,

@@ -149,6 +149,14 @@ void ParallelModel::allocate_kv(int n_blocks, int block_size) {
   });
 }
 
+void ParallelModel::release_kv() {
+  run_all([&](int r) {
+    const auto i = static_cast<size_t>(r);
+    kv_storage_[i].clear();
+    kv_[i] = KvCache{};
+  });
+}
+
 size_t ParallelModel::kv_bytes() const {
   size_t n = 0;
   for (const KvCache& kv : kv_) n += kv.bytes();

@@ -62,8 +62,11 @@ class ParallelModel {
   // Bytes of one KV block on the rank with the most KV heads.
   size_t kv_block_bytes(int block_size) const;
 
-  // Allocates every rank's KV cache of n_blocks blocks of block_size positions.
+  // Allocates every rank's KV cache of n_blocks blocks of block_size positions (after freeing
+  // any earlier one).
   void allocate_kv(int n_blocks, int block_size);
+  // Frees every rank's KV cache (an engine that ends gives its memory back to the next one).
+  void release_kv();
   // Rank 0's (its geometry; every rank's has the same blocks).
   const KvCache& kv() const { return kv_.front(); }
   size_t kv_bytes() const;  // all ranks

@@ -5,9 +5,16 @@
 // buckets are the decode graph sizes, so that a graph pass runs each GEMM at its tuned M.
 #include <gtest/gtest.h>
 
+#include <cuda_runtime.h>
+
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
 #include <vector>
 
+#include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/gemm.h"
 #include "engine/model_runner.h"
 
@@ -68,6 +75,33 @@ TEST(GemmBuckets, WarmUpSizesCoverEveryM) {
   // The default step: 1, 2, 4, 8, 31 more multiples of 8 to 256, 30 multiples of 128 to 4096.
   EXPECT_EQ(GemmRunner::bucket_sizes(4096, 128).size(), 4u + 31u + 30u);
   EXPECT_EQ(GemmRunner::bucket_sizes(8192, 128).size(), 4u + 31u + 30u + 1u);
+}
+
+}  // namespace
+}  // namespace llm42
+
+namespace llm42 {
+namespace {
+
+// The canonical GEMM table on disk is a cache: a file that is valid JSON of another shape (or
+// with wrong entries) must be dropped with a warning, never stop the backend from starting.
+TEST(GemmCache, MalformedFilesAreDroppedNotFatal) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU on this machine";
+  const std::string path = ::testing::TempDir() + "llm42-gemm-cache-test.json";
+  setenv("LLM42_GEMM_CACHE", path.c_str(), 1);
+  for (const char* text : {"[1, 2, 3]", "{\"entries\": 7}", "{\"entries\": [{\"bucket\": \"x\"}]}",
+                           "{\"entries\": [{\"bucket\": 8, \"n\": 64, \"k\": 64, \"out\": \"q9\", "
+                           "\"algo\": [\"zz\"]}]}",
+                           "{\"entries\": [{\"bucket\": 8, \"n\": 64, \"k\": 64, \"out\": \"f32\", "
+                           "\"algo\": [\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"zz\"]}]}"}) {
+    std::ofstream(path) << text;
+    cudaStream_t stream = nullptr;
+    ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+    EXPECT_NO_THROW({ cuda::GemmRunner runner(stream, "test", true, 128); }) << text;
+    cudaStreamDestroy(stream);
+  }
+  unsetenv("LLM42_GEMM_CACHE");
+  std::remove(path.c_str());
 }
 
 }  // namespace

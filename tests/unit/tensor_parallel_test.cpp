@@ -77,6 +77,30 @@ TEST(Sharding, RefusesSizesThatDoNotFitNamingTheNumbers) {
   EXPECT_NE(message(4).find("6 KV heads"), std::string::npos) << message(4);
 }
 
+TEST(Sharding, CudaRefusesShardsThatWouldLeaveTheTensorCoreGemm) {
+  // stories260K's FFN of 172: gate/up has 344 rows at TP 1 (tensor cores), 172 at TP 2 (not a
+  // multiple of 8: the CUDA-core fallback, another order). Refused on CUDA, naming the numbers.
+  ModelConfig c = tiny_test_config();
+  c.n_heads = 8;
+  c.n_kv_heads = 4;
+  c.head_dim = 8;
+  c.ffn_dim = 172;
+  c.vocab_size = 512;
+  try {
+    check_cuda_shards(c, 2);
+    ADD_FAILURE() << "TP 2 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("gate/up GEMM would have 172 rows"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_NO_THROW(check_cuda_shards(tiny_test_config(), 2));
+  EXPECT_NO_THROW(check_cuda_shards(tiny_test_config(), 4));
+  c.ffn_dim = 176;  // 2 x 88 and 4 x 44 rows: fine
+  EXPECT_NO_THROW(check_cuda_shards(c, 4));
+  c.vocab_size = 300;  // 300 % 8 != 0: the fallback at every size, the same order
+  EXPECT_NO_THROW(check_cuda_shards(c, 2));
+}
+
 // ---- the row-parallel GEMM ------------------------------------------------------------------
 
 std::vector<float> random_values(size_t n, uint32_t seed) {

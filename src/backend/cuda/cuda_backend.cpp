@@ -558,10 +558,7 @@ void CudaBackend::matmul_leaves(const Tensor& x, const Tensor& w,
     ensure(leaf_parts_, static_cast<size_t>(p * m * n) * sizeof(float));
     parts = static_cast<float*>(leaf_parts_.ptr);
   }
-  for (int l = 0; l < p; ++l)
-    gemm_->run_canonical_slice(x.ptr<uint16_t>() + leaves[l], w.ptr<uint16_t>() + leaves[l],
-                               parts + l * m * n, m, n, leaves[l + 1] - leaves[l], k,
-                               DType::kF32);
+  gemm_->run_canonical_leaves(x.data, w.data, parts, m, n, k, leaves);
   if (p > 1)
     LLM42_CUDA_CHECK(
         cuda::launch_sum_parts(parts, DType::kF32, p, m * n, out.data, DType::kF32, stream_));

@@ -74,8 +74,10 @@ class CudaBackend final : public Backend {
                    const Tensor& out, Schedule s) override;
   void matmul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out,
               Schedule s) override;
-  // The leaves as separate canonical cuBLASLt GEMMs on K slices (GemmRunner::run_canonical_slice)
-  // into an fp32 workspace, then one tree kernel: correct, not yet fused (docs/cuda-backend.md).
+  // The leaves as canonical GEMMs on K slices into an fp32 workspace (GemmRunner::
+  // run_canonical_leaves: at decode sizes all leaves in one launch of the skinny canonical GEMM,
+  // else a cuBLASLt GEMM per leaf), then one tree kernel: not yet fused
+  // (docs/tensor-parallel.md).
   void matmul_leaves(const Tensor& x, const Tensor& w, const std::vector<int64_t>& leaves,
                      const Tensor& out) override;
   void sum_parts(const Tensor& parts, const Tensor& out) override;

@@ -187,7 +187,7 @@ void GemmRunner::run_canonical_slice(const void* x, const void* w, void* out, in
   const auto* wb = static_cast<const uint16_t*>(w);
   const bool aligned = ld % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
                        reinterpret_cast<uintptr_t>(w) % 16 == 0;
-  if (uses_fallback(n, k) || !aligned) {
+  if (uses_fallback(n, k) || !aligned) {  // N is the model's dim: never a TP shard's
     LLM42_CUDA_CHECK(launch_gemm_fallback(xb, wb, out, out_dtype, m, n, k, stream_, ld));
     return;
   }
@@ -195,6 +195,28 @@ void GemmRunner::run_canonical_slice(const void* x, const void* w, void* out, in
   // allocations, and only the candidates' agreement and speed are looked at.
   const Tuned& t = canonical(x, w, out, m, n, k, out_dtype);
   LLM42_CUBLAS_CHECK(matmul(layouts(m, n, k, out_dtype, ld), t.algo, x, w, out));
+}
+
+void GemmRunner::run_canonical_leaves(const void* x, const void* w, float* parts, int64_t m,
+                                      int64_t n, int64_t ld, const std::vector<int64_t>& leaves) {
+  const int p = static_cast<int>(leaves.size()) - 1;
+  const int64_t k = leaves[1] - leaves[0];
+  bool equal = true;
+  for (int l = 0; l < p; ++l) equal = equal && leaves[l + 1] - leaves[l] == k;
+  const auto* xb = static_cast<const uint16_t*>(x);
+  const auto* wb = static_cast<const uint16_t*>(w);
+  if (equal && m <= kGemvMaxM && !uses_fallback(n, k) && leaves[0] == 0) {
+    const Tuned& t = canonical(x, w, parts, m, n, k, DType::kF32);
+    if (use_skinny(t)) {
+      const cudaError_t e =
+          launch_gemv_canonical(xb, wb, parts, DType::kF32, m, n, k, stream_, ld, p);
+      if (e == cudaSuccess) return;
+      LLM42_ASSERT(e == cudaErrorInvalidValue, "canonical skinny GEMM: {}", cudaGetErrorString(e));
+    }
+  }
+  for (int l = 0; l < p; ++l)
+    run_canonical_slice(xb + leaves[l], wb + leaves[l], parts + l * m * n, m, n,
+                        leaves[l + 1] - leaves[l], ld, DType::kF32);
 }
 
 std::string GemmRunner::describe(const void* x, const void* w, void* out, int64_t m, int64_t n,

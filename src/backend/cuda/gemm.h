@@ -26,7 +26,8 @@
 //              bucket's algorithm's every output bit on that call's data and was faster (at
 //              decode batch sizes, where cuBLASLt's split-K-free algorithms leave most SMs idle).
 //   Shapes whose K or N is not a multiple of 8 (no tensor-core algorithm takes them) run the
-//   CUDA-core fallback of kernels.h in both lanes: tiny models only.
+//   CUDA-core fallback of kernels.h in both lanes: tiny models only. (A tensor-parallel shard
+//   whose N would cross that line is refused at load: parallel/model_loader.cpp.)
 #pragma once
 
 #include <cublasLt.h>
@@ -65,6 +66,13 @@ class GemmRunner {
   // order is the shape's: the same at every stride.
   void run_canonical_slice(const void* x, const void* w, void* out, int64_t m, int64_t n, int64_t k,
                            int64_t ld, DType out_dtype);
+
+  // The canonical lane on the leaves of Backend::matmul_leaves: x (m, ld) and w (n, ld) cut at
+  // `leaves` (ascending offsets from 0), leaf l written to parts + l * m * n in fp32. Where the
+  // leaves are of one size and the skinny GEMM serves their bucket (same bits, checked as for
+  // run), all leaves in one launch of it; else run_canonical_slice per leaf.
+  void run_canonical_leaves(const void* x, const void* w, float* parts, int64_t m, int64_t n,
+                            int64_t ld, const std::vector<int64_t>& leaves);
 
   // The algorithm the lane uses for this shape (tuning a canonical bucket if needed, which
   // overwrites `out`), in words: "algo 66 tile 20 stages 8 splitK 1 ...".

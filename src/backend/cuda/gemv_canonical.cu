@@ -111,8 +111,13 @@ constexpr size_t canon_smem() {
 template <int XR>
 __global__ void __launch_bounds__(32 * kCanonWarps)
     gemv_canonical_kernel(const uint16_t* __restrict__ x, const uint16_t* __restrict__ w,
-                          void* __restrict__ out, bool out_f32, int m, int n, int k) {
+                          void* __restrict__ out, bool out_f32, int m, int n, int k, int64_t ld) {
   static_assert(XR == 8 || XR == 16);
+  // blockIdx.y: the leaf (a K range of k at column blockIdx.y * k; its own m x n output).
+  x += static_cast<int64_t>(blockIdx.y) * k;
+  w += static_cast<int64_t>(blockIdx.y) * k;
+  out = static_cast<char*>(out) +
+        static_cast<int64_t>(blockIdx.y) * m * n * (out_f32 ? 4 : 2);
   constexpr int kStageElems = (kCanonWRows + XR) * kCanonStride;
   constexpr int kSteps = kCanonStageK / 16;
   extern __shared__ __align__(16) uint16_t smem[];
@@ -123,7 +128,7 @@ __global__ void __launch_bounds__(32 * kCanonWarps)
   const int n_stages = (k + kCanonStageK - 1) / kCanonStageK;
   const uint16_t* wrow[8];
 #pragma unroll
-  for (int j = 0; j < 8; ++j) wrow[j] = w + static_cast<int64_t>(min(row0 + j, n - 1)) * k;
+  for (int j = 0; j < 8; ++j) wrow[j] = w + static_cast<int64_t>(min(row0 + j, n - 1)) * ld;
   // Columns past k are zero-filled; no MMA step reads them.
   const auto issue_w = [&](int st) {
     if (st >= n_stages || !active) return;
@@ -143,7 +148,7 @@ __global__ void __launch_bounds__(32 * kCanonWarps)
       const int r = e / 32, col = 8 * (e % 32);
       const bool valid = r < m && kbase + col < k;
       cp_async16(stage + r * kCanonStride + col,
-                 valid ? x + static_cast<int64_t>(r) * k + kbase + col : x, valid);
+                 valid ? x + static_cast<int64_t>(r) * ld + kbase + col : x, valid);
     }
   };
   // The weights are constant: the first stages may fill before the kernel that writes x ends.
@@ -263,30 +268,34 @@ namespace {
 // One instantiation's launch; its shared-memory size (past 48 KiB) is set once per process (one
 // process drives one GPU).
 template <int XR>
-cudaError_t launch_canon(int blocks, cudaStream_t stream, const uint16_t* x, const uint16_t* w,
-                         void* out, bool f32, int m, int n, int k) {
+cudaError_t launch_canon(dim3 blocks, cudaStream_t stream, const uint16_t* x, const uint16_t* w,
+                         void* out, bool f32, int m, int n, int k, int64_t ld) {
   constexpr size_t kSmem = canon_smem<XR>();
   static_assert(kSmem <= 227 * 1024, "canonical skinny ring does not fit in shared memory");
   static const cudaError_t set = cudaFuncSetAttribute(
       gemv_canonical_kernel<XR>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   if (set != cudaSuccess) return set;
   return launch_kernel(gemv_canonical_kernel<XR>, blocks, 32 * kCanonWarps, kSmem, stream, x, w,
-                       out, f32, m, n, k);
+                       out, f32, m, n, k, ld);
 }
 
 }  // namespace
 
 cudaError_t launch_gemv_canonical(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,
-                                  int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
+                                  int64_t m, int64_t n, int64_t k, cudaStream_t stream, int64_t ld,
+                                  int leaves) {
+  if (ld == 0) ld = k;
   if (m < 1 || m > kGemvMaxM || n < 1 || k < 16 || k % 16 != 0 || n > INT32_MAX - 32 ||
       k > INT32_MAX || (out_dtype != DType::kBF16 && out_dtype != DType::kF32) ||
-      reinterpret_cast<uintptr_t>(x) % 16 != 0 || reinterpret_cast<uintptr_t>(w) % 16 != 0)
+      reinterpret_cast<uintptr_t>(x) % 16 != 0 || reinterpret_cast<uintptr_t>(w) % 16 != 0 ||
+      ld % 8 != 0 || ld < int64_t{k} * leaves || leaves < 1 || leaves > 8)
     return cudaErrorInvalidValue;
-  const int blocks = static_cast<int>((n + kCanonWRows - 1) / kCanonWRows);
+  const dim3 blocks(static_cast<unsigned>((n + kCanonWRows - 1) / kCanonWRows),
+                    static_cast<unsigned>(leaves));
   const bool f32 = out_dtype == DType::kF32;
   const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
-  if (m <= 8) return launch_canon<8>(blocks, stream, x, w, out, f32, mi, ni, ki);
-  return launch_canon<16>(blocks, stream, x, w, out, f32, mi, ni, ki);
+  if (m <= 8) return launch_canon<8>(blocks, stream, x, w, out, f32, mi, ni, ki, ld);
+  return launch_canon<16>(blocks, stream, x, w, out, f32, mi, ni, ki, ld);
 }
 
 }  // namespace llm42::cuda

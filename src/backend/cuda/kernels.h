@@ -105,9 +105,12 @@ const char* gemv_variant_name(int variant);
 // another into one fp32 accumulator (cuBLASLt's split-K-free bits, as observed on the H200;
 // gemm.cpp admits it per shape only after checking). m <= kGemvMaxM, k % 16 == 0; out bf16 or
 // f32. launch_gemv_sequential is the slow reference (f32 out; weights_as_a picks which MMA
-// operand holds the weights) that cuda_korder_lab compares with.
+// operand holds the weights) that cuda_korder_lab compares with. ld: the row stride of x and w
+// (0: k). leaves > 1: that many consecutive K ranges of k each (Backend::matmul_leaves' leaves
+// of equal size), leaf l reading x and w from column l*k and writing out + l*m*n, in one launch.
 cudaError_t launch_gemv_canonical(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,
-                                  int64_t m, int64_t n, int64_t k, cudaStream_t stream);
+                                  int64_t m, int64_t n, int64_t k, cudaStream_t stream,
+                                  int64_t ld = 0, int leaves = 1);
 cudaError_t launch_gemv_sequential(const uint16_t* x, const uint16_t* w, float* out, int64_t m,
                                    int64_t n, int64_t k, bool weights_as_a, cudaStream_t stream);
 

@@ -1,0 +1,147 @@
+// Kernel lab: what tensor-parallel invariance costs (DESIGN.md §2, §7) for the Llama-3.1-8B
+// row-parallel shapes (o: N 4096, K 4096; down: N 4096, K 14336), over M:
+//   plain     the canonical lane's GEMM before the tree (one split-K-free cuBLASLt algorithm
+//             per M bucket, bf16 out): what a canonical o/down cost at TP 1 until now
+//   leaves    Backend::matmul_leaves with 8 leaves (fp32 parts, tree kernel) + sum_parts to
+//             bf16: the canonical lane at TP 1 now
+//   subtree   the same at TP 2, 4, 8 on one rank's K slice (8/tp leaves), + the sum of the tp
+//             subtrees (the exchange itself excluded: measured below)
+// and the exchange: bytes a rank sends per row-parallel layer in the canonical lane (all-gather of
+// fp32 subtree sums) and in the fast lane (all-reduce of bf16 partials), with the time of a
+// device-to-device copy of those bytes here and the NVLink time predicted from a bus bandwidth
+// (--bus-gbs, default 330 GB/s: NCCL all-reduce of 1 GiB on 2-8 H100s measured 329-361).
+// Prints a table and writes JSON (--json FILE).
+//
+//   ./build/bin/cuda_tp_lab [--ms 1,8,...] [--bus-gbs 330] [--json out.json]
+#ifdef LLM42_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <tuple>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "backend/cuda/cuda_backend.h"
+#include "cuda_lab_util.h"
+#include "model/sharding.h"
+
+namespace {
+
+using namespace llm42;
+using lab::make;
+using lab::time_us;
+
+std::vector<int> parse_list(const std::string& s) {
+  std::vector<int> v;
+  for (size_t at = 0; at <= s.size();) {
+    const size_t comma = std::min(s.find(',', at), s.size());
+    v.push_back(std::atoi(s.substr(at, comma - at).c_str()));
+    at = comma + 1;
+  }
+  return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<int> ms = {1, 8, 64, 256, 1024, 2048, 4096};
+  double bus_gbs = 330.0;
+  std::string json_path;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--ms" && i + 1 < argc) {
+      ms = parse_list(argv[++i]);
+    } else if (a == "--bus-gbs" && i + 1 < argc) {
+      bus_gbs = std::atof(argv[++i]);
+    } else if (a == "--json" && i + 1 < argc) {
+      json_path = argv[++i];
+    } else {
+      std::fprintf(stderr, "usage: cuda_tp_lab [--ms M,...] [--bus-gbs G] [--json FILE]\n");
+      return 2;
+    }
+  }
+  if (cuda_device_count() == 0) {
+    std::printf("cuda_tp_lab: no CUDA GPU\n");
+    return 0;
+  }
+  BackendOptions opts;
+  opts.device = "cuda";
+  CudaBackend b(opts, 0);
+  const int m_max = *std::max_element(ms.begin(), ms.end());
+  nlohmann::json rows = nlohmann::json::array();
+  std::printf("%s, %d SMs; times in us (median of 20)\n", b.device_name().c_str(), b.sm_count());
+  std::printf("%-5s %5s %9s %9s %6s %9s %9s %9s %10s %10s %9s %9s\n", "shape", "M", "plain",
+              "leaves", "ratio", "sub tp2", "sub tp4", "sub tp8", "gather MB", "reduce MB",
+              "copy", "nvlink");
+  for (const auto& [name, n, k] : {std::tuple{"o", 4096, 4096}, std::tuple{"down", 4096, 14336}}) {
+    auto x = make(b, DType::kBF16, {m_max, k});
+    auto w = make(b, DType::kBF16, {n, k});
+    b.fill_random(x.t, 1, RandomInit::kNormal, 1.0f);
+    b.fill_random(w.t, 2, RandomInit::kNormal, 1.0f / std::sqrt(static_cast<float>(k)));
+    auto out = make(b, DType::kBF16, {m_max, n});
+    auto f32 = make(b, DType::kF32, {m_max, n});
+    auto parts = make(b, DType::kF32, {8, m_max, n});
+    auto copy_dst = make(b, DType::kF32, {8, m_max, n});
+    for (int m : ms) {
+      const Tensor xm = x.t.rows(0, m), om = out.t.rows(0, m), fm = f32.t.rows(0, m);
+      // Tune the buckets at their largest M first, as the engine's warm-up does.
+      b.matmul(xm, w.t, nullptr, om, Schedule::kCanonical);
+      const double plain = time_us(b, 20, [&](int) {
+        b.matmul(xm, w.t, nullptr, om, Schedule::kCanonical);
+      });
+      const double leaves = time_us(b, 20, [&](int) {
+        b.matmul_leaves(xm, w.t, shard_leaves(k, {0, 1}), fm);
+        b.sum_parts(fm.reshape({1, m, n}), om);
+      });
+      double sub[3] = {0, 0, 0};
+      for (int j = 0; j < 3; ++j) {
+        const int tp = 2 << j;
+        const Range s = split_range(k, tp, 0);
+        // Rank 0's slice of x and w as contiguous tensors, as a rank holds them.
+        auto xs = make(b, DType::kBF16, {m, s.size()});
+        auto ws = make(b, DType::kBF16, {n, s.size()});
+        b.copy_device_2d(xs.t.data, s.size() * 2, x.t.data, k * 2, s.size() * 2, m);
+        b.copy_device_2d(ws.t.data, s.size() * 2, w.t.data, k * 2, s.size() * 2, n);
+        const Tensor pt(parts.t.data, DType::kF32, Device::kCUDA, {tp, m, n});
+        sub[j] = time_us(b, 20, [&](int) {
+          b.matmul_leaves(xs.t, ws.t, shard_leaves(k, {0, tp}), fm);
+          b.sum_parts(pt, om);
+        });
+      }
+      // Per rank and layer: the canonical all-gather receives (tp-1) subtrees of M x N fp32;
+      // the fast all-reduce moves 2 (tp-1)/tp of M x N bf16. Shown for TP 8.
+      const double gather_mb = 7.0 * m * n * 4 / 1e6, reduce_mb = 2.0 * 7 / 8 * m * n * 2 / 1e6;
+      const double copy = time_us(b, 20, [&](int) {
+        b.copy_device(copy_dst.t.data, parts.t.data, static_cast<size_t>(7) * m * n * 4);
+      });
+      const double nvlink = gather_mb * 1e6 / (bus_gbs * 1e9) * 1e6;
+      std::printf("%-5s %5d %9.1f %9.1f %6.2f %9.1f %9.1f %9.1f %10.2f %10.2f %9.1f %9.1f\n", name,
+                  m, plain, leaves, leaves / plain, sub[0], sub[1], sub[2], gather_mb, reduce_mb,
+                  copy, nvlink);
+      rows.push_back({{"shape", name}, {"n", n}, {"k", k}, {"m", m}, {"plain_us", plain},
+                      {"leaves_us", leaves}, {"subtree_us", {sub[0], sub[1], sub[2]}},
+                      {"tp8_gather_mb", gather_mb}, {"tp8_reduce_mb", reduce_mb},
+                      {"copy_us", copy}, {"nvlink_pred_us", nvlink}});
+    }
+  }
+  std::printf("nvlink: the TP 8 canonical gather's bytes at %.0f GB/s (latency not included)\n",
+              bus_gbs);
+  if (!json_path.empty()) {
+    std::ofstream f(json_path);
+    f << nlohmann::json{{"device", b.device_name()}, {"bus_gbs", bus_gbs}, {"rows", rows}}.dump(1)
+      << "\n";
+  }
+  return 0;
+}
+#else
+#include <cstdio>
+int main() {
+  std::printf("cuda_tp_lab: this build has no CUDA backend\n");
+  return 0;
+}
+#endif

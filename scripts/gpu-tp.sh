@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Tensor parallelism on the device machine (docs/tensor-parallel.md), from the repository root
+# with the binaries packed by scripts/gpu-pack.sh into .gpubin/ (BASE_BIN=... packs the build of
+# the commit before the tree as llm42-base). Everything lands in $OUT. Parts, each one device call:
+#   PART=invariance  in-process ranks on one GPU: the same deterministic requests through
+#                    `llm42 generate` (batched: continuous batching of all prompts) at TP 1, 2, 4
+#                    and 8, in dvr and global, output hashes compared; off mode shown to differ;
+#                    with several GPUs also NCCL ranks (one GPU each)
+#   PART=lab         cuda_tp_lab: plain canonical GEMM vs the leaf tree vs subtrees, exchange bytes
+#   PART=bench       TP 1, the tree (llm42) against the canonical lane before it (llm42-base):
+#                    batch-1 decode in both lanes, offline (1K,256) and ShareGPT-like (PROMPTS)
+#                    with off, global, dvr at 10 % and 100 %
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.gpubin}
+OUT=${OUT:-$PWD/gpu-out}
+PART=${PART:-invariance}
+MODEL=${MODEL:-dummy:llama-3.1-8b}
+PROMPTS=${PROMPTS:-512}
+mkdir -p "$OUT"
+export LLM42_GEMM_CACHE=${LLM42_GEMM_CACHE:-$OUT/gemm-cache.json}
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}:$PWD/$BIN/lib
+export NCCL_NVLS_ENABLE=0
+L42="$BIN/llm42 --log-level warn"
+{
+  date -u +%Y-%m-%dT%H:%M:%SZ
+  echo "commit $(cat "$BIN/commit.txt" 2>/dev/null)"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+} >"$OUT/env.txt" 2>&1
+gpus=$(nvidia-smi -L | wc -l)
+
+case "$PART" in
+invariance)
+  # 24 prompts of varied lengths, decoded together (continuous batching), 96 tokens each.
+  : >"$OUT/prompts.txt"
+  for i in $(seq 1 24); do
+    echo "Prompt $i: $(seq -s ' ' 1 $((3 * i)))" >>"$OUT/prompts.txt"
+  done
+  for mode in ${MODES:-dvr global off}; do
+    det="--deterministic"
+    [ "$mode" = off ] && det=""
+    for tp in 1 2 4 8; do
+      for comm in in-process nccl; do
+        [ "$comm" = nccl ] && [ "$tp" -gt "$gpus" ] && continue
+        [ "$comm" = nccl ] && [ "$tp" = 1 ] && continue
+        line=$(timeout 240 $L42 generate --device cuda --model "$MODEL" --prompts \
+          "$OUT/prompts.txt" -n 96 -q --determinism "$mode" $det --tensor-parallel-size "$tp" \
+          --tp-communicator "$comm" --gpu-memory-fraction 0.85 2>&1 | tail -n 1)
+        echo "$mode tp $tp $comm: ${line##*output hash }" | tee -a "$OUT/invariance.txt"
+      done
+    done
+  done
+  ;;
+lab)
+  timeout 300 "$BIN/cuda_tp_lab" --json "$OUT/tp_lab.json" | tee "$OUT/tp_lab.txt"
+  ;;
+bench)
+  ids=$(seq -s, 1000 1031)
+  for bin in llm42 llm42-base; do
+    [ -x "$BIN/$bin" ] || continue
+    for det in "" "--deterministic"; do
+      echo "== $bin ${det:-(not deterministic)}" >>"$OUT/decode_b1.txt"
+      timeout 120 "$BIN/$bin" --log-level warn generate --device cuda --model "$MODEL" \
+        --prompt-ids "$ids" -n 512 --ignore-eos -q $det 2>&1 | tail -n 1 | tee -a "$OUT/decode_b1.txt"
+    done
+    for w in ${WORKLOADS:-fixed:1024,256 sharegpt}; do
+      name=${w//[:,]/_}
+      timeout 420 "$BIN/$bin" --log-level warn bench --device cuda --model "$MODEL" --workload "$w" \
+        --num-prompts "$PROMPTS" --modes off,global,dvr --deterministic-ratio 0.1,1 --no-progress \
+        --json "$OUT/${bin}_$name.json" 2>&1 | tee -a "$OUT/offline.txt"
+    done
+  done
+  ;;
+*)
+  echo "unknown PART $PART" >&2
+  exit 2
+  ;;
+esac
