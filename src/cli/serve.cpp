@@ -1,5 +1,5 @@
 // llm42 serve: the OpenAI-compatible HTTP server (docs/server.md). Loads the model as
-// `generate` does, finds a chat template, and runs the ApiServer until SIGINT/SIGTERM.
+// `generate` does, finds a chat template, and runs the ApiServer until SIGINT/SIGTERM/SIGQUIT.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -189,8 +189,8 @@ void register_serve(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));
   sub->add_option("--drain-timeout", s.drain_timeout,
-                  "Seconds requests in flight get to finish after SIGINT/SIGTERM before they "
-                  "are aborted")
+                  "Seconds requests in flight get to finish after SIGINT/SIGTERM/SIGQUIT before "
+                  "they are aborted (SIGHUP is ignored)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--server-workers", s.workers,

@@ -202,7 +202,13 @@ void HttpServer::run() {
         on_event(id, events[static_cast<size_t>(i)].events);
       }
     }
-    // Output queued and pipelined input unblocked during this iteration.
+    const double now = now_seconds();
+    if (now - last_tick >= kTickSeconds) {
+      last_tick = now;
+      on_timer(now);
+      if (handlers_.on_tick) handlers_.on_tick(now);
+    }
+    // Output queued and pipelined input unblocked during this iteration (timer answers too).
     while (!dirty_.empty()) {
       std::vector<ConnectionId> dirty;
       dirty.swap(dirty_);
@@ -217,12 +223,6 @@ void HttpServer::run() {
         }
         flush(c);
       }
-    }
-    const double now = now_seconds();
-    if (now - last_tick >= kTickSeconds) {
-      last_tick = now;
-      on_timer(now);
-      if (handlers_.on_tick) handlers_.on_tick(now);
     }
   }
 }
