@@ -114,13 +114,14 @@ int run(ServeOptions& o) {
   set_log_format(parse_log_format(o.log_format));
   resolve_api_key(o);
   fit_fd_limit(o.server.http.max_connections);
+  o.server.http.limits.max_body_bytes = o.max_body_bytes;
+  server::check_options(o.server.http);  // before the model loads: a bad flag fails fast
   const EngineConfig config = o.engine.resolve();
   LoadedModel lm = load_model(o.model, max_pass_tokens(config), max_logit_rows(config));
   const std::unique_ptr<ChatTemplate> chat_template =
       find_chat_template(o.chat_template, o.model.model, lm.tokenizer.get());
   Engine engine(*lm.model, config, lm.tokenizer.get());
   if (o.server.served_model_name.empty()) o.server.served_model_name = lm.name;
-  o.server.http.limits.max_body_bytes = o.max_body_bytes;
   server::ApiServer server(engine, lm.tokenizer.get(), chat_template.get(), o.server);
   server.run();
   return 0;

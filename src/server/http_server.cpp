@@ -89,21 +89,24 @@ struct HttpServer::Connection {
   double last_activity = 0;
 };
 
-HttpServer::HttpServer(const HttpServerOptions& options, HttpHandlers handlers)
-    : options_(options), handlers_(std::move(handlers)) {
-  const HttpLimits& l = options_.limits;
-  if (options_.max_connections < 1)
-    fail("--max-connections {}: must be at least 1", options_.max_connections);
-  if (options_.max_buffered_request_bytes < l.max_header_bytes + l.max_body_bytes)
+void check_options(const HttpServerOptions& o) {
+  const HttpLimits& l = o.limits;
+  if (o.max_connections < 1) fail("--max-connections {}: must be at least 1", o.max_connections);
+  if (o.max_buffered_request_bytes < l.max_header_bytes + l.max_body_bytes)
     fail(
         "--max-buffered-request-bytes {} is less than one largest request ({} header bytes + "
         "--max-body-bytes {})",
-        options_.max_buffered_request_bytes, l.max_header_bytes, l.max_body_bytes);
-  for (auto [name, value] : {std::pair{"--timeout-request-head", options_.head_timeout},
-                             std::pair{"--timeout-request-body", options_.body_timeout},
-                             std::pair{"--timeout-write", options_.write_timeout},
-                             std::pair{"--timeout-keep-alive", options_.keep_alive_timeout}})
+        o.max_buffered_request_bytes, l.max_header_bytes, l.max_body_bytes);
+  for (auto [name, value] : {std::pair{"--timeout-request-head", o.head_timeout},
+                             std::pair{"--timeout-request-body", o.body_timeout},
+                             std::pair{"--timeout-write", o.write_timeout},
+                             std::pair{"--timeout-keep-alive", o.keep_alive_timeout}})
     if (!(value > 0)) fail("{} {}: must be a positive number of seconds", name, value);
+}
+
+HttpServer::HttpServer(const HttpServerOptions& options, HttpHandlers handlers)
+    : options_(options), handlers_(std::move(handlers)) {
+  check_options(options_);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;

@@ -86,6 +86,9 @@ struct HttpHandlers {
   std::function<void(double now)> on_tick;
 };
 
+// Throws llm42::Error naming the flag when the options cannot work together.
+void check_options(const HttpServerOptions& o);
+
 // Blocks SIGINT, SIGTERM, SIGQUIT and SIGHUP in the calling thread (and so in threads it starts
 // later) and ignores SIGPIPE, so that shutdown signals reach the server's signalfd only.
 void block_shutdown_signals();

@@ -274,6 +274,16 @@ class LimitsTest(unittest.TestCase):
                              r"path=/health status=200 ")
 
 
+    def test_a_budget_smaller_than_one_request_is_refused_at_start(self):
+        r = subprocess.run([server_util.llm42_bin(), "serve", "--model",
+                            server_util.stories_model(), "--max-body-bytes", "1000000",
+                            "--max-buffered-request-bytes", "1000"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("--max-buffered-request-bytes 1000 is less than one largest request",
+                      r.stderr)
+
+
 class ApiKeyTest(unittest.TestCase):
     def check_key(self, srv, key):
         status, headers, _ = srv.request("GET", "/v1/models")
