@@ -12,8 +12,9 @@
 //
 // Admission: a request is refused with 429 when --max-queue engine requests are already
 // waiting (waiting in the engine's scheduler, queued for it, or being prepared by a worker),
-// and with 503 once shutdown has begun. A client that disconnects has its engine requests
-// aborted at once (their KV is freed at the next engine step).
+// and with 503 once shutdown has begun. A client that is gone (a reset or failed write, or
+// output left unread past the write deadline) has its engine requests aborted at once (their
+// KV is freed at the next engine step); a half-closed client still gets its answer.
 //
 // Shutdown (SIGINT, SIGTERM or SIGQUIT; SIGHUP is logged and ignored): stop accepting, close idle
 // connections, answer 503 to anything new, let requests in flight finish for up to the drain
