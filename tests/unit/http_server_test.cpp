@@ -428,8 +428,12 @@ TEST(HttpServer, BufferedRequestBytesAreBounded) {
   });
   const std::string head = "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n";
   const int a = connect_to(s.port());
-  send_all(a, head + "first");
-  std::this_thread::sleep_for(100ms);  // a's body is admitted
+  // 100 Continue comes once the head passed the checks: a's body is admitted.
+  send_all(a,
+           "POST /a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1000\r\n\r\n");
+  EXPECT_EQ(read_until(a, [](const std::string& g) { return g.ends_with("\r\n\r\n"); }),
+            "HTTP/1.1 100 Continue\r\n\r\n");
+  send_all(a, "first");
   const int b = connect_to(s.port());
   send_all(b, head);
   const std::string refused = read_all(b);
