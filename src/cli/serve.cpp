@@ -175,8 +175,9 @@ void register_serve(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   sub->add_option("--max-connections", s.http.max_connections,
-                  "Connections open at once (kept below the file descriptor limit); more are "
-                  "answered 503 and closed")
+                  "Connections open at once (kept below the file descriptor limit); at the "
+                  "limit the longest-idle keep-alive connection makes room, else the new one "
+                  "gets 503 and a close")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 30));
   sub->add_option("--max-buffered-request-bytes", s.http.max_buffered_request_bytes,

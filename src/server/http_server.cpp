@@ -28,6 +28,7 @@ namespace {
 constexpr ConnectionId kListenId = 1, kEventId = 2, kSignalId = 3;
 constexpr double kLingerSeconds = 2.0;  // reading and discarding after a final response
 constexpr double kTickSeconds = 0.1;
+constexpr double kEvictionRetrySeconds = 0.01;  // after finding no idle connection to close
 constexpr size_t kReadChunk = 64 * 1024;
 
 sigset_t shutdown_signals() {
@@ -246,7 +247,7 @@ void HttpServer::accept_all() {
       }
       return;
     }
-    if (static_cast<int>(by_id_.size()) >= options_.max_connections) {
+    if (static_cast<int>(by_id_.size()) >= options_.max_connections && !evict_idle_connection()) {
       refuse_connection(fd);
       continue;
     }
@@ -264,6 +265,24 @@ void HttpServer::accept_all() {
     }
     by_id_.emplace(id, std::move(c));
   }
+}
+
+bool HttpServer::evict_idle_connection() {
+  // Under a flood of slow clients there is rarely an idle one: do not rescan for each.
+  const double now = now_seconds();
+  if (now - last_failed_eviction_ < kEvictionRetrySeconds) return false;
+  Connection* oldest = nullptr;
+  for (auto& [id, c] : by_id_) {
+    const bool idle = !c->busy && c->in.empty() && c->out_off >= c->out.size() && !c->lingering &&
+                      !c->close_after_write;
+    if (idle && (oldest == nullptr || c->last_activity < oldest->last_activity)) oldest = c.get();
+  }
+  if (oldest == nullptr) {
+    last_failed_eviction_ = now;
+    return false;
+  }
+  close_connection(*oldest, false);
+  return true;
 }
 
 void HttpServer::refuse_connection(int fd) {

@@ -9,7 +9,8 @@
 // (on_abandon: the client disconnected, a write failed, or the client stopped reading past the
 // write deadline), which is how an engine request is aborted as soon as its client leaves.
 //
-// Hostile clients are bounded: open connections (the excess gets a 503 and a close), a total
+// Hostile clients are bounded: open connections (at the limit the longest-idle keep-alive
+// connection is closed for a new one; without one, the new one gets a 503 and a close), a total
 // deadline for a request's head and one for its body that trickling bytes do not extend (408),
 // a budget of request bytes buffered across all connections (503), and a write deadline for
 // responses the client does not read (closed; the request is abandoned). A client that
@@ -129,6 +130,10 @@ class HttpServer {
   struct Connection;
 
   void accept_all();
+  // At the connection limit: closes the connection idle the longest (between keep-alive
+  // requests), as nginx does, so that a new client is not refused for an idle one. False when
+  // every connection is busy or mid-request.
+  bool evict_idle_connection();
   void refuse_connection(int fd);
   void on_event(ConnectionId id, uint32_t events);
   void read_input(Connection& c);
@@ -168,6 +173,7 @@ class HttpServer {
   size_t buffered_bytes_ = 0;  // request bytes charged by all connections
   int64_t refused_connections_ = 0, refused_logged_ = 0;  // over max_connections
   double last_refusal_log_ = 0;
+  double last_failed_eviction_ = 0;
   ConnectionId next_id_ = 16;  // ids below are the listening socket, eventfd and signalfd
   std::unordered_map<ConnectionId, std::unique_ptr<Connection>> by_id_;
   std::vector<ConnectionId> dirty_;  // connections with output or input to process

@@ -247,12 +247,18 @@ class HostileRunTest(unittest.TestCase):
 class LimitsTest(unittest.TestCase):
     def test_connections_over_the_limit_get_503(self):
         with server_util.Server("--max-connections", "4", "--log-format", "text") as srv:
+            # An idle keep-alive connection is closed to make room for a new one...
+            idle = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+            idle.request("GET", "/health")
+            self.assertEqual(idle.getresponse().read(), b'{"status":"ok"}')
+            # ... connections mid-request are not.
             held = []
             for _ in range(4):
-                conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
-                conn.request("GET", "/health")
-                self.assertEqual(conn.getresponse().read(), b'{"status":"ok"}')
-                held.append(conn)  # kept alive
+                s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+                s.sendall(b"GET /health HTTP/1.1\r\n")
+                held.append(s)
+                time.sleep(0.05)  # read by the server: no longer idle
+            time.sleep(0.2)
             raw = server_util.raw_request(srv.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
             self.assertTrue(raw.startswith(b"HTTP/1.1 503"), raw)
             self.assertIn(b"--max-connections 4", raw)
@@ -266,13 +272,13 @@ class LimitsTest(unittest.TestCase):
                     pass
                 self.assertLess(time.time(), deadline)
                 time.sleep(0.05)
-            for conn in held:
-                conn.close()
+            for s in held:
+                s.close()
+            idle.close()
             # The text access log.
             self.assertRegex(srv.output(),
                              r"\[llm42 \d{4}-\d\d-\d\dT[\d:.]+Z info\] access method=GET "
                              r"path=/health status=200 ")
-
 
     def test_a_client_that_does_not_read_has_its_request_aborted(self):
         # One sequence at a time: the 64 choices of 500 tokens take seconds (2 s here), and the

@@ -78,9 +78,10 @@ class TestServer {
     std::lock_guard<std::mutex> lock(mu_);
     return std::find(abandoned_.begin(), abandoned_.end(), c) != abandoned_.end();
   }
-  ConnectionId wait_held() {
+  // The connection of the latest /hold (or /flood) request other than `previous`.
+  ConnectionId wait_held(ConnectionId previous = 0) {
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, 5s, [&] { return held_ != 0; });
+    cv_.wait_for(lock, 5s, [&] { return held_ != 0 && held_ != previous; });
     return held_;
   }
   std::vector<std::string> exchanges() {
@@ -146,6 +147,13 @@ int connect_to(int port) {
 
 void send_all(int fd, const std::string& s) {
   ASSERT_EQ(send(fd, s.data(), s.size(), MSG_NOSIGNAL), static_cast<ssize_t>(s.size()));
+}
+
+// Closes with a reset (SO_LINGER 0) rather than a FIN.
+void reset_close(int fd) {
+  linger l{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+  close(fd);
 }
 
 // Reads until `done(received)` or the peer closes.
@@ -271,13 +279,9 @@ TEST(HttpServer, ClientLeavingIsReported) {
   // A reset is known at once.
   const int rst = connect_to(s.port());
   send_all(rst, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
-  ConnectionId second = 0;
-  for (int i = 0; i < 500 && (second = s.wait_held()) == held; ++i)
-    std::this_thread::sleep_for(1ms);
+  const ConnectionId second = s.wait_held(held);
   ASSERT_NE(second, held);
-  linger l{1, 0};
-  setsockopt(rst, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-  close(rst);
+  reset_close(rst);
   EXPECT_TRUE(s.wait_abandoned(second));
 }
 
@@ -325,14 +329,13 @@ std::string read_all(int fd) {
 
 TEST(HttpServer, ConnectionsOverTheLimitGet503) {
   TestServer s([](HttpServerOptions& o) { o.max_connections = 2; });
+  // Two connections with requests being answered (not idle: they are not closed for a new one).
   std::vector<int> open;
+  ConnectionId held = 0;
   for (int i = 0; i < 2; ++i) {
     open.push_back(connect_to(s.port()));
-    send_all(open.back(), "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
-    // Answered: the connection is accepted and stays open (keep-alive).
-    EXPECT_NE(read_until(open.back(), [](const std::string& g) { return g.ends_with("GET /a "); })
-                  .find("200 OK"),
-              std::string::npos);
+    send_all(open.back(), "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
+    held = s.wait_held(held);
   }
   const int third = connect_to(s.port());
   const std::string got = read_all(third);
@@ -340,8 +343,8 @@ TEST(HttpServer, ConnectionsOverTheLimitGet503) {
   EXPECT_TRUE(got.starts_with("HTTP/1.1 503")) << got;
   EXPECT_NE(got.find("Retry-After: 1"), std::string::npos);
   EXPECT_NE(got.find("--max-connections 2"), std::string::npos);
-  // A slot freed is a slot taken again.
-  close(open.back());
+  // A slot freed is a slot taken again (a reset: a FIN would be a half-close, still answered).
+  reset_close(open.back());
   open.pop_back();
   std::string again;
   for (int i = 0; i < 100 && !again.starts_with("HTTP/1.1 200"); ++i) {
@@ -353,6 +356,25 @@ TEST(HttpServer, ConnectionsOverTheLimitGet503) {
   }
   EXPECT_TRUE(again.starts_with("HTTP/1.1 200")) << again;
   for (int fd : open) close(fd);
+}
+
+TEST(HttpServer, AtTheLimitTheLongestIdleConnectionMakesRoom) {
+  TestServer s([](HttpServerOptions& o) { o.max_connections = 2; });
+  std::vector<int> idle;
+  for (int i = 0; i < 2; ++i) {
+    idle.push_back(connect_to(s.port()));
+    send_all(idle.back(), "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    read_until(idle.back(), [](const std::string& g) { return g.ends_with("GET /a "); });
+    std::this_thread::sleep_for(20ms);  // the first is the longest idle
+  }
+  const int fresh = connect_to(s.port());
+  send_all(fresh, "GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(read_all(fresh).starts_with("HTTP/1.1 200"));
+  close(fresh);
+  EXPECT_EQ(read_all(idle[0]), "");  // closed for the new client
+  send_all(idle[1], "GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(read_all(idle[1]).ends_with("GET /c "));
+  for (int fd : idle) close(fd);
 }
 
 // What a client gets that sends `first` at once and then `rest` a byte every 50 ms (never idle
