@@ -1,7 +1,8 @@
 // llm42 serve: the OpenAI-compatible HTTP server (docs/server.md). Loads the model as
-// `generate` does, finds a chat template, and runs the ApiServer until SIGINT/SIGTERM.
+// `generate` does, finds a chat template, and runs the ApiServer until SIGINT/SIGTERM/SIGQUIT.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -24,12 +25,14 @@ struct ServeOptions {
   EngineOptions engine;
   server::ApiServerOptions server;
   std::string chat_template;
+  std::string api_key_file;
+  std::string log_format = "text";
   size_t max_body_bytes = server::HttpLimits{}.max_body_bytes;
 };
 
-std::string read_file(const std::string& path) {
+std::string read_file(const std::string& flag, const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) fail("--chat-template {}: cannot open", path);
+  if (!in) fail("{} {}: cannot open", flag, path);
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
@@ -50,7 +53,8 @@ std::unique_ptr<ChatTemplate> find_chat_template(const std::string& flag, const 
     if (fs::is_regular_file(flag)) {
       if (flag.ends_with(".json"))
         return std::make_unique<ChatTemplate>(ChatTemplate::from_tokenizer_config(flag));
-      return std::make_unique<ChatTemplate>(ChatTemplate::parse(read_file(flag), flag, bos, eos));
+      return std::make_unique<ChatTemplate>(
+          ChatTemplate::parse(read_file("--chat-template", flag), flag, bos, eos));
     }
     return std::make_unique<ChatTemplate>(ChatTemplate::builtin(flag, bos, eos));
   }
@@ -67,26 +71,57 @@ std::unique_ptr<ChatTemplate> find_chat_template(const std::string& flag, const 
   return nullptr;
 }
 
-// Every connection is a file descriptor: take the hard limit, not the (often 1024) soft one.
-void raise_fd_limit() {
+// Every connection is a file descriptor: take the hard limit, not the (often 1024) soft one,
+// and keep --max-connections below it, with room for the model's files and the loop's own.
+void fit_fd_limit(int& max_connections) {
+  constexpr int kReserved = 64;
   rlimit lim{};
-  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  if (lim.rlim_cur < lim.rlim_max) {
     lim.rlim_cur = lim.rlim_max;
     setrlimit(RLIMIT_NOFILE, &lim);
+    getrlimit(RLIMIT_NOFILE, &lim);
   }
+  if (lim.rlim_cur == RLIM_INFINITY) return;
+  const rlim_t fit = lim.rlim_cur > kReserved ? lim.rlim_cur - kReserved : 1;
+  if (static_cast<rlim_t>(max_connections) > fit) {
+    log_warn("serve: --max-connections {} exceeds the file descriptor limit ({}): using {}",
+             max_connections, lim.rlim_cur, fit);
+    max_connections = static_cast<int>(fit);
+  }
+}
+
+// The key from --api-key, --api-key-file or LLM42_API_KEY (not visible in `ps`), one only.
+void resolve_api_key(ServeOptions& o) {
+  if (o.api_key_file.empty()) return;
+  if (!o.server.api_key.empty())
+    fail("--api-key and --api-key-file both given (LLM42_API_KEY counts as --api-key): use one");
+  std::string key = read_file("--api-key-file", o.api_key_file);
+  while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
+  if (key.empty()) fail("--api-key-file {}: the file is empty", o.api_key_file);
+  for (char c : key)
+    if (static_cast<unsigned char>(c) < 0x21 || c == 0x7f)
+      fail(
+          "--api-key-file {}: the key holds whitespace or a control character (one line, "
+          "the key only)",
+          o.api_key_file);
+  o.server.api_key = std::move(key);
 }
 
 int run(ServeOptions& o) {
   // Before any thread starts (OpenMP's included), so that they all inherit the mask.
   server::block_shutdown_signals();
-  raise_fd_limit();
+  set_log_format(parse_log_format(o.log_format));
+  resolve_api_key(o);
+  fit_fd_limit(o.server.http.max_connections);
+  o.server.http.limits.max_body_bytes = o.max_body_bytes;
+  server::check_options(o.server.http);  // before the model loads: a bad flag fails fast
   const EngineConfig config = o.engine.resolve();
   LoadedModel lm = load_model(o.model, max_pass_tokens(config), max_logit_rows(config));
   const std::unique_ptr<ChatTemplate> chat_template =
       find_chat_template(o.chat_template, o.model.model, lm.tokenizer.get());
   Engine engine(*lm.model, config, lm.tokenizer.get());
   if (o.server.served_model_name.empty()) o.server.served_model_name = lm.name;
-  o.server.http.limits.max_body_bytes = o.max_body_bytes;
   server::ApiServer server(engine, lm.tokenizer.get(), chat_template.get(), o.server);
   server.run();
   return 0;
@@ -104,7 +139,11 @@ void register_serve(CLI::App& app) {
   sub->add_option("--port", s.http.port, "Port to listen on (0: any free port)")
       ->capture_default_str();
   sub->add_option("--api-key", s.api_key,
-                  "Require 'Authorization: Bearer KEY' on every route but /health");
+                  "Require 'Authorization: Bearer KEY' on every route but /health (visible in "
+                  "`ps`: prefer --api-key-file or LLM42_API_KEY)")
+      ->envname("LLM42_API_KEY");
+  sub->add_option("--api-key-file", o->api_key_file,
+                  "Read the API key from this file (its first line)");
   sub->add_option("--served-model-name", s.served_model_name,
                   "The model's name in the API (default: from the model path)");
   sub->add_option("--chat-template", o->chat_template,
@@ -118,12 +157,42 @@ void register_serve(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{1} << 34));
   sub->add_option("--timeout-keep-alive", s.http.keep_alive_timeout,
-                  "Seconds an idle connection is kept open")
+                  "Seconds an idle connection is kept open (a half-sent request: 408)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  sub->add_option("--timeout-request-head", s.http.head_timeout,
+                  "Seconds from a request's first byte to the end of its head, however the "
+                  "bytes trickle in (later: 408)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--timeout-request-body", s.http.body_timeout,
+                  "Seconds from the end of a request's head to the end of its body (later: 408)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--timeout-write", s.http.write_timeout,
+                  "Seconds a response's unsent bytes may wait for the client to read them; then "
+                  "the connection is closed and its request aborted")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--max-connections", s.http.max_connections,
+                  "Connections open at once (kept below the file descriptor limit); at the "
+                  "limit the longest-idle keep-alive connection makes room, else the new one "
+                  "gets 503 and a close")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 30));
+  sub->add_option("--max-buffered-request-bytes", s.http.max_buffered_request_bytes,
+                  "Request bytes buffered across all connections, a body counted in full from "
+                  "its head on; beyond it new requests get 503 (at least --max-body-bytes + "
+                  "16 KiB)")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{1} << 40));
+  sub->add_option("--log-format", o->log_format,
+                  "text or json: the format of every log line, the access log's included")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
   sub->add_option("--drain-timeout", s.drain_timeout,
-                  "Seconds requests in flight get to finish after SIGINT/SIGTERM before they "
-                  "are aborted")
+                  "Seconds requests in flight get to finish after SIGINT/SIGTERM/SIGQUIT before "
+                  "they are aborted (SIGHUP is ignored)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--server-workers", s.workers,

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+#include <csignal>
 #include <ctime>
 
 #include "core/version.h"
@@ -16,6 +18,11 @@ using json = nlohmann::json;
 constexpr double kAbortGraceSeconds = 5.0;  // after aborting, for the last events to go out
 constexpr std::string_view kJson = "application/json";
 constexpr std::string_view kEventStream = "text/event-stream; charset=utf-8";
+
+HttpAnswer error_answer(const ApiError& e, std::vector<HttpHeader> headers = {}) {
+  if (e.status() == 429 || e.status() == 503) headers.push_back({"Retry-After", "1"});
+  return {e.status(), dump_json(e.to_json()), std::move(headers)};
+}
 
 bool constant_time_equal(std::string_view a, std::string_view b) {
   unsigned char diff = a.size() == b.size() ? 0 : 1;
@@ -34,16 +41,17 @@ ApiServer::ApiServer(Engine& engine, const Tokenizer* tokenizer, const ChatTempl
       options_(std::move(options)),
       fingerprint_(engine.fingerprint()),
       start_time_(static_cast<int64_t>(std::time(nullptr))),
-      http_(options_.http,
-            HttpHandlers{
-                [this](ConnectionId c, HttpRequest& r) { on_request(c, r); },
-                [this](ConnectionId c) { on_abandon(c); },
-                [this](std::string_view path, int status) {
-                  metrics_.count_response(path, status);
-                },
-                [this] { on_signal(); },
-                [this](double now) { on_tick(now); },
-            }),
+      http_(options_.http, HttpHandlers{
+                               [this](const HttpRequest& head) { return check_head(head); },
+                               [this](ConnectionId c, HttpRequest& r) { on_request(c, r); },
+                               [this](ConnectionId c) { on_abandon(c); },
+                               [this](std::string_view path, int status) {
+                                 metrics_.count_response(path, status);
+                               },
+                               [this](const HttpExchange& x) { log_access(x); },
+                               [this](int signo) { on_signal(signo); },
+                               [this](double now) { on_tick(now); },
+                           }),
       id_rng_(std::random_device{}()) {
   prompt_context_.tokenizer = tokenizer_;
   prompt_context_.chat_template = chat_template_;
@@ -69,20 +77,57 @@ void ApiServer::run() {
   log_info("server: stopped");
 }
 
-bool ApiServer::authorized(const HttpRequest& req) const {
-  if (options_.api_key.empty()) return true;
-  const std::string* auth = req.header("authorization");
-  if (auth == nullptr || auth->size() < 7) return false;
-  std::string scheme = auth->substr(0, 7);
-  for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return scheme == "bearer " && constant_time_equal(std::string_view(*auth).substr(7),
-                                                     options_.api_key);
+std::optional<HttpAnswer> ApiServer::check_head(const HttpRequest& head) const {
+  if (head.path == "/health") return std::nullopt;
+  int fields = 0;
+  for (const auto& [name, value] : head.headers) fields += name == "authorization";
+  if (fields > 1)
+    return error_answer(ApiError(400, "invalid_request_error",
+                                 "more than one Authorization header: send exactly one"));
+  if (options_.api_key.empty()) return std::nullopt;
+  const std::string* auth = head.header("authorization");
+  if (auth != nullptr && auth->size() >= 7) {
+    std::string scheme = auth->substr(0, 7);
+    for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (scheme == "bearer " &&
+        constant_time_equal(std::string_view(*auth).substr(7), options_.api_key))
+      return std::nullopt;
+  }
+  // RFC 6750 §3: the challenge, with the error code once a credential was presented.
+  return error_answer(
+      ApiError(401, "invalid_request_error",
+               "missing or incorrect API key: send 'Authorization: Bearer KEY'", std::nullopt,
+               "invalid_api_key"),
+      {{"WWW-Authenticate", auth == nullptr ? "Bearer" : "Bearer error=\"invalid_token\""}});
 }
 
 void ApiServer::respond_error(ConnectionId conn, const ApiError& e) {
-  std::vector<HttpHeader> extra;
-  if (e.status() == 429 || e.status() == 503) extra.push_back({"Retry-After", "1"});
-  http_.respond(conn, e.status(), kJson, dump_json(e.to_json()), extra);
+  const HttpAnswer a = error_answer(e);
+  http_.respond(conn, a.status, kJson, a.body, a.headers);
+}
+
+void ApiServer::log_access(const HttpExchange& x) {
+  UsageTotals usage;
+  std::string_view id;
+  if (auto c = job_of_conn_.find(x.conn); c != job_of_conn_.end()) {
+    if (auto it = jobs_.find(c->second); it != jobs_.end() && it->second.job) {
+      usage = it->second.job->usage();
+      id = it->second.job->meta().id;
+    }
+  }
+  // nginx's 499: the client closed the connection before an answer began.
+  const int status = x.status == 0 ? 499 : x.status;
+  log_event(LogLevel::kInfo, "access",
+            {{"method", x.method.empty() ? std::string_view("-") : x.method},
+             {"path", x.target.empty() ? std::string_view("-") : x.target},
+             {"status", int64_t{status}},
+             {"prompt_tokens", usage.prompt_tokens},
+             {"completion_tokens", usage.completion_tokens},
+             {"duration_ms", std::round((x.end - x.start) * 1e4) / 10},
+             {"deterministic", usage.deterministic},
+             {"rollbacks", usage.verify.rollbacks},
+             {"client_gone", x.client_gone},
+             {"id", id.empty() ? std::string_view("-") : id}});
 }
 
 json ApiServer::model_card() const {
@@ -99,14 +144,16 @@ json ApiServer::model_card() const {
 void ApiServer::on_request(ConnectionId conn, HttpRequest& req) {
   const std::string& path = req.path;
   const std::string& method = req.method;
-  auto only = [&](const char* allowed) {
-    if (method == allowed) return true;
+  // HEAD is answered wherever GET is, with the same head and no body (RFC 9110 §9.3.2).
+  auto only = [&](std::string_view allowed) {
+    if (method == allowed || (allowed == "GET" && method == "HEAD")) return true;
+    const std::string allow = allowed == "GET" ? "GET, HEAD" : std::string(allowed);
     http_.respond(conn, 405, kJson,
                   dump_json(ApiError(405, "invalid_request_error",
                                      fmt::format("method {} is not allowed on {}: use {}", method,
-                                                 path, allowed))
+                                                 path, allow))
                                 .to_json()),
-                  {{"Allow", allowed}});
+                  {{"Allow", allow}});
     return false;
   };
   if (path == "/health") {
@@ -116,12 +163,6 @@ void ApiServer::on_request(ConnectionId conn, HttpRequest& req) {
     } else {
       http_.respond(conn, 200, kJson, "{\"status\":\"ok\"}");
     }
-    return;
-  }
-  if (!authorized(req)) {
-    respond_error(conn, ApiError(401, "invalid_request_error",
-                                 "missing or incorrect API key: send 'Authorization: Bearer KEY'",
-                                 std::nullopt, "invalid_api_key"));
     return;
   }
   if (path == "/v1/completions" || path == "/v1/chat/completions") {
@@ -342,7 +383,12 @@ void ApiServer::on_abandon(ConnectionId conn) {
   finish_job(job_id);
 }
 
-void ApiServer::on_signal() {
+void ApiServer::on_signal(int signo) {
+  if (signo == SIGHUP) {
+    // Nothing can be reloaded: ignore it, so that a server started from a terminal outlives it.
+    log_info("server: SIGHUP ignored (SIGTERM, SIGINT or SIGQUIT shut down with a drain)");
+    return;
+  }
   const double now = now_seconds();
   if (!draining_) {
     draining_ = true;

@@ -6,17 +6,20 @@
 //   OutputChannel  <--committed outputs--  engine thread  <---+
 //
 // Routes: POST /v1/completions, POST /v1/chat/completions, GET /v1/models[/{id}], GET /health
-// (no auth; 503 while shutting down), GET /metrics, GET /version. With an API key every route
-// but /health needs "Authorization: Bearer KEY".
+// (no auth; 503 while shutting down), GET /metrics, GET /version; HEAD wherever GET. With an API
+// key every route but /health needs "Authorization: Bearer KEY", checked from the request's head
+// before its body is read. Every request ends with an access log line.
 //
 // Admission: a request is refused with 429 when --max-queue engine requests are already
 // waiting (waiting in the engine's scheduler, queued for it, or being prepared by a worker),
-// and with 503 once shutdown has begun. A client that disconnects has its engine requests
-// aborted at once (their KV is freed at the next engine step).
+// and with 503 once shutdown has begun. A client that is gone (a reset or failed write, or
+// output left unread past the write deadline) has its engine requests aborted at once (their
+// KV is freed at the next engine step); a half-closed client still gets its answer.
 //
-// Shutdown (SIGINT/SIGTERM): stop accepting, close idle connections, answer 503 to anything
-// new, let requests in flight finish for up to the drain timeout, then abort the rest (streams
-// end with an error event and [DONE]), stop the engine, return. A second signal skips the wait.
+// Shutdown (SIGINT, SIGTERM or SIGQUIT; SIGHUP is logged and ignored): stop accepting, close idle
+// connections, answer 503 to anything new, let requests in flight finish for up to the drain
+// timeout, then abort the rest (streams end with an error event and [DONE]), stop the engine,
+// return. A second signal skips the wait.
 #pragma once
 
 #include <atomic>
@@ -72,12 +75,16 @@ class ApiServer {
     bool abandoned = false;              // the client left while a worker held it
   };
 
+  // Refuses a request from its head, before its body is read: a second Authorization field,
+  // or a missing or wrong API key.
+  std::optional<HttpAnswer> check_head(const HttpRequest& head) const;
   void on_request(ConnectionId conn, HttpRequest& req);
   void on_abandon(ConnectionId conn);
-  void on_signal();
+  // The access log line of a request that ended.
+  void log_access(const HttpExchange& x);
+  void on_signal(int signo);
   void on_tick(double now);
 
-  bool authorized(const HttpRequest& req) const;
   void submit(ConnectionId conn, Endpoint endpoint, std::string body, double arrival);
   // Worker thread: everything from the body to the engine.
   void prepare(uint64_t job_id, Endpoint endpoint, const std::string& body);

@@ -20,7 +20,7 @@ struct HttpLimits {
 struct HttpRequest {
   std::string method;
   std::string target;  // as sent: path and query
-  std::string path;    // target up to '?'
+  std::string path;    // target up to '?', percent-decoded
   std::string query;   // after '?', without it
   int version_minor = 1;  // HTTP/1.<minor>; 0 and 1 are accepted
   // Field names lower-cased, values with surrounding whitespace removed, in arrival order.

@@ -36,6 +36,12 @@ std::string_view trim_ows(std::string_view s) {
   return s;
 }
 
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') return (c | 0x20) - 'a' + 10;
+  return -1;
+}
+
 std::string lower(std::string_view s) {
   std::string out(s);
   for (char& c : out)
@@ -171,7 +177,23 @@ HttpParseStatus HttpRequestParser::parse_request_line(std::string_view line) {
     req_.query.assign(path.substr(q + 1));
     path = path.substr(0, q);
   }
-  req_.path.assign(path.empty() ? std::string_view("/") : path);
+  if (path.empty()) path = "/";
+  // RFC 3986 §2.1: the path is routed decoded, so that "%2F" in a model id is a '/'.
+  req_.path.clear();
+  for (size_t i = 0; i < path.size(); ++i) {
+    if (path[i] != '%') {
+      req_.path += path[i];
+      continue;
+    }
+    const int hi = i + 2 < path.size() ? hex_value(path[i + 1]) : -1;
+    const int lo = hi >= 0 ? hex_value(path[i + 2]) : -1;
+    if (lo < 0)
+      return fail(400, fmt::format("malformed percent-encoding in the request path at '{}'",
+                                   path.substr(i, 3)));
+    if (hi == 0 && lo == 0) return fail(400, "NUL byte (%00) in the request path");
+    req_.path += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
   return HttpParseStatus::kComplete;
 }
 

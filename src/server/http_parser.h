@@ -4,6 +4,7 @@
 // with both Transfer-Encoding and Content-Length is refused, whitespace before a field's colon
 // and obsolete line folding are errors. Every limit violated maps to its status code:
 // request line 414, header block or field count 431, body 413, unknown HTTP version 505.
+// The path is percent-decoded (a malformed escape or %00 is a 400); the target stays as sent.
 //
 // The parser never copies the head while it is incomplete: it is given the connection's
 // unconsumed bytes each time more arrive and remembers how far it has scanned, so feeding a
@@ -36,8 +37,10 @@ class HttpRequestParser {
   bool head_complete() const { return head_size_ > 0; }
   const HttpRequest& request() const { return req_; }
   HttpRequest& request() { return req_; }
-  // Head plus body, once complete.
+  // Head plus body, once the head is complete.
   size_t request_size() const { return head_size_ + body_size_; }
+  size_t head_size() const { return head_size_; }
+  size_t content_length() const { return body_size_; }
   int error_status() const { return error_status_; }
   const std::string& error_message() const { return error_message_; }
 

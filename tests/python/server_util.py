@@ -56,13 +56,15 @@ def raise_fd_limit():
 
 
 class Server:
-    """`llm42 serve` on stories260K. Use as a context manager; extra args go to the command."""
+    """`llm42 serve` on stories260K. Use as a context manager; extra args go to the command,
+    `env` (default: this process's) is its environment."""
 
-    def __init__(self, *args, model=None, start_timeout=60):
+    def __init__(self, *args, model=None, start_timeout=60, env=None):
         self.port = free_port()
         self.args = [llm42_bin(), "serve", "--model", model or stories_model(),
                      "--host", "127.0.0.1", "--port", str(self.port), *args]
         self.start_timeout = start_timeout
+        self.env = env
         self.log = tempfile.NamedTemporaryFile(prefix="llm42-serve-", suffix=".log", delete=False)
         self.proc = None
 
@@ -71,7 +73,8 @@ class Server:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self):
-        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=self.env)
         deadline = time.time() + self.start_timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

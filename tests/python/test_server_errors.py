@@ -148,7 +148,7 @@ class ErrorTableTest(unittest.TestCase):
         self.assertEqual(h["allow"], "POST")
         s, h, body = self.server.request("POST", "/v1/models", b"{}")
         self.check_error(s, body, 405, BAD, None, name="POST models")
-        self.assertEqual(h["allow"], "GET")
+        self.assertEqual(h["allow"], "GET, HEAD")  # HEAD wherever GET
         s, _, body = self.server.request("GET", "/v1/models/other")
         self.check_error(s, body, 404, BAD, "model", "model_not_found", "unknown model card")
 

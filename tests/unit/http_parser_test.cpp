@@ -160,6 +160,21 @@ TEST(HttpParser, TargetForms) {
   EXPECT_EQ(error_of("GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
 }
 
+TEST(HttpParser, PathIsPercentDecoded) {
+  const Parsed r = parse_all(
+      "GET /v1/models/meta-llama%2FLlama-3.2-1B-Instruct?a=%2F HTTP/1.1\r\nHost: a\r\n\r\n");
+  ASSERT_EQ(r.requests.size(), 1u);
+  EXPECT_EQ(r.requests[0].path, "/v1/models/meta-llama/Llama-3.2-1B-Instruct");
+  EXPECT_EQ(r.requests[0].target, "/v1/models/meta-llama%2FLlama-3.2-1B-Instruct?a=%2F");
+  EXPECT_EQ(r.requests[0].query, "a=%2F");  // the query is left as sent
+  EXPECT_EQ(parse_all("GET /%68ealth%2b%2B%25 HTTP/1.1\r\nHost: a\r\n\r\n").requests[0].path,
+            "/health++%");
+  for (const char* bad : {"/a%", "/a%2", "/a%zz", "/a%2g", "/a%00b"}) {
+    const Parsed e = parse_all(std::string("GET ") + bad + " HTTP/1.1\r\nHost: a\r\n\r\n");
+    EXPECT_EQ(e.error, 400) << bad;
+  }
+}
+
 TEST(HttpParser, MalformedRequestLines) {
   EXPECT_EQ(error_of("GET /\r\nHost: a\r\n\r\n"), 400);
   EXPECT_EQ(error_of("GET  / HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
