@@ -138,14 +138,18 @@ uint64_t Engine::add_request(Request req, OutputCallback on_output) {
       fail("'prompt' token {} at index {} is outside the vocabulary [0, {})", req.prompt[i], i,
            mc.vocab_size);
   if (req.max_tokens < 1) fail("'max_tokens' = {}: must be at least 1", req.max_tokens);
-  if (p + req.max_tokens > max_seq_len_)
+  if (req.min_tokens < 0 || req.min_tokens > req.max_tokens)
+    fail("'min_tokens' = {}: must be in [0, max_tokens = {}]", req.min_tokens, req.max_tokens);
+  // In 64 bits: max_tokens may be up to INT_MAX.
+  const int64_t total = int64_t{p} + req.max_tokens;
+  if (total > max_seq_len_)
     fail("this model's maximum context length is {} tokens, but {} were requested ({} in the "
          "prompt, {} for the completion)",
-         max_seq_len_, p + req.max_tokens, p, req.max_tokens);
-  const int need = blocks_->blocks_for(p + req.max_tokens);
+         max_seq_len_, total, p, req.max_tokens);
+  const int need = blocks_->blocks_for(static_cast<int>(total));
   if (need > blocks_->num_blocks())
-    fail("the request needs {} KV blocks ({} tokens) but the KV cache has {} in all", need,
-         p + req.max_tokens, blocks_->num_blocks());
+    fail("the request needs {} KV blocks ({} tokens) but the KV cache has {} in all", need, total,
+         blocks_->num_blocks());
   validate_sampling(req.sampling);
   if (!req.stop_strings.empty() && tokenizer_ == nullptr)
     fail("'stop' strings need a tokenizer, and this model has none");
@@ -229,6 +233,7 @@ bool Engine::commit(Sequence& s, int32_t token, TokenLogprob lp) {
   ++s.n_committed;
   ++stats_.output_tokens;
   if (s.first_token_time == 0) s.first_token_time = now_seconds();
+  const size_t text_before = s.text.size();
   if (s.detok) s.text += s.detok->push(token);
   bool done = token_finishes(s, token, index, max_seq_len_, eos_ids_);
   FinishReason reason = FinishReason::kStop;
@@ -238,16 +243,8 @@ bool Engine::commit(Sequence& s, int32_t token, TokenLogprob lp) {
         std::find(s.req.stop_ids.begin(), s.req.stop_ids.end(), token) != s.req.stop_ids.end();
     reason = stop_token ? FinishReason::kStop : FinishReason::kLength;
   }
-  if (!s.req.stop_strings.empty()) {
-    size_t max_len = 0;
-    for (const std::string& st : s.req.stop_strings) max_len = std::max(max_len, st.size());
-    // Search only where a stop string could have been completed by this token's text.
-    const size_t from = s.text_emitted > max_len ? s.text_emitted - max_len : 0;
-    size_t cut = std::string::npos;
-    for (const std::string& st : s.req.stop_strings) {
-      const size_t at = s.text.find(st, from);
-      if (at != std::string::npos) cut = std::min(cut, at);
-    }
+  if (!s.req.stop_strings.empty() && s.req.may_stop_at(index)) {
+    const size_t cut = find_stop(s.text, text_before, s.req);
     if (cut != std::string::npos) {
       s.text.resize(cut);
       done = true;
@@ -399,11 +396,7 @@ void Engine::emit(Sequence& s) {
   s.n_emitted = s.n_committed;
   if (s.detok) {
     if (finished && s.finish_reason != FinishReason::kStop) s.text += s.detok->flush();
-    // Hold back text that could still turn out to start a stop string.
-    size_t hold = 0;
-    if (!finished)
-      for (const std::string& st : s.req.stop_strings) hold = std::max(hold, st.size() - 1);
-    const size_t upto = s.text.size() > hold ? s.text.size() - hold : 0;
+    const size_t upto = finished ? s.text.size() : releasable_text(s.text, s.req);
     if (upto > s.text_emitted) {
       out.text = s.text.substr(s.text_emitted, upto - s.text_emitted);
       s.text_emitted = upto;

@@ -50,6 +50,7 @@ ApiServer::ApiServer(Engine& engine, const Tokenizer* tokenizer, const ChatTempl
   prompt_context_.max_seq_len = engine_.max_seq_len();
   prompt_context_.mode = engine_.config().mode;
   prompt_context_.default_seed = engine_.config().default_seed;
+  if (tokenizer_ != nullptr) prompt_context_.max_token_bytes = max_token_bytes(*tokenizer_);
   workers_ = std::make_unique<WorkerPool>(options_.workers);
 }
 

@@ -23,7 +23,16 @@ struct PromptContext {
   int max_seq_len = 0;
   DeterminismMode mode = DeterminismMode::kDvr;
   uint64_t default_seed = 0;  // the engine's seed for deterministic requests that give none
+  // The tokenizer's max_token_bytes(): text prompts longer than this allows are refused before
+  // they are tokenized. 0: no such check.
+  size_t max_token_bytes = 0;
 };
+
+// The most input bytes one token can stand for: the longest token's bytes (special tokens'
+// text included) times 3, the most that NFC normalization shrinks text by (U+0390 is 2 bytes,
+// its decomposition 6). SentencePiece's U+2581 for a space grows the text instead, and token
+// bytes count it as the space it replaces. So a text of B bytes is at least B / this tokens.
+size_t max_token_bytes(const Tokenizer& t);
 
 struct EngineRequests {
   std::vector<std::vector<int32_t>> prompts;  // token ids, one per prompt
