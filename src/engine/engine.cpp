@@ -7,7 +7,9 @@
 #include <random>
 
 #include "core/version.h"
+#include "engine/fingerprint.h"
 #include "engine/verifier.h"
+#include "util/digest.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/timer.h"
@@ -117,9 +119,16 @@ Engine::~Engine() { stop(false); }
 
 std::string Engine::fingerprint() const {
   const ModelWeights& w = model_.weights();
-  std::string fp = fmt::format("llm42-{}-w{:016x}-{}-{}-{}", kVersion, w.content_hash,
-                                dtype_name(w.dtype), model_.backend().kernel_id(),
-                                determinism_mode_name(config_.mode));
+  // -m: the model's shape and numerics (dummy weights of two shapes share a seed), the context
+  // length and the default seed, which answers depend on as well.
+  const uint64_t m = Digest()
+                         .add(model_config_digest(model_.config()))
+                         .add(max_seq_len_)
+                         .add(config_.default_seed)
+                         .value();
+  std::string fp = fmt::format("llm42-{}-w{:016x}-m{:016x}-{}-{}-{}", kVersion, w.content_hash, m,
+                               dtype_name(w.dtype), model_.backend().kernel_id(),
+                               determinism_mode_name(config_.mode));
   if (config_.mode == DeterminismMode::kDvr) {
     fp += fmt::format("-{}", verify_schedule_name(config_.verify_schedule));
     // Fixed-shape answers depend on the padded pass shape, i.e. on W and G.

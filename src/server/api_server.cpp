@@ -5,6 +5,7 @@
 #include <ctime>
 
 #include "core/version.h"
+#include "server/system_fingerprint.h"
 #include "util/log.h"
 #include "util/timer.h"
 
@@ -32,7 +33,7 @@ ApiServer::ApiServer(Engine& engine, const Tokenizer* tokenizer, const ChatTempl
       tokenizer_(tokenizer),
       chat_template_(chat_template),
       options_(std::move(options)),
-      fingerprint_(engine.fingerprint()),
+      fingerprint_(system_fingerprint(engine.fingerprint(), tokenizer, chat_template)),
       start_time_(static_cast<int64_t>(std::time(nullptr))),
       http_(options_.http,
             HttpHandlers{
