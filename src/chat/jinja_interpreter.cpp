@@ -266,6 +266,9 @@ void Interpreter::assign(const Expr& target, const Value& value, const FramePtr&
       const auto& ref = static_cast<const NamespaceRefExpr&>(target);
       const Value ns = lookup(ref.name, frame);
       if (!ns.is_namespace()) eval_fail("cannot assign attribute on non-namespace object");
+      // jinja2 allows it, but a namespace that contains itself has no end to print or compare.
+      if (value.holds_namespace())
+        eval_fail("a namespace attribute cannot hold a namespace (it could contain itself)");
       ns.namespace_attributes().set(ref.attribute, value);
       return;
     }

@@ -25,6 +25,7 @@ void Object::set(std::string key, Value value) {
   const int depth = std::max(depth_, value.depth() + 1);
   check_depth(depth);
   depth_ = depth;
+  holds_namespace_ = holds_namespace_ || value.holds_namespace();
   const auto it = index_.find(std::string_view(key));
   if (it != index_.end()) {
     entries_[it->second].second = std::move(value);
@@ -36,10 +37,14 @@ void Object::set(std::string key, Value value) {
 
 Value Value::list(std::vector<Value> items, bool is_tuple) {
   int depth = 1;
-  for (const Value& item : items) depth = std::max(depth, item.depth() + 1);
+  bool holds_namespace = false;
+  for (const Value& item : items) {
+    depth = std::max(depth, item.depth() + 1);
+    holds_namespace = holds_namespace || item.holds_namespace();
+  }
   check_depth(depth);
   Value v;
-  v.v_ = std::make_shared<const List>(List{std::move(items), is_tuple, depth});
+  v.v_ = std::make_shared<const List>(List{std::move(items), is_tuple, depth, holds_namespace});
   return v;
 }
 
@@ -118,6 +123,19 @@ int Value::depth() const {
       return namespace_attributes().depth();
     default:
       return 1;
+  }
+}
+
+bool Value::holds_namespace() const {
+  switch (type()) {
+    case Type::kList:
+      return as_list().holds_namespace;
+    case Type::kDict:
+      return as_dict().holds_namespace();
+    case Type::kNamespace:
+      return true;
+    default:
+      return false;
   }
 }
 

@@ -51,6 +51,8 @@ class Object {
   void set(std::string key, Value value);
   // Levels of nesting, this object included (an upper bound once a value was replaced).
   int depth() const { return depth_; }
+  // Whether a value in it is or holds a namespace (or did, before it was replaced).
+  bool holds_namespace() const { return holds_namespace_; }
   // Defined after Value is complete (clang instantiates vector<pair<string, Value>> here).
   size_t size() const;
   bool empty() const;
@@ -64,12 +66,14 @@ class Object {
   std::vector<std::pair<std::string, Value>> entries_;
   std::unordered_map<std::string, size_t, Hash, std::equal_to<>> index_;
   int depth_ = 1;
+  bool holds_namespace_ = false;
 };
 
 struct List {
   std::vector<Value> items;
   bool is_tuple = false;  // prints as (a, b) instead of [a, b]
   int depth = 1;          // levels of nesting, this list included
+  bool holds_namespace = false;
 };
 
 class Value {
@@ -135,6 +139,9 @@ class Value {
 
   // Levels of nesting: 1 for a scalar, more for a list, dict or namespace holding others.
   int depth() const;
+  // Whether this is a namespace or a list or dict holding one (at any depth). A namespace
+  // attribute is never given such a value, so that no namespace contains itself.
+  bool holds_namespace() const;
 
   // Identity of shared objects (Python's `is`), used by the `sameas` test.
   const void* identity() const;

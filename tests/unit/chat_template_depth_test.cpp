@@ -107,6 +107,19 @@ TEST(ChatTemplateDepth, ValuesNestedAtRenderAreRefused) {
   EXPECT_NE(json_error.find("more than 256 levels deep"), std::string::npos) << json_error;
 }
 
+TEST(ChatTemplateDepth, NamespacesCannotContainThemselves) {
+  for (const char* value : {"ns", "[ns]", "{'a': [1, ns]}", "namespace(y=ns)"}) {
+    const std::string error =
+        render_error(std::string("{% set ns = namespace(x=1) %}{% set ns.x = ") + value +
+                     " %}{{ ns }}{{ ns == ns }}");
+    EXPECT_NE(error.find("cannot hold a namespace"), std::string::npos) << value << ": " << error;
+  }
+  // Namespaces in lists and dicts, and values from them, are fine.
+  EXPECT_EQ(render_error("{% set ns = namespace(x=1) %}{% set l = [ns, {'n': ns}] %}"
+                         "{% set ns.x = l | length %}{{ ns.x }}"),
+            "");
+}
+
 TEST(ChatTemplateDepth, MacroCallsStackingDeepExpressionsAreRefused) {
   // 64 nested macro calls (the call limit) each 150 levels deep: 9,600 levels at run time.
   const std::string source = "{% macro m(n) %}{{ (m(n - 1) if n > 0 else 'x')" +
