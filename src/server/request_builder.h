@@ -29,9 +29,10 @@ struct PromptContext {
 };
 
 // The most input bytes one token can stand for: the longest token's bytes (special tokens'
-// text included) times 3, the most that NFC normalization shrinks text by (U+0390 is 2 bytes,
-// its decomposition 6). SentencePiece's U+2581 for a space grows the text instead, and token
-// bytes count it as the space it replaces. So a text of B bytes is at least B / this tokens.
+// text included) times 3. 3 is the most that NFC normalization (Qwen) shrinks text by (U+0390
+// is 2 bytes, its decomposition 6), and the most a SentencePiece token's bytes undercount its
+// input by (a literal U+2581 in the text, 3 bytes, comes back as a 1-byte space); the supported
+// tokenizers do one or the other, never both. So a text of B bytes is at least B / this tokens.
 size_t max_token_bytes(const Tokenizer& t);
 
 struct EngineRequests {
