@@ -180,9 +180,9 @@ void ApiServer::submit(ConnectionId conn, Endpoint endpoint, std::string body, d
   jobs_[job_id] = Active{conn, arrival, nullptr, false};
   job_of_conn_[conn] = job_id;
   ++in_workers_;
-  workers_->submit([this, job_id, endpoint, body = std::move(body)] {
-    prepare(job_id, endpoint, body);
-  });
+  const uint64_t cost = body.size();
+  workers_->submit(
+      [this, job_id, endpoint, body = std::move(body)] { prepare(job_id, endpoint, body); }, cost);
 }
 
 std::string ApiServer::new_request_id(Endpoint endpoint) {
