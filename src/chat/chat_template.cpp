@@ -12,6 +12,7 @@
 #include "chat/jinja_interpreter.h"
 #include "chat/jinja_lexer.h"
 #include "chat/jinja_parser.h"
+#include "util/digest.h"
 #include "util/error.h"
 
 namespace llm42 {
@@ -174,6 +175,19 @@ std::string ChatTemplate::render(const nlohmann::ordered_json& messages, bool ad
 }
 
 void ChatTemplate::set_limits(const jinja::RenderLimits& limits) { impl_->limits = limits; }
+
+uint64_t ChatTemplate::digest() const {
+  Digest d;
+  d.add(std::string_view(impl_->normalized));
+  for (const auto& [k, v] : impl_->special_tokens.entries()) {
+    d.add(std::string_view(k));
+    if (v.is_string()) d.add(std::string_view(v.as_string()));
+    if (v.is_list())
+      for (const jinja::Value& item : v.items())
+        if (item.is_string()) d.add(std::string_view(item.as_string()));
+  }
+  return d.value();
+}
 
 const std::string& ChatTemplate::origin() const { return impl_->origin; }
 

@@ -5,6 +5,7 @@
 // lists what it supports.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,8 +45,9 @@ class ChatTemplate {
   // {type: text, text} parts) with add_generation_prompt. `extra` holds further variables the
   // template may read (tools, enable_thinking, ...). The template sees what transformers gives
   // it: messages, tools (none unless `extra` sets it), documents (none), add_generation_prompt,
-  // the special tokens, then `extra`. Throws llm42::Error with a message naming what is wrong
-  // (e.g. the template's raise_exception text) and where in the template.
+  // the special tokens, then `extra` (which may replace any of them, as transformers' keyword
+  // arguments may; jinja::is_reserved_variable names them). Throws llm42::Error with a message
+  // naming what is wrong (e.g. the template's raise_exception text) and where in the template.
   //
   // Dict key order matters to `tojson` (tool schemas): nlohmann::json sorts keys, so callers
   // that must match transformers exactly pass nlohmann::ordered_json, which keeps them.
@@ -55,6 +57,9 @@ class ChatTemplate {
                      const nlohmann::ordered_json& extra) const;
 
   void set_limits(const jinja::RenderLimits& limits);
+
+  // A digest of everything a render depends on: the template text and the special tokens.
+  uint64_t digest() const;
 
   const std::string& origin() const;
   // The template text as given.

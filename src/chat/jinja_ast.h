@@ -36,6 +36,9 @@ struct Expr {
   virtual ~Expr() = default;
   Kind kind;
   uint32_t offset;
+  // Levels of the subtree rooted here (a leaf is 1); the parser bounds it, so every recursion
+  // over the tree (checks, evaluation, destruction) is bounded too.
+  int depth = 1;
 };
 using ExprPtr = std::unique_ptr<Expr>;
 

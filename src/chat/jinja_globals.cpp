@@ -7,6 +7,8 @@
 #include "chat/jinja_builtins.h"
 #include "chat/jinja_error.h"
 #include "chat/jinja_python.h"
+#include "chat/template_variables.h"
+#include "util/error.h"
 
 namespace llm42::jinja {
 
@@ -91,6 +93,8 @@ Object global_functions() {
         }));
   g.set("raise_exception", Value::function("raise_exception", raise_exception));
   g.set("strftime_now", Value::function("strftime_now", strftime_now));
+  LLM42_ASSERT(g.size() == std::size(kGlobalFunctionNames));
+  for (std::string_view name : kGlobalFunctionNames) LLM42_ASSERT(g.find(name) != nullptr);
   return g;
 }
 

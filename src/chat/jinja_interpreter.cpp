@@ -98,10 +98,16 @@ std::string Interpreter::render(Object variables) {
   for (const auto& [k, v] : variables.entries()) root_->vars[k] = v;
   iterations_ = 0;
   call_depth_ = 0;
+  depth_ = 0;
   std::string out;
   exec_body(program_, root_, out);
   root_.reset();
   return out;
+}
+
+Interpreter::Nesting::Nesting(int& depth, int limit, const char* what) : depth_(depth) {
+  if (depth_ >= limit) eval_fail("{} nested more than {} deep", what, limit);
+  ++depth_;
 }
 
 void Interpreter::fail_at_offset(uint32_t offset, const std::string& message) const {
@@ -144,6 +150,7 @@ Interpreter::Flow Interpreter::exec_body(const Body& body, const FramePtr& frame
 
 Interpreter::Flow Interpreter::exec(const Stmt& s, const FramePtr& frame, std::string& out) {
   try {
+    const Nesting nesting(depth_, limits_.max_depth, "statements and expressions");
     switch (s.kind) {
       case Stmt::Kind::kText:
         append_output(out, static_cast<const TextStmt&>(s).text);
@@ -259,6 +266,9 @@ void Interpreter::assign(const Expr& target, const Value& value, const FramePtr&
       const auto& ref = static_cast<const NamespaceRefExpr&>(target);
       const Value ns = lookup(ref.name, frame);
       if (!ns.is_namespace()) eval_fail("cannot assign attribute on non-namespace object");
+      // jinja2 allows it, but a namespace that contains itself has no end to print or compare.
+      if (value.holds_namespace())
+        eval_fail("a namespace attribute cannot hold a namespace (it could contain itself)");
       ns.namespace_attributes().set(ref.attribute, value);
       return;
     }
@@ -281,13 +291,7 @@ void Interpreter::exec_macro(const MacroStmt& s, const FramePtr& frame) {
 
 Value Interpreter::call_macro(const MacroStmt& m, const FramePtr& closure, CallArgs& args) {
   count_iteration();
-  if (call_depth_ >= limits_.max_call_depth)
-    eval_fail("macro calls nested more than {} deep", limits_.max_call_depth);
-  struct DepthGuard {
-    explicit DepthGuard(int& d) : d_(d) { ++d_; }
-    ~DepthGuard() { --d_; }
-    int& d_;
-  } guard(call_depth_);
+  const Nesting nesting(call_depth_, limits_.max_call_depth, "macro calls");
 
   auto scope = std::make_shared<Frame>(Frame{{}, closure});
   const size_t n = m.params.size();
@@ -332,6 +336,7 @@ Value Interpreter::call_macro(const MacroStmt& m, const FramePtr& closure, CallA
 
 Value Interpreter::eval(const Expr& e, const FramePtr& frame) {
   try {
+    const Nesting nesting(depth_, limits_.max_depth, "statements and expressions");
     return eval_node(e, frame);
   } catch (const EvalError& err) {
     fail_at_offset(e.offset, err.what());

@@ -62,6 +62,19 @@ class Interpreter {
   void count_iteration();
   [[noreturn]] void fail_at_offset(uint32_t offset, const std::string& message) const;
 
+  // One level of nesting (of statements and expressions, or of macro calls) while it lives;
+  // throws EvalError past `limit`.
+  class Nesting {
+   public:
+    Nesting(int& depth, int limit, const char* what);
+    ~Nesting() { --depth_; }
+    Nesting(const Nesting&) = delete;
+    Nesting& operator=(const Nesting&) = delete;
+
+   private:
+    int& depth_;
+  };
+
   const Body& program_;
   const std::string& source_;
   const std::string& origin_;
@@ -69,6 +82,7 @@ class Interpreter {
   FramePtr root_;
   uint64_t iterations_ = 0;
   int call_depth_ = 0;
+  int depth_ = 0;
 };
 
 }  // namespace llm42::jinja

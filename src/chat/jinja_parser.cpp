@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <initializer_list>
 
 #include "chat/jinja_builtins.h"
@@ -11,8 +12,88 @@ namespace llm42::jinja {
 
 namespace {
 
-// Deeper nesting than this (of expressions or blocks) is refused rather than risking the stack.
+// Deeper nesting than this (of blocks, of an expression's tree, or of the parser's recursion) is
+// refused rather than risking the stack: a left-deep chain such as `1 + 1 + ...` or `a.b.c...`
+// is parsed by a loop but is as deep as it is long, and everything after the parser recurses
+// over the tree.
 constexpr int kMaxNesting = 200;
+
+// The depth of `e` from the depths its direct children already carry.
+int subtree_depth(const Expr& e) {
+  int d = 0;
+  const auto take = [&d](const ExprPtr& c) {
+    if (c) d = std::max(d, c->depth);
+  };
+  const auto take_args = [&take](const Arguments& a) {
+    for (const ExprPtr& p : a.positional) take(p);
+    for (const auto& [_, v] : a.keyword) take(v);
+    take(a.star);
+    take(a.star_star);
+  };
+  switch (e.kind) {
+    case Expr::Kind::kConst:
+    case Expr::Kind::kName:
+    case Expr::Kind::kNamespaceRef:
+      break;
+    case Expr::Kind::kAttribute:
+      take(static_cast<const AttributeExpr&>(e).object);
+      break;
+    case Expr::Kind::kItem:
+      take(static_cast<const ItemExpr&>(e).object);
+      take(static_cast<const ItemExpr&>(e).key);
+      break;
+    case Expr::Kind::kSlice: {
+      const auto& n = static_cast<const SliceExpr&>(e);
+      take(n.start);
+      take(n.stop);
+      take(n.step);
+      break;
+    }
+    case Expr::Kind::kCall:
+      take(static_cast<const CallExpr&>(e).callee);
+      take_args(static_cast<const CallExpr&>(e).args);
+      break;
+    case Expr::Kind::kFilter:
+      take(static_cast<const FilterExpr&>(e).operand);
+      take_args(static_cast<const FilterExpr&>(e).args);
+      break;
+    case Expr::Kind::kTest:
+      take(static_cast<const TestExpr&>(e).operand);
+      take_args(static_cast<const TestExpr&>(e).args);
+      break;
+    case Expr::Kind::kUnary:
+      take(static_cast<const UnaryExpr&>(e).operand);
+      break;
+    case Expr::Kind::kBinary:
+      take(static_cast<const BinaryExpr&>(e).left);
+      take(static_cast<const BinaryExpr&>(e).right);
+      break;
+    case Expr::Kind::kConcat:
+      for (const ExprPtr& p : static_cast<const ConcatExpr&>(e).parts) take(p);
+      break;
+    case Expr::Kind::kCompare:
+      take(static_cast<const CompareExpr&>(e).first);
+      for (const auto& [_, x] : static_cast<const CompareExpr&>(e).rest) take(x);
+      break;
+    case Expr::Kind::kCondition: {
+      const auto& n = static_cast<const ConditionExpr&>(e);
+      take(n.test);
+      take(n.then);
+      take(n.otherwise);
+      break;
+    }
+    case Expr::Kind::kList:
+      for (const ExprPtr& x : static_cast<const ListExpr&>(e).items) take(x);
+      break;
+    case Expr::Kind::kDict:
+      for (const auto& [k, v] : static_cast<const DictExpr&>(e).items) {
+        take(k);
+        take(v);
+      }
+      break;
+  }
+  return d + 1;
+}
 
 std::string describe(const Token& t) {
   switch (t.type) {
@@ -89,6 +170,17 @@ class Parser {
 
   [[noreturn]] void error(const Token& at, const std::string& message) {
     fail_at(origin_, source_, at.offset, message);
+  }
+
+  // A finished node: its depth is set from its children's and bounded. A node is finished after
+  // its children and before its parent, so no tree deeper than the bound is ever built.
+  template <typename T>
+  std::unique_ptr<T> sized(std::unique_ptr<T> e) {
+    e->depth = subtree_depth(*e);
+    if (e->depth > kMaxNesting)
+      fail_at(origin_, source_, e->offset,
+              fmt::format("expression nested more than {} levels deep", kMaxNesting));
+    return e;
   }
 
   struct DepthGuard {
@@ -330,7 +422,7 @@ class Parser {
     }
     auto tuple = std::make_unique<ListExpr>(start.offset, true);
     tuple->items = std::move(items);
-    return tuple;
+    return sized(std::move(tuple));
   }
 
   ExprPtr parse_expression(bool with_condition) {
@@ -344,9 +436,12 @@ class Parser {
       const uint32_t offset = advance().offset;
       ExprPtr test = parse_or();
       ExprPtr otherwise;
-      if (skip_name("else")) otherwise = parse_condition();
-      expr = std::make_unique<ConditionExpr>(offset, std::move(test), std::move(expr),
-                                             std::move(otherwise));
+      if (skip_name("else")) {
+        DepthGuard guard(*this);
+        otherwise = parse_condition();
+      }
+      expr = sized(std::make_unique<ConditionExpr>(offset, std::move(test), std::move(expr),
+                                                   std::move(otherwise)));
     }
     return expr;
   }
@@ -355,7 +450,8 @@ class Parser {
     ExprPtr left = parse_and();
     while (is_name("or")) {
       const uint32_t offset = advance().offset;
-      left = std::make_unique<BinaryExpr>(offset, BinaryExprOp::kOr, std::move(left), parse_and());
+      left = sized(
+          std::make_unique<BinaryExpr>(offset, BinaryExprOp::kOr, std::move(left), parse_and()));
     }
     return left;
   }
@@ -364,7 +460,8 @@ class Parser {
     ExprPtr left = parse_not();
     while (is_name("and")) {
       const uint32_t offset = advance().offset;
-      left = std::make_unique<BinaryExpr>(offset, BinaryExprOp::kAnd, std::move(left), parse_not());
+      left = sized(
+          std::make_unique<BinaryExpr>(offset, BinaryExprOp::kAnd, std::move(left), parse_not()));
     }
     return left;
   }
@@ -373,7 +470,7 @@ class Parser {
     if (is_name("not")) {
       DepthGuard guard(*this);
       const uint32_t offset = advance().offset;
-      return std::make_unique<UnaryExpr>(offset, UnaryOp::kNot, parse_not());
+      return sized(std::make_unique<UnaryExpr>(offset, UnaryOp::kNot, parse_not()));
     }
     return parse_compare();
   }
@@ -410,16 +507,16 @@ class Parser {
       cmp->rest.emplace_back(op, parse_math1());
     }
     if (!cmp) return first;
-    return cmp;
+    return sized(std::move(cmp));
   }
 
   ExprPtr parse_math1() {
     ExprPtr left = parse_concat();
     while (is_op("+") || is_op("-")) {
       const Token& t = advance();
-      left = std::make_unique<BinaryExpr>(t.offset,
-                                          t.value == "+" ? BinaryExprOp::kAdd : BinaryExprOp::kSub,
-                                          std::move(left), parse_concat());
+      left = sized(std::make_unique<BinaryExpr>(
+          t.offset, t.value == "+" ? BinaryExprOp::kAdd : BinaryExprOp::kSub, std::move(left),
+          parse_concat()));
     }
     return left;
   }
@@ -431,7 +528,7 @@ class Parser {
     auto node = std::make_unique<ConcatExpr>(offset);
     node->parts.push_back(std::move(first));
     while (skip_op("~")) node->parts.push_back(parse_math2());
-    return node;
+    return sized(std::move(node));
   }
 
   ExprPtr parse_math2() {
@@ -442,7 +539,7 @@ class Parser {
                               : t.value == "/"  ? BinaryExprOp::kDiv
                               : t.value == "//" ? BinaryExprOp::kFloorDiv
                                                 : BinaryExprOp::kMod;
-      left = std::make_unique<BinaryExpr>(t.offset, op, std::move(left), parse_pow());
+      left = sized(std::make_unique<BinaryExpr>(t.offset, op, std::move(left), parse_pow()));
     }
     return left;
   }
@@ -451,8 +548,8 @@ class Parser {
     ExprPtr left = parse_unary(true);
     while (is_op("**")) {
       const uint32_t offset = advance().offset;
-      left = std::make_unique<BinaryExpr>(offset, BinaryExprOp::kPow, std::move(left),
-                                          parse_unary(true));
+      left = sized(std::make_unique<BinaryExpr>(offset, BinaryExprOp::kPow, std::move(left),
+                                                parse_unary(true)));
     }
     return left;
   }
@@ -462,8 +559,8 @@ class Parser {
     ExprPtr node;
     if (is_op("-") || is_op("+")) {
       const Token& t = advance();
-      node = std::make_unique<UnaryExpr>(t.offset, t.value == "-" ? UnaryOp::kNeg : UnaryOp::kPos,
-                                         parse_unary(false));
+      node = sized(std::make_unique<UnaryExpr>(
+          t.offset, t.value == "-" ? UnaryOp::kNeg : UnaryOp::kPos, parse_unary(false)));
     } else {
       node = parse_primary();
     }
@@ -519,7 +616,7 @@ class Parser {
       node->items.push_back(parse_expression(true));
     }
     expect_op("]");
-    return node;
+    return sized(std::move(node));
   }
 
   ExprPtr parse_dict() {
@@ -532,7 +629,7 @@ class Parser {
       node->items.emplace_back(std::move(key), parse_expression(true));
     }
     expect_op("}");
-    return node;
+    return sized(std::move(node));
   }
 
   ExprPtr parse_postfix(ExprPtr node) {
@@ -567,12 +664,12 @@ class Parser {
       const Token& attr = cur();
       if (attr.type == Token::Type::kName) {
         advance();
-        return std::make_unique<AttributeExpr>(t.offset, std::move(node), attr.value);
+        return sized(std::make_unique<AttributeExpr>(t.offset, std::move(node), attr.value));
       }
       if (attr.type != Token::Type::kInteger) error(attr, "expected name or number");
       advance();
-      return std::make_unique<ItemExpr>(t.offset, std::move(node),
-                                        std::make_unique<ConstExpr>(attr.offset, attr.int_value));
+      return sized(std::make_unique<ItemExpr>(
+          t.offset, std::move(node), std::make_unique<ConstExpr>(attr.offset, attr.int_value)));
     }
     std::vector<ExprPtr> args;
     while (!is_op("]")) {
@@ -580,11 +677,11 @@ class Parser {
       args.push_back(parse_subscribed());
     }
     expect_op("]");
-    if (args.size() == 1) return std::make_unique<ItemExpr>(t.offset, std::move(node),
-                                                            std::move(args[0]));
+    if (args.size() == 1)
+      return sized(std::make_unique<ItemExpr>(t.offset, std::move(node), std::move(args[0])));
     auto tuple = std::make_unique<ListExpr>(t.offset, true);
     tuple->items = std::move(args);
-    return std::make_unique<ItemExpr>(t.offset, std::move(node), std::move(tuple));
+    return sized(std::make_unique<ItemExpr>(t.offset, std::move(node), sized(std::move(tuple))));
   }
 
   ExprPtr parse_subscribed() {
@@ -601,7 +698,7 @@ class Parser {
     if (skip_op(":")) {
       if (!is_op("]") && !is_op(",")) slice->step = parse_expression(true);
     }
-    return slice;
+    return sized(std::move(slice));
   }
 
   Arguments parse_call_args() {
@@ -644,7 +741,7 @@ class Parser {
   ExprPtr parse_call(ExprPtr node) {
     auto call = std::make_unique<CallExpr>(cur().offset, std::move(node));
     call->args = parse_call_args();
-    return call;
+    return sized(std::move(call));
   }
 
   // `| name(args) | name ...`; with `start_inline` the first filter has no `|` (filter blocks).
@@ -657,7 +754,7 @@ class Parser {
       while (skip_op(".")) full += "." + expect_type(Token::Type::kName, "filter name").value;
       auto f = std::make_unique<FilterExpr>(name.offset, std::move(node), std::move(full));
       if (is_op("(")) f->args = parse_call_args();
-      node = std::move(f);
+      node = sized(std::move(f));
     }
     return node;
   }
@@ -680,8 +777,8 @@ class Parser {
       if (is_name("is")) error(t, "you cannot chain multiple tests with is");
       test->args.positional.push_back(parse_postfix(parse_primary()));
     }
-    if (!negated) return test;
-    return std::make_unique<UnaryExpr>(offset, UnaryOp::kNot, std::move(test));
+    if (!negated) return sized(std::move(test));
+    return sized(std::make_unique<UnaryExpr>(offset, UnaryOp::kNot, sized(std::move(test))));
   }
 
   const std::vector<Token>& t_;

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "chat/jinja_error.h"
 
 namespace llm42::jinja {
@@ -11,7 +13,19 @@ const Value* Object::find(std::string_view key) const {
   return it == index_.end() ? nullptr : &entries_[it->second].second;
 }
 
+namespace {
+
+void check_depth(int depth) {
+  if (depth > kMaxValueDepth) eval_fail("a value nested more than {} levels deep", kMaxValueDepth);
+}
+
+}  // namespace
+
 void Object::set(std::string key, Value value) {
+  const int depth = std::max(depth_, value.depth() + 1);
+  check_depth(depth);
+  depth_ = depth;
+  holds_namespace_ = holds_namespace_ || value.holds_namespace();
   const auto it = index_.find(std::string_view(key));
   if (it != index_.end()) {
     entries_[it->second].second = std::move(value);
@@ -22,8 +36,15 @@ void Object::set(std::string key, Value value) {
 }
 
 Value Value::list(std::vector<Value> items, bool is_tuple) {
+  int depth = 1;
+  bool holds_namespace = false;
+  for (const Value& item : items) {
+    depth = std::max(depth, item.depth() + 1);
+    holds_namespace = holds_namespace || item.holds_namespace();
+  }
+  check_depth(depth);
   Value v;
-  v.v_ = std::make_shared<const List>(List{std::move(items), is_tuple});
+  v.v_ = std::make_shared<const List>(List{std::move(items), is_tuple, depth, holds_namespace});
   return v;
 }
 
@@ -48,8 +69,10 @@ Value Value::function(std::string name, NativeFunction call) {
 namespace {
 
 template <typename Json>
-Value convert(const Json& j) {
+Value convert(const Json& j, int depth) {
   using json = Json;
+  // Checked before recursing: Value::list and Object::set would refuse the result only after.
+  check_depth(depth);
   switch (j.type()) {
     case json::value_t::null:
       return Value::none();
@@ -70,12 +93,12 @@ Value convert(const Json& j) {
     case json::value_t::array: {
       std::vector<Value> items;
       items.reserve(j.size());
-      for (const json& e : j) items.push_back(convert(e));
+      for (const json& e : j) items.push_back(convert(e, depth + 1));
       return Value::list(std::move(items));
     }
     case json::value_t::object: {
       Object o;
-      for (const auto& [k, e] : j.items()) o.set(k, convert(e));
+      for (const auto& [k, e] : j.items()) o.set(k, convert(e, depth + 1));
       return Value::dict(std::move(o));
     }
     case json::value_t::binary:
@@ -87,8 +110,34 @@ Value convert(const Json& j) {
 
 }  // namespace
 
-Value Value::from_json(const nlohmann::ordered_json& j) { return convert(j); }
-Value Value::from_json(const nlohmann::json& j) { return convert(j); }
+Value Value::from_json(const nlohmann::ordered_json& j) { return convert(j, 1); }
+Value Value::from_json(const nlohmann::json& j) { return convert(j, 1); }
+
+int Value::depth() const {
+  switch (type()) {
+    case Type::kList:
+      return as_list().depth;
+    case Type::kDict:
+      return as_dict().depth();
+    case Type::kNamespace:
+      return namespace_attributes().depth();
+    default:
+      return 1;
+  }
+}
+
+bool Value::holds_namespace() const {
+  switch (type()) {
+    case Type::kList:
+      return as_list().holds_namespace;
+    case Type::kDict:
+      return as_dict().holds_namespace();
+    case Type::kNamespace:
+      return true;
+    default:
+      return false;
+  }
+}
 
 const void* Value::identity() const {
   switch (type()) {

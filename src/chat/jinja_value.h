@@ -23,6 +23,11 @@ namespace llm42::jinja {
 class Value;
 class Interpreter;
 
+// Lists, dicts and namespaces nested deeper than this are refused when built: printing,
+// comparing and freeing a value recurse over it, and a template can nest one level per loop
+// iteration (`{% set ns.x = [ns.x] %}`).
+constexpr int kMaxValueDepth = 256;
+
 // Arguments of a call: positional, then keyword in the order written.
 struct CallArgs {
   std::vector<Value> positional;
@@ -41,8 +46,13 @@ struct Function {
 class Object {
  public:
   const Value* find(std::string_view key) const;
-  // Inserts, or replaces the value in place keeping the key's position.
+  // Inserts, or replaces the value in place keeping the key's position. Throws EvalError when
+  // the object would nest deeper than kMaxValueDepth.
   void set(std::string key, Value value);
+  // Levels of nesting, this object included (an upper bound once a value was replaced).
+  int depth() const { return depth_; }
+  // Whether a value in it is or holds a namespace (or did, before it was replaced).
+  bool holds_namespace() const { return holds_namespace_; }
   // Defined after Value is complete (clang instantiates vector<pair<string, Value>> here).
   size_t size() const;
   bool empty() const;
@@ -55,11 +65,15 @@ class Object {
   };
   std::vector<std::pair<std::string, Value>> entries_;
   std::unordered_map<std::string, size_t, Hash, std::equal_to<>> index_;
+  int depth_ = 1;
+  bool holds_namespace_ = false;
 };
 
 struct List {
   std::vector<Value> items;
   bool is_tuple = false;  // prints as (a, b) instead of [a, b]
+  int depth = 1;          // levels of nesting, this list included
+  bool holds_namespace = false;
 };
 
 class Value {
@@ -83,6 +97,7 @@ class Value {
   Value(double d) : v_(d) {}                                  // NOLINT
   Value(std::string s) : v_(std::move(s)) {}                  // NOLINT
   Value(const char* s) : v_(std::string(s)) {}                // NOLINT
+  // Throws EvalError when the list would nest deeper than kMaxValueDepth.
   static Value list(std::vector<Value> items, bool is_tuple = false);
   static Value dict(Object object);
   static Value make_namespace(Object attributes);
@@ -121,6 +136,12 @@ class Value {
   const Object& as_dict() const { return *std::get<std::shared_ptr<const Object>>(v_); }
   Object& namespace_attributes() const { return *std::get<std::shared_ptr<Object>>(v_); }
   const Function& as_function() const { return *std::get<std::shared_ptr<const Function>>(v_); }
+
+  // Levels of nesting: 1 for a scalar, more for a list, dict or namespace holding others.
+  int depth() const;
+  // Whether this is a namespace or a list or dict holding one (at any depth). A namespace
+  // attribute is never given such a value, so that no namespace contains itself.
+  bool holds_namespace() const;
 
   // Identity of shared objects (Python's `is`), used by the `sameas` test.
   const void* identity() const;

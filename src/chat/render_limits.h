@@ -12,6 +12,9 @@ struct RenderLimits {
   size_t max_output_bytes = size_t{16} << 20;  // the rendered text, and any one string value
   uint64_t max_iterations = 1'000'000;  // loop iterations and macro calls, over the whole render
   int max_call_depth = 64;              // nested macro calls
+  // Statements, expressions and macro calls nested at run time (each a few stack frames): the
+  // parser bounds one template's nesting, but macro calls stack it.
+  int max_depth = 1000;
 };
 
 }  // namespace llm42::jinja

@@ -7,7 +7,9 @@
 #include <random>
 
 #include "core/version.h"
+#include "engine/fingerprint.h"
 #include "engine/verifier.h"
+#include "util/digest.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/timer.h"
@@ -135,9 +137,16 @@ Engine::~Engine() {
 
 std::string Engine::fingerprint() const {
   const ModelWeights& w = model_.weights();
-  std::string fp = fmt::format("llm42-{}-w{:016x}-{}-{}-{}", kVersion, w.content_hash,
-                                dtype_name(w.dtype), model_.backend().kernel_id(),
-                                determinism_mode_name(config_.mode));
+  // -m: the model's shape and numerics (dummy weights of two shapes share a seed), the context
+  // length and the default seed, which answers depend on as well.
+  const uint64_t m = Digest()
+                         .add(model_config_digest(model_.config()))
+                         .add(max_seq_len_)
+                         .add(config_.default_seed)
+                         .value();
+  std::string fp = fmt::format("llm42-{}-w{:016x}-m{:016x}-{}-{}-{}", kVersion, w.content_hash, m,
+                               dtype_name(w.dtype), model_.backend().kernel_id(),
+                               determinism_mode_name(config_.mode));
   if (config_.mode == DeterminismMode::kDvr) {
     fp += fmt::format("-{}", verify_schedule_name(config_.verify_schedule));
     // Fixed-shape answers depend on the padded pass shape, i.e. on W and G.
@@ -156,14 +165,18 @@ uint64_t Engine::add_request(Request req, OutputCallback on_output) {
       fail("'prompt' token {} at index {} is outside the vocabulary [0, {})", req.prompt[i], i,
            mc.vocab_size);
   if (req.max_tokens < 1) fail("'max_tokens' = {}: must be at least 1", req.max_tokens);
-  if (p + req.max_tokens > max_seq_len_)
+  if (req.min_tokens < 0 || req.min_tokens > req.max_tokens)
+    fail("'min_tokens' = {}: must be in [0, max_tokens = {}]", req.min_tokens, req.max_tokens);
+  // In 64 bits: max_tokens may be up to INT_MAX.
+  const int64_t total = int64_t{p} + req.max_tokens;
+  if (total > max_seq_len_)
     fail("this model's maximum context length is {} tokens, but {} were requested ({} in the "
          "prompt, {} for the completion)",
-         max_seq_len_, p + req.max_tokens, p, req.max_tokens);
-  const int need = blocks_->blocks_for(p + req.max_tokens);
+         max_seq_len_, total, p, req.max_tokens);
+  const int need = blocks_->blocks_for(static_cast<int>(total));
   if (need > blocks_->num_blocks())
-    fail("the request needs {} KV blocks ({} tokens) but the KV cache has {} in all", need,
-         p + req.max_tokens, blocks_->num_blocks());
+    fail("the request needs {} KV blocks ({} tokens) but the KV cache has {} in all", need, total,
+         blocks_->num_blocks());
   validate_sampling(req.sampling);
   if (!req.stop_strings.empty() && tokenizer_ == nullptr)
     fail("'stop' strings need a tokenizer, and this model has none");
@@ -247,6 +260,7 @@ bool Engine::commit(Sequence& s, int32_t token, TokenLogprob lp) {
   ++s.n_committed;
   ++stats_.output_tokens;
   if (s.first_token_time == 0) s.first_token_time = now_seconds();
+  const size_t text_before = s.text.size();
   if (s.detok) s.text += s.detok->push(token);
   bool done = token_finishes(s, token, index, max_seq_len_, eos_ids_);
   FinishReason reason = FinishReason::kStop;
@@ -256,16 +270,8 @@ bool Engine::commit(Sequence& s, int32_t token, TokenLogprob lp) {
         std::find(s.req.stop_ids.begin(), s.req.stop_ids.end(), token) != s.req.stop_ids.end();
     reason = stop_token ? FinishReason::kStop : FinishReason::kLength;
   }
-  if (!s.req.stop_strings.empty()) {
-    size_t max_len = 0;
-    for (const std::string& st : s.req.stop_strings) max_len = std::max(max_len, st.size());
-    // Search only where a stop string could have been completed by this token's text.
-    const size_t from = s.text_emitted > max_len ? s.text_emitted - max_len : 0;
-    size_t cut = std::string::npos;
-    for (const std::string& st : s.req.stop_strings) {
-      const size_t at = s.text.find(st, from);
-      if (at != std::string::npos) cut = std::min(cut, at);
-    }
+  if (!s.req.stop_strings.empty() && s.req.may_stop_at(index)) {
+    const size_t cut = find_stop(s.text, text_before, s.req);
     if (cut != std::string::npos) {
       s.text.resize(cut);
       done = true;
@@ -417,11 +423,7 @@ void Engine::emit(Sequence& s) {
   s.n_emitted = s.n_committed;
   if (s.detok) {
     if (finished && s.finish_reason != FinishReason::kStop) s.text += s.detok->flush();
-    // Hold back text that could still turn out to start a stop string.
-    size_t hold = 0;
-    if (!finished)
-      for (const std::string& st : s.req.stop_strings) hold = std::max(hold, st.size() - 1);
-    const size_t upto = s.text.size() > hold ? s.text.size() - hold : 0;
+    const size_t upto = finished ? s.text.size() : releasable_text(s.text, s.req);
     if (upto > s.text_emitted) {
       out.text = s.text.substr(s.text_emitted, upto - s.text_emitted);
       s.text_emitted = upto;

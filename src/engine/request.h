@@ -19,7 +19,15 @@ struct Request {
   int max_tokens = 16;
   std::vector<int32_t> stop_ids;          // finish after any of these (kept in the output)
   std::vector<std::string> stop_strings;  // finish when the text contains one (cut from text)
+  bool include_stop_str_in_output = false;  // keep the stop string that matched in the text
   bool ignore_eos = false;
+  // EOS, stop token ids and stop strings finish the request only from this many output tokens
+  // on (the tokens are committed all the same; a stop string must end in the text of a token at
+  // or past it).
+  int min_tokens = 0;
+
+  // Whether output token `index` (from 0) may finish the request by EOS or a stop.
+  bool may_stop_at(int index) const { return index + 1 >= min_tokens; }
   bool logprobs = false;                  // return the logprob of every token
   bool detokenize = true;                 // produce text deltas (needs the engine's tokenizer)
 };

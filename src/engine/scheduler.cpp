@@ -17,9 +17,11 @@ int PassPlan::n_tokens() const {
 bool token_finishes(const Sequence& seq, int32_t token, int output_index, int max_seq_len,
                     const std::vector<int32_t>& eos_ids) {
   const Request& r = seq.req;
-  if (!r.ignore_eos && std::find(eos_ids.begin(), eos_ids.end(), token) != eos_ids.end())
-    return true;
-  if (std::find(r.stop_ids.begin(), r.stop_ids.end(), token) != r.stop_ids.end()) return true;
+  if (r.may_stop_at(output_index)) {
+    if (!r.ignore_eos && std::find(eos_ids.begin(), eos_ids.end(), token) != eos_ids.end())
+      return true;
+    if (std::find(r.stop_ids.begin(), r.stop_ids.end(), token) != r.stop_ids.end()) return true;
+  }
   if (output_index + 1 >= r.max_tokens) return true;
   return seq.n_prompt + output_index + 1 >= max_seq_len;
 }

@@ -58,4 +58,18 @@ struct Sequence {
   bool needs_prefill() const { return n_cached < prefill_target(); }
 };
 
+// Stop strings. Both are functions of the text alone (the text is a function of the committed
+// token ids), never of how many tokens were committed at once or when text went out, so that a
+// deterministic answer is the same text streamed or not, in every determinism mode.
+//
+// Where the first stop string that ends past `text_before` (the text's length before the last
+// token's text was appended) starts, with `include_stop_str_in_output` where it ends; npos when
+// none does. A stop string that ended earlier was found then (or not allowed: min_tokens).
+size_t find_stop(const std::string& text, size_t text_before, const Request& req);
+
+// How much of `text` may go out while the request runs: all of it but the longest tail that
+// could still be the start of a stop string, cut back to a character boundary so that a chunk
+// never ends inside a UTF-8 character.
+size_t releasable_text(const std::string& text, const Request& req);
+
 }  // namespace llm42

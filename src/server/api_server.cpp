@@ -7,6 +7,7 @@
 #include <ctime>
 
 #include "core/version.h"
+#include "server/system_fingerprint.h"
 #include "util/log.h"
 #include "util/timer.h"
 
@@ -39,7 +40,7 @@ ApiServer::ApiServer(Engine& engine, const Tokenizer* tokenizer, const ChatTempl
       tokenizer_(tokenizer),
       chat_template_(chat_template),
       options_(std::move(options)),
-      fingerprint_(engine.fingerprint()),
+      fingerprint_(system_fingerprint(engine.fingerprint(), tokenizer, chat_template)),
       start_time_(static_cast<int64_t>(std::time(nullptr))),
       http_(options_.http, HttpHandlers{
                                [this](const HttpRequest& head) { return check_head(head); },
@@ -58,6 +59,7 @@ ApiServer::ApiServer(Engine& engine, const Tokenizer* tokenizer, const ChatTempl
   prompt_context_.max_seq_len = engine_.max_seq_len();
   prompt_context_.mode = engine_.config().mode;
   prompt_context_.default_seed = engine_.config().default_seed;
+  if (tokenizer_ != nullptr) prompt_context_.max_token_bytes = max_token_bytes(*tokenizer_);
   workers_ = std::make_unique<WorkerPool>(options_.workers);
 }
 
@@ -219,9 +221,9 @@ void ApiServer::submit(ConnectionId conn, Endpoint endpoint, std::string body, d
   jobs_[job_id] = Active{conn, arrival, nullptr, false};
   job_of_conn_[conn] = job_id;
   ++in_workers_;
-  workers_->submit([this, job_id, endpoint, body = std::move(body)] {
-    prepare(job_id, endpoint, body);
-  });
+  const uint64_t cost = body.size();
+  workers_->submit(
+      [this, job_id, endpoint, body = std::move(body)] { prepare(job_id, endpoint, body); }, cost);
 }
 
 std::string ApiServer::new_request_id(Endpoint endpoint) {

@@ -4,7 +4,9 @@
 
 #include <cmath>
 #include <limits>
+#include <utility>
 
+#include "chat/template_variables.h"
 #include "server/api_error.h"
 #include "tokenizer/utf8.h"
 
@@ -168,7 +170,9 @@ void parse_prompt(const json& body, ApiRequest& r) {
 }
 
 // Normalises one message: content becomes a string (text parts joined with "\n", as vLLM does
-// for templates that expect strings) or null for an assistant message that only calls tools.
+// for templates that expect strings). An assistant message that only calls tools may have no
+// content (absent or null): like vLLM, the template sees an empty string, which templates that
+// trim or concatenate the content take, where None would fail or print "None".
 json parse_message(const json& m, size_t i) {
   const std::string at = fmt::format("messages[{}]", i);
   if (!m.is_object()) type_error(at, "an object", m);
@@ -187,7 +191,7 @@ json parse_message(const json& m, size_t i) {
   if (content == nullptr) {
     if (role != "assistant")
       throw invalid_request(content_name, fmt::format("'{}' is required", content_name));
-    out["content"] = nullptr;
+    out["content"] = "";
   } else if (content->is_string()) {
     out["content"] = *content;
   } else if (content->is_array()) {
@@ -246,15 +250,37 @@ void parse_messages(const json& body, ApiRequest& r) {
     if (!v->is_array()) type_error("tools", "an array", *v);
     r.template_vars["tools"] = *v;
   }
+  std::string tool_choice = "auto";
   if (const json* v = field(body, "tool_choice")) {
     if (!(v->is_string() && (*v == "none" || *v == "auto")))
       throw invalid_request("tool_choice",
                             "only 'none' and 'auto' are supported: this server does not force "
                             "tool calls");
+    tool_choice = v->get<std::string>();
   }
+  // With 'auto' the client expects tool calls parsed out of the answer, which this server does
+  // not do: the calls would come back as plain text.
+  if (const json* v = field(body, "tools"); v != nullptr && !v->empty() && tool_choice == "auto")
+    throw invalid_request("tools",
+                          "'tools' with tool_choice 'auto' is not supported: this server does "
+                          "not parse tool calls out of answers; pass tool_choice 'none' to "
+                          "show the tools to the model only");
+  for (const char* legacy : {"functions", "function_call"})
+    if (field(body, legacy) != nullptr)
+      throw invalid_request(legacy, fmt::format("'{}' is not supported: this server does not "
+                                                "parse tool calls out of answers",
+                                                legacy));
   if (const json* v = field(body, "chat_template_kwargs")) {
     if (!v->is_object()) type_error("chat_template_kwargs", "an object", *v);
-    for (const auto& [k, val] : v->items()) r.template_vars[k] = val;
+    for (const auto& [k, val] : v->items()) {
+      if (jinja::is_reserved_variable(k))
+        throw invalid_request(
+            "chat_template_kwargs",
+            fmt::format("'chat_template_kwargs' may not set '{}': the server sets it (from the "
+                        "request's own fields or the model's tokenizer config)",
+                        k));
+      r.template_vars[k] = val;
+    }
   }
   if (const json* v = field(body, "add_generation_prompt"))
     r.add_generation_prompt = as_bool(*v, "add_generation_prompt");
@@ -347,6 +373,22 @@ void parse_unsupported(const json& body, const ApiRequest& r) {
     if (!v->is_object()) type_error("logit_bias", "an object", *v);
     if (!v->empty()) throw invalid_request("logit_bias", "'logit_bias' is not supported");
   }
+  // vLLM's extensions that change what is generated or returned: refused rather than ignored
+  // when given a value other than their default.
+  for (const char* name :
+       {"guided_json", "guided_regex", "guided_choice", "guided_grammar", "guided_decoding_backend",
+        "guided_whitespace_pattern", "structured_outputs", "prompt_logprobs", "allowed_token_ids",
+        "bad_words", "logits_processors", "truncate_prompt_tokens"}) {
+    const json* v = field(body, name);
+    if (v != nullptr && !(v->is_array() && v->empty()))
+      throw invalid_request(name, fmt::format("'{}' is not supported", name));
+  }
+  for (const auto& [name, default_value] :
+       {std::pair{"skip_special_tokens", true}, std::pair{"spaces_between_special_tokens", true},
+        std::pair{"use_beam_search", false}}) {
+    if (const json* v = field(body, name); v != nullptr && as_bool(*v, name) != default_value)
+      throw invalid_request(name, fmt::format("'{}' = {} is not supported", name, v->dump()));
+  }
 }
 
 }  // namespace
@@ -401,6 +443,15 @@ ApiRequest parse_api_request(std::string_view body_text, Endpoint endpoint,
   parse_unsupported(body, r);
 
   if (const json* v = field(body, "ignore_eos")) r.ignore_eos = as_bool(*v, "ignore_eos");
+  if (const json* v = field(body, "min_tokens")) {
+    r.min_tokens = static_cast<int>(as_integer(*v, "min_tokens", 0, int_max));
+    if (r.max_tokens && r.min_tokens > *r.max_tokens)
+      throw invalid_request("min_tokens", fmt::format("'min_tokens' = {} is more than "
+                                                      "'max_tokens' = {}",
+                                                      r.min_tokens, *r.max_tokens));
+  }
+  if (const json* v = field(body, "include_stop_str_in_output"))
+    r.include_stop_str_in_output = as_bool(*v, "include_stop_str_in_output");
   const json* det = field(body, "deterministic");
   const json* det_alias = field(body, "is_deterministic");
   if (det != nullptr) r.deterministic = as_bool(*det, "deterministic");

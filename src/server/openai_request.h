@@ -61,6 +61,8 @@ struct ApiRequest {
   std::vector<int32_t> stop_token_ids;
   int n = 1;
   bool ignore_eos = false;
+  int min_tokens = 0;
+  bool include_stop_str_in_output = false;
   bool deterministic = false;
 
   bool stream = false;

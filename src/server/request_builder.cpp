@@ -6,6 +6,30 @@
 
 namespace llm42::server {
 
+namespace {
+
+// Refuses a text that is sure to overflow the context before spending the tokenizer on it.
+void check_text_size(std::string_view text, const PromptContext& ctx, const std::string& field) {
+  if (ctx.max_token_bytes == 0 || ctx.max_seq_len < 1) return;
+  // A prompt leaves room for at least one completion token.
+  const uint64_t at_least = text.size() / ctx.max_token_bytes;
+  if (at_least <= static_cast<uint64_t>(ctx.max_seq_len - 1)) return;
+  throw ApiError(400, "invalid_request_error",
+                 fmt::format("this model's maximum context length is {} tokens, but the prompt "
+                             "is {} bytes, which is at least {} tokens",
+                             ctx.max_seq_len, text.size(), at_least),
+                 field, "context_length_exceeded");
+}
+
+}  // namespace
+
+size_t max_token_bytes(const Tokenizer& t) {
+  size_t longest = 1;
+  for (int32_t id = 0; id < t.vocab_size(); ++id)
+    longest = std::max(longest, t.token_bytes(id, true).size());
+  return 3 * longest;
+}
+
 EngineRequests build_engine_requests(const ApiRequest& r, const PromptContext& ctx) {
   EngineRequests out;
   const std::string field(prompt_field(r.endpoint));
@@ -24,6 +48,7 @@ EngineRequests build_engine_requests(const ApiRequest& r, const PromptContext& c
       throw invalid_request("messages", fmt::format("the chat template refused the messages: {}",
                                                     e.what()));
     }
+    check_text_size(text, ctx, field);
     out.prompts.push_back(ctx.tokenizer->encode(text, r.add_special_tokens.value_or(false), true));
   } else {
     for (size_t i = 0; i < r.prompts.size(); ++i) {
@@ -35,6 +60,7 @@ EngineRequests build_engine_requests(const ApiRequest& r, const PromptContext& c
       if (ctx.tokenizer == nullptr)
         throw invalid_request(r.prompts.size() == 1 ? field : fmt::format("{}[{}]", field, i),
                               "this model has no tokenizer: send the prompt as token ids");
+      check_text_size(p.text, ctx, r.prompts.size() == 1 ? field : fmt::format("{}[{}]", field, i));
       out.prompts.push_back(ctx.tokenizer->encode(p.text, r.add_special_tokens.value_or(true), true));
     }
   }
@@ -45,6 +71,8 @@ EngineRequests build_engine_requests(const ApiRequest& r, const PromptContext& c
   base.stop_ids = r.stop_token_ids;
   base.stop_strings = r.stop;
   base.ignore_eos = r.ignore_eos;
+  base.min_tokens = r.min_tokens;
+  base.include_stop_str_in_output = r.include_stop_str_in_output;
   base.logprobs = r.logprobs;
   base.detokenize = ctx.tokenizer != nullptr;
   for (size_t p = 0; p < out.prompts.size(); ++p) {

@@ -23,7 +23,17 @@ struct PromptContext {
   int max_seq_len = 0;
   DeterminismMode mode = DeterminismMode::kDvr;
   uint64_t default_seed = 0;  // the engine's seed for deterministic requests that give none
+  // The tokenizer's max_token_bytes(): text prompts longer than this allows are refused before
+  // they are tokenized. 0: no such check.
+  size_t max_token_bytes = 0;
 };
+
+// The most input bytes one token can stand for: the longest token's bytes (special tokens'
+// text included) times 3. 3 is the most that NFC normalization (Qwen) shrinks text by (U+0390
+// is 2 bytes, its decomposition 6), and the most a SentencePiece token's bytes undercount its
+// input by (a literal U+2581 in the text, 3 bytes, comes back as a 1-byte space); the supported
+// tokenizers do one or the other, never both. So a text of B bytes is at least B / this tokens.
+size_t max_token_bytes(const Tokenizer& t);
 
 struct EngineRequests {
   std::vector<std::vector<int32_t>> prompts;  // token ids, one per prompt

@@ -1,5 +1,7 @@
 #include "server/worker_pool.h"
 
+#include <algorithm>
+
 namespace llm42::server {
 
 WorkerPool::WorkerPool(int threads) {
@@ -15,10 +17,10 @@ WorkerPool::~WorkerPool() {
   for (std::thread& t : threads_) t.join();
 }
 
-void WorkerPool::submit(std::function<void()> task) {
+void WorkerPool::submit(std::function<void()> task, uint64_t cost) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    tasks_.push_back(std::move(task));
+    tasks_.emplace(std::pair{virtual_time_ + cost, arrivals_++}, std::move(task));
   }
   cv_.notify_one();
 }
@@ -30,8 +32,10 @@ void WorkerPool::run() {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stop_ || !tasks_.empty(); });
       if (tasks_.empty()) return;
-      task = std::move(tasks_.front());
-      tasks_.pop_front();
+      const auto first = tasks_.begin();
+      virtual_time_ = std::max(virtual_time_, first->first.first);
+      task = std::move(first->second);
+      tasks_.erase(first);
     }
     task();
   }

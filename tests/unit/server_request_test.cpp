@@ -2,8 +2,10 @@
 // naming it; expansion into engine requests; engine errors mapped onto fields.
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <string>
 
+#include "chat/chat_template.h"
 #include "server/api_error.h"
 #include "server/openai_request.h"
 #include "server/request_builder.h"
@@ -115,7 +117,8 @@ TEST(ServerRequest, Messages) {
       Endpoint::kChatCompletions);
   ASSERT_EQ(r.messages.size(), 4u);
   EXPECT_EQ(r.messages[1]["content"], "a\nb");
-  EXPECT_TRUE(r.messages[2]["content"].is_null());
+  // No content on an assistant turn that calls tools: the template sees "", as with vLLM.
+  EXPECT_EQ(r.messages[2]["content"], "");
   EXPECT_EQ(r.messages[3]["tool_call_id"], "t1");
   ASSERT_EQ(r.prompts.size(), 1u);
 
@@ -126,12 +129,131 @@ TEST(ServerRequest, Messages) {
   EXPECT_EQ(chat_param("{" + user + ", \"tool_choice\": \"required\"}"), "tool_choice");
   EXPECT_EQ(chat_param("{" + user + ", \"tools\": {}}"), "tools");
   EXPECT_EQ(chat_param("{" + user + ", \"chat_template_kwargs\": []}"), "chat_template_kwargs");
-  const ApiRequest t = parse_api_request(
-      "{" + user + ", \"tools\": [{\"type\": \"function\"}], \"chat_template_kwargs\": "
-                   "{\"enable_thinking\": false}}",
-      Endpoint::kChatCompletions);
+  const ApiRequest t =
+      parse_api_request("{" + user +
+                            ", \"tools\": [{\"type\": \"function\"}], \"tool_choice\": \"none\", "
+                            "\"chat_template_kwargs\": {\"enable_thinking\": false}}",
+                        Endpoint::kChatCompletions);
   EXPECT_TRUE(t.template_vars.contains("tools"));
   EXPECT_EQ(t.template_vars["enable_thinking"], false);
+}
+
+TEST(ServerRequest, NullContentRendersAsEmpty) {
+  const ApiRequest r = parse_api_request(
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"weather?\"},"
+      " {\"role\": \"assistant\", \"content\": null, \"tool_calls\": [{\"id\": \"c1\","
+      "  \"type\": \"function\", \"function\": {\"name\": \"w\", \"arguments\": \"{}\"}}]},"
+      " {\"role\": \"tool\", \"content\": \"sunny\", \"tool_call_id\": \"c1\"}]}",
+      Endpoint::kChatCompletions);
+  EXPECT_EQ(r.messages[1]["content"], "");
+  // A template that trims the content, as Llama 3's does: None has no trim in llm42 (jinja2
+  // prints "None"); the empty string renders as it does with vLLM.
+  const ChatTemplate t = ChatTemplate::parse(
+      "{% for m in messages %}<{{ m.role }}>{{ m.content | trim }}"
+      "{% if m.tool_calls %}{{ m.tool_calls | length }} call(s){% endif %}{% endfor %}",
+      "trim", {}, {});
+  EXPECT_EQ(t.render(r.messages, false, r.template_vars),
+            "<user>weather?<assistant>1 call(s)<tool>sunny");
+}
+
+TEST(ServerRequest, ReservedTemplateVariables) {
+  const std::string user = "\"messages\": [{\"role\": \"user\", \"content\": \"a\"}]";
+  for (const char* name :
+       {"messages", "bos_token", "eos_token", "add_generation_prompt", "tools", "documents",
+        "pad_token", "additional_special_tokens", "raise_exception", "range", "namespace"}) {
+    const std::string body = "{" + user + ", \"chat_template_kwargs\": {\"" + name + "\": \"x\"}}";
+    try {
+      parse_api_request(body, Endpoint::kChatCompletions);
+      ADD_FAILURE() << name << " was accepted";
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status(), 400);
+      EXPECT_EQ(e.param(), "chat_template_kwargs");
+      EXPECT_NE(std::string(e.what()).find(std::string("'") + name + "'"), std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_EQ(chat_param("{" + user + ", \"chat_template_kwargs\": {\"enable_thinking\": true}}"),
+            "<ok>");
+}
+
+TEST(ServerRequest, UnimplementedFieldsAreRefused) {
+  const std::string user = "\"messages\": [{\"role\": \"user\", \"content\": \"a\"}]";
+  auto chat = [&](const std::string& fields) {
+    return chat_param("{" + user + ", " + fields + "}");
+  };
+  EXPECT_EQ(chat("\"tools\": [{\"type\": \"function\"}]"), "tools");
+  EXPECT_EQ(chat("\"tools\": [{\"type\": \"function\"}], \"tool_choice\": \"auto\""), "tools");
+  EXPECT_EQ(chat("\"tools\": [{\"type\": \"function\"}], \"tool_choice\": \"none\""), "<ok>");
+  EXPECT_EQ(chat("\"tools\": []"), "<ok>");
+  EXPECT_EQ(chat("\"tools\": null"), "<ok>");
+  EXPECT_EQ(chat("\"functions\": [{\"name\": \"f\"}]"), "functions");
+  EXPECT_EQ(chat("\"response_format\": {\"type\": \"json_schema\"}"), "response_format");
+  auto p = [](const std::string& fields) {
+    return param_of("{\"prompt\": \"a\", " + fields + "}");
+  };
+  for (const char* name : {"guided_json", "guided_regex", "guided_choice", "guided_grammar",
+                           "structured_outputs", "prompt_logprobs", "allowed_token_ids",
+                           "bad_words", "logits_processors", "truncate_prompt_tokens"}) {
+    EXPECT_EQ(p(std::string("\"") + name + "\": 1"), name);
+    EXPECT_EQ(p(std::string("\"") + name + "\": null"), "<ok>");
+  }
+  EXPECT_EQ(p("\"guided_json\": {\"type\": \"object\"}"), "guided_json");
+  EXPECT_EQ(p("\"prompt_logprobs\": 0"), "prompt_logprobs");
+  EXPECT_EQ(p("\"bad_words\": []"), "<ok>");
+  EXPECT_EQ(p("\"skip_special_tokens\": false"), "skip_special_tokens");
+  EXPECT_EQ(p("\"skip_special_tokens\": true"), "<ok>");
+  EXPECT_EQ(p("\"spaces_between_special_tokens\": false"), "spaces_between_special_tokens");
+  EXPECT_EQ(p("\"use_beam_search\": true"), "use_beam_search");
+  EXPECT_EQ(p("\"use_beam_search\": false"), "<ok>");
+}
+
+TEST(ServerRequest, MinTokensAndStopStringFields) {
+  auto p = [](const std::string& fields) {
+    return param_of("{\"prompt\": \"a\", " + fields + "}");
+  };
+  EXPECT_EQ(p("\"min_tokens\": -1"), "min_tokens");
+  EXPECT_EQ(p("\"min_tokens\": 1.5"), "min_tokens");
+  EXPECT_EQ(p("\"min_tokens\": 5, \"max_tokens\": 4"), "min_tokens");
+  EXPECT_EQ(p("\"min_tokens\": 4, \"max_tokens\": 4"), "<ok>");
+  EXPECT_EQ(p("\"include_stop_str_in_output\": 1"), "include_stop_str_in_output");
+  PromptContext ctx;
+  ctx.max_seq_len = 100;
+  const ApiRequest r = parse_api_request(
+      "{\"prompt\": [1], \"min_tokens\": 3, \"include_stop_str_in_output\": true,"
+      " \"ignore_eos\": true, \"stop\": \"x\"}",
+      Endpoint::kCompletions);
+  const EngineRequests er = build_engine_requests(r, ctx);
+  EXPECT_EQ(er.choices[0].min_tokens, 3);
+  EXPECT_TRUE(er.choices[0].include_stop_str_in_output);
+  EXPECT_TRUE(er.choices[0].ignore_eos);
+}
+
+TEST(ServerRequest, OverlongTextIsRefusedByItsBytes) {
+  PromptContext ctx;
+  ctx.max_seq_len = 10;
+  const std::unique_ptr<Tokenizer> tok = make_byte_tokenizer(300, 1, 2);
+  ctx.tokenizer = tok.get();
+  ctx.max_token_bytes = max_token_bytes(*tok);
+  // The longest token (a control token's name) times 3 for normalization.
+  const size_t room = ctx.max_token_bytes * 9;  // 9 prompt tokens leave room for 1 more
+  const auto build = [&](size_t bytes) {
+    const ApiRequest r =
+        parse_api_request(json{{"prompt", std::string(bytes, 'a')}, {"max_tokens", 1}}.dump(),
+                          Endpoint::kCompletions);
+    return build_engine_requests(r, ctx);
+  };
+  EXPECT_EQ(build(room).prompts[0].size(), room + 1);  // and BOS: left to the engine to refuse
+  try {
+    build(room + ctx.max_token_bytes);
+    FAIL();
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status(), 400);
+    EXPECT_EQ(e.param(), "prompt");
+    EXPECT_EQ(e.code(), "context_length_exceeded");
+    EXPECT_NE(std::string(e.what()).find(std::to_string(room + ctx.max_token_bytes) + " bytes"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(ServerRequest, SamplingFields) {
