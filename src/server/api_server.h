@@ -46,6 +46,7 @@ struct ApiServerOptions {
   int max_queue = 1024;        // engine requests waiting before new ones get 429
   double drain_timeout = 30;   // seconds in-flight requests get after SIGTERM
   int workers = 2;
+  double log_stats_interval = 10;  // seconds between engine stats lines in the log; 0 = none
   RequestLimits request_limits;
 };
 
@@ -76,6 +77,8 @@ class ApiServer {
   void on_abandon(ConnectionId conn);
   void on_signal();
   void on_tick(double now);
+  // Every --log-stats-interval seconds: the engine stats line.
+  void log_stats(double now);
 
   bool authorized(const HttpRequest& req) const;
   void submit(ConnectionId conn, Endpoint endpoint, std::string body, double arrival);
@@ -110,6 +113,8 @@ class ApiServer {
   std::mutex id_mutex_;  // new_request_id runs on the worker threads
   std::mt19937_64 id_rng_;
   bool draining_ = false;
+  EngineStats last_stats_;  // at the last stats line (log_stats), or at run()
+  double last_stats_time_ = 0, next_stats_time_ = 0;
   bool aborted_all_ = false;
   double drain_deadline_ = 0;
   double abort_deadline_ = 0;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <mutex>
 
 #include "util/error.h"
@@ -43,11 +44,17 @@ LogLevel parse_log_level(std::string_view name) {
 void log_write(LogLevel level, std::string_view msg) {
   static std::mutex mu;
   static const char* names[] = {"debug", "info", "warn", "error"};
-  const auto now = std::chrono::system_clock::now().time_since_epoch();
-  const double secs = std::chrono::duration<double>(now).count();
+  // A readable UTC time, to the millisecond (ISO 8601).
+  const auto now = std::chrono::system_clock::now();
+  const std::time_t secs = std::chrono::system_clock::to_time_t(now);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch());
+  std::tm utc{};
+  gmtime_r(&secs, &utc);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &utc);
   std::lock_guard<std::mutex> lock(mu);
-  std::fprintf(stderr, "[llm42 %.3f %s] %.*s\n", secs, names[static_cast<int>(level)],
-               static_cast<int>(msg.size()), msg.data());
+  std::fprintf(stderr, "[llm42 %s.%03dZ %s] %.*s\n", stamp, static_cast<int>(ms.count() % 1000),
+               names[static_cast<int>(level)], static_cast<int>(msg.size()), msg.data());
 }
 
 }  // namespace llm42
