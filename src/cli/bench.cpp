@@ -2,6 +2,7 @@
 // latency percentiles and the verifier's cost. Sweeps over comma-separated lists of modes,
 // deterministic ratios and workloads; prints a table and writes JSON.
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -17,6 +18,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "client/bench_plot.h"
+#include "client/progress_bar.h"
 #include "core/version.h"
 #include "engine/engine.h"
 #include "engine/workload.h"
@@ -129,6 +131,10 @@ RunResult run_one(const BenchOptions& o, LoadedModel& lm, const std::string& mod
   };
   std::vector<Track> track(items.size());
   size_t finished = 0, next = 0;
+  client::Progress progress;
+  progress.requests_total = items.size();
+  for (const auto& item : items) progress.tokens_total += item.max_tokens;
+  const bool draw = client::progress_on_terminal(o.progress, STDERR_FILENO);
   const double t0 = now_seconds();
   double last_progress = 0;
   while (finished < items.size()) {
@@ -147,6 +153,7 @@ RunResult run_one(const BenchOptions& o, LoadedModel& lm, const std::string& mod
         Track& t = track[i];
         if (t.first == 0 && !out.tokens.empty()) t.first = now_seconds();
         t.out = out.completion_tokens;
+        progress.tokens_done += static_cast<int64_t>(out.tokens.size());
         if (out.finished) {
           t.end = now_seconds();
           ++finished;
@@ -159,18 +166,16 @@ RunResult run_one(const BenchOptions& o, LoadedModel& lm, const std::string& mod
       const double wait = arrival[next] - (now_seconds() - t0);
       if (wait > 0) std::this_thread::sleep_for(std::chrono::duration<double>(wait));
     }
-    if (o.progress && now_seconds() - last_progress > 0.5) {
+    if (draw && now_seconds() - last_progress > 0.5) {
       last_progress = now_seconds();
-      const int width = 30;
-      const int filled = static_cast<int>(width * finished / items.size());
-      std::fprintf(stderr, "\r  [%s%s] %zu/%zu requests  %.1f s", std::string(filled, '#').c_str(),
-                   std::string(width - filled, '.').c_str(), finished, items.size(),
-                   now_seconds() - t0);
+      progress.requests_done = finished;
+      progress.seconds = last_progress - t0;
+      std::fprintf(stderr, "\r  %s", client::progress_line(progress).c_str());
       std::fflush(stderr);
     }
   }
   const double duration = now_seconds() - t0;
-  if (o.progress) std::fprintf(stderr, "\r%80s\r", "");
+  if (draw) std::fprintf(stderr, "\r%100s\r", "");
 
   Latencies lat;
   int64_t prompt_tokens = 0, output_tokens = 0;
@@ -317,7 +322,8 @@ void register_bench(CLI::App& app) {
   sub->add_option("--plot", o->plot_out,
                   "Write an SVG of the sweep (throughput, ratio to off, TTFT P99, recompute rate "
                   "against the deterministic share; `llm42 bench plot` draws saved results)");
-  sub->add_flag("!--no-progress", o->progress, "No progress bar on stderr");
+  sub->add_flag("!--no-progress", o->progress,
+                "No progress bar on stderr (there is none when stderr is not a terminal)");
   // `--model` is required for the in-process benchmark but not for `bench serve`.
   sub->require_subcommand(0, 1);
   register_bench_serve(*sub);

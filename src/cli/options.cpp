@@ -135,6 +135,11 @@ void add_engine_options(CLI::App& app, EngineOptions& o) {
   app.add_flag("--verify-no-rollback", c.verify_no_rollback,
                "Verify but never roll back (measures pure verification overhead; outputs are "
                "then not deterministic)");
+  app.add_option("--max-stalled-steps", c.max_stalled_steps,
+                 "Watchdog: fail a request (with an error to its client) that made no progress "
+                 "for this many engine steps while running, or while the engine ran nothing "
+                 "(0 = off)")
+      ->capture_default_str();
   app.add_flag("--check-integrity", c.check_integrity,
                "Check the block manager's invariants after every step (slow)");
 }

@@ -3,8 +3,10 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -108,6 +110,83 @@ void resolve_api_key(ServeOptions& o) {
   o.server.api_key = std::move(key);
 }
 
+// The sections of `serve --help`, in order, and their flags.
+const std::pair<const char*, std::vector<std::string>> kHelpGroups[] = {
+    {"Model",
+     {"--model", "--dummy-weights", "--weights-seed", "--tokenizer", "--chat-template",
+      "--served-model-name", "--device", "--threads", "--dtype", "--bf16-activations",
+      "--max-seq-len"}},
+    {"Engine",
+     {"--max-num-seqs", "--max-num-batched-tokens", "--prefill-chunk", "--admission-reserve",
+      "--block-size", "--num-blocks", "--kv-cache-memory-fraction", "--no-prefix-cache",
+      "--max-stalled-steps"}},
+    {"Determinism",
+     {"--determinism", "--verify-schedule", "--window", "--group", "--canonical-decode-threshold"}},
+    {"CUDA",
+     {"--gpu-memory-fraction", "--no-cuda-pdl", "--no-cuda-canonical-skinny",
+      "--cuda-canonical-m-step", "--cuda-attention-tall", "--cuda-graph-max-batch"}},
+    {"HTTP",
+     {"--host", "--port", "--api-key", "--max-queue", "--max-body-bytes", "--timeout-keep-alive",
+      "--drain-timeout", "--server-workers", "--log-stats-interval"}},
+    {"Fault injection and self-checks",
+     {"--inject-mismatch-rate", "--inject-mismatch-position", "--verify-no-rollback",
+      "--check-integrity"}},
+};
+
+// Help without CLI11's artefacts: names without flag defaults ("--no-prefix-cache{false}"),
+// values as a word from the flag's name rather than a parser type with its validators
+// ("INT:INT in [0 - 1073741824]"), defaults in brackets.
+class HelpFormatter : public CLI::Formatter {
+ public:
+  HelpFormatter() { column_width(50); }
+  std::string make_option_name(const CLI::Option* opt, bool) const override {
+    std::string names;
+    for (const std::string& n : opt->get_snames()) names += (names.empty() ? "-" : ", -") + n;
+    for (const std::string& n : opt->get_lnames()) names += (names.empty() ? "--" : ", --") + n;
+    return names;
+  }
+  // CLI11's layout, with the sections in kHelpGroups' order (CLI11 lists them in the order
+  // their first flag was added).
+  std::string make_help(const CLI::App* app, std::string name,
+                        CLI::AppFormatMode mode) const override {
+    if (mode == CLI::AppFormatMode::Sub) return make_expanded(app);
+    std::vector<std::string> order = {"Options"};
+    for (const auto& [g, names] : kHelpGroups) order.push_back(g);
+    for (const std::string& g : app->get_groups())
+      if (std::find(order.begin(), order.end(), g) == order.end()) order.push_back(g);
+    std::string out = make_description(app) + make_usage(app, name) + make_positionals(app);
+    for (const std::string& g : order) {
+      const auto opts = app->get_options(
+          [&](const CLI::Option* o) { return o->get_group() == g && o->nonpositional(); });
+      if (!opts.empty()) out += make_group(g, false, opts);
+    }
+    return out + make_subcommands(app, mode) + "\n" + make_footer(app);
+  }
+  std::string make_option_opts(const CLI::Option* opt) const override {
+    if (opt->get_expected_max() == 0) return "";  // a flag
+    // The value's word: the flag's last word, upper case (--max-num-seqs SEQS).
+    const std::string& name = opt->get_lnames().front();
+    std::string word = name.substr(name.rfind('-') + 1);
+    for (char& c : word) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    const std::string def = opt->get_default_str();
+    return " " + word + (def.empty() ? "" : " [" + def + "]");
+  }
+};
+
+// `serve --help` in sections. A flag added without a section here lands in "Other", which the
+// help test refuses.
+void group_serve_help(CLI::App& sub) {
+  for (CLI::Option* opt : sub.get_options()) {
+    if (opt == sub.get_help_ptr()) continue;
+    const std::string name = "--" + opt->get_lnames().front();
+    std::string group = "Other";
+    for (const auto& [g, names] : kHelpGroups)
+      if (std::find(names.begin(), names.end(), name) != names.end()) group = g;
+    opt->group(group);
+  }
+  sub.formatter(std::make_shared<HelpFormatter>());
+}
+
 int run(ServeOptions& o) {
   // Before any thread starts (OpenMP's included), so that they all inherit the mask.
   server::block_shutdown_signals();
@@ -199,7 +278,13 @@ void register_serve(CLI::App& app) {
                   "Threads that parse, template and tokenize requests")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  sub->add_option("--log-stats-interval", s.log_stats_interval,
+                  "Seconds between engine stats lines in the log (throughput, running, waiting, "
+                  "KV cache); 0 = none")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   add_engine_options(*sub, o->engine);
+  group_serve_help(*sub);
   bind(*sub, [o] { return run(*o); });
 }
 

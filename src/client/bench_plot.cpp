@@ -122,7 +122,8 @@ std::vector<PlotPanel> bench_plot_panels(const json& runs) {
     }
     const double off_tps = g.off != nullptr ? g.off->at("total_tokens_per_s").get<double>() : 0.0;
     auto flat = [&](PlotPanel& p, const char* mode, double y) {
-      p.series.push_back(PlotSeries{label(g, mode), {{x0, y}, {x1, y}}});
+      // One measurement drawn as a level across the span: no markers at shares not run.
+      p.series.push_back(PlotSeries{label(g, mode), {{x0, y}, {x1, y}}, false});
     };
     for (const auto& [run, mode] : {std::pair{g.off, "off"}, std::pair{g.global, "global"}}) {
       if (run == nullptr) continue;

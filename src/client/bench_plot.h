@@ -1,7 +1,8 @@
 // Plots of `llm42 bench` results (the runs its --json writes): throughput, throughput relative
 // to `off`, TTFT P99 and the recompute rate against the share of deterministic requests, a
 // series per workload and mode. `off` and `global` run every request the same way whatever the
-// share, so they are flat lines over the shares the workload's `dvr` runs cover.
+// share, so they are dashed levels without markers over the shares the workload's `dvr` runs
+// cover (markers only where a run measured).
 #pragma once
 
 #include <nlohmann/json.hpp>

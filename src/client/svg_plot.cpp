@@ -164,8 +164,9 @@ std::string render_svg(const std::string& title, const std::vector<PlotPanel>& p
       for (const auto& [x, y] : pts)
         path += fmt::format("{}{:.1f},{:.1f} ", path.empty() ? "M" : "L", sx(x), sy(y));
       if (!path.empty())
-        append(out, "<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/>\n", path,
-               colour);
+        append(out, "<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"{}/>\n", path,
+               colour, s.measured ? "" : " stroke-dasharray=\"6,4\"");
+      if (!s.measured) continue;
       for (const auto& [x, y] : pts)
         append(out,
                "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3.5\" fill=\"{}\"><title>{}: ({}, {:.4g})"

@@ -1,5 +1,5 @@
 // Line charts as a standalone SVG file (no plotting library): a grid of panels, each with
-// axes, ticks, and one line with markers per series, and a shared legend.
+// axes, ticks, and one line per series (with markers where measured), and a shared legend.
 #pragma once
 
 #include <string>
@@ -11,6 +11,9 @@ namespace llm42::client {
 struct PlotSeries {
   std::string label;
   std::vector<std::pair<double, double>> points;  // (x, y), drawn in x order
+  // A marker at each point (a measurement); false for a level drawn across a span (dashed, no
+  // markers), whose ends were not measured there.
+  bool measured = true;
 };
 
 struct PlotPanel {

@@ -33,6 +33,11 @@ void validate_sampling(const SamplingParams& p) {
     fail("'top_logprobs' = {}: must be in [0, 20]", p.top_logprobs);
 }
 
+// Whether the n sampled rows from `first` came from finite logits.
+bool finite_rows(const PassResult& r, int first, int n) {
+  return std::all_of(r.samples.begin() + first, r.samples.begin() + first + n, from_finite_logits);
+}
+
 }  // namespace
 
 std::string_view finish_reason_name(FinishReason r) {
@@ -295,6 +300,7 @@ void Engine::advance_canonical(Sequence& s, int from, bool canonical) {
 void Engine::on_prefill(Sequence& s, const PassEntry& e, const PassResult& r, int row,
                         bool canonical) {
   s.n_cached = e.pos_begin + e.n_tokens;
+  stats_.prefill_tokens += e.n_tokens;
   advance_canonical(s, e.pos_begin, canonical);
   if (row < 0) return;
   // Output token 0 comes from the prefill (canonical in dvr and global modes): committed at once.
@@ -386,6 +392,15 @@ void Engine::process_pass(const PassPlan& plan, const PassResult& result) {
     Sequence& s = *e.seq;
     const int row = result.entry_first_row[i];
     const bool canonical = plan.lane(e) == Schedule::kCanonical;
+    if (row >= 0 && !finite_rows(result, row, e.kind == WorkKind::kVerify ? e.n_tokens : 1)) {
+      // The request fails; the others in the pass go on.
+      ++stats_.requests_nonfinite;
+      finish(s, FinishReason::kError,
+             fmt::format("the model produced non-finite logits (NaN or Inf) at position {}; "
+                         "its weights or activations overflowed",
+                         e.pos_begin + e.n_tokens - 1));
+      continue;
+    }
     switch (e.kind) {
       case WorkKind::kPrefill:
         on_prefill(s, e, result, row, canonical);
@@ -438,6 +453,7 @@ void Engine::emit(Sequence& s) {
   out.verify = s.verify;
   out.arrival_time = s.arrival_time;
   out.first_token_time = s.first_token_time;
+  out.scheduled_time = s.scheduled_time;
   if (s.on_output) s.on_output(std::move(out));
 }
 
@@ -476,6 +492,15 @@ bool Engine::step() {
   }
   stats_.preemptions = preemptions;
   ++stats_.steps;
+  for (Sequence* s : scheduler_->watch(!plan.empty())) {
+    ++stats_.requests_stalled;
+    const std::string error = fmt::format(
+        "the engine made no progress on this request for {} steps (--max-stalled-steps): "
+        "it was failed rather than left waiting",
+        config_.max_stalled_steps);
+    log(LogLevel::kError, "engine: request {}: {}", s->id, error);
+    finish(*s, FinishReason::kError, error);
+  }
   // Outputs, then retire finished sequences.
   std::vector<uint64_t> done;
   for (auto& [id, s] : seqs_) {

@@ -65,8 +65,11 @@ struct EngineStats {
   VerifyStats verify;                  // summed over all requests
   int64_t prompt_tokens = 0;           // of finished requests
   int64_t output_tokens = 0;           // committed, all requests
+  int64_t prefill_tokens = 0;          // prompt (and recomputed) positions prefilled
   int64_t requests_added = 0, requests_finished = 0, requests_aborted = 0;
   int64_t preemptions = 0;
+  int64_t requests_stalled = 0;    // failed by the watchdog (--max-stalled-steps)
+  int64_t requests_nonfinite = 0;  // failed because their logits were not finite
   int64_t prefix_cache_hits = 0, prefix_cache_queries = 0;
   int64_t graph_passes = 0;    // passes run as captured graphs (replays)
   int64_t graph_captures = 0;  // graphs recorded (a shape's first pass ran eagerly)

@@ -53,6 +53,15 @@ void EngineConfig::validate() const {
          kv_cache_memory_fraction);
   if (inject_mismatch_rate < 0 || inject_mismatch_rate > 1)
     fail("--inject-mismatch-rate {}: must be in [0, 1]", inject_mismatch_rate);
+  if (max_stalled_steps < 0)
+    fail("--max-stalled-steps {}: must be 0 (off) or positive", max_stalled_steps);
+  // A verification window is verified whole in one step: a budget below it would never commit
+  // a deterministic request again.
+  if (mode == DeterminismMode::kDvr && window > max_num_batched_tokens)
+    fail(
+        "--window {} is larger than --max-num-batched-tokens {}: a verification window must "
+        "fit in one engine step (lower --window or raise --max-num-batched-tokens)",
+        window, max_num_batched_tokens);
   if (verify_schedule == VerifySchedule::kFixedShape &&
       static_cast<int64_t>(window) * group > max_num_batched_tokens)
     fail("--verify-schedule fixed-shape pads each verification pass to window x group = {} "

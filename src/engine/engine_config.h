@@ -70,6 +70,11 @@ struct EngineConfig {
   int inject_mismatch_position = -1;  // where in the window (clamped to k-1); -1 = random
   bool verify_no_rollback = false;    // verify, but always accept the speculative tokens
 
+  // Watchdog: a request that makes no progress (no KV position, token or commit) for this many
+  // engine steps, while running or while the engine runs no pass at all, is failed with an
+  // error. 0 = off. A healthy engine advances every running request within a few steps.
+  int max_stalled_steps = 10000;
+
   // Self-checks: call BlockManager::check_integrity() after every step (tests, debug).
   bool check_integrity = false;
   // Default seed for deterministic requests that give none.

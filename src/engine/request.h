@@ -67,6 +67,7 @@ struct RequestOutput {
   VerifyStats verify;
   double first_token_time = 0;       // seconds since epoch-independent steady clock
   double arrival_time = 0;
+  double scheduled_time = 0;  // first admitted to the running batch (0: not yet)
 };
 
 using OutputCallback = std::function<void(RequestOutput&&)>;

@@ -33,6 +33,10 @@ struct SampledToken {
   std::vector<std::pair<int32_t, float>> top;      // top_logprobs alternatives, best first
 };
 
+// Whether t was sampled from finite logits. A NaN or +Inf logit (or a row of -Inf) makes the
+// row's log-sum-exp, and so t's logprob, NaN or +Inf, on every backend's sampler.
+inline bool from_finite_logits(const SampledToken& t) { return t.logprob <= 0.0f; }
+
 // Samples the token at absolute `position` from one row of `vocab` logits.
 SampledToken sample_token(const float* logits, int vocab, const SamplingParams& params,
                           uint64_t seed, int64_t position, const TokenHistory& history);

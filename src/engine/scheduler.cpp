@@ -1,10 +1,12 @@
 #include "engine/scheduler.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <optional>
 
 #include "util/error.h"
+#include "util/timer.h"
 
 namespace llm42 {
 
@@ -32,6 +34,24 @@ Scheduler::Scheduler(const EngineConfig& config, BlockManager& blocks, int max_s
 bool Scheduler::fixed_shape() const {
   return config_.mode == DeterminismMode::kDvr &&
          config_.verify_schedule == VerifySchedule::kFixedShape;
+}
+
+std::vector<Sequence*> Scheduler::watch(bool ran_passes) {
+  std::vector<Sequence*> stalled;
+  if (config_.max_stalled_steps <= 0) return stalled;
+  auto check = [&](Sequence* s, bool counts) {
+    const std::array<int, 3> mark{s->len(), s->n_cached, s->n_committed};
+    if (!counts || mark != s->progress_mark) {
+      s->progress_mark = mark;
+      s->stalled_steps = 0;
+    } else if (++s->stalled_steps >= config_.max_stalled_steps) {
+      stalled.push_back(s);
+    }
+  };
+  for (Sequence* s : running_) check(s, true);
+  // A waiting sequence behind work that runs is queued, not stalled.
+  for (Sequence* s : waiting_) check(s, !ran_passes);
+  return stalled;
 }
 
 void Scheduler::add(Sequence* seq) {
@@ -119,9 +139,23 @@ StepPlan Scheduler::schedule() {
   // prefill_chunk alone so that its passes do not depend on load; it waits for budget instead.
   auto prefill_chunk = [&](const Sequence* s) {
     const int remaining = s->prefill_target() - s->n_cached;
-    const int chunk = std::min(remaining, config_.prefill_chunk);
-    if (fixed && s->verified) return chunk <= budget ? chunk : 0;
-    return std::min(chunk, budget);
+    if (fixed && s->verified) {
+      // At most the whole step's budget, or it would never fit.
+      const int chunk =
+          std::min({remaining, config_.prefill_chunk, config_.max_num_batched_tokens});
+      return chunk <= budget ? chunk : 0;
+    }
+    return std::min({remaining, config_.prefill_chunk, budget});
+  };
+  // The tokens s's work takes this step when it cannot be split (a verification window, a
+  // fixed-shape deterministic prefill chunk); 0 when it takes whatever budget is left.
+  auto whole_cost = [&](const Sequence& s) {
+    if (s.needs_prefill())
+      return fixed && s.verified ? std::min({s.prefill_target() - s.n_cached, config_.prefill_chunk,
+                                             config_.max_num_batched_tokens})
+                                 : 0;
+    if (!ready_to_verify(s)) return 0;
+    return fixed ? group_tokens : s.n_spec();
   };
   // Makes room for `positions` KV positions of s, preempting newer sequences; false when s
   // itself had to be preempted.
@@ -132,9 +166,31 @@ StepPlan Scheduler::schedule() {
     return true;
   };
 
+  // The oldest running sequence whose work cannot be split has its tokens held for it until its
+  // turn, so that the decode rows and chunks of older sequences cannot starve it step after step
+  // (EngineConfig::validate makes every such cost fit in the budget).
+  Sequence* held_for = nullptr;
+  int held = 0;
+  for (Sequence* s : running_) {
+    held = whole_cost(*s);
+    if (held > 0) {
+      held_for = s;
+      break;
+    }
+  }
+  budget -= held;
+
   int verify_windows = 0;
-  for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
+  for (size_t i = 0; i < running_.size(); ++i) {
     Sequence* s = running_[i];
+    if (s == held_for) {
+      budget += held;
+      held = 0;
+    }
+    if (budget <= 0) {
+      if (held == 0) break;
+      continue;
+    }
     if (s->needs_prefill()) {
       const int chunk = prefill_chunk(s);
       if (chunk <= 0) continue;
@@ -156,6 +212,8 @@ StepPlan Scheduler::schedule() {
       budget -= 1;
     }
   }
+
+  budget += held;  // held_for was preempted before its turn
 
   // KV blocks a sequence will still need: the rest of its prompt (certain), and reserve_ratio()
   // of the output tokens max_tokens still allows after the committed ones (at most
@@ -203,6 +261,7 @@ StepPlan Scheduler::schedule() {
     waiting_.pop_front();
     running_.push_back(s);
     s->status = SeqStatus::kRunning;
+    if (s->scheduled_time == 0) s->scheduled_time = now_seconds();
     if (chunk > 0) {
       prefill_entry(s, chunk);
       budget -= chunk;

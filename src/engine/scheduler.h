@@ -63,6 +63,11 @@ class Scheduler {
   void on_finished(const Sequence& seq);
   static constexpr int kOutputReserveCap = 4096;
 
+  // The watchdog, after a step's passes ran: the live sequences that made no progress (no KV
+  // position, token or commit) for config.max_stalled_steps steps in a row, counting the steps
+  // where they were running and those where the engine ran no pass at all.
+  std::vector<Sequence*> watch(bool ran_passes);
+
   // True when a verified sequence's speculative tail must be verified before it decodes on:
   // k reached the window, or a speculative token finishes it.
   bool ready_to_verify(const Sequence& seq) const;

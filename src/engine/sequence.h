@@ -7,6 +7,7 @@
 //   - only committed tokens ever leave the engine.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -27,6 +28,7 @@ struct Sequence {
   bool verified = false;  // deterministic in dvr mode: decoded tokens are speculative
   double arrival_time = 0;
   double first_token_time = 0;
+  double scheduled_time = 0;  // first admission (Scheduler::schedule); 0 before
 
   SeqStatus status = SeqStatus::kWaiting;
   FinishReason finish_reason = FinishReason::kNone;
@@ -49,6 +51,10 @@ struct Sequence {
   size_t text_emitted = 0;
   bool final_sent = false;  // the finished output went out
   std::string error;        // when finish_reason == kError
+  // Watchdog (Scheduler::watch): (len, n_cached, n_committed) when it last changed, and the
+  // engine steps since then that count as stalled.
+  std::array<int, 3> progress_mark{-1, -1, -1};
+  int64_t stalled_steps = 0;
 
   int len() const { return static_cast<int>(tokens.size()); }
   int n_output() const { return len() - n_prompt; }

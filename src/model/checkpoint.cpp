@@ -3,6 +3,9 @@
 
 #include <fmt/ranges.h>
 
+#include <algorithm>
+#include <cstring>
+
 #include "util/error.h"
 
 namespace llm42 {
@@ -14,6 +17,62 @@ int64_t TensorView::numel() const {
 }
 
 std::string TensorView::shape_string() const { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+
+namespace {
+
+// The index of the first of n elements of type U whose exponent bits (`mask`) are all set (NaN
+// or an infinity), or -1. Blocks are scanned without branches first, so the common all-finite
+// case runs at memory speed.
+template <typename U>
+int64_t first_all_ones(const uint8_t* data, int64_t n, U mask) {
+  constexpr int64_t kBlock = 4096;
+  auto bad = [&](int64_t i) {
+    U x;
+    std::memcpy(&x, data + i * static_cast<int64_t>(sizeof(U)), sizeof(U));
+    return (x & mask) == mask;
+  };
+  for (int64_t b = 0; b < n; b += kBlock) {
+    const int64_t e = std::min(n, b + kBlock);
+    bool any = false;
+    for (int64_t i = b; i < e; ++i) any |= bad(i);
+    if (!any) continue;
+    for (int64_t i = b; i < e; ++i)
+      if (bad(i)) return i;
+  }
+  return -1;
+}
+
+}  // namespace
+
+void check_finite(const TensorView& t) {
+  const int64_t n = static_cast<int64_t>(t.nbytes / dtype_size(t.dtype));
+  int64_t at = -1;
+  switch (t.dtype) {
+    case DType::kF32:
+      at = first_all_ones<uint32_t>(t.data, n, 0x7F80'0000u);
+      break;
+    case DType::kF16:
+      at = first_all_ones<uint16_t>(t.data, n, 0x7C00u);
+      break;
+    case DType::kBF16:
+      at = first_all_ones<uint16_t>(t.data, n, 0x7F80u);
+      break;
+    case DType::kI32:
+      return;
+  }
+  if (at < 0) return;
+  // The element's index in the tensor's shape, outermost first.
+  std::vector<int64_t> index(t.shape.size());
+  int64_t rest = at;
+  for (size_t d = t.shape.size(); d-- > 0;) {
+    index[d] = t.shape[d] > 0 ? rest % t.shape[d] : 0;
+    rest = t.shape[d] > 0 ? rest / t.shape[d] : 0;
+  }
+  fail(
+      "{}: tensor '{}' {} holds a non-finite value (NaN or Inf) at [{}]: the model would "
+      "produce NaN logits",
+      t.file, t.name, t.shape_string(), fmt::join(index, ", "));
+}
 
 const TensorView* Checkpoint::find(const std::string& name) const {
   const auto it = tensors.find(name);

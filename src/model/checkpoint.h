@@ -60,10 +60,14 @@ struct Checkpoint {
   const TensorView* find(const std::string& name) const;
 };
 
+// Throws llm42::Error naming the file, the tensor and the element when t holds a NaN or an
+// infinity: such weights serve NaN logits. One pass over the tensor's bytes, no conversion.
+void check_finite(const TensorView& t);
+
 // Loads a checkpoint: a Hugging Face directory (config.json + model.safetensors or a sharded
 // index), a .gguf file, or a llama2.c .bin file. Validates every tensor the architecture needs
-// (presence, dtype, shape against the config, bounds inside the file). Throws llm42::Error with
-// a message naming the file, the tensor or field, and expected vs found.
+// (presence, dtype, shape against the config, bounds inside the file, finite values). Throws
+// llm42::Error with a message naming the file, the tensor or field, and expected vs found.
 Checkpoint load_checkpoint(const std::string& path);
 
 // The tensor names and shapes an architecture needs, for validation and for dummy weights.

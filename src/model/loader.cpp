@@ -63,7 +63,8 @@ std::string searched(const Checkpoint& ckpt) {
   return "";
 }
 
-// Every tensor the architecture needs: present, a floating-point dtype, the config's shape.
+// Every tensor the architecture needs: present, a floating-point dtype, the config's shape,
+// finite values.
 void check_tensors(const Checkpoint& ckpt) {
   for (const TensorSpec& spec : expected_tensors(ckpt.config)) {
     const TensorView* t = ckpt.find(spec.name);
@@ -79,6 +80,7 @@ void check_tensors(const Checkpoint& ckpt) {
     if (t->shape != spec.shape)
       fail("{}: tensor '{}' has shape {}, but {} implies [{}] = {}", t->file, spec.name,
            t->shape_string(), ckpt.config_source, fmt::join(spec.shape, ", "), spec.dims);
+    check_finite(*t);
   }
 }
 

@@ -53,6 +53,7 @@ ApiServer::ApiServer(Engine& engine, const Tokenizer* tokenizer, const ChatTempl
                                [this](int signo) { on_signal(signo); },
                                [this](double now) { on_tick(now); },
                            }),
+      metrics_(options_.served_model_name, engine.max_seq_len()),
       id_rng_(std::random_device{}()) {
   prompt_context_.tokenizer = tokenizer_;
   prompt_context_.chat_template = chat_template_;
@@ -70,6 +71,8 @@ ApiServer::~ApiServer() {
 
 void ApiServer::run() {
   engine_.start();
+  last_stats_time_ = now_seconds();
+  next_stats_time_ = last_stats_time_ + options_.log_stats_interval;
   log_info("server: serving {} on http://{}:{} (fingerprint {})", options_.served_model_name,
            options_.http.host, http_.port(), fingerprint_);
   http_.run();
@@ -335,6 +338,11 @@ void ApiServer::drain_job(uint64_t job_id) {
     lat.tpot = t.completion_tokens > 1 ? (t.last_token - t.first_token) / (t.completion_tokens - 1)
                                        : 0.0;
     lat.e2e = t.finished - a.arrival;
+    lat.queue = t.queue;
+    lat.prefill = t.prefill;
+    lat.decode = t.first_token > 0 ? t.last_token - t.first_token : 0.0;
+    lat.prompt_tokens = t.prompt_tokens;
+    lat.generation_tokens = t.completion_tokens;
     metrics_.observe_request(lat, reason);
   }
   if (job.error()) {
@@ -405,7 +413,19 @@ void ApiServer::on_signal(int signo) {
   on_tick(now);
 }
 
+void ApiServer::log_stats(double now) {
+  if (options_.log_stats_interval <= 0 || now < next_stats_time_) return;
+  const EngineStats es = engine_.stats();
+  // A line per interval in which the engine worked or holds requests; none while idle.
+  if (es.steps != last_stats_.steps || es.running > 0 || es.waiting > 0)
+    log_info("{}", engine_stats_line(last_stats_, es, now - last_stats_time_));
+  last_stats_ = es;
+  last_stats_time_ = now;
+  next_stats_time_ = now + options_.log_stats_interval;
+}
+
 void ApiServer::on_tick(double now) {
+  log_stats(now);
   if (!draining_) return;
   if (jobs_.empty()) {
     // Done once the last bytes are out (or a client too slow to take them has had its grace).

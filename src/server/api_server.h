@@ -49,6 +49,7 @@ struct ApiServerOptions {
   int max_queue = 1024;        // engine requests waiting before new ones get 429
   double drain_timeout = 30;   // seconds in-flight requests get after SIGTERM
   int workers = 2;
+  double log_stats_interval = 10;  // seconds between engine stats lines in the log; 0 = none
   RequestLimits request_limits;
 };
 
@@ -84,6 +85,8 @@ class ApiServer {
   void log_access(const HttpExchange& x);
   void on_signal(int signo);
   void on_tick(double now);
+  // Every --log-stats-interval seconds: the engine stats line.
+  void log_stats(double now);
 
   void submit(ConnectionId conn, Endpoint endpoint, std::string body, double arrival);
   // Worker thread: everything from the body to the engine.
@@ -117,6 +120,8 @@ class ApiServer {
   std::mutex id_mutex_;  // new_request_id runs on the worker threads
   std::mt19937_64 id_rng_;
   bool draining_ = false;
+  EngineStats last_stats_;  // at the last stats line (log_stats), or at run()
+  double last_stats_time_ = 0, next_stats_time_ = 0;
   bool aborted_all_ = false;
   double drain_deadline_ = 0;
   double abort_deadline_ = 0;

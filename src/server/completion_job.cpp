@@ -92,6 +92,11 @@ bool CompletionJob::apply(int c, RequestOutput&& out, double now, std::string& e
     ch.finished = true;
     ch.finish = out.finish_reason;
     ch.timing.finished = now;
+    ch.timing.prompt_tokens = out.prompt_tokens;
+    if (out.scheduled_time > 0) {
+      ch.timing.queue = out.scheduled_time - out.arrival_time;
+      if (out.first_token_time > 0) ch.timing.prefill = out.first_token_time - out.scheduled_time;
+    }
     ch.cached_tokens = out.cached_tokens;
     ch.verify = out.verify;
     ++n_finished_;

@@ -43,6 +43,10 @@ struct ChoiceTiming {
   double last_token = 0;
   double finished = 0;
   int completion_tokens = 0;
+  // In the engine (set when the choice finishes): waiting for admission, and admission to the
+  // first token; the prompt's length.
+  double queue = 0, prefill = 0;
+  int prompt_tokens = 0;
 };
 
 class CompletionJob {

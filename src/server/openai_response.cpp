@@ -30,7 +30,10 @@ std::string token_text(const Tokenizer* tok, int32_t id) {
   return out;
 }
 
-double json_logprob(float lp) { return std::isfinite(lp) ? static_cast<double>(lp) : -9999.0; }
+double json_logprob(float lp) {
+  // Only -inf has a stand-in; NaN stays NaN, which JSON writes as null, never as a number.
+  return std::isinf(lp) && lp < 0 ? -9999.0 : static_cast<double>(lp);
+}
 
 namespace {
 

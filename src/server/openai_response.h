@@ -32,7 +32,9 @@ nlohmann::json response_frame(const ResponseMeta& meta, bool chunk);
 // OpenAI shows partial characters), or "token_id:N" when the model has no tokenizer.
 std::string token_text(const Tokenizer* tok, int32_t id);
 
-// JSON has no infinities: a logprob of -inf is reported as -9999.0, as vLLM does.
+// JSON has no infinities: a logprob of -inf is reported as -9999.0, as vLLM does. The engine
+// fails a request whose logits are not finite, so NaN never reaches here; if it did, it would be
+// written as null, never as a number.
 double json_logprob(float lp);
 
 // Legacy completions logprobs {tokens, token_logprobs, top_logprobs, text_offset} for `lps`;

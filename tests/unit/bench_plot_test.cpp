@@ -85,6 +85,25 @@ TEST(BenchPlot, SeveralWorkloadsAndNoOff) {
   EXPECT_EQ(panels[1].series.size(), 2u);  // fixed's off and dvr; nothing for arxiv
 }
 
+TEST(BenchPlot, MarkersOnlyWhereARunMeasured) {
+  // off and global ran once: drawn as levels across the dvr shares, with no marker at the
+  // shares they were not run at; dvr has a marker per run.
+  const json runs = merge_bench_runs(
+      {file("a.json", {run("off", 0.1, 1000), run("global", 0.1, 900), run("dvr", 0.02, 960),
+                       run("dvr", 0.5, 940), run("dvr", 1.0, 920)})});
+  const std::vector<PlotPanel> panels = bench_plot_panels(runs);
+  for (const PlotPanel& p : panels)
+    for (const PlotSeries& s : p.series)
+      EXPECT_EQ(s.measured, s.label == "dvr") << p.title << ": " << s.label;
+  const std::string svg = plot_bench_runs(runs, "t");
+  size_t markers = 0;
+  for (size_t at = svg.find("<circle"); at != std::string::npos; at = svg.find("<circle", at + 1))
+    ++markers;
+  EXPECT_EQ(markers, 3u * 4u) << "three dvr runs in each of four panels, nothing else";
+  EXPECT_EQ(svg.find("off: ("), std::string::npos) << "a marker for off";
+  EXPECT_NE(svg.find("stroke-dasharray"), std::string::npos);
+}
+
 TEST(BenchPlot, ErrorsNameFileRunAndField) {
   auto message = [](const std::vector<BenchResults>& files) {
     try {

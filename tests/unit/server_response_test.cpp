@@ -3,6 +3,8 @@
 // empty choices, [DONE]), logprobs in both formats, errors and aborts.
 #include <gtest/gtest.h>
 
+#include <limits>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -213,6 +215,8 @@ TEST(ServerResponse, TokenTexts) {
   EXPECT_EQ(token_text(nullptr, 42), "token_id:42");
   EXPECT_EQ(json_logprob(-INFINITY), -9999.0);
   EXPECT_EQ(json_logprob(-0.25f), -0.25);
+  // NaN is never written as a number (JSON's null).
+  EXPECT_EQ(nlohmann::json(json_logprob(std::numeric_limits<float>::quiet_NaN())).dump(), "null");
   size_t offset = 5;
   const std::vector<TokenLogprob> lps = {{100, -1.0f, {}}, {1, -2.0f, {}}};
   const json j = completion_logprobs(&tok, lps, offset);
