@@ -46,6 +46,7 @@ struct LoadedModel {
   std::unique_ptr<Transformer> model;
   std::unique_ptr<Tokenizer> tokenizer;  // null when the model has none
   std::string name;                      // for the API and reports
+  std::string chat_template;             // the model file's own (GGUF), "" when none
   double load_seconds = 0;
 };
 
