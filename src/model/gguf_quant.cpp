@@ -176,6 +176,8 @@ std::string quant_format_names() {
 
 void dequantize(const QuantFormat& format, const uint8_t* src, size_t n_blocks, float* dst) {
   const BlockFn fn = block_fn(format.ggml_type);
+  // Blocks are independent: the result does not depend on how they are shared out.
+#pragma omp parallel for schedule(static)
   for (size_t i = 0; i < n_blocks; ++i)
     fn(src + i * static_cast<size_t>(format.block_bytes),
        dst + i * static_cast<size_t>(format.block_size));
