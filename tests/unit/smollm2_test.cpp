@@ -142,7 +142,8 @@ TEST(SmolLM2, GreedyIdsMatchLlamaCpp) {
   std::vector<std::string> whats;
   for (const json& p : g["prompts"]) {
     const std::string prompt = p["prompt"];
-    const std::string shown = p["kind"] == "chat" ? p["messages"].back()["content"] : prompt;
+    const std::string shown =
+        p["kind"] == "chat" ? p["messages"].back()["content"].get<std::string>() : prompt;
     whats.push_back(p["kind"].get<std::string>() + " " + json(shown.substr(0, 28)).dump());
     if (p["kind"] == "chat") {
       EXPECT_EQ(chat.render(p["messages"], true), prompt) << whats.back();
