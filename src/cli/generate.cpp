@@ -136,6 +136,8 @@ int run_chat(const GenerateOptions& o, const LoadedModel& lm, Engine& engine) {
 }
 
 int run(const GenerateOptions& o) {
+  if (!o.chat && (!o.chat_template.empty() || !o.system.empty()))
+    fail("--chat-template and --system only apply with --chat");
   const EngineConfig config = o.engine.resolve();
   LoadedModel lm = load_model(o.model, max_pass_tokens(config), max_logit_rows(config));
   Engine engine(*lm.model, config, lm.tokenizer.get());

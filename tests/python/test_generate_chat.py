@@ -64,6 +64,11 @@ class ChatErrors(unittest.TestCase):
                      "--prompt", "Hi")
         self.assertEqual(r.returncode, 0, r.stderr)
 
+    def test_chat_flags_need_chat(self):
+        r = generate("--model", stories_model(), "--system", "Be brief.", "--prompt", "Hi")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("--chat-template and --system only apply with --chat", r.stderr)
+
     def test_prompt_ids_refused(self):
         r = generate("--model", stories_model(), "--chat", "--chat-template", "chatml",
                      "--prompt-ids", "1,2")
