@@ -1,14 +1,20 @@
-// llm42 generate: run prompts through the engine and stream the text. Ends with one line that
-// reports prompt and decode speed and a hash of the output token ids (calm's habit: a
-// regression in speed or determinism shows in one line).
+// llm42 generate: run prompts through the engine and stream the text, or chat with the model's
+// template (--chat). Ends with one line that reports prompt and decode speed and a hash of the
+// output token ids (calm's habit: a regression in speed or determinism shows in one line).
+#include <fmt/ranges.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include <cstdio>
 #include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "chat/chat_template.h"
+#include "cli/chat_source.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "engine/engine.h"
@@ -37,6 +43,9 @@ struct GenerateOptions {
   bool no_bos = false;
   bool ignore_eos = false;
   bool quiet = false;
+  bool chat = false;
+  std::string chat_template;
+  std::string system;
 };
 
 std::vector<int32_t> parse_ids(const std::string& s) {
@@ -56,10 +65,83 @@ std::vector<int32_t> parse_ids(const std::string& s) {
   return ids;
 }
 
+Request base_request(const GenerateOptions& o) {
+  Request base;
+  base.max_tokens = o.max_tokens;
+  base.sampling.temperature = o.temperature;
+  base.sampling.top_p = o.top_p;
+  base.sampling.top_k = o.top_k;
+  base.sampling.min_p = o.min_p;
+  base.sampling.presence_penalty = o.presence_penalty;
+  base.sampling.frequency_penalty = o.frequency_penalty;
+  base.sampling.repetition_penalty = o.repetition_penalty;
+  if (o.seed >= 0) base.sampling.seed = static_cast<uint64_t>(o.seed);
+  base.deterministic = o.deterministic;
+  base.ignore_eos = o.ignore_eos;
+  return base;
+}
+
+// One chat turn: the conversation rendered with the template (which adds the special tokens
+// itself, as the server's chat completions do), the answer streamed to stdout and returned.
+std::string chat_turn(Engine& engine, const Tokenizer& tok, const ChatTemplate& chat,
+                      const nlohmann::json& messages, Request r) {
+  r.prompt = tok.encode(chat.render(messages, true), false, true);
+  std::string answer;
+  engine.add_request(std::move(r), [&](RequestOutput&& out) {
+    answer += out.text;
+    std::fwrite(out.text.data(), 1, out.text.size(), stdout);
+    std::fflush(stdout);
+    if (out.finished && !out.error.empty()) std::fprintf(stderr, "error: %s\n", out.error.c_str());
+  });
+  engine.run_until_idle();
+  std::printf("\n");
+  std::fflush(stdout);
+  return answer;
+}
+
+// generate --chat: one turn with --prompt; otherwise a conversation, one user turn per line of
+// stdin (with a "> " prompt when stdin is a terminal) until end of input.
+int run_chat(const GenerateOptions& o, const LoadedModel& lm, Engine& engine) {
+  if (!o.prompt_ids.empty() || !o.prompts_file.empty())
+    fail("--chat takes --prompt or stdin, not --prompt-ids or --prompts");
+  if (lm.tokenizer == nullptr) fail("{} has no tokenizer, so it cannot chat", lm.name);
+  const std::unique_ptr<ChatTemplate> chat = find_chat_template(
+      o.chat_template, o.model.model, lm.tokenizer.get(), lm.chat_template, "generate --chat");
+  if (chat == nullptr)
+    fail("{} has no chat template: give --chat-template FILE or a built-in name ({})", lm.name,
+         fmt::join(ChatTemplate::builtin_names(), ", "));
+  nlohmann::json messages = nlohmann::json::array();
+  if (!o.system.empty()) messages.push_back({{"role", "system"}, {"content", o.system}});
+  if (!o.prompt.empty()) {
+    messages.push_back({{"role", "user"}, {"content", o.prompt}});
+    chat_turn(engine, *lm.tokenizer, *chat, messages, base_request(o));
+    return 0;
+  }
+  const bool terminal = isatty(STDIN_FILENO) != 0;
+  if (terminal) std::fprintf(stderr, "Chatting with %s; end with Ctrl-D.\n", lm.name.c_str());
+  std::string line;
+  for (;;) {
+    if (terminal) {
+      std::fputs("> ", stdout);
+      std::fflush(stdout);
+    }
+    if (!std::getline(std::cin, line)) break;
+    if (line.empty()) continue;
+    messages.push_back({{"role", "user"}, {"content", line}});
+    const std::string answer = chat_turn(engine, *lm.tokenizer, *chat, messages, base_request(o));
+    messages.push_back({{"role", "assistant"}, {"content", answer}});
+  }
+  if (terminal) std::printf("\n");
+  return 0;
+}
+
 int run(const GenerateOptions& o) {
+  if (!o.chat && (!o.chat_template.empty() || !o.system.empty()))
+    fail("--chat-template and --system only apply with --chat");
   const EngineConfig config = o.engine.resolve();
   LoadedModel lm = load_model(o.model, max_pass_tokens(config), max_logit_rows(config));
   Engine engine(*lm.model, config, lm.tokenizer.get());
+  if (o.chat) return run_chat(o, lm, engine);
 
   std::vector<std::vector<int32_t>> prompts;
   auto encode = [&](const std::string& text) {
@@ -83,18 +165,7 @@ int run(const GenerateOptions& o) {
   }
   const bool stream = prompts.size() == 1 && !o.quiet;
 
-  Request base;
-  base.max_tokens = o.max_tokens;
-  base.sampling.temperature = o.temperature;
-  base.sampling.top_p = o.top_p;
-  base.sampling.top_k = o.top_k;
-  base.sampling.min_p = o.min_p;
-  base.sampling.presence_penalty = o.presence_penalty;
-  base.sampling.frequency_penalty = o.frequency_penalty;
-  base.sampling.repetition_penalty = o.repetition_penalty;
-  if (o.seed >= 0) base.sampling.seed = static_cast<uint64_t>(o.seed);
-  base.deterministic = o.deterministic;
-  base.ignore_eos = o.ignore_eos;
+  const Request base = base_request(o);
 
   struct Result {
     std::vector<int32_t> ids;
@@ -131,7 +202,8 @@ int run(const GenerateOptions& o) {
       if (out.finished) {
         res.reason = out.finish_reason;
         res.verify = out.verify;
-        if (!out.error.empty()) std::fprintf(stderr, "request %zu failed: %s\n", i, out.error.c_str());
+        if (!out.error.empty())
+          std::fprintf(stderr, "request %zu failed: %s\n", i, out.error.c_str());
       }
     });
   }
@@ -220,6 +292,13 @@ void register_generate(CLI::App& app) {
   sub->add_flag("--no-bos", o->no_bos, "Do not add the tokenizer's special tokens (BOS)");
   sub->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past EOS");
   sub->add_flag("-q,--quiet", o->quiet, "Print only the summary line");
+  sub->add_flag("--chat", o->chat,
+                "Chat with the model's chat template: one answer to --prompt, or a conversation "
+                "read from stdin one user turn per line (interactive on a terminal)");
+  sub->add_option("--chat-template", o->chat_template,
+                  "With --chat: a Jinja file, a tokenizer_config.json, or a built-in name "
+                  "(llama-2, mistral, chatml); default: the model's own");
+  sub->add_option("--system", o->system, "With --chat: a system message to start with");
   add_engine_options(*sub, o->engine);
   bind(*sub, [o] { return run(*o); });
 }

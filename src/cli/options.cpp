@@ -220,6 +220,7 @@ LoadedModel load_model(const ModelOptions& o, int max_pass_tokens, int max_logit
   }
   if (o.max_seq_len > 0) config.max_seq_len = o.max_seq_len;
   lm.tokenizer = find_tokenizer(o, ckpt.get(), config);
+  if (ckpt && ckpt->vocab) lm.chat_template = ckpt->vocab->chat_template;
   if (lm.tokenizer != nullptr && lm.tokenizer->vocab_size() > config.vocab_size)
     fail("tokenizer has {} tokens but the model's vocabulary is {}", lm.tokenizer->vocab_size(),
          config.vocab_size);

@@ -47,6 +47,7 @@ struct LoadedModel {
   std::unique_ptr<ParallelModel> model;  // every rank's part (one at TP 1)
   std::unique_ptr<Tokenizer> tokenizer;  // null when the model has none
   std::string name;                      // for the API and reports
+  std::string chat_template;             // the model file's own (GGUF), "" when none
   double load_seconds = 0;
   Backend& backend() const { return model->backend(); }  // rank 0's
 };

@@ -12,12 +12,12 @@
 #include <string>
 
 #include "chat/chat_template.h"
+#include "cli/chat_source.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "engine/engine.h"
 #include "server/api_server.h"
 #include "util/error.h"
-#include "util/log.h"
 
 namespace llm42::cli {
 namespace {
@@ -38,39 +38,6 @@ std::string read_file(const std::string& flag, const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-// --chat-template FILE (a Jinja template, or a tokenizer_config.json holding one) or a built-in
-// name; without the flag, the model folder's tokenizer_config.json when it has a template.
-// Null when there is none: chat completions are then refused with a 400 that says so.
-std::unique_ptr<ChatTemplate> find_chat_template(const std::string& flag, const std::string& model,
-                                                 const Tokenizer* tok) {
-  namespace fs = std::filesystem;
-  std::optional<std::string> bos, eos;
-  if (tok != nullptr) {
-    if (tok->bos_id() >= 0) bos = tok->token_bytes(tok->bos_id(), true);
-    if (!tok->eos_ids().empty()) eos = tok->token_bytes(tok->eos_ids().front(), true);
-  }
-  if (!flag.empty()) {
-    if (fs::is_regular_file(flag)) {
-      if (flag.ends_with(".json"))
-        return std::make_unique<ChatTemplate>(ChatTemplate::from_tokenizer_config(flag));
-      return std::make_unique<ChatTemplate>(
-          ChatTemplate::parse(read_file("--chat-template", flag), flag, bos, eos));
-    }
-    return std::make_unique<ChatTemplate>(ChatTemplate::builtin(flag, bos, eos));
-  }
-  const fs::path config = fs::path(model) / "tokenizer_config.json";
-  if (fs::is_directory(model) && fs::is_regular_file(config)) {
-    try {
-      return std::make_unique<ChatTemplate>(ChatTemplate::from_tokenizer_config(config.string()));
-    } catch (const Error& e) {
-      log_info("serve: no chat template ({}): chat completions need --chat-template", e.what());
-      return nullptr;
-    }
-  }
-  log_info("serve: {} has no chat template: chat completions need --chat-template", model);
-  return nullptr;
 }
 
 // Every connection is a file descriptor: take the hard limit, not the (often 1024) soft one,
@@ -197,8 +164,9 @@ int run(ServeOptions& o) {
   server::check_options(o.server.http);  // before the model loads: a bad flag fails fast
   const EngineConfig config = o.engine.resolve();
   LoadedModel lm = load_model(o.model, max_pass_tokens(config), max_logit_rows(config));
-  const std::unique_ptr<ChatTemplate> chat_template =
-      find_chat_template(o.chat_template, o.model.model, lm.tokenizer.get());
+  // Null when there is none: chat completions are then refused with a 400 that says so.
+  const std::unique_ptr<ChatTemplate> chat_template = find_chat_template(
+      o.chat_template, o.model.model, lm.tokenizer.get(), lm.chat_template, "serve");
   Engine engine(*lm.model, config, lm.tokenizer.get());
   if (o.server.served_model_name.empty()) o.server.served_model_name = lm.name;
   server::ApiServer server(engine, lm.tokenizer.get(), chat_template.get(), o.server);
@@ -227,7 +195,8 @@ void register_serve(CLI::App& app) {
                   "The model's name in the API (default: from the model path)");
   sub->add_option("--chat-template", o->chat_template,
                   "Chat template: a Jinja file, a tokenizer_config.json, or a built-in name "
-                  "(llama-2, mistral, chatml); default: the model folder's tokenizer_config.json");
+                  "(llama-2, mistral, chatml); default: the model folder's tokenizer_config.json, "
+                  "else the model file's own (GGUF tokenizer.chat_template)");
   sub->add_option("--max-queue", s.max_queue,
                   "Engine requests allowed to wait; beyond it new requests get 429")
       ->capture_default_str()

@@ -13,6 +13,7 @@
 
 #include "cli/commands.h"
 #include "model/checkpoint.h"
+#include "model/gguf.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"
 #include "util/error.h"
@@ -43,11 +44,7 @@ std::unique_ptr<Tokenizer> open_tokenizer(const TokenizeOptions& o) {
     return load_hf_tokenizer(p + "/tokenizer.json");
   }
   if (p.ends_with(".json")) return load_hf_tokenizer(p);
-  if (p.ends_with(".gguf")) {
-    const Checkpoint ckpt = load_checkpoint(p);
-    if (!ckpt.vocab) fail("{}: this GGUF file carries no tokenizer (tokenizer.ggml.*)", p);
-    return tokenizer_from_vocab(*ckpt.vocab);
-  }
+  if (p.ends_with(".gguf")) return tokenizer_from_vocab(load_gguf_vocab(p));
   if (o.vocab_size <= 0)
     fail("{}: a llama2.c tokenizer file does not record its size; give --vocab-size", p);
   return load_llama2c_tokenizer(p, o.vocab_size);

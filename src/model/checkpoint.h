@@ -21,7 +21,7 @@ struct TensorView {
   std::string name;
   DType dtype = DType::kF32;
   std::vector<int64_t> shape;
-  const uint8_t* data = nullptr;  // inside one of Checkpoint::files
+  const uint8_t* data = nullptr;  // inside one of Checkpoint::files or Checkpoint::dequantized
   size_t nbytes = 0;
   std::string file;  // where it came from, for error messages
 
@@ -43,6 +43,7 @@ struct EmbeddedVocab {
   int unk_id = -1;
   int pad_id = -1;
   bool add_bos = true;
+  std::string chat_template;  // tokenizer.chat_template (Jinja), "" when absent
 };
 
 struct Checkpoint {
@@ -52,6 +53,8 @@ struct Checkpoint {
   std::string config_source;  // where `config` was read from (config.json, a file header)
   std::map<std::string, TensorView> tensors;
   std::vector<std::unique_ptr<MappedFile>> files;
+  // Host copies of block-quantized GGUF tensors, dequantized to f32 at load (4 bytes a value).
+  std::vector<std::vector<float>> dequantized;
   std::optional<EmbeddedVocab> vocab;
 
   // The tensor `name`, checked against `shape`. Throws llm42::Error naming the checkpoint, the

@@ -3,6 +3,7 @@
 #include "model/gguf.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <set>
@@ -207,6 +208,7 @@ class Reader {
 struct TensorInfo {
   std::string name;
   DType dtype;
+  const QuantFormat* quant = nullptr;
   std::vector<int64_t> shape;  // outermost first
   uint64_t offset;             // in the data section
   size_t info_at;              // where its info starts, for errors
@@ -244,9 +246,16 @@ TensorInfo read_tensor_info(Reader& r, uint64_t index) {
       t.dtype = DType::kBF16;
       break;
     default:
-      r.error(type_at, fmt::format("tensor '{}' has type {} ({}); only F32, F16 and BF16 are "
-                                   "supported (unsupported tensor type)",
-                                   t.name, ggml_type_name(type), type));
+      t.quant = quant_format(type);
+      if (t.quant == nullptr)
+        r.error(type_at, fmt::format("tensor '{}' has type {} ({}); only F32, F16, BF16 and {} "
+                                     "are supported (unsupported tensor type)",
+                                     t.name, ggml_type_name(type), type, quant_format_names()));
+      t.dtype = DType::kF32;  // dequantized at load
+      if (ne[0] % t.quant->block_size != 0)
+        r.error(type_at, fmt::format("tensor '{}' of type {} has rows of ne[0] = {} values, not a "
+                                     "whole number of {}-value blocks",
+                                     t.name, t.quant->name, ne[0], t.quant->block_size));
   }
   t.offset = r.read<uint64_t>("the tensor offset");
   return t;
@@ -313,7 +322,11 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>
     for (int64_t d : t.shape)
       if (__builtin_mul_overflow(numel, static_cast<uint64_t>(d), &numel))
         fail("{}: tensor '{}' shape has more elements than can be addressed", path, t.name);
-    if (__builtin_mul_overflow(numel, dtype_size(t.dtype), &nbytes))
+    // A quantized tensor stores numel / block_size blocks (rows are whole blocks).
+    const uint64_t unit =
+        t.quant ? static_cast<uint64_t>(t.quant->block_bytes) : dtype_size(t.dtype);
+    if (t.quant) numel /= static_cast<uint64_t>(t.quant->block_size);
+    if (__builtin_mul_overflow(numel, unit, &nbytes))
       fail("{}: tensor '{}' shape has more bytes than can be addressed", path, t.name);
     if (t.offset % alignment != 0)
       fail("{}: tensor '{}' offset {} is not a multiple of the alignment {}", path, t.name,
@@ -326,8 +339,8 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>
           path, t.name, data_start + t.offset,
           nbytes > UINT64_MAX - data_start - t.offset ? UINT64_MAX : data_start + t.offset + nbytes,
           t.offset, nbytes, f.size());
-    tensors_.push_back(
-        {t.name, t.dtype, t.shape, f.data() + data_start + t.offset, static_cast<size_t>(nbytes)});
+    tensors_.push_back({t.name, t.dtype, t.shape, f.data() + data_start + t.offset,
+                        static_cast<size_t>(nbytes), data_start + t.offset, t.quant});
   }
 }
 
@@ -519,13 +532,47 @@ EmbeddedVocab read_vocab(const GgufFile& g) {
   v.eos_id = token_id(g, "tokenizer.ggml.eos_token_id", n, spm ? 2 : -1);
   v.unk_id = token_id(g, "tokenizer.ggml.unknown_token_id", n, spm ? 0 : -1);
   v.pad_id = token_id(g, "tokenizer.ggml.padding_token_id", n, -1);
-  // llama.cpp adds BOS by default for SentencePiece vocabularies and Llama 3's byte-level one.
-  const bool llama3_pre = v.pre == "llama3" || v.pre == "llama-bpe" || v.pre == "llama-v3";
-  v.add_bos = g.get_bool("tokenizer.ggml.add_bos_token").value_or(spm || llama3_pre);
+  // llama.cpp adds BOS by default for SentencePiece vocabularies and the Llama 3 and Tekken
+  // byte-level ones; tokenizer.ggml.add_bos_token overrides it.
+  const bool bos_pre =
+      v.pre == "llama3" || v.pre == "llama-bpe" || v.pre == "llama-v3" || v.pre == "tekken";
+  v.add_bos = g.get_bool("tokenizer.ggml.add_bos_token").value_or(spm || bos_pre);
+  v.chat_template = g.get_string("tokenizer.chat_template").value_or("");
   return v;
 }
 
+// Dequantizes a block-quantized tensor into `ckpt.dequantized` and returns its f32 view. A value
+// that comes out inf or NaN can only come from a non-finite scale: the block is corrupt.
+TensorView dequantize_tensor(const GgufFile& g, const GgufFile::Tensor& t, const std::string& name,
+                             Checkpoint& ckpt) {
+  const QuantFormat& q = *t.quant;
+  const size_t n_blocks = t.nbytes / static_cast<size_t>(q.block_bytes);
+  std::vector<float>& out = ckpt.dequantized.emplace_back(n_blocks * q.block_size);
+  dequantize(q, t.data, n_blocks, out.data());
+  const auto bad = std::find_if(out.begin(), out.end(), [](float v) { return !std::isfinite(v); });
+  if (bad != out.end()) {
+    const size_t block = static_cast<size_t>(bad - out.begin()) / q.block_size;
+    fail(
+        "{}: offset {}: tensor '{}' ({}) block {} is corrupt: its scales give the value {} at "
+        "element {}",
+        g.path(), t.offset + block * q.block_bytes, t.name, q.name, block, *bad, bad - out.begin());
+  }
+  return TensorView{name,
+                    DType::kF32,
+                    t.shape,
+                    reinterpret_cast<const uint8_t*>(out.data()),
+                    out.size() * sizeof(float),
+                    g.path()};
+}
+
 }  // namespace
+
+EmbeddedVocab load_gguf_vocab(const std::string& path) {
+  const GgufFile g(path);
+  if (!g.has("tokenizer.ggml.model"))
+    fail("{}: this GGUF file carries no tokenizer (no metadata 'tokenizer.ggml.model')", path);
+  return read_vocab(g);
+}
 
 Checkpoint load_gguf(const std::string& path) {
   GgufFile g(path);
@@ -604,7 +651,7 @@ Checkpoint load_gguf(const std::string& path) {
   bool has_output = false;
   for (const GgufFile::Tensor& t : g.tensors()) {
     if (t.name == "rope_freqs.weight") {
-      if (t.dtype != DType::kF32 || t.shape.size() != 1)
+      if (t.dtype != DType::kF32 || t.quant != nullptr || t.shape.size() != 1)
         fail("{}: tensor 'rope_freqs.weight' must be a 1-D F32 tensor", path);
       const float* f = reinterpret_cast<const float*>(t.data);
       c.rope_freq_factors.assign(f, f + t.shape[0]);
@@ -612,7 +659,8 @@ Checkpoint load_gguf(const std::string& path) {
     }
     const std::string name = hf_name(t.name).value_or(t.name);
     has_output |= name == "lm_head.weight";
-    TensorView v{name, t.dtype, t.shape, t.data, t.nbytes, path};
+    TensorView v = t.quant ? dequantize_tensor(g, t, name, ckpt)
+                           : TensorView{name, t.dtype, t.shape, t.data, t.nbytes, path};
     if (!ckpt.tensors.emplace(name, std::move(v)).second)
       fail("{}: tensors '{}' and another both map to '{}'", path, t.name, name);
   }

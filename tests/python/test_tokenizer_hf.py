@@ -7,7 +7,6 @@ Each batch goes through one `llm42 tokenize --input FILE --json` process (JSON l
 Needs LLM42_BIN and LLM42_SHARED_DIR; exits 77 (skipped) without them.
 """
 
-import json
 import os
 import random
 import subprocess
@@ -16,6 +15,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tokenize_util import run_llm42  # noqa: E402
 from tokenizer_corpus import invalid_utf8, texts  # noqa: E402
 
 BIN = os.environ.get("LLM42_BIN", "")
@@ -39,26 +39,6 @@ try:
     from tokenizers import Tokenizer
 except ImportError:
     skip("the Python package `tokenizers` is not installed")
-
-
-def run_llm42(path, requests, *flags):
-    """One llm42 tokenize process over JSON lines; returns one parsed answer per request."""
-    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False, encoding="utf-8") as f:
-        for r in requests:
-            f.write(json.dumps(r) + "\n")
-        name = f.name
-    try:
-        p = subprocess.run([BIN, "--log-level", "warn", "tokenize", "--tokenizer", path,
-                            "--input", name, "--json", *flags], capture_output=True, timeout=600)
-    finally:
-        os.unlink(name)
-    if p.returncode != 0:
-        raise AssertionError(f"llm42 tokenize failed ({p.returncode}): {p.stderr.decode()[-2000:]}")
-    # Not splitlines(): decoded text may hold U+2028 and other characters it splits on.
-    lines = p.stdout.decode("utf-8").split("\n")[:-1]
-    if len(lines) != len(requests):
-        raise AssertionError(f"{len(requests)} requests but {len(lines)} answers")
-    return [json.loads(x) for x in lines]
 
 
 def as_request(t):

@@ -109,6 +109,9 @@ std::string check_loaded(const Checkpoint& c) {
     bool inside = false;
     for (const auto& f : c.files)
       inside |= t.data >= f->data() && t.data + t.nbytes <= f->data() + f->size();
+    for (const std::vector<float>& d : c.dequantized)
+      inside |= t.data == reinterpret_cast<const uint8_t*>(d.data()) &&
+                t.nbytes == d.size() * sizeof(float);
     if (!inside) return "tensor '" + name + "' points outside its file";
   }
   return "";
@@ -485,20 +488,39 @@ TEST_F(CorruptGguf, UnsupportedTensorType) {
   Sweep sweep("model.gguf tensor types", "model.gguf");
   const size_t at = info_type_at(original_, layout_.tensor_info_at.at("blk.0.attn_q.weight"));
   for (const auto& [type, name] :
-       std::vector<std::pair<uint32_t, std::string>>{{2, "Q4_0"},
-                                                     {8, "Q8_0"},
-                                                     {12, "Q4_K"},
-                                                     {14, "Q6_K"},
+       std::vector<std::pair<uint32_t, std::string>>{{9, "Q8_1"},
+                                                     {15, "Q8_K"},
+                                                     {16, "IQ2_XXS"},
+                                                     {23, "IQ4_XS"},
                                                      {26, "I32"},
                                                      {28, "F64"},
                                                      {31, "unknown"},
                                                      {1000, "unknown"}}) {
     v.put(at, pod(type));
     sweep.run(v.path(), true, [&] { return "type " + name; },
-              {"'blk.0.attn_q.weight'", "type " + name, "only F32, F16 and BF16"});
+              {"'blk.0.attn_q.weight'", "type " + name, "only F32, F16, BF16 and Q4_0"});
   }
 }
 
+// The F32 tensor's bytes read as each quantized type: rows of 64 values are whole blocks of the
+// 32-value formats (garbage weights, or a block whose scale is inf/NaN refused as corrupt) and
+// not of the 256-value K-quants.
+TEST_F(CorruptGguf, F32BytesReadAsQuantizedTypes) {
+  const Victim v(tmp_.file("model.gguf"), original_);
+  Sweep sweep("model.gguf as quantized types", "model.gguf");
+  const size_t at = info_type_at(original_, layout_.tensor_info_at.at("blk.0.attn_q.weight"));
+  for (uint32_t type : {2u, 3u, 6u, 7u, 8u, 10u, 11u, 12u, 13u, 14u}) {
+    const QuantFormat* q = quant_format(type);
+    ASSERT_NE(q, nullptr) << type;
+    v.put(at, pod(type));
+    if (q->block_size == 256) {
+      sweep.run(v.path(), true, [&] { return std::string(q->name); },
+                {"'blk.0.attn_q.weight'", q->name, "ne[0] = 64", "256-value blocks"});
+    } else {
+      sweep.run(v.path(), false, [&] { return std::string(q->name); });
+    }
+  }
+}
 TEST_F(CorruptGguf, ModelLevelErrors) {
   const Victim v(tmp_.file("model.gguf"), original_);
   Sweep sweep("model.gguf model-level errors", "model.gguf");
@@ -583,9 +605,12 @@ class GgufWriter {
 
 // stories260K rewritten with every metadata value type, nested arrays and an alignment of 64,
 // plus `extra` (applied to the writer before the tensors are added).
+// A tensor stored with another ggml type: the type id and its data.
+using Retyped = std::map<std::string, std::pair<uint32_t, std::string>>;
+
 std::string synthetic_gguf(const GgufFile& src,
                            const std::function<void(GgufWriter&)>& extra = nullptr,
-                           uint64_t alignment = 64) {
+                           uint64_t alignment = 64, const Retyped& retyped = {}) {
   using T = GgufType;
   GgufWriter w;
   w.kv("general.architecture", T::kString, GgufWriter::str("llama"));
@@ -621,9 +646,86 @@ std::string synthetic_gguf(const GgufFile& src,
   w.kv("tokenizer.ggml.add_bos_token", T::kBool, pod(uint8_t{0}));
   if (extra) extra(w);
   for (const GgufFile::Tensor& t : src.tensors())
-    if (t.name != "output.weight")  // tied this time
+    if (const auto it = retyped.find(t.name); it != retyped.end())
+      w.tensor(t.name, t.shape, it->second.first, it->second.second);
+    else if (t.name != "output.weight")  // tied this time
       w.tensor(t.name, t.shape, 0, {reinterpret_cast<const char*>(t.data), t.nbytes});
   return w.bytes(alignment);
+}
+
+// blk.0.attn_q.weight (64 x 64) as Q8_0 blocks: 2 a row, 34 bytes each (f16 d, 32 x i8),
+// with d = 2^-3 and q = (i * 7 % 255) - 127 for value i, so value i is exactly q / 8.
+std::string q8_0_attn_q(size_t block_with_scale = SIZE_MAX, uint16_t scale = 0) {
+  std::string b;
+  for (size_t blk = 0; blk < 128; ++blk) {
+    b += pod(uint16_t{blk == block_with_scale ? scale : uint16_t{0x3000}});  // 0x3000 = 0.125
+    for (size_t l = 0; l < 32; ++l) b += static_cast<char>((blk * 32 + l) * 7 % 255 - 127);
+  }
+  return b;
+}
+
+TEST(LoaderGguf, QuantizedTensorIsDequantizedToF32) {
+  LLM42_SHARED_OR_SKIP(path, "models/stories260K/stories260K-f32.gguf");
+  const GgufFile src(path);
+  TempDir tmp;
+  write_bytes(tmp.file("q8.gguf"),
+              synthetic_gguf(src, nullptr, 64, {{"blk.0.attn_q.weight", {8, q8_0_attn_q()}}}));
+  const Checkpoint c = load_checkpoint(tmp.file("q8.gguf"));
+  EXPECT_EQ(check_loaded(c), "");
+  const TensorView& t = c.get("model.layers.0.self_attn.q_proj.weight", {64, 64});
+  ASSERT_EQ(t.dtype, DType::kF32);
+  ASSERT_EQ(t.nbytes, 64u * 64u * 4u);
+  const auto* v = reinterpret_cast<const float*>(t.data);
+  for (size_t i = 0; i < 64 * 64; ++i)
+    ASSERT_EQ(v[i], static_cast<float>(static_cast<int8_t>(i * 7 % 255 - 127)) / 8.0f) << i;
+  EXPECT_EQ(c.config.weights_dtype, DType::kF32);
+}
+
+// stories260K rewritten with a Q8_0 blk.0.attn_q.weight, then damaged.
+class CorruptGgufQuantized : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    LLM42_SHARED_OR_SKIP(path, "models/stories260K/stories260K-f32.gguf");
+    src_ = std::make_unique<GgufFile>(path);
+  }
+  std::unique_ptr<GgufFile> src_;
+  TempDir tmp_;
+};
+
+TEST_F(CorruptGgufQuantized, BlocksAndSizesAreRefused) {
+  const GgufFile& src = *src_;
+  const std::string file = tmp_.file("q8.gguf");
+  Sweep sweep("q8.gguf corrupt blocks and sizes", "q8.gguf");
+  // A non-finite scale in block 77: +inf, -inf, NaN, signalling NaN.
+  for (uint16_t scale : {uint16_t{0x7C00}, uint16_t{0xFC00}, uint16_t{0x7E00}, uint16_t{0x7C01}}) {
+    write_bytes(file, synthetic_gguf(src, nullptr, 64,
+                                     {{"blk.0.attn_q.weight", {8, q8_0_attn_q(77, scale)}}}));
+    sweep.run(file, true, [&] { return fmt::format("scale {:#06x}", scale); },
+              {"'blk.0.attn_q.weight'", "Q8_0", "block 77", "corrupt", "offset"});
+  }
+  // Subnormal and zero scales are valid blocks.
+  for (uint16_t scale : {uint16_t{0x0001}, uint16_t{0x8000}, uint16_t{0x0000}}) {
+    write_bytes(file, synthetic_gguf(src, nullptr, 64,
+                                     {{"blk.0.attn_q.weight", {8, q8_0_attn_q(77, scale)}}}));
+    sweep.run(file, false, [&] { return fmt::format("scale {:#06x}", scale); });
+  }
+  // Rows that are not whole blocks: a Q8_0 tensor of shape (64, 48).
+  write_bytes(file, synthetic_gguf(src, [](GgufWriter& w) {
+                w.tensor("test.odd", {64, 48}, 8, std::string(64 * 48 / 32 * 34, '\0'));
+              }));
+  sweep.run(file, true, [] { return "ne[0] = 48"; },
+            {"'test.odd'", "Q8_0", "ne[0] = 48", "32-value blocks"});
+  // Blocks that run past the end of the file.
+  const std::string whole =
+      synthetic_gguf(src, nullptr, 64, {{"blk.0.attn_q.weight", {8, q8_0_attn_q()}}});
+  const GgufLayout layout = walk_gguf(whole);
+  const size_t info = layout.tensor_info_at.at("blk.0.attn_q.weight");
+  const size_t data_start = (layout.fields.back().at + 8 + 63) / 64 * 64;  // alignment 64
+  const size_t q_start = data_start + read_pod<uint64_t>(whole, info_type_at(whole, info) + 4);
+  for (size_t cut : {q_start + 1, q_start + 34 * 128 - 1}) {
+    write_bytes(file, whole.substr(0, cut));
+    sweep.run(file, true, [&] { return fmt::format("cut at {}", cut); }, {"past the end"});
+  }
 }
 
 TEST(LoaderGguf, SyntheticAllValueTypes) {
@@ -755,12 +857,12 @@ TEST(CorruptGgufSynthetic, Errors) {
          synthetic_gguf(
              src, [&](GgufWriter& w) { w.kv("llama.vocab_size", T::kU32, pod(uint32_t{500})); }),
          {"512 tokens, more than the model's vocabulary of 500"});
-  expect("q8_0 tensor",
+  expect("iq2_xxs tensor",
          synthetic_gguf(src,
                         [&](GgufWriter& w) {
-                          w.tensor("extra.weight", {2, 32}, 8, std::string(68, '\0'));
+                          w.tensor("extra.weight", {2, 256}, 16, std::string(132, '\0'));
                         }),
-         {"'extra.weight' has type Q8_0 (8)"});
+         {"'extra.weight' has type IQ2_XXS (16)"});
 }
 
 // ---------------------------------------------------------------------------------------------

