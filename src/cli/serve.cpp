@@ -18,6 +18,7 @@
 #include "engine/engine.h"
 #include "server/api_server.h"
 #include "util/error.h"
+#include "util/log.h"
 
 namespace llm42::cli {
 namespace {
@@ -83,6 +84,7 @@ const std::pair<const char*, std::vector<std::string>> kHelpGroups[] = {
      {"--model", "--dummy-weights", "--weights-seed", "--tokenizer", "--chat-template",
       "--served-model-name", "--device", "--threads", "--dtype", "--bf16-activations",
       "--max-seq-len"}},
+    {"Tensor parallelism", {"--tensor-parallel-size", "--tp-communicator"}},
     {"Engine",
      {"--max-num-seqs", "--max-num-batched-tokens", "--prefill-chunk", "--admission-reserve",
       "--block-size", "--num-blocks", "--kv-cache-memory-fraction", "--no-prefix-cache",
@@ -93,8 +95,10 @@ const std::pair<const char*, std::vector<std::string>> kHelpGroups[] = {
      {"--gpu-memory-fraction", "--no-cuda-pdl", "--no-cuda-canonical-skinny",
       "--cuda-canonical-m-step", "--cuda-attention-tall", "--cuda-graph-max-batch"}},
     {"HTTP",
-     {"--host", "--port", "--api-key", "--max-queue", "--max-body-bytes", "--timeout-keep-alive",
-      "--drain-timeout", "--server-workers", "--log-stats-interval"}},
+     {"--host", "--port", "--api-key", "--api-key-file", "--max-queue", "--max-body-bytes",
+      "--max-connections", "--max-buffered-request-bytes", "--timeout-keep-alive",
+      "--timeout-request-head", "--timeout-request-body", "--timeout-write", "--drain-timeout",
+      "--server-workers", "--log-format", "--log-stats-interval"}},
     {"Fault injection and self-checks",
      {"--inject-mismatch-rate", "--inject-mismatch-position", "--verify-no-rollback",
       "--check-integrity"}},
