@@ -56,6 +56,9 @@ struct Checkpoint {
   // Host copies of block-quantized GGUF tensors, dequantized to f32 at load (4 bytes a value).
   std::vector<std::vector<float>> dequantized;
   std::optional<EmbeddedVocab> vocab;
+  // XXH64 of the names and bytes of the tensors the architecture reads (expected_tensors), in
+  // that order: the weights part of system_fingerprint, the same whatever shard is loaded.
+  uint64_t content_hash = 0;
 
   // The tensor `name`, checked against `shape`. Throws llm42::Error naming the checkpoint, the
   // tensor and expected vs found when it is missing or has another shape.

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <xxhash.h>
 
 #include "model/checkpoint.h"
 #include "model/gguf.h"
@@ -64,8 +65,10 @@ std::string searched(const Checkpoint& ckpt) {
 }
 
 // Every tensor the architecture needs: present, a floating-point dtype, the config's shape,
-// finite values.
-void check_tensors(const Checkpoint& ckpt) {
+// finite values; their names and bytes hashed on the same pass (Checkpoint::content_hash).
+void check_tensors(Checkpoint& ckpt) {
+  XXH64_state_t* hs = XXH64_createState();
+  XXH64_reset(hs, 42);
   for (const TensorSpec& spec : expected_tensors(ckpt.config)) {
     const TensorView* t = ckpt.find(spec.name);
     if (t == nullptr)
@@ -81,7 +84,11 @@ void check_tensors(const Checkpoint& ckpt) {
       fail("{}: tensor '{}' has shape {}, but {} implies [{}] = {}", t->file, spec.name,
            t->shape_string(), ckpt.config_source, fmt::join(spec.shape, ", "), spec.dims);
     check_finite(*t);
+    XXH64_update(hs, spec.name.data(), spec.name.size());
+    XXH64_update(hs, t->data, t->nbytes);
   }
+  ckpt.content_hash = XXH64_digest(hs);
+  XXH64_freeState(hs);
 }
 
 }  // namespace

@@ -151,22 +151,7 @@ size_t ModelWeights::bytes_per_decode_step() const {
   return lm_head.data == embedding.data ? bytes() : bytes() - embedding.nbytes();
 }
 
-uint64_t content_hash(const Checkpoint& ckpt) {
-  const ModelConfig& c = ckpt.config;
-  XXH64_state_t* hs = XXH64_createState();
-  XXH64_reset(hs, 42);
-  for (const TensorSpec& spec : expected_tensors(c)) {
-    const TensorView& v = ckpt.get(spec.name, spec.shape);
-    XXH64_update(hs, spec.name.data(), spec.name.size());
-    XXH64_update(hs, v.data, v.nbytes);
-  }
-  const uint64_t h = XXH64_digest(hs);
-  XXH64_freeState(hs);
-  return h;
-}
-
-ModelWeights load_weights(Backend& backend, const Checkpoint& ckpt, DType dtype, TpShard shard,
-                          const uint64_t* hash) {
+ModelWeights load_weights(Backend& backend, const Checkpoint& ckpt, DType dtype, TpShard shard) {
   ModelWeights w = allocate(backend, ckpt.config, shard, dtype);
   std::vector<uint8_t> staging;  // a column slice, gathered from the mapped rows
   for (const ShardTensor& t : shard_tensors(w)) {
@@ -186,7 +171,7 @@ ModelWeights load_weights(Backend& backend, const Checkpoint& ckpt, DType dtype,
     backend.upload_convert(staging.data(), v.dtype, t.dst);
     backend.synchronize();  // before staging is reused
   }
-  w.content_hash = hash != nullptr ? *hash : content_hash(ckpt);
+  w.content_hash = ckpt.content_hash;
   backend.synchronize();
   return w;
 }

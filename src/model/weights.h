@@ -35,7 +35,7 @@ struct ModelWeights {
   Tensor final_norm;  // (dim) f32
   Tensor lm_head;     // (vocab, dim); the embedding itself when tied
   std::vector<Buffer> storage;
-  // Of the whole checkpoint's tensor bytes (content_hash below), or the dummy seed, for
+  // Of the whole checkpoint's tensor bytes (Checkpoint::content_hash), or the dummy seed, for
   // fingerprints: the same for every rank and TP size.
   uint64_t content_hash = 0;
 
@@ -45,14 +45,10 @@ struct ModelWeights {
   size_t bytes_per_decode_step() const;
 };
 
-// A hash of the tensors the model reads (names and bytes), whatever shard is loaded.
-uint64_t content_hash(const Checkpoint& ckpt);
-
 // Copies (and converts) rank `shard`'s part of a checkpoint's tensors onto the backend, reading
-// only those bytes of the mapped files. Matrices are stored in `dtype`. `hash`: the checkpoint's
-// content_hash when known (one rank computes it for all), else computed here.
+// only those bytes of the mapped files. Matrices are stored in `dtype`.
 ModelWeights load_weights(Backend& backend, const Checkpoint& ckpt, DType dtype,
-                          TpShard shard = {}, const uint64_t* hash = nullptr);
+                          TpShard shard = {});
 
 // Dummy weights at the config's real shape, drawn on the backend from `seed` (like vLLM's
 // --load-format dummy): matrices N(0, 1/in_features), norm weights 1 + 0.1 N(0,1), biases

@@ -50,8 +50,6 @@ std::unique_ptr<ParallelModel> load_parallel_model(const BackendOptions& backend
   if (p.tp > 1 && backend.device.rfind("cuda", 0) == 0) check_cuda_shards(config, p.tp);
   const std::unique_ptr<CommunicatorGroup> group =
       make_communicator_group(p.comm, p.tp, backend.device);
-  // One rank hashes the whole checkpoint for all (the fingerprint names the model, not a shard).
-  const uint64_t hash = source.checkpoint != nullptr ? content_hash(*source.checkpoint) : 0;
   const int cores = backend.threads > 0 ? backend.threads : omp_get_num_procs();
   auto build = [&](int r) {
     Rank rank;
@@ -64,8 +62,7 @@ std::unique_ptr<ParallelModel> load_parallel_model(const BackendOptions& backend
     const TpShard shard{r, p.tp};
     ModelWeights w;
     if (source.checkpoint != nullptr) {
-      Checkpoint const& ckpt = *source.checkpoint;
-      w = load_weights(*rank.backend, ckpt, d, shard, &hash);
+      w = load_weights(*rank.backend, *source.checkpoint, d, shard);
       w.config = config;
     } else {
       w = dummy_weights(*rank.backend, config, d, source.dummy_seed, shard);
