@@ -95,7 +95,6 @@ void Engine::init() {
 
   Backend& backend = model_.backend();
   const int bs = config_.block_size;
-  model_.release_kv();  // an earlier engine's, if it is still held
   const size_t block_bytes = model_.kv_block_bytes(bs);  // per rank: its KV heads
   const int64_t useful = static_cast<int64_t>(config_.max_num_seqs) *
                          ((max_seq_len_ + bs - 1) / bs);

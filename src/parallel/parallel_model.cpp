@@ -65,8 +65,7 @@ void ParallelModel::worker(int r) {
     }
     std::exception_ptr error;
     try {
-      if (models_[static_cast<size_t>(r)] != nullptr) models_[static_cast<size_t>(r)]->backend().bind_thread();
-      (*task)(r);
+      (*task)(r);  // this thread made rank r's backend: its device is current here
     } catch (...) {
       error = std::current_exception();
     }
@@ -78,9 +77,18 @@ void ParallelModel::worker(int r) {
   }
 }
 
+void ParallelModel::bind_rank0() {
+  // Rank 0 runs on whichever thread calls (the loader's, then the engine's): make its device
+  // current once per calling thread, not on every pass.
+  const std::thread::id self = std::this_thread::get_id();
+  if (models_.front() == nullptr || rank0_thread_ == self) return;
+  models_.front()->backend().bind_thread();
+  rank0_thread_ = self;
+}
+
 void ParallelModel::run_all(const std::function<void(int)>& fn) {
+  bind_rank0();
   if (threads_.empty()) {
-    if (models_.front() != nullptr) models_.front()->backend().bind_thread();
     fn(0);
     return;
   }
@@ -94,7 +102,6 @@ void ParallelModel::run_all(const std::function<void(int)>& fn) {
   work_cv_.notify_all();
   std::exception_ptr mine;
   try {
-    if (models_.front() != nullptr) models_.front()->backend().bind_thread();
     fn(0);
   } catch (...) {
     mine = std::current_exception();

@@ -83,12 +83,14 @@ class ParallelModel {
   // device) and waits for all; rethrows the first exception a rank threw.
   void run_all(const std::function<void(int)>& fn);
   void worker(int r);
+  void bind_rank0();
 
   std::vector<Rank> owned_;           // empty when wrapping the caller's Transformer
   std::vector<Transformer*> models_;  // per rank
   std::vector<KvCache> kv_;           // per rank
   std::vector<std::vector<Buffer>> kv_storage_;
   int ranks_per_device_ = 1;
+  std::thread::id rank0_thread_;  // the thread rank 0's device was last made current on
 
   std::vector<std::thread> threads_;
   std::mutex mu_;
