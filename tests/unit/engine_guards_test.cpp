@@ -208,14 +208,19 @@ TEST_F(EngineGuards, NonFiniteLogitsFailOnlyThatRequest) {
     c.mode = mode;
     c.window = 4;
     Engine engine(*model_, c, nullptr);
-    const auto out = run(engine, {request({5, 42, 7}, 6, true), request({5, 6, 7}, 6, true),
-                                  request({8, 9}, 6, false)});
+    // Greedy: a sampled token 42 would poison a healthy request (the non-deterministic one,
+    // seeded at random, drew it in about one run in twenty).
+    std::vector<Request> requests = {request({5, 42, 7}, 6, true), request({5, 6, 7}, 6, true),
+                                     request({8, 9}, 6, false)};
+    for (Request& r : requests) r.sampling.temperature = 0.0f;
+    const auto out = run(engine, requests);
     EXPECT_EQ(out[0].reason, FinishReason::kError);
     EXPECT_NE(out[0].error.find("non-finite logits"), std::string::npos) << out[0].error;
     for (float lp : out[0].logprobs) EXPECT_TRUE(std::isfinite(lp) || lp == -INFINITY);
     for (size_t i : {1u, 2u}) {
       EXPECT_EQ(out[i].reason, FinishReason::kLength) << out[i].error;
       ASSERT_EQ(out[i].logprobs.size(), 6u);
+      for (int32_t id : out[i].ids) EXPECT_NE(id, 42) << "the test's poisoned token was generated";
       for (float lp : out[i].logprobs) EXPECT_TRUE(std::isfinite(lp));
     }
     EXPECT_EQ(engine.stats().requests_nonfinite, 1);
