@@ -108,6 +108,9 @@ struct SampleRow {
   uint64_t seed = 0;
   int64_t position = 0;      // absolute position of the sampled token (the noise counter)
   int32_t top_logprobs = 0;  // alternatives to return, at most kMaxTopLogprobs
+  // >= 0: nothing is drawn; the result is this token with its logprob and rank (a prompt
+  // token's logprob: the same arithmetic as a drawn token's).
+  int32_t score_token = -1;
 };
 
 inline constexpr int kMaxTopLogprobs = 20;
@@ -115,6 +118,7 @@ inline constexpr int kMaxTopLogprobs = 20;
 struct SampleResult {
   int32_t token = -1;
   float logprob = 0.0f;  // log_softmax of the raw logits at token
+  int32_t rank = 0;      // score rows: 1 + the ids with a larger logit; 0 otherwise
   int32_t n_top = 0;
   int32_t top_ids[kMaxTopLogprobs] = {};
   float top_logprobs[kMaxTopLogprobs] = {};

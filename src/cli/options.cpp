@@ -107,6 +107,11 @@ void add_engine_options(CLI::App& app, EngineOptions& o) {
       ->capture_default_str();
   app.add_option("--prefill-chunk", c.prefill_chunk, "Prompt tokens of one request per step")
       ->capture_default_str();
+  app.add_option("--max-prompt-logprobs-rows", c.max_prompt_logprobs_rows,
+                 "Logits rows a step computes for prompt logprobs (echo with logprobs, "
+                 "prompt_logprobs); such prompts are prefilled in chunks that fit. Each row "
+                 "costs vocabulary x 4 bytes of workspace, allocated at start-up")
+      ->capture_default_str();
   app.add_option("--canonical-decode-threshold", c.canonical_decode_threshold,
                  "dvr: run a decode step in the canonical lane when at least this fraction of "
                  "its rows, and at least one, are deterministic (0 = whenever one is; >1 = "
@@ -157,7 +162,9 @@ int max_pass_tokens(const EngineConfig& c) {
 }
 
 int max_logit_rows(const EngineConfig& c) {
-  return std::min(max_pass_tokens(c), c.max_num_seqs + c.window * c.group);
+  // A row per running sequence, a verification group's windows, and the prompt-logprob rows.
+  return std::min(max_pass_tokens(c),
+                  c.max_num_seqs + c.window * c.group + c.max_prompt_logprobs_rows);
 }
 
 namespace {

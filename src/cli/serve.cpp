@@ -86,11 +86,13 @@ const std::pair<const char*, std::vector<std::string>> kHelpGroups[] = {
       "--max-seq-len"}},
     {"Tensor parallelism", {"--tensor-parallel-size", "--tp-communicator"}},
     {"Engine",
-     {"--max-num-seqs", "--max-num-batched-tokens", "--prefill-chunk", "--admission-reserve",
+     {"--max-num-seqs", "--max-num-batched-tokens", "--prefill-chunk",
+      "--max-prompt-logprobs-rows", "--admission-reserve",
       "--block-size", "--num-blocks", "--kv-cache-memory-fraction", "--no-prefix-cache",
       "--max-stalled-steps"}},
     {"Determinism",
-     {"--determinism", "--verify-schedule", "--window", "--group", "--canonical-decode-threshold"}},
+     {"--determinism", "--default-deterministic", "--verify-schedule", "--window", "--group",
+      "--canonical-decode-threshold"}},
     {"CUDA",
      {"--gpu-memory-fraction", "--no-cuda-pdl", "--no-cuda-canonical-skinny",
       "--cuda-canonical-m-step", "--cuda-attention-tall", "--cuda-graph-max-batch"}},
@@ -195,6 +197,9 @@ void register_serve(CLI::App& app) {
       ->envname("LLM42_API_KEY");
   sub->add_option("--api-key-file", o->api_key_file,
                   "Read the API key from this file (its first line)");
+  sub->add_flag("--default-deterministic", s.default_deterministic,
+               "Requests that do not say ('deterministic' / 'is_deterministic') are deterministic "
+               "(for clients that cannot add the field, such as lm-evaluation-harness)");
   sub->add_option("--served-model-name", s.served_model_name,
                   "The model's name in the API (default: from the model path)");
   sub->add_option("--chat-template", o->chat_template,

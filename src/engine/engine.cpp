@@ -169,6 +169,8 @@ uint64_t Engine::add_request(Request req, OutputCallback on_output) {
       fail("'prompt' token {} at index {} is outside the vocabulary [0, {})", req.prompt[i], i,
            mc.vocab_size);
   if (req.max_tokens < 1) fail("'max_tokens' = {}: must be at least 1", req.max_tokens);
+  if (req.prompt_logprobs < -1 || req.prompt_logprobs > kMaxTopLogprobs)
+    fail("'prompt_logprobs' = {}: must be in [0, {}]", req.prompt_logprobs, kMaxTopLogprobs);
   if (req.min_tokens < 0 || req.min_tokens > req.max_tokens)
     fail("'min_tokens' = {}: must be in [0, max_tokens = {}]", req.min_tokens, req.max_tokens);
   // In 64 bits: max_tokens may be up to INT_MAX.
@@ -201,8 +203,12 @@ uint64_t Engine::add_request(Request req, OutputCallback on_output) {
   }
   seq->tokens = req.prompt;
   seq->n_prompt = p;
-  if (req.detokenize && tokenizer_ != nullptr)
-    seq->detok = std::make_unique<Detokenizer>(*tokenizer_);
+  if (req.detokenize && tokenizer_ != nullptr) {
+    // The output continues the prompt's text when the prompt has any (not only BOS).
+    const bool continues = std::any_of(req.prompt.begin(), req.prompt.end(),
+                                       [&](int32_t id) { return !tokenizer_->is_special(id); });
+    seq->detok = std::make_unique<Detokenizer>(*tokenizer_, true, continues);
+  }
   seq->req = std::move(req);
   seq->on_output = std::move(on_output);
   seq->arrival_time = now_seconds();
@@ -307,6 +313,20 @@ void Engine::on_prefill(Sequence& s, const PassEntry& e, const PassResult& r, in
   commit(s, t.id, TokenLogprob{t.id, t.logprob, t.top});
 }
 
+void Engine::score_prompt(Sequence& s, int pos_begin, const SampledToken* scored, int n) {
+  // Prompt token p + 1 is scored by position p. A recomputation (after a preemption) keeps the
+  // first values: in the canonical lane they are the same, in the fast lane they may not be.
+  s.prompt_logprobs.resize(static_cast<size_t>(s.n_prompt - 1));
+  for (int j = 0; j < n; ++j) {
+    const int p = pos_begin + j;
+    if (p < s.n_prompt_scored) continue;
+    LLM42_ASSERT(p == s.n_prompt_scored, "prompt logprobs out of order");
+    const SampledToken& t = scored[j];
+    s.prompt_logprobs[static_cast<size_t>(p)] = TokenLogprob{t.id, t.logprob, t.top, t.rank};
+    ++s.n_prompt_scored;
+  }
+}
+
 void Engine::on_decode(Sequence& s, const PassResult& r, int row, bool canonical) {
   const int from = s.n_cached;
   s.n_cached += 1;
@@ -390,16 +410,27 @@ void Engine::process_pass(const PassPlan& plan, const PassResult& result) {
     const PassEntry& e = plan.entries[i];
     Sequence& s = *e.seq;
     const int row = result.entry_first_row[i];
+    const int prompt_row = result.entry_prompt_row[i];
+    const int n_scored = prompt_rows(e);
     const bool canonical = plan.lane(e) == Schedule::kCanonical;
-    if (row >= 0 && !finite_rows(result, row, e.kind == WorkKind::kVerify ? e.n_tokens : 1)) {
+    const bool bad_prompt = prompt_row >= 0 && !finite_rows(result, prompt_row, n_scored);
+    if (bad_prompt ||
+        (row >= 0 && !finite_rows(result, row, e.kind == WorkKind::kVerify ? e.n_tokens : 1))) {
       // The request fails; the others in the pass go on.
       ++stats_.requests_nonfinite;
+      int at = e.pos_begin + e.n_tokens - 1;
+      if (bad_prompt)
+        for (int j = n_scored - 1; j >= 0; --j)
+          if (!from_finite_logits(result.samples[static_cast<size_t>(prompt_row + j)]))
+            at = e.pos_begin + j;
       finish(s, FinishReason::kError,
              fmt::format("the model produced non-finite logits (NaN or Inf) at position {}; "
                          "its weights or activations overflowed",
-                         e.pos_begin + e.n_tokens - 1));
+                         at));
       continue;
     }
+    if (prompt_row >= 0) score_prompt(s, e.pos_begin, &result.samples[static_cast<size_t>(prompt_row)],
+                                      n_scored);
     switch (e.kind) {
       case WorkKind::kPrefill:
         on_prefill(s, e, result, row, canonical);
@@ -430,6 +461,10 @@ void Engine::emit(Sequence& s) {
   s.final_sent = finished;
   RequestOutput out;
   out.request_id = s.id;
+  if (!s.prompt_logprobs_sent && s.req.scores_prompt() && s.n_prompt_scored == s.n_prompt - 1) {
+    out.prompt_logprobs = std::move(s.prompt_logprobs);
+    s.prompt_logprobs_sent = true;
+  }
   for (int i = s.n_emitted; i < s.n_committed; ++i) {
     out.tokens.push_back(s.tokens[static_cast<size_t>(s.n_prompt + i)]);
     if (s.req.logprobs) out.logprobs.push_back(s.out_logprobs[static_cast<size_t>(i)]);

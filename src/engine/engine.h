@@ -137,6 +137,8 @@ class Engine {
   void advance_canonical(Sequence& s, int from, bool canonical);
   void on_prefill(Sequence& s, const PassEntry& e, const PassResult& r, int row, bool canonical);
   void on_decode(Sequence& s, const PassResult& r, int row, bool canonical);
+  // Keeps the logprobs of the prompt tokens after positions [pos_begin, pos_begin + n).
+  void score_prompt(Sequence& s, int pos_begin, const SampledToken* scored, int n);
   void on_verify(Sequence& s, const PassEntry& e, const PassResult& r, int row);
   // Appends tokens to the committed output in order; stops at (and returns true for) a token
   // that finishes the request.

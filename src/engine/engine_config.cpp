@@ -42,6 +42,8 @@ void EngineConfig::validate() const {
   if (max_num_batched_tokens < 1)
     fail("--max-num-batched-tokens {}: must be at least 1", max_num_batched_tokens);
   if (prefill_chunk < 1) fail("--prefill-chunk {}: must be at least 1", prefill_chunk);
+  if (max_prompt_logprobs_rows < 1)
+    fail("--max-prompt-logprobs-rows {}: must be at least 1", max_prompt_logprobs_rows);
   if (cuda_graph_max_batch < 0 || cuda_graph_max_batch > 4096)
     fail("--cuda-graph-max-batch {}: must be in [0, 4096]", cuda_graph_max_batch);
   if (block_size < 1 || block_size > 1024 || (block_size & (block_size - 1)) != 0)

@@ -38,6 +38,10 @@ struct EngineConfig {
   int max_num_seqs = 256;             // running sequences at most
   int max_num_batched_tokens = 2048;  // tokens per step over all passes
   int prefill_chunk = 512;            // tokens of one prompt per step at most
+  // Logits rows a step may compute for prompt logprobs (Request::prompt_logprobs: echo with
+  // logprobs, prompt_logprobs): the prefill chunks of such requests are cut to fit. Each row
+  // costs vocab x 4 bytes of logits workspace, allocated at startup.
+  int max_prompt_logprobs_rows = 256;
   // Admission keeps KV blocks free (or evictable) for the rest of every running request's
   // prompt and this share of its remaining max_tokens (at most 4096 tokens of it): a new request
   // waits unless they cover that and the same for itself. 0 = prompts only (running requests

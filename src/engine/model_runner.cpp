@@ -24,6 +24,12 @@ int ModelRunner::graph_bucket(int n) {
   return (n + 7) / 8 * 8;
 }
 
+int prompt_rows(const PassEntry& e) {
+  const Sequence& s = *e.seq;
+  if (e.kind != WorkKind::kPrefill || !s.scoring_prompt()) return 0;
+  return std::max(0, std::min(e.pos_begin + e.n_tokens, s.n_prompt - 1) - e.pos_begin);
+}
+
 PassResult ModelRunner::run(const PassPlan& plan) {
   const int bs = model_.kv().block_size;
   PassInput& in = input_;
@@ -31,8 +37,14 @@ PassResult ModelRunner::run(const PassPlan& plan) {
   in.schedule = plan.schedule;
   PassResult result;
   const int vocab = model_.config().vocab_size;
-  // Per logits row: the sequence and the output index of the token it predicts.
-  std::vector<std::pair<const Sequence*, int>> row_owner;
+  // Per logits row: the sequence (null: a padding row) and the output index of the token it
+  // predicts, or the prompt token it scores.
+  struct RowOwner {
+    const Sequence* seq = nullptr;
+    int index = 0;
+    int32_t score = -1;
+  };
+  std::vector<RowOwner> row_owner;
 
   auto add_seq = [&](const std::vector<int32_t>& blocks, int pos_begin, int n,
                      const int32_t* tokens, bool fast_attention) {
@@ -59,6 +71,12 @@ PassResult ModelRunner::run(const PassPlan& plan) {
     const Sequence& s = *e.seq;
     const int first_row = in.n_tokens();
     add_seq(s.blocks, e.pos_begin, e.n_tokens, s.tokens.data() + e.pos_begin, e.fast_attention);
+    const int n_scored = prompt_rows(e);
+    result.entry_prompt_row.push_back(n_scored > 0 ? static_cast<int>(in.logit_rows.size()) : -1);
+    for (int i = 0; i < n_scored; ++i) {
+      in.logit_rows.push_back(first_row + i);
+      row_owner.push_back({&s, 0, s.tokens[static_cast<size_t>(e.pos_begin + i + 1)]});
+    }
     int logits_from = -1;
     switch (e.kind) {
       case WorkKind::kPrefill:
@@ -81,7 +99,7 @@ PassResult ModelRunner::run(const PassPlan& plan) {
       // The row at absolute position p predicts the token at p + 1: output index p + 1 - P.
       for (int r = logits_from; r < last; ++r) {
         in.logit_rows.push_back(r);
-        row_owner.emplace_back(&s, in.positions[r] + 1 - s.n_prompt);
+        row_owner.push_back({&s, in.positions[r] + 1 - s.n_prompt});
       }
     }
   }
@@ -98,7 +116,7 @@ PassResult ModelRunner::run(const PassPlan& plan) {
     const int32_t pad_token = 0;
     while (in.n_tokens() < bucket) {
       in.logit_rows.push_back(in.n_tokens());
-      row_owner.emplace_back(nullptr, 0);
+      row_owner.push_back({});
       add_seq(scratch, 0, 1, &pad_token, true);
     }
     in.graph = true;
@@ -112,13 +130,12 @@ PassResult ModelRunner::run(const PassPlan& plan) {
     const std::vector<int32_t> pad_tokens(static_cast<size_t>(pad), 0);
     add_seq(scratch_blocks_, 0, pad, pad_tokens.data(), true);
     LLM42_ASSERT(in.logit_rows.size() == row_owner.size());
-    std::vector<std::pair<const Sequence*, int>> owners(static_cast<size_t>(in.n_tokens()),
-                                                        {nullptr, 0});
+    std::vector<RowOwner> owners(static_cast<size_t>(in.n_tokens()));
     for (size_t i = 0; i < in.logit_rows.size(); ++i)
       owners[static_cast<size_t>(in.logit_rows[i])] = row_owner[i];
     for (size_t e = 0; e < plan.entries.size(); ++e) {
-      if (result.entry_first_row[e] >= 0)
-        result.entry_first_row[e] = in.logit_rows[static_cast<size_t>(result.entry_first_row[e])];
+      for (int* row : {&result.entry_first_row[e], &result.entry_prompt_row[e]})
+        if (*row >= 0) *row = in.logit_rows[static_cast<size_t>(*row)];
     }
     in.logit_rows.resize(static_cast<size_t>(in.n_tokens()));
     for (int r = 0; r < in.n_tokens(); ++r) in.logit_rows[static_cast<size_t>(r)] = r;
@@ -131,9 +148,18 @@ PassResult ModelRunner::run(const PassPlan& plan) {
   sample_rows_.clear();
   std::vector<int> device_rows;
   for (size_t r = 0; r < row_owner.size(); ++r) {
-    const auto [s, index] = row_owner[r];
+    const auto [s, index, score] = row_owner[r];
     if (s == nullptr) continue;  // a padding row
     const SamplingParams& p = s->req.sampling;
+    if (score >= 0) {
+      SampleRow row;
+      row.logit_row = static_cast<int32_t>(r);
+      row.score_token = score;
+      row.top_logprobs = s->req.prompt_logprobs;
+      sample_rows_.push_back(row);
+      device_rows.push_back(static_cast<int>(r));
+      continue;
+    }
     if (p.has_penalties()) {
       // Host path: this row's logits and the token history.
       host_row_.resize(static_cast<size_t>(vocab));
@@ -165,6 +191,7 @@ PassResult ModelRunner::run(const PassPlan& plan) {
     SampledToken& t = result.samples[static_cast<size_t>(device_rows[i])];
     t.id = o.token;
     t.logprob = o.logprob;
+    t.rank = o.rank;
     for (int j = 0; j < o.n_top; ++j) t.top.emplace_back(o.top_ids[j], o.top_logprobs[j]);
   }
   return result;

@@ -16,7 +16,15 @@ namespace llm42 {
 struct PassResult {
   std::vector<SampledToken> samples;  // per logits row
   std::vector<int> entry_first_row;   // per pass entry: its first logits row, or -1
+  // Per pass entry: the row scoring its first prompt token, or -1. A prefill chunk of a request
+  // with Request::prompt_logprobs scores the prompt token after each of its positions p <
+  // n_prompt - 1, in rows entry_prompt_row, +1, ... (SampledToken::id is the prompt token).
+  std::vector<int> entry_prompt_row;
 };
+
+// The prompt tokens a prefill entry scores: those after its positions [pos_begin, end) below
+// n_prompt - 1 (0 when the request asks for no prompt logprobs or has them all).
+int prompt_rows(const PassEntry& e);
 
 class ModelRunner {
  public:

@@ -29,6 +29,13 @@ struct Request {
   // Whether output token `index` (from 0) may finish the request by EOS or a stop.
   bool may_stop_at(int index) const { return index + 1 >= min_tokens; }
   bool logprobs = false;                  // return the logprob of every token
+  // >= 0: return the logprob of every prompt token from the second on (the first has no
+  // context), with this many top alternatives (at most kMaxTopLogprobs) and its rank. They come
+  // from the prefill's logits: the canonical lane's for a deterministic request, so they are
+  // the logprobs those tokens would get as output. The prompt is then computed whole (no
+  // prefix-cache reuse).
+  int prompt_logprobs = -1;
+  bool scores_prompt() const { return prompt_logprobs >= 0; }
   bool detokenize = true;                 // produce text deltas (needs the engine's tokenizer)
 };
 
@@ -49,6 +56,7 @@ struct TokenLogprob {
   int32_t id = -1;
   float logprob = 0.0f;
   std::vector<std::pair<int32_t, float>> top;  // top_logprobs alternatives
+  int32_t rank = 0;  // prompt tokens: 1 + the ids more likely than it; 0 when not computed
 };
 
 // One delta of committed output. Deltas of one request arrive in order; the last one has
@@ -57,6 +65,9 @@ struct RequestOutput {
   uint64_t request_id = 0;
   std::vector<int32_t> tokens;       // newly committed
   std::vector<TokenLogprob> logprobs;  // one per token when Request::logprobs
+  // Request::prompt_logprobs: prompt tokens 1..P-1, in the request's first output (before any
+  // token; a request that fails before its prompt is computed gets none).
+  std::vector<TokenLogprob> prompt_logprobs;
   std::string text;                  // newly complete text (never half a UTF-8 character)
   bool finished = false;
   FinishReason finish_reason = FinishReason::kNone;

@@ -45,6 +45,23 @@ void apply_penalties(std::vector<double>& z, const SamplingParams& p, const Toke
   }
 }
 
+// out.id's logprob and the `top_logprobs` best alternatives, all of log_softmax(raw logits).
+void fill_logprobs(const float* logits, int vocab, int top_logprobs, SampledToken& out) {
+  const double lse = log_sum_exp(logits, vocab, nullptr);
+  out.logprob = static_cast<float>(static_cast<double>(logits[out.id]) - lse);
+  if (top_logprobs > 0) {
+    const int k = std::min(top_logprobs, vocab);
+    std::vector<int32_t> ids(static_cast<size_t>(vocab));
+    std::iota(ids.begin(), ids.end(), 0);
+    std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
+      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    });
+    for (int i = 0; i < k; ++i)
+      out.top.emplace_back(ids[i],
+                           static_cast<float>(static_cast<double>(logits[ids[i]]) - lse));
+  }
+}
+
 }  // namespace
 
 float token_logprob(const float* logits, int vocab, int32_t id) {
@@ -125,19 +142,17 @@ SampledToken sample_token(const float* logits, int vocab, const SamplingParams& 
     out.id = best < 0 ? 0 : best;
   }
 
-  const double lse = log_sum_exp(logits, vocab, nullptr);
-  out.logprob = static_cast<float>(static_cast<double>(logits[out.id]) - lse);
-  if (params.top_logprobs > 0) {
-    const int k = std::min(params.top_logprobs, vocab);
-    std::vector<int32_t> ids(static_cast<size_t>(vocab));
-    std::iota(ids.begin(), ids.end(), 0);
-    std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
-      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-    });
-    for (int i = 0; i < k; ++i)
-      out.top.emplace_back(ids[i],
-                           static_cast<float>(static_cast<double>(logits[ids[i]]) - lse));
-  }
+  fill_logprobs(logits, vocab, params.top_logprobs, out);
+  return out;
+}
+
+SampledToken score_token(const float* logits, int vocab, int32_t id, int top_logprobs) {
+  LLM42_ASSERT(vocab > 0 && id >= 0 && id < vocab, "token {} (vocabulary {})", id, vocab);
+  SampledToken out;
+  out.id = id;
+  out.rank = 1;
+  for (int i = 0; i < vocab; ++i) out.rank += logits[i] > logits[id] ? 1 : 0;
+  fill_logprobs(logits, vocab, top_logprobs, out);
   return out;
 }
 

@@ -30,6 +30,7 @@ struct TokenHistory {
 struct SampledToken {
   int32_t id = -1;
   float logprob = 0.0f;                            // of `id` under log_softmax(raw logits)
+  int32_t rank = 0;  // score_token: 1 + the ids with a larger raw logit; 0 when not computed
   std::vector<std::pair<int32_t, float>> top;      // top_logprobs alternatives, best first
 };
 
@@ -40,6 +41,10 @@ inline bool from_finite_logits(const SampledToken& t) { return t.logprob <= 0.0f
 // Samples the token at absolute `position` from one row of `vocab` logits.
 SampledToken sample_token(const float* logits, int vocab, const SamplingParams& params,
                           uint64_t seed, int64_t position, const TokenHistory& history);
+
+// A given token (a prompt token) with its logprob, rank and `top_logprobs` alternatives: nothing
+// is drawn; the logprob is computed exactly as sample_token computes a drawn token's.
+SampledToken score_token(const float* logits, int vocab, int32_t id, int top_logprobs);
 
 // log_softmax of `logits` at `id` (double accumulation in index order).
 float token_logprob(const float* logits, int vocab, int32_t id);

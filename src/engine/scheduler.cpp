@@ -117,6 +117,7 @@ StepPlan Scheduler::schedule() {
   const bool fixed = fixed_shape();
   const int group_tokens = config_.window * config_.group;
   int budget = config_.max_num_batched_tokens;
+  int score_rows = config_.max_prompt_logprobs_rows;  // logits rows left for prompt logprobs
 
   std::vector<PassEntry> prefill, fast_prefill, decode, verify;
   std::vector<PassEntry> isolated_prefill;  // fixed-shape: deterministic prefill, a pass each
@@ -137,23 +138,33 @@ StepPlan Scheduler::schedule() {
   };
   // The chunk a sequence's prefill takes now. Fixed-shape deterministic prefill is chunked by
   // prefill_chunk alone so that its passes do not depend on load; it waits for budget instead.
+  // A prefill that computes prompt logprobs takes a logits row for each of its positions
+  // before the last prompt token: its chunk fits the rows left (whole in fixed-shape mode).
   auto prefill_chunk = [&](const Sequence* s) {
     const int remaining = s->prefill_target() - s->n_cached;
+    const bool scoring = s->scoring_prompt() && s->n_cached < s->n_prompt - 1;
     if (fixed && s->verified) {
       // At most the whole step's budget, or it would never fit.
-      const int chunk =
-          std::min({remaining, config_.prefill_chunk, config_.max_num_batched_tokens});
-      return chunk <= budget ? chunk : 0;
+      int chunk = std::min({remaining, config_.prefill_chunk, config_.max_num_batched_tokens});
+      if (scoring) chunk = std::min(chunk, config_.max_prompt_logprobs_rows);
+      return chunk <= budget && (!scoring || chunk <= score_rows) ? chunk : 0;
     }
-    return std::min({remaining, config_.prefill_chunk, budget});
+    return std::min({remaining, config_.prefill_chunk, budget, scoring ? score_rows : remaining});
+  };
+  auto take_chunk = [&](const Sequence* s, int chunk) {
+    budget -= chunk;
+    if (s->scoring_prompt())
+      score_rows -= std::max(0, std::min(s->n_cached + chunk, s->n_prompt - 1) - s->n_cached);
   };
   // The tokens s's work takes this step when it cannot be split (a verification window, a
   // fixed-shape deterministic prefill chunk); 0 when it takes whatever budget is left.
   auto whole_cost = [&](const Sequence& s) {
-    if (s.needs_prefill())
-      return fixed && s.verified ? std::min({s.prefill_target() - s.n_cached, config_.prefill_chunk,
-                                             config_.max_num_batched_tokens})
-                                 : 0;
+    if (s.needs_prefill()) {
+      if (!fixed || !s.verified) return 0;
+      const int chunk = std::min(
+          {s.prefill_target() - s.n_cached, config_.prefill_chunk, config_.max_num_batched_tokens});
+      return s.scoring_prompt() ? std::min(chunk, config_.max_prompt_logprobs_rows) : chunk;
+    }
     if (!ready_to_verify(s)) return 0;
     return fixed ? group_tokens : s.n_spec();
   };
@@ -169,23 +180,30 @@ StepPlan Scheduler::schedule() {
   // The oldest running sequence whose work cannot be split has its tokens held for it until its
   // turn, so that the decode rows and chunks of older sequences cannot starve it step after step
   // (EngineConfig::validate makes every such cost fit in the budget).
+  // A held prefill chunk that computes prompt logprobs holds its logits rows too.
   Sequence* held_for = nullptr;
   int held = 0;
+  int held_rows = 0;
   for (Sequence* s : running_) {
     held = whole_cost(*s);
     if (held > 0) {
       held_for = s;
+      if (s->needs_prefill() && s->scoring_prompt())
+        held_rows = std::max(0, std::min(s->n_cached + held, s->n_prompt - 1) - s->n_cached);
       break;
     }
   }
   budget -= held;
+  score_rows -= held_rows;
 
   int verify_windows = 0;
   for (size_t i = 0; i < running_.size(); ++i) {
     Sequence* s = running_[i];
     if (s == held_for) {
       budget += held;
+      score_rows += held_rows;
       held = 0;
+      held_rows = 0;
     }
     if (budget <= 0) {
       if (held == 0) break;
@@ -196,7 +214,7 @@ StepPlan Scheduler::schedule() {
       if (chunk <= 0) continue;
       if (!reserve(s, s->n_cached + chunk)) break;  // s was the newest: nothing after it
       prefill_entry(s, chunk);
-      budget -= chunk;
+      take_chunk(s, chunk);
     } else if (ready_to_verify(*s)) {
       const int k = s->n_spec();
       int cost = k;
@@ -214,6 +232,7 @@ StepPlan Scheduler::schedule() {
   }
 
   budget += held;  // held_for was preempted before its turn
+  score_rows += held_rows;
 
   // KV blocks a sequence will still need: the rest of its prompt (certain), and reserve_ratio()
   // of the output tokens max_tokens still allows after the committed ones (at most
@@ -233,7 +252,9 @@ StepPlan Scheduler::schedule() {
   while (!waiting_.empty() && budget > 0 &&
          static_cast<int>(running_.size()) < config_.max_num_seqs) {
     Sequence* s = waiting_.front();
-    const bool cache_ok = config_.prefix_cache && !(fixed && s->verified);
+    // A request for prompt logprobs computes its whole prompt.
+    const bool cache_ok =
+        config_.prefix_cache && !(fixed && s->verified) && !s->req.scores_prompt();
     std::optional<BlockManager::Match> lookup;
     if (s->blocks.empty() && cache_ok) {
       // Leave at least one prompt token to compute when the first output token is still to be
@@ -264,7 +285,7 @@ StepPlan Scheduler::schedule() {
     if (s->scheduled_time == 0) s->scheduled_time = now_seconds();
     if (chunk > 0) {
       prefill_entry(s, chunk);
-      budget -= chunk;
+      take_chunk(s, chunk);
     }
   }
 

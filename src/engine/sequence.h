@@ -37,6 +37,11 @@ struct Sequence {
   int n_prompt = 0;
   int n_committed = 0;
   std::vector<TokenLogprob> out_logprobs;  // committed + speculative, one per output token
+  // Request::prompt_logprobs: entry p - 1 for prompt token p (1 <= p < P); the first
+  // n_prompt_scored are computed (a preempted sequence recomputes its prompt, and keeps these).
+  std::vector<TokenLogprob> prompt_logprobs;
+  int n_prompt_scored = 0;
+  bool prompt_logprobs_sent = false;
   int n_cached = 0;      // positions whose KV is written
   int n_canonical = 0;   // positions whose KV is canonical (a prefix of the cached ones)
   int n_cached_hit = 0;  // prompt tokens served from the prefix cache on admission
@@ -62,6 +67,8 @@ struct Sequence {
   // Tokens whose KV a prefill must compute before decoding can start.
   int prefill_target() const { return n_committed == 0 ? n_prompt : len() - 1; }
   bool needs_prefill() const { return n_cached < prefill_target(); }
+  // Prompt tokens whose logprobs the prefill still has to compute.
+  bool scoring_prompt() const { return req.scores_prompt() && n_prompt_scored < n_prompt - 1; }
 };
 
 // Stop strings. Both are functions of the text alone (the text is a function of the committed

@@ -238,7 +238,8 @@ std::string ApiServer::new_request_id(Endpoint endpoint) {
 
 void ApiServer::prepare(uint64_t job_id, Endpoint endpoint, const std::string& body) {
   try {
-    const ApiRequest r = parse_api_request(body, endpoint, options_.request_limits);
+    ApiRequest r = parse_api_request(body, endpoint, options_.request_limits);
+    if (!r.deterministic_set) r.deterministic = options_.default_deterministic;
     if (r.model && *r.model != options_.served_model_name)
       throw ApiError(404, "invalid_request_error",
                      fmt::format("the model '{}' does not exist: this server serves '{}'",

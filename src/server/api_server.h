@@ -51,6 +51,9 @@ struct ApiServerOptions {
   int workers = 2;
   double log_stats_interval = 10;  // seconds between engine stats lines in the log; 0 = none
   RequestLimits request_limits;
+  // Whether requests that do not say ('deterministic' / 'is_deterministic') are deterministic:
+  // for clients that cannot add the field (lm-evaluation-harness).
+  bool default_deterministic = false;
 };
 
 class ApiServer {

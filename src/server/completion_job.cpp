@@ -29,9 +29,21 @@ CompletionJob::CompletionJob(const ApiRequest& req, EngineRequests&& engine_requ
       logprobs_(req.logprobs),
       return_token_ids_(req.return_token_ids),
       deterministic_answer_(deterministic_answer),
+      echo_(req.echo),
+      prompt_only_(req.echo && req.max_tokens == 0),
+      vllm_prompt_logprobs_(req.prompt_logprobs.has_value()),
       n_(req.n),
       engine_(std::move(engine_requests)) {
   requests_ = std::move(engine_.choices);
+  if (echo_) {
+    // The prompt as sent: its text, or the text of its token ids.
+    for (size_t p = 0; p < engine_.prompts.size(); ++p) {
+      const PromptInput& in = req.prompts[p];
+      prompt_text_.push_back(!in.is_ids            ? in.text
+                             : tokenizer_ != nullptr ? tokenizer_->decode(engine_.prompts[p])
+                                                     : std::string());
+    }
+  }
   choices_.resize(requests_.size());
   for (size_t c = 0; c < choices_.size(); ++c) {
     choices_[c].prompt = engine_.choice_prompt[c];
@@ -108,33 +120,55 @@ bool CompletionJob::apply(int c, RequestOutput&& out, double now, std::string& e
     }
   }
   if (error_) return out.finished;
+  if (prompt_only_) {
+    out.tokens.clear();
+    out.logprobs.clear();
+    out.text.clear();
+    ch.timing.completion_tokens = 0;
+  }
 
   // This output's logprobs: chat {"content": [...]}, completions the legacy arrays.
   const bool chat = meta_.endpoint == Endpoint::kChatCompletions;
   json lp = nullptr;
+  if (!ch.opened) open_choice(ch, out, lp);
   if (logprobs_ && !out.logprobs.empty()) {
     if (chat) {
       lp = {{"content", chat_logprobs_content(tokenizer_, out.logprobs)}};
       if (ch.logprobs.is_null()) ch.logprobs = json::array();
       for (const json& e : lp["content"]) ch.logprobs.push_back(e);
     } else {
-      lp = completion_logprobs(tokenizer_, out.logprobs, ch.text_offset);
-      append_completion_logprobs(ch.logprobs, lp);
+      const json more = completion_logprobs(tokenizer_, out.logprobs, ch.text_offset);
+      append_completion_logprobs(lp, more);
+      append_completion_logprobs(ch.logprobs, more);
     }
   }
   if (stream_) {
     // An output that carries nothing the client asked for (text held back for a stop string,
     // say) makes no chunk, unless it is the last.
-    const bool carries = !out.text.empty() || out.finished ||
+    const bool carries = !out.text.empty() || out.finished || !lp.is_null() ||
                          ((logprobs_ || return_token_ids_) && !out.tokens.empty());
     if (carries) {
-      events += sse_event(dump_json(chunk(stream_choice(c, ch, out, lp))));
+      json choice = stream_choice(c, ch, out, lp);
+      if (!ch.started && !ch.prompt_logprobs.is_null()) choice["prompt_logprobs"] = ch.prompt_logprobs;
+      events += sse_event(dump_json(chunk(std::move(choice))));
       ch.started = true;
     }
   }
   ch.text += out.text;
   ch.ids.insert(ch.ids.end(), out.tokens.begin(), out.tokens.end());
   return out.finished;
+}
+
+void CompletionJob::open_choice(Choice& ch, RequestOutput& out, json& logprobs) {
+  ch.opened = true;
+  const std::vector<int32_t>& prompt = engine_.prompts[static_cast<size_t>(ch.prompt)];
+  if (vllm_prompt_logprobs_) ch.prompt_logprobs = vllm_prompt_logprobs(tokenizer_, out.prompt_logprobs);
+  if (!echo_) return;
+  out.text = prompt_text_[static_cast<size_t>(ch.prompt)] + out.text;
+  if (logprobs_) {
+    logprobs = prompt_completion_logprobs(tokenizer_, prompt, out.prompt_logprobs, ch.text_offset);
+    append_completion_logprobs(ch.logprobs, logprobs);
+  }
 }
 
 UsageTotals CompletionJob::usage() const {
@@ -185,6 +219,7 @@ std::string CompletionJob::response_body() const {
     } else {
       choice["text"] = ch.text;
       choice["logprobs"] = ch.logprobs;
+      if (vllm_prompt_logprobs_) choice["prompt_logprobs"] = ch.prompt_logprobs;
     }
     choice["finish_reason"] = std::string(finish_reason_name(ch.finish));
     if (return_token_ids_) {
@@ -195,6 +230,8 @@ std::string CompletionJob::response_body() const {
   }
   j["choices"] = std::move(choices);
   if (return_token_ids_ && chat) j["prompt_token_ids"] = engine_.prompts[0];
+  if (vllm_prompt_logprobs_ && chat && !choices_.empty())
+    j["prompt_logprobs"] = choices_.front().prompt_logprobs;
   j["usage"] = usage_json(usage());
   return dump_json(j);
 }

@@ -92,6 +92,8 @@ class CompletionJob {
     FinishReason finish = FinishReason::kNone;
     bool finished = false;
     bool started = false;  // a chunk went out (prompt_token_ids ride on the first)
+    bool opened = false;   // its first output was applied (the echo went before it)
+    nlohmann::json prompt_logprobs;  // vLLM's form, when asked for
     int prompt_tokens = 0, cached_tokens = 0;
     VerifyStats verify;
     ChoiceTiming timing;
@@ -100,10 +102,17 @@ class CompletionJob {
   nlohmann::json stream_choice(int c, const Choice& ch, const RequestOutput& out,
                                const nlohmann::json& logprobs) const;
   nlohmann::json chunk(nlohmann::json choice) const;
+  // Before choice c's first output: the echoed prompt's text and logprobs go in front of it,
+  // and its prompt logprobs are kept.
+  void open_choice(Choice& ch, RequestOutput& out, nlohmann::json& logprobs);
 
   ResponseMeta meta_;
   const Tokenizer* tokenizer_;
   bool stream_, include_usage_, logprobs_, return_token_ids_, deterministic_answer_;
+  bool echo_;                    // completions: the prompt goes in front of the completion
+  bool prompt_only_;             // echo with max_tokens 0: the one token drawn is dropped
+  bool vllm_prompt_logprobs_;    // prompt_logprobs was asked for
+  std::vector<std::string> prompt_text_;  // per prompt, for echo
   int n_;
   EngineRequests engine_;
   std::vector<Request> requests_;

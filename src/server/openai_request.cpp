@@ -362,8 +362,9 @@ void parse_sampling(const json& body, const RequestLimits& limits, ApiRequest& r
 }
 
 void parse_unsupported(const json& body, const ApiRequest& r) {
-  if (const json* v = field(body, "echo"); v != nullptr && as_bool(*v, "echo"))
-    throw invalid_request("echo", "'echo' is not supported");
+  if (const json* v = field(body, "echo");
+      v != nullptr && r.endpoint == Endpoint::kChatCompletions && as_bool(*v, "echo"))
+    throw invalid_request("echo", "'echo' is only supported by /v1/completions");
   if (const json* v = field(body, "suffix"); v != nullptr && !as_string(*v, "suffix").empty())
     throw invalid_request("suffix", "'suffix' is not supported");
   if (const json* v = field(body, "best_of");
@@ -377,7 +378,7 @@ void parse_unsupported(const json& body, const ApiRequest& r) {
   // when given a value other than their default.
   for (const char* name :
        {"guided_json", "guided_regex", "guided_choice", "guided_grammar", "guided_decoding_backend",
-        "guided_whitespace_pattern", "structured_outputs", "prompt_logprobs", "allowed_token_ids",
+        "guided_whitespace_pattern", "structured_outputs", "allowed_token_ids",
         "bad_words", "logits_processors", "truncate_prompt_tokens"}) {
     const json* v = field(body, name);
     if (v != nullptr && !(v->is_array() && v->empty()))
@@ -392,6 +393,12 @@ void parse_unsupported(const json& body, const ApiRequest& r) {
 }
 
 }  // namespace
+
+int ApiRequest::engine_prompt_logprobs() const {
+  int n = prompt_logprobs.value_or(-1);
+  if (echo && logprobs) n = std::max(n, sampling.top_logprobs);
+  return n;
+}
 
 std::string_view prompt_field(Endpoint e) {
   return e == Endpoint::kCompletions ? "prompt" : "messages";
@@ -430,8 +437,14 @@ ApiRequest parse_api_request(std::string_view body_text, Endpoint endpoint,
     r.add_special_tokens = as_bool(*v, "add_special_tokens");
 
   const int int_max = std::numeric_limits<int32_t>::max();
-  if (const json* v = field(body, "max_tokens"))
-    r.max_tokens = static_cast<int>(as_integer(*v, "max_tokens", 1, int_max));
+  if (endpoint == Endpoint::kCompletions)
+    if (const json* v = field(body, "echo")) r.echo = as_bool(*v, "echo");
+  if (const json* v = field(body, "max_tokens")) {
+    r.max_tokens = static_cast<int>(as_integer(*v, "max_tokens", 0, int_max));
+    if (*r.max_tokens == 0 && !r.echo)
+      throw invalid_request("max_tokens",
+                            "'max_tokens' = 0 must be at least 1 (0 is allowed with 'echo')");
+  }
   if (const json* v = field(body, "max_completion_tokens"))
     r.max_tokens = static_cast<int>(as_integer(*v, "max_completion_tokens", 1, int_max));
   if (const json* v = field(body, "n")) r.n = static_cast<int>(as_integer(*v, "n", 1, limits.max_n));
@@ -441,6 +454,9 @@ ApiRequest parse_api_request(std::string_view body_text, Endpoint endpoint,
   parse_sampling(body, limits, r);
   parse_stop(body, limits, r);
   parse_unsupported(body, r);
+  if (const json* v = field(body, "prompt_logprobs"); v != nullptr && !v->is_null())
+    r.prompt_logprobs = static_cast<int>(
+        as_integer(*v, "prompt_logprobs", 0, limits.max_top_logprobs));
 
   if (const json* v = field(body, "ignore_eos")) r.ignore_eos = as_bool(*v, "ignore_eos");
   if (const json* v = field(body, "min_tokens")) {
@@ -454,6 +470,7 @@ ApiRequest parse_api_request(std::string_view body_text, Endpoint endpoint,
     r.include_stop_str_in_output = as_bool(*v, "include_stop_str_in_output");
   const json* det = field(body, "deterministic");
   const json* det_alias = field(body, "is_deterministic");
+  r.deterministic_set = det != nullptr || det_alias != nullptr;
   if (det != nullptr) r.deterministic = as_bool(*det, "deterministic");
   if (det_alias != nullptr) {
     const bool alias = as_bool(*det_alias, "is_deterministic");

@@ -2,12 +2,13 @@
 //
 // Parsing is pure (no model, tokenizer or engine): every error is an ApiError naming the field,
 // as OpenAI does ("'top_p' must be in (0, 1]", param "top_p"), so it can be fuzzed on its own.
-// Fields OpenAI defines but llm42 does not implement (echo, suffix, logit_bias, best_of > n,
+// Fields OpenAI defines but llm42 does not implement (suffix, logit_bias, best_of > n,
 // structured response formats, forced tool calls, non-text message parts) are refused with a 400
 // that says so, rather than silently ignored; fields unknown to OpenAI are ignored, as vLLM does.
 // Extensions, named as vLLM names them: top_k, min_p, repetition_penalty, ignore_eos,
 // stop_token_ids, return_token_ids, add_special_tokens, add_generation_prompt,
-// chat_template_kwargs; and llm42's own `deterministic` (alias `is_deterministic`).
+// chat_template_kwargs, prompt_logprobs; and llm42's own `deterministic` (alias
+// `is_deterministic`). Completions' `echo` (with `max_tokens` 0 allowed) as OpenAI's legacy API.
 #pragma once
 
 #include <cstdint>
@@ -55,7 +56,8 @@ struct ApiRequest {
   std::optional<bool> add_special_tokens; // unset: completions true, chat false (the template
                                           // writes BOS itself)
 
-  std::optional<int> max_tokens;  // unset: completions 16, chat the rest of the context
+  std::optional<int> max_tokens;  // unset: completions 16, chat the rest of the context;
+                                  // 0 only with echo (the prompt alone comes back)
   SamplingParams sampling;        // temperature default 1, as OpenAI
   std::vector<std::string> stop;
   std::vector<int32_t> stop_token_ids;
@@ -64,10 +66,17 @@ struct ApiRequest {
   int min_tokens = 0;
   bool include_stop_str_in_output = false;
   bool deterministic = false;
+  bool deterministic_set = false;  // the body said (else the server's default applies)
+  bool echo = false;               // completions: the prompt comes back before the completion
+  // vLLM's prompt_logprobs: the logprob of every prompt token with this many alternatives.
+  std::optional<int> prompt_logprobs;
 
   bool stream = false;
   bool include_usage = false;     // stream_options.include_usage
   bool logprobs = false;          // completions: logprobs != null; chat: logprobs == true
+  // The prompt-logprob alternatives the engine computes (-1: none): prompt_logprobs, and with
+  // echo + logprobs the completions' logprobs count.
+  int engine_prompt_logprobs() const;
   bool return_token_ids = false;
 };
 

@@ -66,6 +66,49 @@ json completion_logprobs(const Tokenizer* tok, std::span<const TokenLogprob> lps
           {"text_offset", std::move(offsets)}};
 }
 
+json prompt_completion_logprobs(const Tokenizer* tok, std::span<const int32_t> prompt,
+                                std::span<const TokenLogprob> lps, size_t& text_offset) {
+  json tokens = json::array(), token_lps = json::array(), tops = json::array(),
+       offsets = json::array();
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    std::string text = token_text(tok, prompt[i]);
+    offsets.push_back(text_offset);
+    text_offset += char_count(text);
+    tokens.push_back(std::move(text));
+    if (i == 0 || i - 1 >= lps.size()) {
+      token_lps.push_back(nullptr);
+      tops.push_back(nullptr);
+      continue;
+    }
+    const TokenLogprob& lp = lps[i - 1];
+    token_lps.push_back(json_logprob(lp.logprob));
+    json top = json::object();
+    for (const auto& [id, l] : lp.top) top[token_text(tok, id)] = json_logprob(l);
+    top[token_text(tok, lp.id)] = json_logprob(lp.logprob);
+    tops.push_back(std::move(top));
+  }
+  return {{"tokens", std::move(tokens)},
+          {"token_logprobs", std::move(token_lps)},
+          {"top_logprobs", std::move(tops)},
+          {"text_offset", std::move(offsets)}};
+}
+
+json vllm_prompt_logprobs(const Tokenizer* tok, std::span<const TokenLogprob> lps) {
+  json out = json::array({nullptr});
+  for (const TokenLogprob& lp : lps) {
+    json e = json::object();
+    auto add = [&](int32_t id, float l, int rank) {
+      e[std::to_string(id)] = {
+          {"logprob", json_logprob(l)}, {"rank", rank}, {"decoded_token", token_text(tok, id)}};
+    };
+    add(lp.id, lp.logprob, lp.rank);
+    for (size_t j = 0; j < lp.top.size(); ++j)
+      if (lp.top[j].first != lp.id) add(lp.top[j].first, lp.top[j].second, static_cast<int>(j) + 1);
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
 void append_completion_logprobs(json& acc, const json& more) {
   if (acc.is_null()) {
     acc = more;

@@ -44,6 +44,17 @@ nlohmann::json completion_logprobs(const Tokenizer* tok, std::span<const TokenLo
 // Appends `more`'s arrays to `acc` (both in the legacy form).
 void append_completion_logprobs(nlohmann::json& acc, const nlohmann::json& more);
 
+// The echoed prompt's part of legacy completions logprobs: prompt token 0 with null logprob and
+// null top_logprobs (it has no context), then each later prompt token with its logprob and a
+// top_logprobs object holding the alternatives and the token itself. `lps` holds tokens 1..P-1.
+nlohmann::json prompt_completion_logprobs(const Tokenizer* tok, std::span<const int32_t> prompt,
+                                          std::span<const TokenLogprob> lps, size_t& text_offset);
+
+// vLLM's prompt_logprobs: [null, {"<id>": {logprob, rank, decoded_token}, ...}, ...], one entry
+// per prompt token; each object holds the token itself (its rank among the vocabulary) and the
+// alternatives (ranks 1, 2, ...).
+nlohmann::json vllm_prompt_logprobs(const Tokenizer* tok, std::span<const TokenLogprob> lps);
+
 // Chat logprobs content entries [{token, logprob, bytes, top_logprobs: [...]}].
 nlohmann::json chat_logprobs_content(const Tokenizer* tok, std::span<const TokenLogprob> lps);
 

@@ -74,6 +74,7 @@ EngineRequests build_engine_requests(const ApiRequest& r, const PromptContext& c
   base.min_tokens = r.min_tokens;
   base.include_stop_str_in_output = r.include_stop_str_in_output;
   base.logprobs = r.logprobs;
+  base.prompt_logprobs = r.engine_prompt_logprobs();
   base.detokenize = ctx.tokenizer != nullptr;
   for (size_t p = 0; p < out.prompts.size(); ++p) {
     const int prompt_len = static_cast<int>(out.prompts[p].size());
@@ -85,6 +86,8 @@ EngineRequests build_engine_requests(const ApiRequest& r, const PromptContext& c
       q.max_tokens = r.max_tokens.value_or(r.endpoint == Endpoint::kCompletions
                                                ? 16
                                                : std::max(1, ctx.max_seq_len - prompt_len));
+      // Echo with max_tokens 0: the engine draws one token, which the response leaves out.
+      q.max_tokens = std::max(q.max_tokens, 1);
       // Each choice samples with its own seed: seed + i, so that a seeded request with n > 1 is
       // reproducible and its choices differ.
       const bool default_seeded = r.deterministic && ctx.mode != DeterminismMode::kOff;

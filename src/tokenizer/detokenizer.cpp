@@ -5,8 +5,8 @@
 
 namespace llm42 {
 
-Detokenizer::Detokenizer(const Tokenizer& tok, bool skip_special)
-    : tok_(tok), skip_special_(skip_special) {}
+Detokenizer::Detokenizer(const Tokenizer& tok, bool skip_special, bool continues_text)
+    : tok_(tok), skip_special_(skip_special), at_start_(!continues_text) {}
 
 std::string Detokenizer::close_fallback_run() {
   if (utf8::is_valid(fallback_)) return std::exchange(fallback_, {});

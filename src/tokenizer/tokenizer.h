@@ -83,7 +83,10 @@ std::unique_ptr<Tokenizer> make_byte_tokenizer(int vocab_size, int bos_id, int e
 // (or flush) ends it.
 class Detokenizer {
  public:
-  explicit Detokenizer(const Tokenizer& tok, bool skip_special = true);
+  // `continues_text`: the tokens continue a text (a prompt's), so SentencePiece's leading space
+  // is kept: the output is decode(prompt + output) less decode(prompt), as vLLM streams it.
+  explicit Detokenizer(const Tokenizer& tok, bool skip_special = true,
+                       bool continues_text = false);
   // Text that became complete with this token (possibly empty).
   std::string push(int32_t id);
   // Whatever is still held back at the end of the stream (incomplete bytes become U+FFFD).
@@ -95,7 +98,7 @@ class Detokenizer {
 
   const Tokenizer& tok_;
   bool skip_special_;
-  bool at_start_ = true;  // nothing emitted yet: SentencePiece's leading space still to strip
+  bool at_start_;  // nothing emitted yet: SentencePiece's leading space still to strip
   std::string fallback_;  // bytes of the current run of byte-fallback tokens
   std::string pending_;   // bytes not yet emitted: an incomplete UTF-8 sequence
 };

@@ -192,13 +192,20 @@ TEST(ServerRequest, UnimplementedFieldsAreRefused) {
     return param_of("{\"prompt\": \"a\", " + fields + "}");
   };
   for (const char* name : {"guided_json", "guided_regex", "guided_choice", "guided_grammar",
-                           "structured_outputs", "prompt_logprobs", "allowed_token_ids",
+                           "structured_outputs", "allowed_token_ids",
                            "bad_words", "logits_processors", "truncate_prompt_tokens"}) {
     EXPECT_EQ(p(std::string("\"") + name + "\": 1"), name);
     EXPECT_EQ(p(std::string("\"") + name + "\": null"), "<ok>");
   }
   EXPECT_EQ(p("\"guided_json\": {\"type\": \"object\"}"), "guided_json");
-  EXPECT_EQ(p("\"prompt_logprobs\": 0"), "prompt_logprobs");
+  // vLLM's prompt_logprobs: 0 to 20 alternatives, on both endpoints.
+  EXPECT_EQ(p("\"prompt_logprobs\": 0"), "<ok>");
+  EXPECT_EQ(p("\"prompt_logprobs\": 20"), "<ok>");
+  EXPECT_EQ(p("\"prompt_logprobs\": null"), "<ok>");
+  EXPECT_EQ(p("\"prompt_logprobs\": 21"), "prompt_logprobs");
+  EXPECT_EQ(p("\"prompt_logprobs\": -1"), "prompt_logprobs");
+  EXPECT_EQ(p("\"prompt_logprobs\": true"), "prompt_logprobs");
+  EXPECT_EQ(chat("\"prompt_logprobs\": 3"), "<ok>");
   EXPECT_EQ(p("\"bad_words\": []"), "<ok>");
   EXPECT_EQ(p("\"skip_special_tokens\": false"), "skip_special_tokens");
   EXPECT_EQ(p("\"skip_special_tokens\": true"), "<ok>");
@@ -301,8 +308,14 @@ TEST(ServerRequest, SamplingFields) {
   EXPECT_EQ(p("\"stream\": true, \"stream_options\": 1"), "stream_options");
   EXPECT_EQ(p("\"stream\": true, \"stream_options\": {\"include_usage\": 1}"),
             "stream_options.include_usage");
-  EXPECT_EQ(p("\"echo\": true"), "echo");
+  // echo: completions only; max_tokens 0 only with it.
+  EXPECT_EQ(p("\"echo\": true"), "<ok>");
   EXPECT_EQ(p("\"echo\": false"), "<ok>");
+  EXPECT_EQ(p("\"echo\": 1"), "echo");
+  EXPECT_EQ(p("\"echo\": true, \"max_tokens\": 0"), "<ok>");
+  EXPECT_EQ(p("\"echo\": false, \"max_tokens\": 0"), "max_tokens");
+  EXPECT_EQ(chat_param("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"echo\": true}"),
+            "echo");
   EXPECT_EQ(p("\"suffix\": \"x\""), "suffix");
   EXPECT_EQ(p("\"best_of\": 3"), "best_of");
   EXPECT_EQ(p("\"best_of\": 1"), "<ok>");

@@ -373,12 +373,15 @@ void CpuBackend::sample(const Tensor& logits, const std::vector<SampleRow>& rows
     p.top_p = r.top_p;
     p.min_p = r.min_p;
     p.top_logprobs = std::min(r.top_logprobs, kMaxTopLogprobs);
+    const float* row = logits.ptr<float>() + static_cast<int64_t>(r.logit_row) * vocab;
     const SampledToken t =
-        sample_token(logits.ptr<float>() + static_cast<int64_t>(r.logit_row) * vocab, vocab, p,
-                     r.seed, r.position, TokenHistory{});
+        r.score_token >= 0
+            ? score_token(row, vocab, r.score_token, p.top_logprobs)
+            : sample_token(row, vocab, p, r.seed, r.position, TokenHistory{});
     SampleResult& o = out[i];
     o.token = t.id;
     o.logprob = t.logprob;
+    o.rank = t.rank;
     o.n_top = static_cast<int32_t>(t.top.size());
     for (size_t j = 0; j < t.top.size(); ++j) {
       o.top_ids[j] = t.top[j].first;

@@ -683,10 +683,14 @@ void CudaBackend::sample(const Tensor& logits, const std::vector<SampleRow>& row
     const SampleRow& r = rows[i];
     LLM42_ASSERT(r.logit_row >= 0 && r.logit_row < logits.dim(0));
     const bool filtered = (r.top_k > 0 && r.top_k < vocab) || r.top_p < 1.0f || r.min_p > 0.0f;
-    const bool needs_order = (r.temperature > 0.0f && filtered) || r.top_logprobs > 0;
+    const bool draws = r.score_token < 0;
+    const bool needs_order = (draws && r.temperature > 0.0f && filtered) || r.top_logprobs > 0;
+    LLM42_ASSERT(draws || r.score_token < vocab, "score token {} (vocabulary {})", r.score_token,
+                 vocab);
     dev[i] = {r.logit_row, r.temperature, r.top_k,
               r.top_p,     r.min_p,       std::min(r.top_logprobs, cuda::kSampleMaxTop),
-              r.seed,      r.position,    needs_order ? n_sorted++ : -1};
+              r.seed,      r.position,    needs_order ? n_sorted++ : -1,
+              r.score_token};
   }
   const size_t rows_bytes = dev.size() * sizeof(cuda::SampleRowDev);
   std::memcpy(staging(rows_bytes), dev.data(), rows_bytes);
@@ -726,6 +730,7 @@ void CudaBackend::sample(const Tensor& logits, const std::vector<SampleRow>& row
     SampleResult& o = out[i];
     o.token = d.token;
     o.logprob = d.logprob;
+    o.rank = d.rank;
     o.n_top = d.n_top;
     std::copy(d.top_ids, d.top_ids + d.n_top, o.top_ids);
     std::copy(d.top_logprobs, d.top_logprobs + d.n_top, o.top_logprobs);

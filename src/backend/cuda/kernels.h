@@ -244,6 +244,7 @@ struct SampleRowDev {
   uint64_t seed;
   int64_t position;
   int32_t sorted;  // index of this row in the sorted buffers, or -1
+  int32_t score_token;  // >= 0: report this token (its logprob and rank) instead of drawing
 };
 
 inline constexpr int kSampleMaxTop = 20;
@@ -251,6 +252,7 @@ inline constexpr int kSampleMaxTop = 20;
 struct SampleOutDev {
   int32_t token;
   int32_t n_top;
+  int32_t rank;  // score rows: 1 + the ids with a larger logit
   float logprob;
   double lse;  // log-sum-exp of the raw logits
   int32_t top_ids[kSampleMaxTop];

@@ -99,7 +99,13 @@ __global__ void __launch_bounds__(kThreads)
   const double lse = m + log(block_sum(s, sum_scratch));
 
   int32_t token = arg.id;
-  if (row.temperature > 0.0f && row.sorted < 0) {
+  double larger = 0.0;  // score rows: the ids whose logit is larger than the token's
+  if (row.score_token >= 0) {
+    token = row.score_token;
+    const float xt = x[token];
+    for (int i = threadIdx.x; i < vocab; i += kThreads) larger += x[i] > xt ? 1.0 : 0.0;
+    larger = block_sum(larger, sum_scratch);
+  } else if (row.temperature > 0.0f && row.sorted < 0) {
     const double inv_t = 1.0 / static_cast<double>(row.temperature);
     Best g{0.0, -1};
     for (int i = threadIdx.x; i < vocab; i += kThreads) {
@@ -116,6 +122,7 @@ __global__ void __launch_bounds__(kThreads)
     o.lse = lse;
     o.token = token;
     o.logprob = static_cast<float>(static_cast<double>(x[token]) - lse);
+    o.rank = row.score_token >= 0 ? 1 + static_cast<int32_t>(larger) : 0;
     o.n_top = 0;
   }
 }
@@ -167,7 +174,7 @@ __global__ void __launch_bounds__(kThreads)
   const int32_t* id = ids + static_cast<int64_t>(blockIdx.x) * vocab;
   const double lse = o.lse;
 
-  if (row.temperature > 0.0f) {
+  if (row.temperature > 0.0f && row.score_token < 0) {
     const double inv_t = 1.0 / static_cast<double>(row.temperature);
     int n = row.top_k > 0 ? min(row.top_k, vocab) : vocab;
     const double zmax = static_cast<double>(k[0]) * inv_t;
