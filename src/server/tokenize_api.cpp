@@ -101,14 +101,17 @@ json detokenize_response(std::string_view body_text, const TokenizeContext& c) {
 
 json tokenizer_info(const TokenizeContext& c) {
   const Tokenizer& tok = need_tokenizer(c, "");
-  const std::vector<int32_t> empty = tok.encode("", true, true);
+  // Whether add_special_tokens puts BOS first, as the tokenizer's post-processor decides.
+  const std::vector<int32_t> with = tok.encode("a", true, false);
+  const bool add_bos =
+      with.size() > tok.encode("a", false, false).size() && with[0] == tok.bos_id();
   return {
       {"tokenizer_class", std::string(tok.kind())},
       {"bos_token", token_text(tok, tok.bos_id())},
       {"eos_token", tok.eos_ids().empty() ? json(nullptr) : token_text(tok, tok.eos_ids()[0])},
       // llm42 does not pad prompts, and none of its tokenizer loaders reads a pad token.
       {"pad_token", nullptr},
-      {"add_bos_token", !empty.empty() && empty.front() == tok.bos_id()},
+      {"add_bos_token", add_bos},
       {"chat_template",
        c.prompt.chat_template == nullptr ? json(nullptr) : json(c.prompt.chat_template->source())},
       {"model_max_length", c.prompt.max_seq_len},
