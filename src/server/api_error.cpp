@@ -1,5 +1,7 @@
 #include "server/api_error.h"
 
+#include <fmt/format.h>
+
 namespace llm42::server {
 
 nlohmann::json ApiError::to_json() const {
@@ -12,6 +14,13 @@ nlohmann::json ApiError::to_json() const {
 ApiError invalid_request(const std::string& param, const std::string& message) {
   return ApiError(400, "invalid_request_error", message,
                   param.empty() ? std::nullopt : std::optional<std::string>(param));
+}
+
+ApiError model_not_found(const std::string& model, const std::string& served) {
+  return ApiError(
+      404, "invalid_request_error",
+      fmt::format("the model '{}' does not exist: this server serves '{}'", model, served), "model",
+      "model_not_found");
 }
 
 }  // namespace llm42::server

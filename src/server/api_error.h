@@ -40,4 +40,7 @@ class ApiError : public std::runtime_error {
 // 400 invalid_request_error naming `param` (empty: no single field is at fault).
 ApiError invalid_request(const std::string& param, const std::string& message);
 
+// 404 model_not_found: a request named `model` where this server serves `served`.
+ApiError model_not_found(const std::string& model, const std::string& served);
+
 }  // namespace llm42::server

@@ -61,6 +61,7 @@ ApiServer::ApiServer(Engine& engine, const Tokenizer* tokenizer, const ChatTempl
   prompt_context_.mode = engine_.config().mode;
   prompt_context_.default_seed = engine_.config().default_seed;
   if (tokenizer_ != nullptr) prompt_context_.max_token_bytes = max_token_bytes(*tokenizer_);
+  tokenize_context_ = {prompt_context_, options_.served_model_name, options_.request_limits};
   workers_ = std::make_unique<WorkerPool>(options_.workers);
 }
 
@@ -188,6 +189,17 @@ void ApiServer::on_request(ConnectionId conn, HttpRequest& req) {
                                    fmt::format("the model '{}' does not exist", id), "model",
                                    "model_not_found"));
     }
+  } else if (path == "/tokenize" || path == "/v1/tokenize" || path == "/detokenize" ||
+             path == "/v1/detokenize") {
+    if (only("POST"))
+      submit_tokenizer_work(conn, path.ends_with("/detokenize"), std::move(req.body));
+  } else if (path == "/tokenizer_info") {
+    if (!only("GET")) return;
+    try {
+      http_.respond(conn, 200, kJson, dump_json(tokenizer_info(tokenize_context_)));
+    } catch (const ApiError& e) {
+      respond_error(conn, e);
+    }
   } else if (path == "/metrics") {
     if (!only("GET")) return;
     const ServerMetrics::Gauges gauges{http_.num_connections(), static_cast<int>(jobs_.size())};
@@ -229,6 +241,33 @@ void ApiServer::submit(ConnectionId conn, Endpoint endpoint, std::string body, d
       [this, job_id, endpoint, body = std::move(body)] { prepare(job_id, endpoint, body); }, cost);
 }
 
+void ApiServer::submit_tokenizer_work(ConnectionId conn, bool detokenize, std::string body) {
+  if (draining_) {
+    respond_error(conn, ApiError(503, "service_unavailable", "the server is shutting down"));
+    return;
+  }
+  ++tokenizer_work_;
+  const uint64_t cost = body.size();
+  workers_->submit(
+      [this, conn, detokenize, body = std::move(body)] {
+        HttpAnswer a;
+        try {
+          a.body = dump_json(detokenize ? detokenize_response(body, tokenize_context_)
+                                        : tokenize_response(body, tokenize_context_));
+        } catch (const ApiError& e) {
+          a = error_answer(e);
+        } catch (const std::exception& e) {
+          a = error_answer(
+              ApiError(500, "server_error", fmt::format("internal error: {}", e.what())));
+        }
+        http_.post([this, conn, a = std::move(a)] {
+          --tokenizer_work_;
+          http_.respond(conn, a.status, kJson, a.body, a.headers);
+        });
+      },
+      cost);
+}
+
 std::string ApiServer::new_request_id(Endpoint endpoint) {
   const std::lock_guard<std::mutex> lock(id_mutex_);
   return fmt::format("{}{:016x}{:016x}",
@@ -241,10 +280,7 @@ void ApiServer::prepare(uint64_t job_id, Endpoint endpoint, const std::string& b
     ApiRequest r = parse_api_request(body, endpoint, options_.request_limits);
     if (!r.deterministic_set) r.deterministic = options_.default_deterministic;
     if (r.model && *r.model != options_.served_model_name)
-      throw ApiError(404, "invalid_request_error",
-                     fmt::format("the model '{}' does not exist: this server serves '{}'",
-                                 *r.model, options_.served_model_name),
-                     "model", "model_not_found");
+      throw model_not_found(*r.model, options_.served_model_name);
     EngineRequests er = build_engine_requests(r, prompt_context_);
     ResponseMeta meta;
     meta.endpoint = endpoint;
@@ -428,7 +464,7 @@ void ApiServer::log_stats(double now) {
 void ApiServer::on_tick(double now) {
   log_stats(now);
   if (!draining_) return;
-  if (jobs_.empty()) {
+  if (jobs_.empty() && tokenizer_work_ == 0) {
     // Done once the last bytes are out (or a client too slow to take them has had its grace).
     if (!http_.has_pending_output() || now > drain_deadline_ + kAbortGraceSeconds) http_.stop();
     return;

@@ -6,9 +6,11 @@
 //   OutputChannel  <--committed outputs--  engine thread  <---+
 //
 // Routes: POST /v1/completions, POST /v1/chat/completions, GET /v1/models[/{id}], GET /health
-// (no auth; 503 while shutting down), GET /metrics, GET /version; HEAD wherever GET. With an API
-// key every route but /health needs "Authorization: Bearer KEY", checked from the request's head
-// before its body is read. Every request ends with an access log line.
+// (no auth; 503 while shutting down), GET /metrics, GET /version, and vLLM's tokenizer routes
+// (tokenize_api.h): POST /tokenize and /detokenize (also under /v1/), GET /tokenizer_info. HEAD
+// wherever GET. With an API key every route but /health needs "Authorization: Bearer KEY",
+// checked from the request's head before its body is read. Every request ends with an access
+// log line.
 //
 // Admission: a request is refused with 429 when --max-queue engine requests are already
 // waiting (waiting in the engine's scheduler, queued for it, or being prepared by a worker),
@@ -37,6 +39,7 @@
 #include "server/metrics.h"
 #include "server/openai_request.h"
 #include "server/request_builder.h"
+#include "server/tokenize_api.h"
 #include "server/worker_pool.h"
 #include "tokenizer/tokenizer.h"
 
@@ -92,6 +95,8 @@ class ApiServer {
   void log_stats(double now);
 
   void submit(ConnectionId conn, Endpoint endpoint, std::string body, double arrival);
+  // POST /tokenize or /detokenize, answered from a worker (long prompts take a while).
+  void submit_tokenizer_work(ConnectionId conn, bool detokenize, std::string body);
   // Worker thread: everything from the body to the engine.
   void prepare(uint64_t job_id, Endpoint endpoint, const std::string& body);
   void on_started(uint64_t job_id, std::shared_ptr<CompletionJob> job);
@@ -110,6 +115,7 @@ class ApiServer {
   const ChatTemplate* chat_template_;
   ApiServerOptions options_;
   PromptContext prompt_context_;
+  TokenizeContext tokenize_context_;
   std::string fingerprint_;
   int64_t start_time_ = 0;
   HttpServer http_;
@@ -120,6 +126,7 @@ class ApiServer {
   std::unordered_map<ConnectionId, uint64_t> job_of_conn_;
   uint64_t next_job_id_ = 1;
   int in_workers_ = 0;  // jobs handed to workers and not yet back
+  int tokenizer_work_ = 0;  // tokenize/detokenize requests handed to workers, not yet answered
   std::mutex id_mutex_;  // new_request_id runs on the worker threads
   std::mt19937_64 id_rng_;
   bool draining_ = false;

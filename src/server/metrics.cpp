@@ -117,7 +117,10 @@ ServerMetrics::ServerMetrics(std::string model_name, int max_model_len)
 
 void ServerMetrics::count_response(std::string_view path, int status) {
   static constexpr std::string_view kKnown[] = {"/v1/completions", "/v1/chat/completions",
-                                                "/v1/models", "/health", "/metrics"};
+                                                "/v1/models",      "/health",
+                                                "/metrics",        "/tokenize",
+                                                "/detokenize",     "/tokenizer_info",
+                                                "/v1/tokenize",    "/v1/detokenize"};
   const bool known = std::find(std::begin(kKnown), std::end(kKnown), path) != std::end(kKnown);
   ++responses_[{known ? std::string(path) : std::string("other"), status}];
 }

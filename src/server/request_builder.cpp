@@ -30,24 +30,47 @@ size_t max_token_bytes(const Tokenizer& t) {
   return 3 * longest;
 }
 
+std::string render_chat_prompt(const ApiRequest& r, const PromptContext& ctx,
+                               bool continue_final_message) {
+  if (ctx.chat_template == nullptr)
+    throw invalid_request("messages",
+                          "this model has no chat template: start the server with "
+                          "--chat-template FILE or a built-in name, or use /v1/completions");
+  if (ctx.tokenizer == nullptr)
+    throw invalid_request("messages",
+                          "this model has no tokenizer, so it cannot take chat "
+                          "messages: use /v1/completions with token ids");
+  std::string text;
+  try {
+    text = ctx.chat_template->render(r.messages, r.add_generation_prompt && !continue_final_message,
+                                     r.template_vars);
+  } catch (const Error& e) {
+    throw invalid_request("messages",
+                          fmt::format("the chat template refused the messages: {}", e.what()));
+  }
+  if (!continue_final_message || r.messages.empty()) return text;
+  // The render ends the final message (an end-of-turn token, a newline): cut it there. Templates
+  // that trim the content are matched by the trimmed content, as transformers does.
+  std::string last = r.messages.back()["content"].get<std::string>();
+  size_t at = text.rfind(last);
+  if (at == std::string::npos) {
+    const size_t b = last.find_first_not_of(" \t\r\n");
+    last = b == std::string::npos ? "" : last.substr(b, last.find_last_not_of(" \t\r\n") - b + 1);
+    at = text.rfind(last);
+  }
+  if (at == std::string::npos)
+    throw invalid_request("messages",
+                          "continue_final_message: the chat template's render does "
+                          "not hold the final message's content, so it cannot be "
+                          "continued");
+  return text.substr(0, at + last.size());
+}
+
 EngineRequests build_engine_requests(const ApiRequest& r, const PromptContext& ctx) {
   EngineRequests out;
   const std::string field(prompt_field(r.endpoint));
   if (r.endpoint == Endpoint::kChatCompletions) {
-    if (ctx.chat_template == nullptr)
-      throw invalid_request("messages",
-                            "this model has no chat template: start the server with "
-                            "--chat-template FILE or a built-in name, or use /v1/completions");
-    if (ctx.tokenizer == nullptr)
-      throw invalid_request("messages", "this model has no tokenizer, so it cannot take chat "
-                                        "messages: use /v1/completions with token ids");
-    std::string text;
-    try {
-      text = ctx.chat_template->render(r.messages, r.add_generation_prompt, r.template_vars);
-    } catch (const Error& e) {
-      throw invalid_request("messages", fmt::format("the chat template refused the messages: {}",
-                                                    e.what()));
-    }
+    const std::string text = render_chat_prompt(r, ctx);
     check_text_size(text, ctx, field);
     out.prompts.push_back(ctx.tokenizer->encode(text, r.add_special_tokens.value_or(false), true));
   } else {

@@ -42,6 +42,14 @@ struct EngineRequests {
   std::vector<int> choice_prompt;  // prompt index of each choice
 };
 
+// The text a chat request's messages become: rendered with the chat template (with
+// add_generation_prompt, or cut after the final message's content when
+// `continue_final_message`, as transformers' apply_chat_template does, so that the model
+// continues that message). Throws ApiError naming `messages` (no chat template, no tokenizer,
+// a template that refuses the messages, a final message the render does not hold).
+std::string render_chat_prompt(const ApiRequest& r, const PromptContext& ctx,
+                               bool continue_final_message = false);
+
 // Throws ApiError naming the field (no tokenizer for a text prompt, no chat template, a
 // template that refuses the messages).
 EngineRequests build_engine_requests(const ApiRequest& r, const PromptContext& ctx);

@@ -49,6 +49,9 @@ class BpeTokenizer final : public Tokenizer {
   std::optional<int32_t> token_id(std::string_view token_text) const override;
   bool is_special(int32_t id) const override;
   bool strips_leading_space() const override { return decoder_.strip_leading_space; }
+  std::string_view kind() const override {
+    return decoder_.byte_level ? "byte-level-bpe" : "sentencepiece-bpe";
+  }
   std::optional<uint8_t> fallback_byte(int32_t id) const override;
 
  private:

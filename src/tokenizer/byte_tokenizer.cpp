@@ -35,6 +35,7 @@ class ByteTokenizer final : public Tokenizer {
   }
 
   int vocab_size() const override { return vocab_size_; }
+  std::string_view kind() const override { return "byte"; }
 
   std::optional<int32_t> token_id(std::string_view text) const override {
     if (text.size() == 1) return kFirstByte + static_cast<uint8_t>(text[0]);

@@ -58,6 +58,9 @@ class Tokenizer {
   // becomes U+FFFD (HF's ByteFallback decoder), so a decoder must hold a group until it ends.
   virtual std::optional<uint8_t> fallback_byte(int32_t id) const { return std::nullopt; }
 
+  // What kind of tokenizer this is, for reports: "byte-level-bpe", "sentencepiece-bpe", "byte".
+  virtual std::string_view kind() const { return "custom"; }
+
   int bos_id() const { return bos_id_; }
   const std::vector<int32_t>& eos_ids() const { return eos_ids_; }
 
