@@ -188,6 +188,7 @@ def main():
     for t, llm in llamas.items():  # warm-up: buffers allocated, weights paged in
         llama_run(llm, prompts[lengths[0]], 4)
 
+    load = [os.getloadavg()[0]]  # the machine's 1-minute load: others' work shows here
     runs, bw_runs = [], {t: [] for t in threads_list}
     for rep in range(args.reps):
         for t in threads_list:
@@ -203,6 +204,7 @@ def main():
                           f"{r['prefill_tok_s']:.1f} decode {r['decode_tok_s']:.2f} tok/s",
                           file=sys.stderr)
 
+    load.append(os.getloadavg()[0])
     rows = []
     for t in threads_list:
         bw = statistics.median(b["read"] for b in bw_runs[t])
@@ -232,7 +234,8 @@ def main():
 
     print(f"\n{os.path.basename(args.model)}: {mb['weights_bytes'] / 1e6:.0f} MB read per decode "
           f"step (+ {mb['kv_bytes_per_token'] / 1e3:.1f} kB KV per token of context); "
-          f"{args.reps} reps, medians; greedy check {agree}/{checked}")
+          f"{args.reps} reps, medians; greedy check {agree}/{checked}; load average "
+          f"{load[0]:.1f} before, {load[1]:.1f} after on {os.cpu_count()} CPUs")
     print("| engine | threads | prompt tok | prefill tok/s | decode tok/s (min-max) | read GB/s "
           "| decode % of roofline | llm42/llama.cpp prefill | decode |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -246,6 +249,7 @@ def main():
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"model": args.model, "model_bytes": mb, "greedy_check": check,
+                       "load_average_before_after": load, "cpus": os.cpu_count(),
                        "llama_cpp_version": llama_cpp.__version__, "reps": args.reps,
                        "bandwidth_gb_s": {t: [{k: x / 1e9 for k, x in b.items()} for b in v]
                                           for t, v in bw_runs.items()},
