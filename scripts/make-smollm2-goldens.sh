@@ -12,28 +12,13 @@
 #   --only tokenize|greedy  write only that golden file
 set -euo pipefail
 
-readonly LLAMA_CPP_PYTHON="llama-cpp-python==0.3.16"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cache="${LLM42_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llm42}"
-venv="$cache/llama-cpp-venv"
+source "$root/scripts/llama-cpp-env.sh"
 
-if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null; then
-  echo "make-smollm2-goldens: building $LLAMA_CPP_PYTHON in $venv (about 15 minutes)" >&2
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check numpy gguf
-  # A native build uses instructions these machines' CPUs may lack (illegal instruction).
-  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAMA_CURL=OFF" \
-    CMAKE_BUILD_PARALLEL_LEVEL=2 nice -n 19 "$venv/bin/pip" install --disable-pip-version-check \
-    --no-cache-dir "$LLAMA_CPP_PYTHON"
-fi
+if ! llama_cpp_present; then llama_cpp_build; fi
 if [[ "${1:-}" == "--build-only" ]]; then exit 0; fi
 
 model="$("$root/scripts/fetch-smollm2.sh")"
-f32="${model%.Q4_1.gguf}.F32.gguf"
-if [[ ! -f "$f32" ]]; then
-  echo "make-smollm2-goldens: writing $f32" >&2
-  "$venv/bin/python" "$root/scripts/gguf_to_f32.py" "$model" "$f32.tmp"
-  mv "$f32.tmp" "$f32"
-fi
-"$venv/bin/python" "$root/scripts/make_smollm2_goldens.py" --q4 "$model" --f32 "$f32" \
+f32="$(smollm2_f32)"
+"$llama_cpp_venv/bin/python" "$root/scripts/make_smollm2_goldens.py" --q4 "$model" --f32 "$f32" \
   --out "$root/tests/goldens/smollm2" "$@"
