@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <numeric>
 #include <string>
 #include <utility>
@@ -538,6 +539,53 @@ TEST_F(CudaKernels, SamplingMatchesCpuSampler) {
       }
     }
   }
+}
+
+TEST_F(CudaKernels, ScoreRowsMatchTheCpuAndTheDrawnTokensLogprob) {
+  // A score row reports a given token (a prompt token): its logprob, rank and alternatives as
+  // the CPU's score_token gives them, whatever sampling fields the row has; and its logprob is
+  // the same bits as a greedy row's that drew that token from the same logits.
+  const int vocab = 50000, r = 6;
+  std::vector<float> logits = random_vec(static_cast<size_t>(r) * vocab, 91, 3.0f);
+  logits[3 * vocab + 11] = logits[3 * vocab + 12];  // a tie for the rank
+  std::vector<SampleRow> rows;
+  for (int i = 0; i < r; ++i) {
+    SampleRow s;
+    s.logit_row = i;
+    s.score_token = (i * 7919 + 11) % vocab;
+    s.top_logprobs = i % 3 == 0 ? 0 : 5;
+    s.temperature = i % 2 == 0 ? 0.0f : 0.8f;  // ignored
+    s.top_k = i == 1 ? 40 : 0;
+    s.top_p = i == 3 ? 0.9f : 1.0f;
+    rows.push_back(s);
+  }
+  SampleRow greedy;  // draws row 0's argmax; a score row for the same token follows
+  greedy.logit_row = 0;
+  rows.push_back(greedy);
+  DevTensor logits_d = upload(logits, DType::kF32, {r, vocab});
+  std::vector<SampleResult> got;
+  gpu().sample(logits_d.t, rows, got);
+  for (int i = 0; i < r; ++i) {
+    const SampleRow& row = rows[static_cast<size_t>(i)];
+    const SampledToken want = score_token(logits.data() + static_cast<size_t>(i) * vocab, vocab,
+                                          row.score_token, row.top_logprobs);
+    const SampleResult& o = got[static_cast<size_t>(i)];
+    EXPECT_EQ(o.token, row.score_token) << "row " << i;
+    EXPECT_EQ(o.rank, want.rank) << "row " << i;
+    EXPECT_NEAR(o.logprob, want.logprob, 1e-5) << "row " << i;
+    ASSERT_EQ(o.n_top, static_cast<int>(want.top.size())) << "row " << i;
+    for (int j = 0; j < o.n_top; ++j)
+      EXPECT_EQ(o.top_ids[j], want.top[static_cast<size_t>(j)].first) << "row " << i;
+  }
+  const SampleResult& drawn = got.back();
+  std::vector<SampleRow> again = {rows[0]};
+  again[0].score_token = drawn.token;
+  std::vector<SampleResult> scored;
+  gpu().sample(logits_d.t, again, scored);
+  EXPECT_EQ(scored[0].token, drawn.token);
+  EXPECT_EQ(scored[0].rank, 1);
+  EXPECT_EQ(std::memcmp(&scored[0].logprob, &drawn.logprob, sizeof(float)), 0)
+      << scored[0].logprob << " vs " << drawn.logprob;
 }
 
 }  // namespace
