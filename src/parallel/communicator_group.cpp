@@ -27,7 +27,8 @@ class InProcessCommGroup final : public CommunicatorGroup {
   std::shared_ptr<InProcessGroup> group_;
 };
 
-int device_ordinal(const std::string& device) {
+// The N of "cuda:N" (unused in a build without CUDA).
+[[maybe_unused]] int device_ordinal(const std::string& device) {
   return device.size() > 5 ? std::stoi(device.substr(5)) : 0;
 }
 

@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -522,6 +523,84 @@ TEST(CudaPdl, SameBitsWithAndWithoutProgrammaticLaunch) {
   }
   ASSERT_EQ(on.size(), off.size());
   for (size_t i = 0; i < on.size(); ++i) EXPECT_EQ(on[i], off[i]) << "pass " << i;
+}
+
+// Prompt logprobs on the GPU: a deterministic request's prompt tokens are scored by the canonical
+// prefill with the logprobs (bits, alternatives) the same tokens got when a deterministic request
+// generated them, while other requests run, with small chunks and few logits rows a step.
+TEST(CudaPromptLogprobs, EqualTheDecodedLogprobsUnderLoad) {
+  LLM42_REQUIRE_GPU();
+  TestModel m = make_gpu_model(mid_config());
+  const int vocab = m.model->config().vocab_size;
+  auto request = [](std::vector<int32_t> prompt, int max_tokens, bool det, int prompt_lps) {
+    Request r;
+    r.prompt = std::move(prompt);
+    r.max_tokens = max_tokens;
+    r.deterministic = det;
+    r.ignore_eos = true;
+    r.logprobs = true;
+    r.detokenize = false;
+    r.sampling.temperature = 0.8f;
+    r.sampling.top_logprobs = 3;
+    r.prompt_logprobs = prompt_lps;
+    return r;
+  };
+  struct Got {
+    std::vector<int32_t> ids;
+    std::vector<TokenLogprob> lps, prompt_lps;
+    FinishReason reason = FinishReason::kNone;
+  };
+  auto run = [&](const EngineConfig& c, const std::vector<Request>& rs) {
+    Engine engine(*m.model, c, nullptr);
+    std::vector<Got> out(rs.size());
+    for (size_t i = 0; i < rs.size(); ++i)
+      engine.add_request(rs[i], [&out, i](RequestOutput&& o) {
+        out[i].ids.insert(out[i].ids.end(), o.tokens.begin(), o.tokens.end());
+        out[i].lps.insert(out[i].lps.end(), o.logprobs.begin(), o.logprobs.end());
+        if (!o.prompt_logprobs.empty()) out[i].prompt_lps = o.prompt_logprobs;
+        if (o.finished) out[i].reason = o.finish_reason;
+      });
+    while (engine.step()) {
+    }
+    return out;
+  };
+  std::mt19937 rng(5);
+  auto prompt = [&](int n) {
+    std::vector<int32_t> p;
+    for (int i = 0; i < n; ++i) p.push_back(static_cast<int32_t>(3 + rng() % (vocab - 3)));
+    return p;
+  };
+  const std::vector<int32_t> p = prompt(150);
+  EngineConfig c = dvr_config();
+  std::vector<Request> load;
+  for (int i = 0; i < 12; ++i) load.push_back(request(prompt(20 + 13 * i), 40, i % 3 == 0, -1));
+  std::vector<Request> first = load;
+  first.insert(first.begin() + 3, request(p, 40, true, -1));
+  const Got gen = run(c, first)[3];
+  ASSERT_EQ(gen.reason, FinishReason::kLength);
+  std::vector<int32_t> full = p;
+  full.insert(full.end(), gen.ids.begin(), gen.ids.end());
+  c.prefill_chunk = 48;
+  c.max_prompt_logprobs_rows = 24;
+  std::vector<Request> second = load;
+  second.insert(second.begin() + 7, request(full, 2, true, 3));
+  const Got scored = run(c, second)[7];
+  ASSERT_EQ(scored.reason, FinishReason::kLength);
+  ASSERT_EQ(scored.prompt_lps.size(), full.size() - 1);
+  int bad = 0;
+  for (size_t j = 0; j < gen.ids.size(); ++j) {
+    const TokenLogprob& a = scored.prompt_lps[p.size() - 1 + j];
+    const TokenLogprob& b = gen.lps[j];
+    const bool same = a.id == b.id && std::memcmp(&a.logprob, &b.logprob, sizeof(float)) == 0 &&
+                      a.top == b.top;
+    bad += same ? 0 : 1;
+    if (!same && bad == 1)
+      ADD_FAILURE() << "generated token " << j << ": prompt logprob " << a.logprob
+                    << " vs decoded " << b.logprob;
+  }
+  std::printf("[prompt logprobs] %zu generated tokens scored as prompt: %d differ\n",
+              gen.ids.size(), bad);
+  EXPECT_EQ(bad, 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, CudaDvr,
