@@ -84,5 +84,8 @@ struct ApiRequest {
 // enforces the size) naming the field at fault.
 ApiRequest parse_api_request(std::string_view body, Endpoint endpoint,
                              const RequestLimits& limits = {});
+// The same for a body parse_json_object (json_body.h) has already read.
+ApiRequest api_request_from_json(const nlohmann::ordered_json& body, Endpoint endpoint,
+                                 const RequestLimits& limits = {});
 
 }  // namespace llm42::server
