@@ -171,8 +171,15 @@ void parse_messages(const json& body, ApiRequest& r) {
       r.template_vars[k] = val;
     }
   }
-  if (const json* v = json_field(body, "add_generation_prompt"))
-    r.add_generation_prompt = json_bool(*v, "add_generation_prompt");
+  const json* add_gen = json_field(body, "add_generation_prompt");
+  if (add_gen != nullptr) r.add_generation_prompt = json_bool(*add_gen, "add_generation_prompt");
+  if (const json* v = json_field(body, "continue_final_message"))
+    r.continue_final_message = json_bool(*v, "continue_final_message");
+  // As vLLM: only an add_generation_prompt the body sets conflicts, not its default (true).
+  if (r.continue_final_message && add_gen != nullptr && r.add_generation_prompt)
+    throw invalid_request("continue_final_message",
+                          "'continue_final_message' and 'add_generation_prompt' cannot both be "
+                          "true");
 }
 
 void parse_stop(const json& body, const RequestLimits& limits, ApiRequest& r) {

@@ -48,14 +48,10 @@ json tokenize_response(std::string_view body_text, const TokenizeContext& c) {
   const Tokenizer& tok = need_tokenizer(c, chat ? "messages" : "prompt");
   std::vector<int32_t> ids;
   if (chat) {
-    // The messages, template variables and add_special_tokens as /v1/chat/completions reads them.
+    // The messages, template variables, add_generation_prompt, continue_final_message and
+    // add_special_tokens as /v1/chat/completions reads them.
     const ApiRequest r = api_request_from_json(body, Endpoint::kChatCompletions, c.limits);
-    const bool continue_final = flag(body, "continue_final_message", false);
-    if (continue_final && flag(body, "add_generation_prompt", false))
-      throw invalid_request("continue_final_message",
-                            "'continue_final_message' and 'add_generation_prompt' cannot both be "
-                            "true");
-    ids = tok.encode(render_chat_prompt(r, c.prompt, continue_final),
+    ids = tok.encode(render_chat_prompt(r, c.prompt, r.continue_final_message),
                      r.add_special_tokens.value_or(false), true);
   } else {
     const Body* prompt = json_field(body, "prompt");
