@@ -2,13 +2,12 @@
 
 #include <fmt/format.h>
 
-#include <cmath>
 #include <limits>
 #include <utility>
 
 #include "chat/template_variables.h"
 #include "server/api_error.h"
-#include "tokenizer/utf8.h"
+#include "server/json_body.h"
 
 namespace llm42::server {
 namespace {
@@ -16,138 +15,27 @@ namespace {
 // Ordered, so that tool schemas keep their key order when a template writes them with tojson.
 using json = nlohmann::ordered_json;
 
-std::string_view type_name(const json& v) {
-  switch (v.type()) {
-    case json::value_t::null:
-      return "null";
-    case json::value_t::boolean:
-      return "a boolean";
-    case json::value_t::string:
-      return "a string";
-    case json::value_t::array:
-      return "an array";
-    case json::value_t::object:
-      return "an object";
-    case json::value_t::number_integer:
-    case json::value_t::number_unsigned:
-      return "an integer";
-    case json::value_t::number_float:
-      return "a number";
-    default:
-      return "an unsupported value";
-  }
-}
-
-[[noreturn]] void type_error(const std::string& name, std::string_view expected, const json& v) {
-  throw invalid_request(name, fmt::format("'{}' must be {}, not {}", name, expected, type_name(v)));
-}
-
-// The value of `key`, or null when absent or JSON null (OpenAI treats both as "not given").
-const json* field(const json& obj, const char* key) {
-  const auto it = obj.find(key);
-  return it == obj.end() || it->is_null() ? nullptr : &*it;
-}
-
-bool as_bool(const json& v, const std::string& name) {
-  if (!v.is_boolean()) type_error(name, "a boolean", v);
-  return v.get<bool>();
-}
-
-const std::string& as_string(const json& v, const std::string& name) {
-  if (!v.is_string()) type_error(name, "a string", v);
-  return v.get_ref<const std::string&>();
-}
-
-double as_number(const json& v, const std::string& name, double lo, double hi,
-                 std::string_view range) {
-  if (!v.is_number()) type_error(name, "a number", v);
-  const double x = v.get<double>();
-  if (!(x >= lo && x <= hi))
-    throw invalid_request(name, fmt::format("'{}' = {} is out of range: must be in {}", name,
-                                            v.dump(), range));
-  return x;
-}
-
-// Integers may be written as integral floats (2.0), as OpenAI's own validation accepts.
-int64_t as_integer(const json& v, const std::string& name, int64_t lo, int64_t hi) {
-  int64_t x = 0;
-  if (v.is_number_integer() && !v.is_number_unsigned()) {
-    x = v.get<int64_t>();
-  } else if (v.is_number_unsigned()) {
-    const uint64_t u = v.get<uint64_t>();
-    x = u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())
-            ? std::numeric_limits<int64_t>::max()
-            : static_cast<int64_t>(u);
-  } else if (v.is_number_float()) {
-    const double d = v.get<double>();
-    if (!std::isfinite(d) || d != std::floor(d)) type_error(name, "an integer", v);
-    if (d < -9.2e18 || d > 9.2e18)
-      throw invalid_request(name, fmt::format("'{}' = {} is out of range: must be in [{}, {}]",
-                                              name, v.dump(), lo, hi));
-    x = static_cast<int64_t>(d);
-  } else {
-    type_error(name, "an integer", v);
-  }
-  if (x < lo || x > hi)
-    throw invalid_request(name, fmt::format("'{}' = {} is out of range: must be in [{}, {}]",
-                                            name, v.dump(), lo, hi));
-  return x;
-}
-
-// Offset of the first byte that does not start a well-formed UTF-8 character, or npos.
-size_t find_invalid_utf8(std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    const size_t len = utf8::char_length(s, i);
-    if (len == 0) return i;
-    i += len;
-  }
-  return std::string_view::npos;
-}
-
-// Rejects bodies nested deeper than `max_depth` before the JSON parser sees them, so no input
-// can make parsing or destroying the document recurse without bound.
-void check_depth(std::string_view body, int max_depth) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < body.size(); ++i) {
-    const char c = body[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > max_depth)
-        throw invalid_request("", fmt::format("the request body is nested deeper than {} levels",
-                                              max_depth));
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-}
-
 std::vector<int32_t> token_ids(const json& arr, const std::string& name) {
   std::vector<int32_t> ids;
   ids.reserve(arr.size());
   for (size_t i = 0; i < arr.size(); ++i)
-    ids.push_back(static_cast<int32_t>(
-        as_integer(arr[i], fmt::format("{}[{}]", name, i), 0, std::numeric_limits<int32_t>::max())));
+    ids.push_back(static_cast<int32_t>(json_integer(arr[i], fmt::format("{}[{}]", name, i), 0,
+                                                    std::numeric_limits<int32_t>::max())));
   return ids;
 }
 
 void parse_prompt(const json& body, ApiRequest& r) {
-  const json* p = field(body, "prompt");
+  const json* p = json_field(body, "prompt");
   if (p == nullptr) throw invalid_request("prompt", "'prompt' is required");
   if (p->is_string()) {
     r.prompts.push_back({false, p->get<std::string>(), {}});
     return;
   }
   if (!p->is_array())
-    type_error("prompt", "a string, an array of strings, or token ids (an array of integers or "
-                         "of arrays of integers)", *p);
+    json_type_error("prompt",
+                    "a string, an array of strings, or token ids (an array of integers or "
+                    "of arrays of integers)",
+                    *p);
   if (p->empty()) throw invalid_request("prompt", "'prompt' must not be an empty array");
   const json& first = p->front();
   if (first.is_number()) {
@@ -158,13 +46,13 @@ void parse_prompt(const json& body, ApiRequest& r) {
     const json& item = (*p)[i];
     const std::string name = fmt::format("prompt[{}]", i);
     if (first.is_string()) {
-      r.prompts.push_back({false, as_string(item, name), {}});
+      r.prompts.push_back({false, json_string(item, name), {}});
     } else if (first.is_array()) {
-      if (!item.is_array()) type_error(name, "an array of token ids", item);
+      if (!item.is_array()) json_type_error(name, "an array of token ids", item);
       if (item.empty()) throw invalid_request(name, fmt::format("'{}' is an empty prompt", name));
       r.prompts.push_back({true, {}, token_ids(item, name)});
     } else {
-      type_error(name, "a string, an integer or an array of integers", item);
+      json_type_error(name, "a string, an integer or an array of integers", item);
     }
   }
 }
@@ -175,10 +63,10 @@ void parse_prompt(const json& body, ApiRequest& r) {
 // trim or concatenate the content take, where None would fail or print "None".
 json parse_message(const json& m, size_t i) {
   const std::string at = fmt::format("messages[{}]", i);
-  if (!m.is_object()) type_error(at, "an object", m);
-  const json* role_v = field(m, "role");
+  if (!m.is_object()) json_type_error(at, "an object", m);
+  const json* role_v = json_field(m, "role");
   if (role_v == nullptr) throw invalid_request(at + ".role", fmt::format("'{}.role' is required", at));
-  const std::string& role = as_string(*role_v, at + ".role");
+  const std::string& role = json_string(*role_v, at + ".role");
   if (role != "system" && role != "developer" && role != "user" && role != "assistant" &&
       role != "tool")
     throw invalid_request(at + ".role",
@@ -186,7 +74,7 @@ json parse_message(const json& m, size_t i) {
                                       "assistant or tool",
                                       at, role));
   json out = {{"role", role}};
-  const json* content = field(m, "content");
+  const json* content = json_field(m, "content");
   const std::string content_name = at + ".content";
   if (content == nullptr) {
     if (role != "assistant")
@@ -199,59 +87,59 @@ json parse_message(const json& m, size_t i) {
     for (size_t j = 0; j < content->size(); ++j) {
       const json& part = (*content)[j];
       const std::string pn = fmt::format("{}[{}]", content_name, j);
-      if (!part.is_object()) type_error(pn, "an object", part);
-      const json* type = field(part, "type");
+      if (!part.is_object()) json_type_error(pn, "an object", part);
+      const json* type = json_field(part, "type");
       if (type == nullptr) throw invalid_request(pn + ".type", fmt::format("'{}.type' is required", pn));
-      const std::string& t = as_string(*type, pn + ".type");
+      const std::string& t = json_string(*type, pn + ".type");
       if (t != "text")
         throw invalid_request(pn + ".type",
                               fmt::format("content parts of type '{}' are not supported: this "
                                           "server takes text only",
                                           t));
-      const json* tv = field(part, "text");
+      const json* tv = json_field(part, "text");
       if (tv == nullptr) throw invalid_request(pn + ".text", fmt::format("'{}.text' is required", pn));
       if (j > 0) text += "\n";
-      text += as_string(*tv, pn + ".text");
+      text += json_string(*tv, pn + ".text");
     }
     out["content"] = std::move(text);
   } else {
-    type_error(content_name, "a string or an array of content parts", *content);
+    json_type_error(content_name, "a string or an array of content parts", *content);
   }
-  if (const json* name = field(m, "name")) out["name"] = as_string(*name, at + ".name");
-  if (const json* calls = field(m, "tool_calls")) {
-    if (!calls->is_array()) type_error(at + ".tool_calls", "an array", *calls);
+  if (const json* name = json_field(m, "name")) out["name"] = json_string(*name, at + ".name");
+  if (const json* calls = json_field(m, "tool_calls")) {
+    if (!calls->is_array()) json_type_error(at + ".tool_calls", "an array", *calls);
     out["tool_calls"] = *calls;
   }
-  if (const json* id = field(m, "tool_call_id"))
-    out["tool_call_id"] = as_string(*id, at + ".tool_call_id");
+  if (const json* id = json_field(m, "tool_call_id"))
+    out["tool_call_id"] = json_string(*id, at + ".tool_call_id");
   return out;
 }
 
 void parse_messages(const json& body, ApiRequest& r) {
-  const json* m = field(body, "messages");
+  const json* m = json_field(body, "messages");
   if (m == nullptr) throw invalid_request("messages", "'messages' is required");
-  if (!m->is_array()) type_error("messages", "an array", *m);
+  if (!m->is_array()) json_type_error("messages", "an array", *m);
   if (m->empty()) throw invalid_request("messages", "'messages' must contain at least one message");
   r.messages = json::array();
   for (size_t i = 0; i < m->size(); ++i) r.messages.push_back(parse_message((*m)[i], i));
   r.prompts.push_back({});  // one prompt, rendered from the messages later
 
-  if (const json* v = field(body, "response_format")) {
-    if (!v->is_object()) type_error("response_format", "an object", *v);
-    const json* t = field(*v, "type");
-    const std::string type = t == nullptr ? "text" : as_string(*t, "response_format.type");
+  if (const json* v = json_field(body, "response_format")) {
+    if (!v->is_object()) json_type_error("response_format", "an object", *v);
+    const json* t = json_field(*v, "type");
+    const std::string type = t == nullptr ? "text" : json_string(*t, "response_format.type");
     if (type != "text")
       throw invalid_request("response_format",
                             fmt::format("response_format type '{}' is not supported (only "
                                         "'text')",
                                         type));
   }
-  if (const json* v = field(body, "tools")) {
-    if (!v->is_array()) type_error("tools", "an array", *v);
+  if (const json* v = json_field(body, "tools")) {
+    if (!v->is_array()) json_type_error("tools", "an array", *v);
     r.template_vars["tools"] = *v;
   }
   std::string tool_choice = "auto";
-  if (const json* v = field(body, "tool_choice")) {
+  if (const json* v = json_field(body, "tool_choice")) {
     if (!(v->is_string() && (*v == "none" || *v == "auto")))
       throw invalid_request("tool_choice",
                             "only 'none' and 'auto' are supported: this server does not force "
@@ -260,18 +148,19 @@ void parse_messages(const json& body, ApiRequest& r) {
   }
   // With 'auto' the client expects tool calls parsed out of the answer, which this server does
   // not do: the calls would come back as plain text.
-  if (const json* v = field(body, "tools"); v != nullptr && !v->empty() && tool_choice == "auto")
+  if (const json* v = json_field(body, "tools");
+      v != nullptr && !v->empty() && tool_choice == "auto")
     throw invalid_request("tools",
                           "'tools' with tool_choice 'auto' is not supported: this server does "
                           "not parse tool calls out of answers; pass tool_choice 'none' to "
                           "show the tools to the model only");
   for (const char* legacy : {"functions", "function_call"})
-    if (field(body, legacy) != nullptr)
+    if (json_field(body, legacy) != nullptr)
       throw invalid_request(legacy, fmt::format("'{}' is not supported: this server does not "
                                                 "parse tool calls out of answers",
                                                 legacy));
-  if (const json* v = field(body, "chat_template_kwargs")) {
-    if (!v->is_object()) type_error("chat_template_kwargs", "an object", *v);
+  if (const json* v = json_field(body, "chat_template_kwargs")) {
+    if (!v->is_object()) json_type_error("chat_template_kwargs", "an object", *v);
     for (const auto& [k, val] : v->items()) {
       if (jinja::is_reserved_variable(k))
         throw invalid_request(
@@ -282,12 +171,19 @@ void parse_messages(const json& body, ApiRequest& r) {
       r.template_vars[k] = val;
     }
   }
-  if (const json* v = field(body, "add_generation_prompt"))
-    r.add_generation_prompt = as_bool(*v, "add_generation_prompt");
+  const json* add_gen = json_field(body, "add_generation_prompt");
+  if (add_gen != nullptr) r.add_generation_prompt = json_bool(*add_gen, "add_generation_prompt");
+  if (const json* v = json_field(body, "continue_final_message"))
+    r.continue_final_message = json_bool(*v, "continue_final_message");
+  // As vLLM: only an add_generation_prompt the body sets conflicts, not its default (true).
+  if (r.continue_final_message && add_gen != nullptr && r.add_generation_prompt)
+    throw invalid_request("continue_final_message",
+                          "'continue_final_message' and 'add_generation_prompt' cannot both be "
+                          "true");
 }
 
 void parse_stop(const json& body, const RequestLimits& limits, ApiRequest& r) {
-  if (const json* v = field(body, "stop")) {
+  if (const json* v = json_field(body, "stop")) {
     if (v->is_string()) {
       r.stop.push_back(v->get<std::string>());
     } else if (v->is_array()) {
@@ -296,65 +192,65 @@ void parse_stop(const json& body, const RequestLimits& limits, ApiRequest& r) {
                                                   "accepted",
                                                   v->size(), limits.max_stop));
       for (size_t i = 0; i < v->size(); ++i)
-        r.stop.push_back(as_string((*v)[i], fmt::format("stop[{}]", i)));
+        r.stop.push_back(json_string((*v)[i], fmt::format("stop[{}]", i)));
     } else {
-      type_error("stop", "a string or an array of strings", *v);
+      json_type_error("stop", "a string or an array of strings", *v);
     }
     for (const std::string& s : r.stop)
       if (s.empty()) throw invalid_request("stop", "'stop' contains an empty string");
   }
-  if (const json* v = field(body, "stop_token_ids")) {
-    if (!v->is_array()) type_error("stop_token_ids", "an array of integers", *v);
+  if (const json* v = json_field(body, "stop_token_ids")) {
+    if (!v->is_array()) json_type_error("stop_token_ids", "an array of integers", *v);
     r.stop_token_ids = token_ids(*v, "stop_token_ids");
   }
 }
 
 void parse_sampling(const json& body, const RequestLimits& limits, ApiRequest& r) {
   SamplingParams& s = r.sampling;
-  if (const json* v = field(body, "temperature"))
-    s.temperature = static_cast<float>(as_number(*v, "temperature", 0.0, 2.0, "[0, 2]"));
-  if (const json* v = field(body, "top_p")) {
-    s.top_p = static_cast<float>(as_number(*v, "top_p", 0.0, 1.0, "(0, 1]"));
+  if (const json* v = json_field(body, "temperature"))
+    s.temperature = static_cast<float>(json_number(*v, "temperature", 0.0, 2.0, "[0, 2]"));
+  if (const json* v = json_field(body, "top_p")) {
+    s.top_p = static_cast<float>(json_number(*v, "top_p", 0.0, 1.0, "(0, 1]"));
     if (s.top_p <= 0.0f) throw invalid_request("top_p", "'top_p' must be in (0, 1]");
   }
-  if (const json* v = field(body, "top_k")) {
+  if (const json* v = json_field(body, "top_k")) {
     // -1 means off, as in vLLM.
-    s.top_k = static_cast<int>(as_integer(*v, "top_k", -1, std::numeric_limits<int32_t>::max()));
+    s.top_k = static_cast<int>(json_integer(*v, "top_k", -1, std::numeric_limits<int32_t>::max()));
     if (s.top_k < 0) s.top_k = 0;
   }
-  if (const json* v = field(body, "min_p"))
-    s.min_p = static_cast<float>(as_number(*v, "min_p", 0.0, 1.0, "[0, 1]"));
-  if (const json* v = field(body, "presence_penalty"))
+  if (const json* v = json_field(body, "min_p"))
+    s.min_p = static_cast<float>(json_number(*v, "min_p", 0.0, 1.0, "[0, 1]"));
+  if (const json* v = json_field(body, "presence_penalty"))
     s.presence_penalty =
-        static_cast<float>(as_number(*v, "presence_penalty", -2.0, 2.0, "[-2, 2]"));
-  if (const json* v = field(body, "frequency_penalty"))
+        static_cast<float>(json_number(*v, "presence_penalty", -2.0, 2.0, "[-2, 2]"));
+  if (const json* v = json_field(body, "frequency_penalty"))
     s.frequency_penalty =
-        static_cast<float>(as_number(*v, "frequency_penalty", -2.0, 2.0, "[-2, 2]"));
-  if (const json* v = field(body, "repetition_penalty")) {
+        static_cast<float>(json_number(*v, "frequency_penalty", -2.0, 2.0, "[-2, 2]"));
+  if (const json* v = json_field(body, "repetition_penalty")) {
     s.repetition_penalty =
-        static_cast<float>(as_number(*v, "repetition_penalty", 0.0, 10.0, "(0, 10]"));
+        static_cast<float>(json_number(*v, "repetition_penalty", 0.0, 10.0, "(0, 10]"));
     if (s.repetition_penalty <= 0.0f)
       throw invalid_request("repetition_penalty", "'repetition_penalty' must be in (0, 10]");
   }
-  if (const json* v = field(body, "seed")) {
+  if (const json* v = json_field(body, "seed")) {
     // Any 64-bit integer; negative seeds are reinterpreted, not rejected.
     if (v->is_number_unsigned()) {
       s.seed = v->get<uint64_t>();
     } else {
-      s.seed = static_cast<uint64_t>(as_integer(*v, "seed", std::numeric_limits<int64_t>::min(),
-                                                std::numeric_limits<int64_t>::max()));
+      s.seed = static_cast<uint64_t>(json_integer(*v, "seed", std::numeric_limits<int64_t>::min(),
+                                                  std::numeric_limits<int64_t>::max()));
     }
   }
   const int max_lp = limits.max_top_logprobs;
   if (r.endpoint == Endpoint::kCompletions) {
-    if (const json* v = field(body, "logprobs")) {
-      s.top_logprobs = static_cast<int>(as_integer(*v, "logprobs", 0, max_lp));
+    if (const json* v = json_field(body, "logprobs")) {
+      s.top_logprobs = static_cast<int>(json_integer(*v, "logprobs", 0, max_lp));
       r.logprobs = true;
     }
   } else {
-    if (const json* v = field(body, "logprobs")) r.logprobs = as_bool(*v, "logprobs");
-    if (const json* v = field(body, "top_logprobs")) {
-      s.top_logprobs = static_cast<int>(as_integer(*v, "top_logprobs", 0, max_lp));
+    if (const json* v = json_field(body, "logprobs")) r.logprobs = json_bool(*v, "logprobs");
+    if (const json* v = json_field(body, "top_logprobs")) {
+      s.top_logprobs = static_cast<int>(json_integer(*v, "top_logprobs", 0, max_lp));
       if (!r.logprobs)
         throw invalid_request("top_logprobs", "'top_logprobs' requires 'logprobs': true");
     }
@@ -362,16 +258,17 @@ void parse_sampling(const json& body, const RequestLimits& limits, ApiRequest& r
 }
 
 void parse_unsupported(const json& body, const ApiRequest& r) {
-  if (const json* v = field(body, "echo");
-      v != nullptr && r.endpoint == Endpoint::kChatCompletions && as_bool(*v, "echo"))
+  if (const json* v = json_field(body, "echo");
+      v != nullptr && r.endpoint == Endpoint::kChatCompletions && json_bool(*v, "echo"))
     throw invalid_request("echo", "'echo' is only supported by /v1/completions");
-  if (const json* v = field(body, "suffix"); v != nullptr && !as_string(*v, "suffix").empty())
+  if (const json* v = json_field(body, "suffix");
+      v != nullptr && !json_string(*v, "suffix").empty())
     throw invalid_request("suffix", "'suffix' is not supported");
-  if (const json* v = field(body, "best_of");
-      v != nullptr && as_integer(*v, "best_of", 1, 1 << 20) != r.n)
+  if (const json* v = json_field(body, "best_of");
+      v != nullptr && json_integer(*v, "best_of", 1, 1 << 20) != r.n)
     throw invalid_request("best_of", "'best_of' is not supported (other than equal to 'n')");
-  if (const json* v = field(body, "logit_bias")) {
-    if (!v->is_object()) type_error("logit_bias", "an object", *v);
+  if (const json* v = json_field(body, "logit_bias")) {
+    if (!v->is_object()) json_type_error("logit_bias", "an object", *v);
     if (!v->empty()) throw invalid_request("logit_bias", "'logit_bias' is not supported");
   }
   // vLLM's extensions that change what is generated or returned: refused rather than ignored
@@ -380,14 +277,15 @@ void parse_unsupported(const json& body, const ApiRequest& r) {
        {"guided_json", "guided_regex", "guided_choice", "guided_grammar", "guided_decoding_backend",
         "guided_whitespace_pattern", "structured_outputs", "allowed_token_ids",
         "bad_words", "logits_processors", "truncate_prompt_tokens"}) {
-    const json* v = field(body, name);
+    const json* v = json_field(body, name);
     if (v != nullptr && !(v->is_array() && v->empty()))
       throw invalid_request(name, fmt::format("'{}' is not supported", name));
   }
   for (const auto& [name, default_value] :
        {std::pair{"skip_special_tokens", true}, std::pair{"spaces_between_special_tokens", true},
         std::pair{"use_beam_search", false}}) {
-    if (const json* v = field(body, name); v != nullptr && as_bool(*v, name) != default_value)
+    if (const json* v = json_field(body, name);
+        v != nullptr && json_bool(*v, name) != default_value)
       throw invalid_request(name, fmt::format("'{}' = {} is not supported", name, v->dump()));
   }
 }
@@ -404,93 +302,79 @@ std::string_view prompt_field(Endpoint e) {
   return e == Endpoint::kCompletions ? "prompt" : "messages";
 }
 
-ApiRequest parse_api_request(std::string_view body_text, Endpoint endpoint,
+ApiRequest parse_api_request(std::string_view body, Endpoint endpoint,
                              const RequestLimits& limits) {
-  if (body_text.find_first_not_of(" \t\r\n") == std::string_view::npos)
-    throw invalid_request("", "the request body is empty: expected a JSON object");
-  if (const size_t bad = find_invalid_utf8(body_text); bad != std::string_view::npos)
-    throw invalid_request("", fmt::format("the request body is not valid UTF-8 (byte {})", bad));
-  check_depth(body_text, limits.max_json_depth);
-  json body;
-  try {
-    body = json::parse(body_text);
-  } catch (const json::exception& e) {
-    // A syntax error, or a number too large for a double. Drop the library's
-    // "[json.exception.parse_error.101] " prefix.
-    std::string_view msg = e.what();
-    if (const size_t at = msg.find("] "); at != std::string_view::npos) msg.remove_prefix(at + 2);
-    throw invalid_request("", fmt::format("the request body is not valid JSON: {}", msg));
-  }
-  if (!body.is_object())
-    throw invalid_request("", fmt::format("the request body must be a JSON object, not {}",
-                                          type_name(body)));
+  return api_request_from_json(parse_json_object(body, limits.max_json_depth), endpoint, limits);
+}
 
+ApiRequest api_request_from_json(const json& body, Endpoint endpoint, const RequestLimits& limits) {
   ApiRequest r;
   r.endpoint = endpoint;
-  if (const json* v = field(body, "model")) r.model = as_string(*v, "model");
+  if (const json* v = json_field(body, "model")) r.model = json_string(*v, "model");
   if (endpoint == Endpoint::kCompletions) {
     parse_prompt(body, r);
   } else {
     parse_messages(body, r);
   }
-  if (const json* v = field(body, "add_special_tokens"))
-    r.add_special_tokens = as_bool(*v, "add_special_tokens");
+  if (const json* v = json_field(body, "add_special_tokens"))
+    r.add_special_tokens = json_bool(*v, "add_special_tokens");
 
   const int int_max = std::numeric_limits<int32_t>::max();
   if (endpoint == Endpoint::kCompletions)
-    if (const json* v = field(body, "echo")) r.echo = as_bool(*v, "echo");
-  if (const json* v = field(body, "max_tokens")) {
-    r.max_tokens = static_cast<int>(as_integer(*v, "max_tokens", 0, int_max));
+    if (const json* v = json_field(body, "echo")) r.echo = json_bool(*v, "echo");
+  if (const json* v = json_field(body, "max_tokens")) {
+    r.max_tokens = static_cast<int>(json_integer(*v, "max_tokens", 0, int_max));
     if (*r.max_tokens == 0 && !r.echo)
       throw invalid_request("max_tokens",
                             "'max_tokens' = 0 must be at least 1 (0 is allowed with 'echo')");
   }
-  if (const json* v = field(body, "max_completion_tokens"))
-    r.max_tokens = static_cast<int>(as_integer(*v, "max_completion_tokens", 1, int_max));
-  if (const json* v = field(body, "n")) r.n = static_cast<int>(as_integer(*v, "n", 1, limits.max_n));
+  if (const json* v = json_field(body, "max_completion_tokens"))
+    r.max_tokens = static_cast<int>(json_integer(*v, "max_completion_tokens", 1, int_max));
+  if (const json* v = json_field(body, "n"))
+    r.n = static_cast<int>(json_integer(*v, "n", 1, limits.max_n));
   if (static_cast<int64_t>(r.prompts.size()) * r.n > limits.max_choices)
     throw invalid_request("n", fmt::format("{} prompts x n = {} choices: at most {} per request",
                                            r.prompts.size(), r.n, limits.max_choices));
   parse_sampling(body, limits, r);
   parse_stop(body, limits, r);
   parse_unsupported(body, r);
-  if (const json* v = field(body, "prompt_logprobs"); v != nullptr && !v->is_null())
-    r.prompt_logprobs = static_cast<int>(
-        as_integer(*v, "prompt_logprobs", 0, limits.max_top_logprobs));
+  if (const json* v = json_field(body, "prompt_logprobs"); v != nullptr && !v->is_null())
+    r.prompt_logprobs =
+        static_cast<int>(json_integer(*v, "prompt_logprobs", 0, limits.max_top_logprobs));
 
-  if (const json* v = field(body, "ignore_eos")) r.ignore_eos = as_bool(*v, "ignore_eos");
-  if (const json* v = field(body, "min_tokens")) {
-    r.min_tokens = static_cast<int>(as_integer(*v, "min_tokens", 0, int_max));
+  if (const json* v = json_field(body, "ignore_eos")) r.ignore_eos = json_bool(*v, "ignore_eos");
+  if (const json* v = json_field(body, "min_tokens")) {
+    r.min_tokens = static_cast<int>(json_integer(*v, "min_tokens", 0, int_max));
     if (r.max_tokens && r.min_tokens > *r.max_tokens)
       throw invalid_request("min_tokens", fmt::format("'min_tokens' = {} is more than "
                                                       "'max_tokens' = {}",
                                                       r.min_tokens, *r.max_tokens));
   }
-  if (const json* v = field(body, "include_stop_str_in_output"))
-    r.include_stop_str_in_output = as_bool(*v, "include_stop_str_in_output");
-  const json* det = field(body, "deterministic");
-  const json* det_alias = field(body, "is_deterministic");
+  if (const json* v = json_field(body, "include_stop_str_in_output"))
+    r.include_stop_str_in_output = json_bool(*v, "include_stop_str_in_output");
+  const json* det = json_field(body, "deterministic");
+  const json* det_alias = json_field(body, "is_deterministic");
   r.deterministic_set = det != nullptr || det_alias != nullptr;
-  if (det != nullptr) r.deterministic = as_bool(*det, "deterministic");
+  if (det != nullptr) r.deterministic = json_bool(*det, "deterministic");
   if (det_alias != nullptr) {
-    const bool alias = as_bool(*det_alias, "is_deterministic");
+    const bool alias = json_bool(*det_alias, "is_deterministic");
     if (det != nullptr && alias != r.deterministic)
       throw invalid_request("is_deterministic",
                             "'deterministic' and 'is_deterministic' disagree: give one");
     r.deterministic = alias;
   }
-  if (const json* v = field(body, "return_token_ids"))
-    r.return_token_ids = as_bool(*v, "return_token_ids");
-  if (const json* v = field(body, "stream")) r.stream = as_bool(*v, "stream");
-  if (const json* v = field(body, "stream_options")) {
+  if (const json* v = json_field(body, "return_token_ids"))
+    r.return_token_ids = json_bool(*v, "return_token_ids");
+  if (const json* v = json_field(body, "stream")) r.stream = json_bool(*v, "stream");
+  if (const json* v = json_field(body, "stream_options")) {
     if (!r.stream)
       throw invalid_request("stream_options",
                             "'stream_options' is only allowed when 'stream' is true");
-    if (!v->is_object()) type_error("stream_options", "an object", *v);
-    if (const json* u = field(*v, "include_usage"))
-      r.include_usage = as_bool(*u, "stream_options.include_usage");
+    if (!v->is_object()) json_type_error("stream_options", "an object", *v);
+    if (const json* u = json_field(*v, "include_usage"))
+      r.include_usage = json_bool(*u, "stream_options.include_usage");
   }
-  if (const json* v = field(body, "user")) as_string(*v, "user");
+  if (const json* v = json_field(body, "user")) json_string(*v, "user");
   return r;
 }
 

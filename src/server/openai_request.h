@@ -7,8 +7,9 @@
 // that says so, rather than silently ignored; fields unknown to OpenAI are ignored, as vLLM does.
 // Extensions, named as vLLM names them: top_k, min_p, repetition_penalty, ignore_eos,
 // stop_token_ids, return_token_ids, add_special_tokens, add_generation_prompt,
-// chat_template_kwargs, prompt_logprobs; and llm42's own `deterministic` (alias
-// `is_deterministic`). Completions' `echo` (with `max_tokens` 0 allowed) as OpenAI's legacy API.
+// continue_final_message, chat_template_kwargs, prompt_logprobs; and llm42's own
+// `deterministic` (alias `is_deterministic`). Completions' `echo` (with `max_tokens` 0 allowed) as
+// OpenAI's legacy API.
 #pragma once
 
 #include <cstdint>
@@ -53,6 +54,9 @@ struct ApiRequest {
   nlohmann::ordered_json messages;
   nlohmann::ordered_json template_vars = nlohmann::ordered_json::object();
   bool add_generation_prompt = true;      // chat
+  // Chat: the prompt ends inside the final message, which the model continues (not with
+  // add_generation_prompt true).
+  bool continue_final_message = false;
   std::optional<bool> add_special_tokens; // unset: completions true, chat false (the template
                                           // writes BOS itself)
 
@@ -84,5 +88,8 @@ struct ApiRequest {
 // enforces the size) naming the field at fault.
 ApiRequest parse_api_request(std::string_view body, Endpoint endpoint,
                              const RequestLimits& limits = {});
+// The same for a body parse_json_object (json_body.h) has already read.
+ApiRequest api_request_from_json(const nlohmann::ordered_json& body, Endpoint endpoint,
+                                 const RequestLimits& limits = {});
 
 }  // namespace llm42::server

@@ -70,7 +70,7 @@ EngineRequests build_engine_requests(const ApiRequest& r, const PromptContext& c
   EngineRequests out;
   const std::string field(prompt_field(r.endpoint));
   if (r.endpoint == Endpoint::kChatCompletions) {
-    const std::string text = render_chat_prompt(r, ctx);
+    const std::string text = render_chat_prompt(r, ctx, r.continue_final_message);
     check_text_size(text, ctx, field);
     out.prompts.push_back(ctx.tokenizer->encode(text, r.add_special_tokens.value_or(false), true));
   } else {

@@ -11,6 +11,7 @@ namespace llm42::server {
 namespace {
 
 using json = nlohmann::json;
+using Body = nlohmann::ordered_json;  // as json_body reads it
 
 const Tokenizer& need_tokenizer(const TokenizeContext& c, const std::string& field) {
   if (c.prompt.tokenizer == nullptr)
@@ -20,15 +21,15 @@ const Tokenizer& need_tokenizer(const TokenizeContext& c, const std::string& fie
   return *c.prompt.tokenizer;
 }
 
-void check_model(const json& body, const TokenizeContext& c) {
-  if (const json* v = json_field(body, "model")) {
+void check_model(const Body& body, const TokenizeContext& c) {
+  if (const Body* v = json_field(body, "model")) {
     const std::string& model = json_string(*v, "model");
     if (model != c.served_model_name) throw model_not_found(model, c.served_model_name);
   }
 }
 
-bool flag(const json& body, const char* name, bool default_value) {
-  const json* v = json_field(body, name);
+bool flag(const Body& body, const char* name, bool default_value) {
+  const Body* v = json_field(body, name);
   return v == nullptr ? default_value : json_bool(*v, name);
 }
 
@@ -41,23 +42,19 @@ json token_text(const Tokenizer& t, int32_t id) {
 }  // namespace
 
 json tokenize_response(std::string_view body_text, const TokenizeContext& c) {
-  const json body = parse_json_object(body_text, c.limits.max_json_depth);
+  const Body body = parse_json_object(body_text, c.limits.max_json_depth);
   check_model(body, c);
   const bool chat = json_field(body, "messages") != nullptr;
   const Tokenizer& tok = need_tokenizer(c, chat ? "messages" : "prompt");
   std::vector<int32_t> ids;
   if (chat) {
-    // The messages, template variables and add_special_tokens as /v1/chat/completions reads them.
-    const ApiRequest r = parse_api_request(body_text, Endpoint::kChatCompletions, c.limits);
-    const bool continue_final = flag(body, "continue_final_message", false);
-    if (continue_final && flag(body, "add_generation_prompt", false))
-      throw invalid_request("continue_final_message",
-                            "'continue_final_message' and 'add_generation_prompt' cannot both be "
-                            "true");
-    ids = tok.encode(render_chat_prompt(r, c.prompt, continue_final),
+    // The messages, template variables, add_generation_prompt, continue_final_message and
+    // add_special_tokens as /v1/chat/completions reads them.
+    const ApiRequest r = api_request_from_json(body, Endpoint::kChatCompletions, c.limits);
+    ids = tok.encode(render_chat_prompt(r, c.prompt, r.continue_final_message),
                      r.add_special_tokens.value_or(false), true);
   } else {
-    const json* prompt = json_field(body, "prompt");
+    const Body* prompt = json_field(body, "prompt");
     if (prompt == nullptr)
       throw invalid_request("prompt", "'prompt' (a string) or 'messages' is required");
     ids = tok.encode(json_string(*prompt, "prompt"), flag(body, "add_special_tokens", true), true);
@@ -74,10 +71,10 @@ json tokenize_response(std::string_view body_text, const TokenizeContext& c) {
 }
 
 json detokenize_response(std::string_view body_text, const TokenizeContext& c) {
-  const json body = parse_json_object(body_text, c.limits.max_json_depth);
+  const Body body = parse_json_object(body_text, c.limits.max_json_depth);
   check_model(body, c);
   const Tokenizer& tok = need_tokenizer(c, "tokens");
-  const json* tokens = json_field(body, "tokens");
+  const Body* tokens = json_field(body, "tokens");
   if (tokens == nullptr)
     throw invalid_request("tokens", "'tokens' (an array of token ids) is required");
   if (!tokens->is_array())

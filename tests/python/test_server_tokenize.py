@@ -124,9 +124,22 @@ class StoriesTokenize(unittest.TestCase):
         self.assertTrue(text.endswith("<|im_start|>assistant\nOnce upon a"), text)
         self.assertLess(cont["count"], closed["count"])
         self.assertEqual(cont["tokens"], closed["tokens"][:cont["count"]])
-        error_of(self, self.post("/tokenize", {"messages": msgs, "continue_final_message": True,
-                                               "add_generation_prompt": True}),
-                 400, "continue_final_message")
+        # A chat completion with continue_final_message feeds the model that same prompt, so its
+        # answer continues the assistant's message: the tokens greedy decoding of it gives.
+        gen = {"max_tokens": 8, "temperature": 0, "deterministic": True, "return_token_ids": True}
+        status, c = self.post("/v1/chat/completions",
+                              {"messages": msgs, "continue_final_message": True, **gen})
+        self.assertEqual(status, 200, c)
+        self.assertEqual(c["prompt_token_ids"], cont["tokens"])
+        self.assertEqual(c["usage"]["prompt_tokens"], cont["count"])
+        status, ref = self.post("/v1/completions", {"prompt": cont["tokens"], **gen})
+        self.assertEqual(status, 200, ref)
+        self.assertEqual(c["choices"][0]["token_ids"], ref["choices"][0]["token_ids"])
+        self.assertEqual(c["choices"][0]["message"]["content"], ref["choices"][0]["text"])
+        for path in ("/tokenize", "/v1/chat/completions"):
+            error_of(self, self.post(path, {"messages": msgs, "continue_final_message": True,
+                                            "add_generation_prompt": True}),
+                     400, "continue_final_message")
 
     def test_tokenizer_info_and_eos(self):
         status, _, data = self.server.request("GET", "/tokenizer_info")

@@ -9,6 +9,7 @@
 #include "server/api_error.h"
 #include "server/openai_request.h"
 #include "server/request_builder.h"
+#include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
 namespace llm42::server {
@@ -154,6 +155,45 @@ TEST(ServerRequest, NullContentRendersAsEmpty) {
       "trim", {}, {});
   EXPECT_EQ(t.render(r.messages, false, r.template_vars),
             "<user>weather?<assistant>1 call(s)<tool>sunny");
+}
+
+TEST(ServerRequest, ContinueFinalMessage) {
+  const std::string msgs =
+      "\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"},"
+      " {\"role\": \"assistant\", \"content\": \"Once upon\"}]";
+  const ApiRequest plain = parse_api_request("{" + msgs + "}", Endpoint::kChatCompletions);
+  EXPECT_FALSE(plain.continue_final_message);
+  const ApiRequest cont = parse_api_request("{" + msgs + ", \"continue_final_message\": true}",
+                                            Endpoint::kChatCompletions);
+  EXPECT_TRUE(cont.continue_final_message);
+  EXPECT_EQ(chat_param("{" + msgs + ", \"continue_final_message\": 1}"), "continue_final_message");
+  // As vLLM: an add_generation_prompt the body sets to true conflicts; false or its default
+  // (true) does not.
+  EXPECT_EQ(chat_param("{" + msgs +
+                       ", \"continue_final_message\": true, \"add_generation_prompt\": true}"),
+            "continue_final_message");
+  EXPECT_EQ(chat_param("{" + msgs +
+                       ", \"continue_final_message\": true, \"add_generation_prompt\": false}"),
+            "<ok>");
+  EXPECT_EQ(chat_param("{" + msgs +
+                       ", \"continue_final_message\": false, \"add_generation_prompt\": true}"),
+            "<ok>");
+
+  // The engine's prompt ends inside the final message: no end of turn, no generation prompt.
+  const auto tok = make_byte_tokenizer(300, 1, 2);
+  const ChatTemplate tmpl = ChatTemplate::parse(
+      "{% for m in messages %}<{{ m.role }}>{{ m.content }}</>{% endfor %}"
+      "{% if add_generation_prompt %}<assistant>{% endif %}",
+      "tags", {}, {});
+  PromptContext ctx;
+  ctx.tokenizer = tok.get();
+  ctx.chat_template = &tmpl;
+  ctx.max_seq_len = 200;
+  const auto prompt_text = [&](const ApiRequest& r) {
+    return tok->decode(build_engine_requests(r, ctx).prompts.at(0));
+  };
+  EXPECT_EQ(prompt_text(cont), "<user>Hi</><assistant>Once upon");
+  EXPECT_EQ(prompt_text(plain), "<user>Hi</><assistant>Once upon</><assistant>");
 }
 
 TEST(ServerRequest, ReservedTemplateVariables) {
