@@ -1,11 +1,11 @@
-#include "chat/jinja_lexer.h"
+#include "chat/jinja/lexer.h"
 
 #include <array>
 #include <cctype>
 #include <charconv>
 
-#include "chat/jinja_error.h"
-#include "chat/jinja_unicode.h"
+#include "chat/jinja/error.h"
+#include "chat/jinja/unicode.h"
 
 namespace llm42::jinja {
 

@@ -1,13 +1,13 @@
-#include "chat/jinja_json.h"
+#include "chat/jinja/json.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
 
-#include "chat/jinja_error.h"
-#include "chat/jinja_python.h"
-#include "chat/jinja_unicode.h"
+#include "chat/jinja/error.h"
+#include "chat/jinja/python.h"
+#include "chat/jinja/unicode.h"
 
 namespace llm42::jinja {
 

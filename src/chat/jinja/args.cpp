@@ -1,7 +1,7 @@
 #include <fmt/format.h>
 
-#include "chat/jinja_builtins.h"
-#include "chat/jinja_error.h"
+#include "chat/jinja/builtins.h"
+#include "chat/jinja/error.h"
 
 namespace llm42::jinja {
 

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "chat/jinja_value.h"
+#include "chat/jinja/value.h"
 
 namespace llm42::jinja {
 

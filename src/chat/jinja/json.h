@@ -6,7 +6,7 @@
 #include <optional>
 #include <string>
 
-#include "chat/jinja_value.h"
+#include "chat/jinja/value.h"
 
 namespace llm42::jinja {
 

@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include "chat/jinja_value.h"
+#include "chat/jinja/value.h"
 
 namespace llm42::jinja {
 

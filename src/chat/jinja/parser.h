@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "chat/jinja_ast.h"
-#include "chat/jinja_lexer.h"
+#include "chat/jinja/ast.h"
+#include "chat/jinja/lexer.h"
 
 namespace llm42::jinja {
 

@@ -1,10 +1,10 @@
-#include "chat/jinja_value.h"
+#include "chat/jinja/value.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 
-#include "chat/jinja_error.h"
+#include "chat/jinja/error.h"
 
 namespace llm42::jinja {
 

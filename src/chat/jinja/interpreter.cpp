@@ -1,10 +1,10 @@
-#include "chat/jinja_interpreter.h"
+#include "chat/jinja/interpreter.h"
 
 #include <fmt/format.h>
 
-#include "chat/jinja_builtins.h"
-#include "chat/jinja_error.h"
-#include "chat/jinja_python.h"
+#include "chat/jinja/builtins.h"
+#include "chat/jinja/error.h"
+#include "chat/jinja/python.h"
 #include "util/error.h"
 
 namespace llm42::jinja {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "chat/jinja_value.h"
+#include "chat/jinja/value.h"
 
 namespace llm42::jinja::py {
 

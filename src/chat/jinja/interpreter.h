@@ -10,8 +10,8 @@
 #include <string>
 #include <unordered_map>
 
-#include "chat/jinja_ast.h"
-#include "chat/jinja_value.h"
+#include "chat/jinja/ast.h"
+#include "chat/jinja/value.h"
 #include "chat/render_limits.h"
 
 namespace llm42::jinja {

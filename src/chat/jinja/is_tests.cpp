@@ -4,10 +4,10 @@
 #include <algorithm>
 #include <string_view>
 
-#include "chat/jinja_builtins.h"
-#include "chat/jinja_error.h"
-#include "chat/jinja_python.h"
-#include "chat/jinja_unicode.h"
+#include "chat/jinja/builtins.h"
+#include "chat/jinja/error.h"
+#include "chat/jinja/python.h"
+#include "chat/jinja/unicode.h"
 
 namespace llm42::jinja {
 

@@ -1,12 +1,12 @@
-#include "chat/jinja_python.h"
+#include "chat/jinja/python.h"
 
 #include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <limits>
 
-#include "chat/jinja_error.h"
-#include "chat/jinja_unicode.h"
+#include "chat/jinja/error.h"
+#include "chat/jinja/unicode.h"
 
 namespace llm42::jinja::py {
 

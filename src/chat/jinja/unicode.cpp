@@ -1,6 +1,6 @@
-#include "chat/jinja_unicode.h"
+#include "chat/jinja/unicode.h"
 
-#include "chat/jinja_error.h"
+#include "chat/jinja/error.h"
 
 namespace llm42::jinja::unicode {
 

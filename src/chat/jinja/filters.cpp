@@ -8,12 +8,12 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "chat/jinja_builtins.h"
-#include "chat/jinja_error.h"
-#include "chat/jinja_interpreter.h"
-#include "chat/jinja_json.h"
-#include "chat/jinja_python.h"
-#include "chat/jinja_unicode.h"
+#include "chat/jinja/builtins.h"
+#include "chat/jinja/error.h"
+#include "chat/jinja/interpreter.h"
+#include "chat/jinja/json.h"
+#include "chat/jinja/python.h"
+#include "chat/jinja/unicode.h"
 
 namespace llm42::jinja {
 

@@ -1,12 +1,12 @@
-#include "chat/jinja_parser.h"
+#include "chat/jinja/parser.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <initializer_list>
 
-#include "chat/jinja_builtins.h"
-#include "chat/jinja_error.h"
+#include "chat/jinja/builtins.h"
+#include "chat/jinja/error.h"
 
 namespace llm42::jinja {
 

@@ -1,8 +1,8 @@
-#include "chat/jinja_error.h"
+#include "chat/jinja/error.h"
 
 #include <algorithm>
 
-#include "chat/jinja_unicode.h"
+#include "chat/jinja/unicode.h"
 #include "util/error.h"
 
 namespace llm42::jinja {

@@ -4,9 +4,9 @@
 
 #include <ctime>
 
-#include "chat/jinja_builtins.h"
-#include "chat/jinja_error.h"
-#include "chat/jinja_python.h"
+#include "chat/jinja/builtins.h"
+#include "chat/jinja/error.h"
+#include "chat/jinja/python.h"
 #include "chat/template_variables.h"
 #include "util/error.h"
 
