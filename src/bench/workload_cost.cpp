@@ -1,8 +1,8 @@
-#include "engine/workload_cost.h"
+#include "bench/workload_cost.h"
 
 #include <nlohmann/json.hpp>
 
-namespace llm42 {
+namespace llm42::bench {
 
 WorkloadCost workload_cost(const ModelConfig& c, int kv_elem_bytes,
                            const std::vector<RequestLengths>& requests) {
@@ -42,4 +42,4 @@ nlohmann::json workload_cost_json(const WorkloadCost& w, double weight_bytes_per
           {"weight_bytes_per_step", weight_bytes_per_step}};
 }
 
-}  // namespace llm42
+}  // namespace llm42::bench

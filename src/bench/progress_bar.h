@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-namespace llm42::client {
+namespace llm42::bench {
 
 struct Progress {
   int64_t tokens_done = 0, tokens_total = 0;  // output tokens
@@ -21,4 +21,4 @@ std::string progress_line(const Progress& p, int width = 30);
 // Whether to draw it: asked for, and `fd` is a terminal.
 bool progress_on_terminal(bool wanted, int fd);
 
-}  // namespace llm42::client
+}  // namespace llm42::bench

@@ -10,7 +10,7 @@
 
 #include "model/config.h"
 
-namespace llm42 {
+namespace llm42::bench {
 
 struct RequestLengths {
   int64_t prompt = 0;  // prompt tokens
@@ -39,4 +39,4 @@ WorkloadCost workload_cost(const ModelConfig& c, int kv_elem_bytes,
 // The "work" object of bench JSON: the fields above and the weight bytes a step streams.
 nlohmann::json workload_cost_json(const WorkloadCost& w, double weight_bytes_per_step);
 
-}  // namespace llm42
+}  // namespace llm42::bench

@@ -1,11 +1,11 @@
-#include "client/progress_bar.h"
+#include "bench/progress_bar.h"
 
 #include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
 
-namespace llm42::client {
+namespace llm42::bench {
 
 std::string progress_line(const Progress& p, int width) {
   const double share =
@@ -21,4 +21,4 @@ std::string progress_line(const Progress& p, int width) {
 
 bool progress_on_terminal(bool wanted, int fd) { return wanted && isatty(fd) == 1; }
 
-}  // namespace llm42::client
+}  // namespace llm42::bench

@@ -1,6 +1,6 @@
 // `llm42 bench serve`: load-tests a running OpenAI-compatible server (llm42, vLLM, SGLang) the
 // way vLLM's benchmark_serving does: Poisson arrivals at each request rate, streamed
-// completions of synthetic token-id prompts (engine/workload.h), a fraction of them marked
+// completions of synthetic token-id prompts (bench/workload.h), a fraction of them marked
 // deterministic; throughput and TTFT/TPOT/ITL/end-to-end latency (mean, P50, P90, P99), as a
 // table, as JSON, and as an SVG chart of latency against request rate that can overlay runs
 // (e.g. one per server mode).
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-namespace llm42::client {
+namespace llm42::bench {
 
 struct BenchServeOptions {
   std::string url;
@@ -31,4 +31,4 @@ struct BenchServeOptions {
 
 int run_bench_serve(const BenchServeOptions& o);
 
-}  // namespace llm42::client
+}  // namespace llm42::bench

@@ -1,4 +1,4 @@
-#include "client/serve_benchmark.h"
+#include "bench/serve_benchmark.h"
 
 #include <fmt/format.h>
 
@@ -15,21 +15,21 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/svg_plot.h"
+#include "bench/workload.h"
 #include "client/completion_client.h"
 #include "client/http_client.h"
-#include "client/svg_plot.h"
-#include "engine/workload.h"
 #include "util/error.h"
 #include "util/percentile.h"
 #include "util/timer.h"
 
-namespace llm42::client {
+namespace llm42::bench {
 namespace {
 
 using json = nlohmann::json;
 
 struct Record {
-  CompletionResult r;
+  client::CompletionResult r;
   int prompt_tokens = 0;
 };
 
@@ -73,7 +73,7 @@ class Slots {
   bool bounded_;
 };
 
-json run_rate(const Url& url, const BenchServeOptions& o, const std::string& model,
+json run_rate(const client::Url& url, const BenchServeOptions& o, const std::string& model,
               const std::vector<WorkloadItem>& items, double qps) {
   std::mt19937_64 rng(o.seed + 17);
   std::exponential_distribution<double> gap(std::isfinite(qps) ? qps : 1.0);
@@ -102,9 +102,9 @@ json run_rate(const Url& url, const BenchServeOptions& o, const std::string& mod
                          {"stream_options", {{"include_usage", true}}},
                          {"return_token_ids", true},
                          {"deterministic", it.deterministic}};
-      HttpClient client(url);
+      client::HttpClient client(url);
       records[i].prompt_tokens = static_cast<int>(it.prompt.size());
-      records[i].r = complete(client, body, o.api_key);
+      records[i].r = client::complete(client, body, o.api_key);
       slots.release();
     });
   }
@@ -115,7 +115,7 @@ json run_rate(const Url& url, const BenchServeOptions& o, const std::string& mod
   int64_t in_tokens = 0, out_tokens = 0;
   std::string first_error;
   for (const Record& rec : records) {
-    const CompletionResult& r = rec.r;
+    const client::CompletionResult& r = rec.r;
     end = std::max(end, r.end);
     if (!r.ok || r.token_times.empty()) {
       ++failed;
@@ -232,8 +232,8 @@ int run_bench_serve(const BenchServeOptions& o) {
   std::vector<json> runs;
   for (const std::string& p : o.plot_inputs) runs.push_back(read_json(p));
   if (!o.url.empty()) {
-    const Url url = Url::parse(o.url);
-    const json card = first_served_model(url, o.api_key);
+    const client::Url url = client::Url::parse(o.url);
+    const json card = client::first_served_model(url, o.api_key);
     const std::string model = o.model.empty() ? card["id"].get<std::string>() : o.model;
     const int max_len = card.value("max_model_len", 4096);
     const int vocab = o.vocab_size > 0 ? o.vocab_size : card.value("vocab_size", 32000);
@@ -273,4 +273,4 @@ int run_bench_serve(const BenchServeOptions& o) {
   return 0;
 }
 
-}  // namespace llm42::client
+}  // namespace llm42::bench

@@ -6,7 +6,7 @@
 #include <utility>
 #include <vector>
 
-namespace llm42::client {
+namespace llm42::bench {
 
 struct PlotSeries {
   std::string label;
@@ -30,4 +30,4 @@ struct PlotPanel {
 std::string render_svg(const std::string& title, const std::vector<PlotPanel>& panels,
                        int columns = 2);
 
-}  // namespace llm42::client
+}  // namespace llm42::bench

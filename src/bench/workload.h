@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-namespace llm42 {
+namespace llm42::bench {
 
 struct WorkloadItem {
   std::vector<int32_t> prompt;
@@ -24,4 +24,4 @@ std::vector<WorkloadItem> make_workload(std::string_view spec, int n, int vocab,
 
 std::string describe_workload(std::string_view spec);
 
-}  // namespace llm42
+}  // namespace llm42::bench

@@ -1,4 +1,4 @@
-#include "client/bench_plot.h"
+#include "bench/results_plot.h"
 
 #include <fmt/format.h>
 
@@ -9,7 +9,7 @@
 
 #include "util/error.h"
 
-namespace llm42::client {
+namespace llm42::bench {
 namespace {
 
 using nlohmann::json;
@@ -171,4 +171,4 @@ size_t write_bench_plot(const std::string& path, const std::vector<BenchResults>
   return runs.size();
 }
 
-}  // namespace llm42::client
+}  // namespace llm42::bench

@@ -1,4 +1,4 @@
-#include "engine/workload.h"
+#include "bench/workload.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,7 +6,7 @@
 
 #include "util/error.h"
 
-namespace llm42 {
+namespace llm42::bench {
 namespace {
 
 int clamp_len(double x, int lo, int hi) {
@@ -74,4 +74,4 @@ std::vector<WorkloadItem> make_workload(std::string_view spec, int n, int vocab,
   return items;
 }
 
-}  // namespace llm42
+}  // namespace llm42::bench

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "client/svg_plot.h"
+#include "bench/svg_plot.h"
 
-namespace llm42::client {
+namespace llm42::bench {
 
 // One result file's runs with the name it came from (for error messages).
 struct BenchResults {
@@ -35,4 +35,4 @@ std::string plot_bench_runs(const nlohmann::json& runs, const std::string& title
 size_t write_bench_plot(const std::string& path, const std::vector<BenchResults>& files,
                         std::string title);
 
-}  // namespace llm42::client
+}  // namespace llm42::bench

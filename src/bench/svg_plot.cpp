@@ -1,4 +1,4 @@
-#include "client/svg_plot.h"
+#include "bench/svg_plot.h"
 
 #include <fmt/format.h>
 
@@ -7,7 +7,7 @@
 #include <iterator>
 #include <map>
 
-namespace llm42::client {
+namespace llm42::bench {
 namespace {
 
 constexpr double kPanelW = 460, kPanelH = 320;
@@ -178,4 +178,4 @@ std::string render_svg(const std::string& title, const std::vector<PlotPanel>& p
   return out;
 }
 
-}  // namespace llm42::client
+}  // namespace llm42::bench

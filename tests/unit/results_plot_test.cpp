@@ -1,6 +1,6 @@
 // `llm42 bench plot`: merging result files, the panels' points, and errors that name the file,
 // the run and the field.
-#include "client/bench_plot.h"
+#include "bench/results_plot.h"
 
 #include <gtest/gtest.h>
 
@@ -10,7 +10,7 @@
 
 #include "util/error.h"
 
-namespace llm42::client {
+namespace llm42::bench {
 namespace {
 
 using nlohmann::json;
@@ -129,4 +129,4 @@ TEST(BenchPlot, ErrorsNameFileRunAndField) {
 }
 
 }  // namespace
-}  // namespace llm42::client
+}  // namespace llm42::bench
