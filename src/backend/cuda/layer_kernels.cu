@@ -1,6 +1,8 @@
-// Row kernels: conversions, dummy weights, embedding, RMSNorm (plain and fused with the residual
-// add), Qwen3 qk-norm, RoPE with the paged KV write, SwiGLU, bias add, row gather, the CUDA-core
-// GEMM fallback (each output one dot product of two rows).
+// The kernels of a layer other than its GEMMs (gemm.cpp, gemv*.cu), attention (attention.cu)
+// and sampling (sampling.cu), each working one row (token) at a time: conversions, dummy weights,
+// embedding, RMSNorm (plain and fused with the residual add), Qwen3 qk-norm, RoPE with the paged
+// KV write, SwiGLU, bias add, row gather, the CUDA-core GEMM fallback (each output one dot product
+// of two rows).
 //
 // Determinism: no reduction here crosses rows, and every reduction inside a row has one fixed
 // order that depends only on the row length (a fixed block of 256 threads, each summing a fixed
