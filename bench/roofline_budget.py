@@ -5,7 +5,7 @@
                                      [--json OUT.json]
 
 RESULT is a bench JSON (RUN: the index in its "runs", default 0) with the "work" the workload
-asks of the model (engine/workload_cost.h: what serving it once costs, counted from the
+asks of the model (src/bench/workload_cost.h: what serving it once costs, counted from the
 requests' lengths; for a run recorded before "work" existed, `llm42 bench work --json WORK.json`
 with the same model, workload, prompts and seed gives it, checked against the run's token
 totals); ROOFLINE is bench/gpu_roofline.py's JSON from the same device (its bf16 GEMM

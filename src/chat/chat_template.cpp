@@ -7,11 +7,11 @@
 #include <sstream>
 
 #include "chat/builtin_templates.h"
-#include "chat/jinja_ast.h"
-#include "chat/jinja_error.h"
-#include "chat/jinja_interpreter.h"
-#include "chat/jinja_lexer.h"
-#include "chat/jinja_parser.h"
+#include "chat/jinja/ast.h"
+#include "chat/jinja/error.h"
+#include "chat/jinja/interpreter.h"
+#include "chat/jinja/lexer.h"
+#include "chat/jinja/parser.h"
 #include "util/digest.h"
 #include "util/error.h"
 

@@ -1,6 +1,6 @@
 // Chat templates: turning OpenAI `messages` into a prompt string the way the model's
 // `tokenizer_config.json` `chat_template` (Jinja2) says, as transformers'
-// `apply_chat_template` renders it. The interpreter (src/chat/jinja_*) matches jinja2 3.1 with
+// `apply_chat_template` renders it. The interpreter (src/chat/jinja/) matches jinja2 3.1 with
 // transformers' environment byte for byte on the templates in scope; docs/chat-templates.md
 // lists what it supports.
 #pragma once

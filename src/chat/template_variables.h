@@ -1,5 +1,5 @@
 // The names a chat template's root scope holds before a client's variables: what the renderer
-// sets (ChatTemplate::render) and the global functions (jinja_globals.cpp). A header of its own
+// sets (ChatTemplate::render) and the global functions (jinja/globals.cpp). A header of its own
 // so that request validation can check names without linking the interpreter.
 #pragma once
 

@@ -15,14 +15,14 @@
 #include <thread>
 #include <vector>
 
+#include "bench/progress_bar.h"
+#include "bench/results_plot.h"
+#include "bench/workload.h"
+#include "bench/workload_cost.h"
 #include "cli/commands.h"
 #include "cli/options.h"
-#include "client/bench_plot.h"
-#include "client/progress_bar.h"
 #include "core/version.h"
 #include "engine/engine.h"
-#include "engine/workload.h"
-#include "engine/workload_cost.h"
 #include "util/error.h"
 #include "util/percentile.h"
 #include "util/timer.h"
@@ -115,8 +115,8 @@ RunResult run_one(const BenchOptions& o, LoadedModel& lm, const std::string& mod
   eo.mode = mode;
   const EngineConfig config = eo.resolve();
   Engine engine(*lm.model, config, nullptr);
-  const auto items = make_workload(workload, o.num_prompts, lm.model->config().vocab_size,
-                                   engine.max_seq_len(), ratio, o.seed);
+  const auto items = bench::make_workload(workload, o.num_prompts, lm.model->config().vocab_size,
+                                          engine.max_seq_len(), ratio, o.seed);
   // Arrival times: all at t = 0, or a Poisson process at request_rate.
   std::vector<double> arrival(items.size(), 0.0);
   if (o.request_rate > 0) {
@@ -131,10 +131,10 @@ RunResult run_one(const BenchOptions& o, LoadedModel& lm, const std::string& mod
   };
   std::vector<Track> track(items.size());
   size_t finished = 0, next = 0;
-  client::Progress progress;
+  bench::Progress progress;
   progress.requests_total = items.size();
   for (const auto& item : items) progress.tokens_total += item.max_tokens;
-  const bool draw = client::progress_on_terminal(o.progress, STDERR_FILENO);
+  const bool draw = bench::progress_on_terminal(o.progress, STDERR_FILENO);
   const double t0 = now_seconds();
   double last_progress = 0;
   while (finished < items.size()) {
@@ -170,7 +170,7 @@ RunResult run_one(const BenchOptions& o, LoadedModel& lm, const std::string& mod
       last_progress = now_seconds();
       progress.requests_done = finished;
       progress.seconds = last_progress - t0;
-      std::fprintf(stderr, "\r  %s", client::progress_line(progress).c_str());
+      std::fprintf(stderr, "\r  %s", bench::progress_line(progress).c_str());
       std::fflush(stderr);
     }
   }
@@ -186,9 +186,9 @@ RunResult run_one(const BenchOptions& o, LoadedModel& lm, const std::string& mod
     lat.e2e.push_back(t.end - t.arrival);
     if (t.out > 1) lat.tpot.push_back((t.end - t.first) / (t.out - 1));
   }
-  std::vector<RequestLengths> lengths;
+  std::vector<bench::RequestLengths> lengths;
   for (const Track& t : track) lengths.push_back({t.prompt, t.out});
-  const WorkloadCost work = workload_cost(
+  const bench::WorkloadCost work = bench::workload_cost(
       lm.model->config(), static_cast<int>(dtype_size(lm.backend().activation_dtype())), lengths);
   const EngineStats st = engine.stats();
   const double total_tps = static_cast<double>(prompt_tokens + output_tokens) / duration;
@@ -197,7 +197,7 @@ RunResult run_one(const BenchOptions& o, LoadedModel& lm, const std::string& mod
   r.json = {{"mode", mode},
             {"deterministic_ratio", ratio},
             {"workload", workload},
-            {"workload_description", describe_workload(workload)},
+            {"workload_description", bench::describe_workload(workload)},
             {"num_prompts", items.size()},
             {"request_rate", o.request_rate},
             {"duration_s", duration},
@@ -235,9 +235,9 @@ RunResult run_one(const BenchOptions& o, LoadedModel& lm, const std::string& mod
             {"window", config.window},
             {"group", config.group},
             {"verify_schedule", verify_schedule_name(config.verify_schedule)},
-            // What serving the workload once costs (engine/workload_cost.h), and the weights a
+            // What serving the workload once costs (bench/workload_cost.h), and the weights a
             // step streams: bench/roofline_budget.py sets them against the device's ceilings.
-            {"work", workload_cost_json(
+            {"work", bench::workload_cost_json(
                          work, static_cast<double>(lm.model->bytes_per_decode_step()))}};
   r.row = fmt::format(
       "{:<7} {:>5.2f} {:<16} {:>9.1f} {:>9.1f} {:>8.1f} {:>8.1f} {:>8.1f} {:>8.2f} {:>8.2f} "
@@ -291,7 +291,7 @@ int run(const BenchOptions& o) {
   }
   if (!o.json_out.empty()) std::printf("wrote %s\n", o.json_out.c_str());
   if (!o.plot_out.empty()) {
-    client::write_bench_plot(o.plot_out, {{"this run", results_doc(lm, runs)}}, "");
+    bench::write_bench_plot(o.plot_out, {{"this run", results_doc(lm, runs)}}, "");
     std::printf("plot written to %s\n", o.plot_out.c_str());
   }
   return 0;

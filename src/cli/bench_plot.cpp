@@ -1,12 +1,11 @@
-// llm42 bench plot: draws earlier `llm42 bench --json` results as one SVG (src/client/bench_plot.h,
-// docs/benchmarks.md).
-#include "client/bench_plot.h"
-
+// llm42 bench plot: draws earlier `llm42 bench --json` results as one SVG
+// (src/bench/results_plot.h, docs/benchmarks.md).
 #include <cstdio>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "bench/results_plot.h"
 #include "cli/commands.h"
 #include "util/error.h"
 
@@ -20,11 +19,11 @@ struct PlotOptions {
 };
 
 int run_plot(const PlotOptions& o) {
-  std::vector<client::BenchResults> files;
+  std::vector<bench::BenchResults> files;
   for (const std::string& path : o.inputs) {
     std::ifstream in(path);
     if (!in) fail("bench plot: {}: cannot open", path);
-    client::BenchResults f{path, {}};
+    bench::BenchResults f{path, {}};
     try {
       f.doc = nlohmann::json::parse(in);
     } catch (const std::exception& e) {
@@ -32,7 +31,7 @@ int run_plot(const PlotOptions& o) {
     }
     files.push_back(std::move(f));
   }
-  const size_t n_runs = client::write_bench_plot(o.out, files, o.title);
+  const size_t n_runs = bench::write_bench_plot(o.out, files, o.title);
   std::printf("plotted %zu runs from %zu files into %s\n", n_runs, files.size(), o.out.c_str());
   return 0;
 }

@@ -1,17 +1,17 @@
 // llm42 bench serve: Poisson load against a running server, with latency percentiles, JSON and
-// an SVG chart (src/client/serve_benchmark.h, docs/server.md).
+// an SVG chart (src/bench/serve_benchmark.h, docs/server.md).
 #include <cmath>
 #include <string>
 #include <vector>
 
+#include "bench/serve_benchmark.h"
 #include "cli/commands.h"
-#include "client/serve_benchmark.h"
 #include "util/error.h"
 
 namespace llm42::cli {
 
 void register_bench_serve(CLI::App& bench) {
-  auto o = std::make_shared<client::BenchServeOptions>();
+  auto o = std::make_shared<bench::BenchServeOptions>();
   auto qps = std::make_shared<std::vector<std::string>>(std::vector<std::string>{"1"});
   CLI::App* sub = bench.add_subcommand(
       "serve", "Load-test a running OpenAI-compatible server (Poisson arrivals, streaming)");
@@ -61,7 +61,7 @@ void register_bench_serve(CLI::App& bench) {
     }
     if (o->url.empty() && o->plot_inputs.empty())
       fail("give --url to run a benchmark, or result files and --plot to draw them");
-    return client::run_bench_serve(*o);
+    return bench::run_bench_serve(*o);
   });
 }
 

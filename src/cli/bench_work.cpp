@@ -1,4 +1,4 @@
-// llm42 bench work: the work a synthetic workload asks of a model (engine/workload_cost.h),
+// llm42 bench work: the work a synthetic workload asks of a model (bench/workload_cost.h),
 // counted from the requests' lengths alone: nothing runs and no weights load. The same numbers
 // as a `llm42 bench` run's "work", for runs recorded before it existed and for planning;
 // bench/roofline_budget.py sets them against a device's ceilings (docs/benchmarks.md).
@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "bench/workload.h"
+#include "bench/workload_cost.h"
 #include "cli/commands.h"
-#include "engine/workload.h"
-#include "engine/workload_cost.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
 #include "model/presets.h"
@@ -61,21 +61,21 @@ int run_work(const WorkOptions& o) {
   if (o.max_seq_len > 0) c.max_seq_len = o.max_seq_len;
   // As `llm42 bench` generates it (every request runs to max_tokens: it ignores EOS).
   const auto items =
-      make_workload(o.workload, o.num_prompts, c.vocab_size, c.max_seq_len, 0.0, o.seed);
-  std::vector<RequestLengths> lengths;
+      bench::make_workload(o.workload, o.num_prompts, c.vocab_size, c.max_seq_len, 0.0, o.seed);
+  std::vector<bench::RequestLengths> lengths;
   int64_t prompt_tokens = 0, output_tokens = 0;
-  for (const WorkloadItem& it : items) {
+  for (const bench::WorkloadItem& it : items) {
     lengths.push_back({static_cast<int64_t>(it.prompt.size()), it.max_tokens});
     prompt_tokens += static_cast<int64_t>(it.prompt.size());
     output_tokens += it.max_tokens;
   }
-  const WorkloadCost w = workload_cost(c, o.element_bytes, lengths);
+  const bench::WorkloadCost w = bench::workload_cost(c, o.element_bytes, lengths);
   // The weights a decode step streams: all but the embedding table (unless the head shares it).
   const double embedding = static_cast<double>(c.vocab_size) * c.dim;
   const double weight_bytes =
       (static_cast<double>(c.n_params()) - (c.tie_embeddings ? 0.0 : embedding)) * o.element_bytes;
   std::printf("%s, %s: %d prompts, %lld prompt and %lld output tokens\n", o.model.c_str(),
-              describe_workload(o.workload).c_str(), o.num_prompts,
+              bench::describe_workload(o.workload).c_str(), o.num_prompts,
               static_cast<long long>(prompt_tokens), static_cast<long long>(output_tokens));
   std::printf("  linear layers      %s\n", si(w.linear_flop, "FLOP").c_str());
   std::printf("  prefill attention  %s\n", si(w.prefill_attention_flop, "FLOP").c_str());
@@ -90,7 +90,7 @@ int run_work(const WorkOptions& o) {
                                 {"seed", o.seed},
                                 {"prompt_tokens", prompt_tokens},
                                 {"output_tokens", output_tokens},
-                                {"work", workload_cost_json(w, weight_bytes)}};
+                                {"work", bench::workload_cost_json(w, weight_bytes)}};
     std::ofstream out(o.json_out);
     if (!out) fail("--json {}: cannot write", o.json_out);
     out << doc.dump(2) << "\n";

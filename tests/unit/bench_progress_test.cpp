@@ -5,9 +5,9 @@
 
 #include <string>
 
-#include "client/progress_bar.h"
+#include "bench/progress_bar.h"
 
-namespace llm42::client {
+namespace llm42::bench {
 namespace {
 
 TEST(BenchProgress, AdvancesWithTokens) {
@@ -35,4 +35,4 @@ TEST(BenchProgress, OnlyOnATerminal) {
 }
 
 }  // namespace
-}  // namespace llm42::client
+}  // namespace llm42::bench

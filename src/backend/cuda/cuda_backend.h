@@ -5,8 +5,8 @@
 //
 // Host code (this header, cuda_backend.cpp, gemm.cpp, attention_plan.cpp: planning, memory,
 // cuBLASLt, errors with fmt) is compiled by the C++ compiler; device code lives in the .cu files
-// (row_kernels.cu, attention.cu, sampling.cu), which include no fmt (nvcc cannot compile its
-// consteval checks) and expose the plain launch functions of kernels.h.
+// (layer_kernels.cu, attention.cu, gemv*.cu, sampling.cu), which include no fmt (nvcc cannot
+// compile its consteval checks) and expose the plain launch functions of kernels.h.
 //
 // All work runs in order on one stream owned by the backend. Plan, then run: begin_pass uploads
 // the pass's index arrays once; the attention plan is made on the host at the first attention

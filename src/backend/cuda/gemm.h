@@ -18,7 +18,7 @@
 //              their tile variants, each checked to give the same bits as the others on the same
 //              data, then timed), cached on disk per GPU and cuBLASLt version and reloaded at
 //              start. That split-K-free algorithms agree with each other across M is observed
-//              (shared/notes/cublas-batch-invariance.md), not documented: tests/cuda checks it.
+//              (docs/cuda-backend.md#cublas-batch-variance), not documented: tests/cuda checks it.
 //              With canonical_skinny (on by default; --no-cuda-canonical-skinny turns it
 //              off), every bucket of M <= kGemvMaxM is also checked at its first call outside a
 //              capture against gemv_canonical.cu's GEMM, which chains k16 MMAs over K in order

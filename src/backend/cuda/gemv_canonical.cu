@@ -3,11 +3,11 @@
 //
 // Why: the canonical lane needs a GEMM whose every output element is one K-ordered dot product
 // whatever M is. It uses cuBLASLt's split-K-free algorithms, which agree with each other bit for
-// bit at every M (shared/notes/cublas-batch-invariance.md) but are slow at decode batch sizes
-// (down_proj at M = 1 on the H200: 51-61 us against 32 for the fast lane's skinny GEMM). On the
-// H200 a chain of k16 MMAs over K in order reproduces those algorithms' outputs bit for bit
-// (cuda_korder_lab: qkv, o and down at M = 1, 3, 8 and 16, fp32 outputs, none of 401,408
-// elements differs), so such a kernel can serve the canonical lane at small M. That is an
+// bit at every M (measured: docs/cuda-backend.md#cublas-batch-variance) but are slow at decode
+// batch sizes (down_proj at M = 1 on the H200: 51-61 us against 32 for the fast lane's skinny
+// GEMM). On the H200 a chain of k16 MMAs over K in order reproduces those algorithms' outputs
+// bit for bit (cuda_korder_lab: qkv, o and down at M = 1, 3, 8 and 16, fp32 outputs, none of
+// 401,408 elements differs), so such a kernel can serve the canonical lane at small M. That is an
 // observation, not a documented guarantee: the canonical autotune (gemm.cpp), unless told not
 // to (--no-cuda-canonical-skinny), admits the kernel for a bucket only after it reproduced the
 // chosen cuBLASLt algorithm's every output bit on the tuning call's own data.

@@ -1,0 +1,174 @@
+#include "bench/results_plot.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <tuple>
+
+#include "util/error.h"
+
+namespace llm42::bench {
+namespace {
+
+using nlohmann::json;
+
+// The value at `path` (keys from the run's top) as a number, or an error naming the field.
+double number(const json& run, std::initializer_list<const char*> path, const std::string& where) {
+  const json* v = &run;
+  std::string name;
+  for (const char* key : path) {
+    name += name.empty() ? key : fmt::format(".{}", key);
+    if (!v->is_object() || !v->contains(key))
+      fail("{}: no '{}' (not an llm42 bench result?)", where, name);
+    v = &(*v)[key];
+  }
+  if (!v->is_number()) fail("{}: '{}' is not a number", where, name);
+  return v->get<double>();
+}
+
+std::string text(const json& run, const char* key, const std::string& where) {
+  if (!run.contains(key)) fail("{}: no '{}' (not an llm42 bench result?)", where, key);
+  if (!run[key].is_string()) fail("{}: '{}' is not a string", where, key);
+  return run[key].get<std::string>();
+}
+
+// Runs of one workload (and request rate), by mode.
+struct Group {
+  std::string name;  // the workload, with the request rate when there is one
+  std::vector<const json*> dvr;
+  const json* off = nullptr;
+  const json* global = nullptr;
+};
+
+std::vector<Group> group_runs(const json& runs) {
+  std::vector<Group> groups;
+  std::map<std::string, size_t> index;
+  for (const json& r : runs) {
+    const double rate = r.value("request_rate", 0.0);
+    std::string name = r["workload"].get<std::string>();
+    if (rate > 0) name += fmt::format(" @ {:g}/s", rate);
+    auto [it, fresh] = index.emplace(name, groups.size());
+    if (fresh) groups.push_back(Group{name, {}, nullptr, nullptr});
+    Group& g = groups[it->second];
+    const std::string mode = r["mode"].get<std::string>();
+    if (mode == "off")
+      g.off = &r;
+    else if (mode == "global")
+      g.global = &r;
+    else
+      g.dvr.push_back(&r);
+  }
+  for (Group& g : groups)
+    std::sort(g.dvr.begin(), g.dvr.end(), [](const json* a, const json* b) {
+      return (*a)["deterministic_ratio"].get<double>() < (*b)["deterministic_ratio"].get<double>();
+    });
+  return groups;
+}
+
+}  // namespace
+
+json merge_bench_runs(const std::vector<BenchResults>& files) {
+  json merged = json::array();
+  std::map<std::tuple<std::string, std::string, double, double>, size_t> seen;
+  for (const BenchResults& f : files) {
+    if (!f.doc.is_object() || !f.doc.contains("runs") || !f.doc["runs"].is_array())
+      fail("{}: no 'runs' array (not an llm42 bench result?)", f.source);
+    int i = 0;
+    for (const json& r : f.doc["runs"]) {
+      const std::string where = fmt::format("{}: run {}", f.source, ++i);
+      if (!r.is_object()) fail("{}: not an object", where);
+      const std::string mode = text(r, "mode", where);
+      if (mode != "off" && mode != "global" && mode != "dvr")
+        fail("{}: mode '{}' is not off, global or dvr", where, mode);
+      const std::string workload = text(r, "workload", where);
+      const double ratio = number(r, {"deterministic_ratio"}, where);
+      number(r, {"total_tokens_per_s"}, where);
+      number(r, {"ttft_s", "p99"}, where);
+      number(r, {"recompute_rate"}, where);
+      const double rate = r.contains("request_rate") ? number(r, {"request_rate"}, where) : 0.0;
+      // off and global do not depend on the ratio: one run of each per workload.
+      const auto key = std::make_tuple(workload, mode, mode == "dvr" ? ratio : 0.0, rate);
+      auto [it, fresh] = seen.emplace(key, merged.size());
+      if (fresh)
+        merged.push_back(r);
+      else
+        merged[it->second] = r;
+    }
+  }
+  if (merged.empty()) fail("no runs to plot");
+  return merged;
+}
+
+std::vector<PlotPanel> bench_plot_panels(const json& runs) {
+  const std::vector<Group> groups = group_runs(runs);
+  const bool several = groups.size() > 1;
+  auto label = [&](const Group& g, const char* mode) {
+    return several ? fmt::format("{} {}", g.name, mode) : std::string(mode);
+  };
+  const std::string x_label = "deterministic requests (%)";
+  PlotPanel tput{"Total throughput", x_label, "tok/s", {}};
+  PlotPanel rel{"Throughput relative to off", x_label, "x off", {}, false};
+  PlotPanel ttft{"TTFT P99", x_label, "s", {}};
+  PlotPanel recompute{"Recompute rate (dvr)", x_label, "share of tokens", {}};
+  for (const Group& g : groups) {
+    // The shares a flat line spans: those of the dvr runs, else 0 to 100 %.
+    double x0 = 0, x1 = 100;
+    if (!g.dvr.empty()) {
+      x0 = 100 * g.dvr.front()->at("deterministic_ratio").get<double>();
+      x1 = 100 * g.dvr.back()->at("deterministic_ratio").get<double>();
+      if (x0 == x1) x0 = 0, x1 = std::max(x1, 100.0);
+    }
+    const double off_tps = g.off != nullptr ? g.off->at("total_tokens_per_s").get<double>() : 0.0;
+    auto flat = [&](PlotPanel& p, const char* mode, double y) {
+      // One measurement drawn as a level across the span: no markers at shares not run.
+      p.series.push_back(PlotSeries{label(g, mode), {{x0, y}, {x1, y}}, false});
+    };
+    for (const auto& [run, mode] : {std::pair{g.off, "off"}, std::pair{g.global, "global"}}) {
+      if (run == nullptr) continue;
+      const double tps = run->at("total_tokens_per_s").get<double>();
+      flat(tput, mode, tps);
+      flat(ttft, mode, run->at("ttft_s").at("p99").get<double>());
+      if (off_tps > 0) flat(rel, mode, tps / off_tps);
+    }
+    if (g.dvr.empty()) continue;
+    PlotSeries s_tput{label(g, "dvr"), {}}, s_rel{label(g, "dvr"), {}}, s_ttft{label(g, "dvr"), {}},
+        s_rec{label(g, "dvr"), {}};
+    for (const json* r : g.dvr) {
+      const double x = 100 * r->at("deterministic_ratio").get<double>();
+      const double tps = r->at("total_tokens_per_s").get<double>();
+      s_tput.points.emplace_back(x, tps);
+      if (off_tps > 0) s_rel.points.emplace_back(x, tps / off_tps);
+      s_ttft.points.emplace_back(x, r->at("ttft_s").at("p99").get<double>());
+      s_rec.points.emplace_back(x, r->at("recompute_rate").get<double>());
+    }
+    tput.series.push_back(std::move(s_tput));
+    if (off_tps > 0) rel.series.push_back(std::move(s_rel));
+    ttft.series.push_back(std::move(s_ttft));
+    recompute.series.push_back(std::move(s_rec));
+  }
+  return {tput, rel, ttft, recompute};
+}
+
+std::string plot_bench_runs(const json& runs, const std::string& title) {
+  return render_svg(title, bench_plot_panels(runs), 2);
+}
+
+size_t write_bench_plot(const std::string& path, const std::vector<BenchResults>& files,
+                        std::string title) {
+  const json runs = merge_bench_runs(files);
+  if (title.empty()) {
+    const json& doc = files.front().doc;
+    title = "llm42 bench: " + doc.value("model", std::string("?")) + " on " +
+            doc.value("device", std::string("?"));
+  }
+  std::ofstream out(path);
+  if (!out) fail("{}: cannot write", path);
+  out << plot_bench_runs(runs, title);
+  out.close();
+  if (!out) fail("{}: write failed", path);
+  return runs.size();
+}
+
+}  // namespace llm42::bench
