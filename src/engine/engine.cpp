@@ -113,7 +113,7 @@ void Engine::init() {
   // Tensor-parallel passes run eagerly (their exchanges are not captured): no graph padding.
   const int graph_max_batch =
       backend.supports_graphs() && model_.tp_size() == 1 ? config_.cuda_graph_max_batch : 0;
-  const int n_scratch = std::max(config_.verify_schedule == VerifySchedule::kFixedShape
+  const int n_scratch = std::max(config_.verify_schedule == VerifyMode::kFixedShape
                                      ? (config_.window * config_.group + bs - 1) / bs
                                      : 0,
                                  graph_max_batch > 0 ? 1 : 0);
@@ -152,9 +152,9 @@ std::string Engine::fingerprint() const {
                                dtype_name(w.dtype), model_.backend().kernel_id(),
                                determinism_mode_name(config_.mode));
   if (config_.mode == DeterminismMode::kDvr) {
-    fp += fmt::format("-{}", verify_schedule_name(config_.verify_schedule));
+    fp += fmt::format("-{}", verify_mode_name(config_.verify_schedule));
     // Fixed-shape answers depend on the padded pass shape, i.e. on W and G.
-    if (config_.verify_schedule == VerifySchedule::kFixedShape)
+    if (config_.verify_schedule == VerifyMode::kFixedShape)
       fp += fmt::format("-W{}G{}", config_.window, config_.group);
   }
   return fp;
@@ -192,7 +192,7 @@ uint64_t Engine::add_request(Request req, OutputCallback on_output) {
     if (id < 0 || id >= mc.vocab_size) fail("stop token id {} outside the vocabulary", id);
 
   auto seq = std::make_unique<Sequence>();
-  seq->verified = req.deterministic && config_.mode == DeterminismMode::kDvr;
+  seq->speculative = req.deterministic && config_.mode == DeterminismMode::kDvr;
   if (req.sampling.seed) {
     seq->seed = *req.sampling.seed;
   } else if (req.deterministic) {
@@ -333,10 +333,10 @@ void Engine::on_decode(Sequence& s, const PassResult& r, int row, bool canonical
   const int index = s.n_output();
   const SampledToken& t = r.samples[static_cast<size_t>(row)];
   TokenLogprob lp{t.id, t.logprob, t.top};
-  const bool speculative = s.verified && !(canonical && s.n_spec() == 0);
-  if (!speculative) {
+  const bool keep_speculative = s.speculative && !(canonical && s.n_spec() == 0);
+  if (!keep_speculative) {
     advance_canonical(s, from, canonical);
-    if (s.verified) ++s.verify.canonical_decode_tokens;
+    if (s.speculative) ++s.verify.canonical_decode_tokens;
     commit(s, t.id, std::move(lp));
     return;
   }
@@ -444,7 +444,7 @@ void Engine::process_pass(const PassPlan& plan, const PassResult& result) {
         break;
     }
     if (s.status != SeqStatus::kFinished && config_.prefix_cache &&
-        !(s.verified && config_.verify_schedule == VerifySchedule::kFixedShape))
+        !(s.speculative && config_.verify_schedule == VerifyMode::kFixedShape))
       blocks_->publish(s, s.n_canonical,
                        shares_fast_kv(config_.mode, s) ? s.n_cached : s.n_canonical);
   }

@@ -2,8 +2,8 @@
 // requests and aborts and receive committed tokens through callbacks.
 //
 //   step: drain new requests and aborts -> Scheduler::schedule() -> for each pass:
-//         ModelRunner::run -> sample -> commit (prefill, non-verified decode, canonical decode)
-//         or keep as speculative (verified decode) or Verifier decision (verify windows)
+//         ModelRunner::run -> sample -> commit (prefill, non-speculative decode, canonical decode)
+//         or keep as speculative (speculative decode) or Verifier decision (verify windows)
 //         -> BlockManager (truncate, publish) -> outputs of committed tokens only.
 #pragma once
 

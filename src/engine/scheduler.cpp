@@ -33,7 +33,7 @@ Scheduler::Scheduler(const EngineConfig& config, BlockManager& blocks, int max_s
 
 bool Scheduler::fixed_shape() const {
   return config_.mode == DeterminismMode::kDvr &&
-         config_.verify_schedule == VerifySchedule::kFixedShape;
+         config_.verify_schedule == VerifyMode::kFixedShape;
 }
 
 std::vector<Sequence*> Scheduler::watch(bool ran_passes) {
@@ -65,7 +65,7 @@ void Scheduler::remove(Sequence* seq) {
 }
 
 bool Scheduler::ready_to_verify(const Sequence& seq) const {
-  return seq.verified && seq.n_spec() > 0 &&
+  return seq.speculative && seq.n_spec() > 0 &&
          (seq.n_spec() >= config_.window || seq.spec_finished);
 }
 
@@ -122,12 +122,12 @@ StepPlan Scheduler::schedule() {
   std::vector<PassEntry> prefill, fast_prefill, decode, verify;
   std::vector<PassEntry> isolated_prefill;  // fixed-shape: deterministic prefill, a pass each
 
-  // Prefill lane: fast in off mode and for fixed-shape's non-verified requests; in dvr mode
+  // Prefill lane: fast in off mode and for fixed-shape's non-speculative requests; in dvr mode
   // canonical for deterministic requests and fast attention for the others (in the step's pass);
   // canonical in global mode.
   auto prefill_entry = [&](Sequence* s, int chunk) {
     PassEntry e{s, WorkKind::kPrefill, s->n_cached, chunk};
-    if (mode == DeterminismMode::kOff || (fixed && !s->verified)) {
+    if (mode == DeterminismMode::kOff || (fixed && !s->speculative)) {
       fast_prefill.push_back(e);
     } else if (fixed) {
       isolated_prefill.push_back(e);
@@ -143,7 +143,7 @@ StepPlan Scheduler::schedule() {
   auto prefill_chunk = [&](const Sequence* s) {
     const int remaining = s->prefill_target() - s->n_cached;
     const bool scoring = s->scoring_prompt() && s->n_cached < s->n_prompt - 1;
-    if (fixed && s->verified) {
+    if (fixed && s->speculative) {
       // At most the whole step's budget, or it would never fit.
       int chunk = std::min({remaining, config_.prefill_chunk, config_.max_num_batched_tokens});
       if (scoring) chunk = std::min(chunk, config_.max_prompt_logprobs_rows);
@@ -160,7 +160,7 @@ StepPlan Scheduler::schedule() {
   // fixed-shape deterministic prefill chunk); 0 when it takes whatever budget is left.
   auto whole_cost = [&](const Sequence& s) {
     if (s.needs_prefill()) {
-      if (!fixed || !s.verified) return 0;
+      if (!fixed || !s.speculative) return 0;
       const int chunk = std::min(
           {s.prefill_target() - s.n_cached, config_.prefill_chunk, config_.max_num_batched_tokens});
       return s.scoring_prompt() ? std::min(chunk, config_.max_prompt_logprobs_rows) : chunk;
@@ -254,7 +254,7 @@ StepPlan Scheduler::schedule() {
     Sequence* s = waiting_.front();
     // A request for prompt logprobs computes its whole prompt.
     const bool cache_ok =
-        config_.prefix_cache && !(fixed && s->verified) && !s->req.scores_prompt();
+        config_.prefix_cache && !(fixed && s->speculative) && !s->req.scores_prompt();
     std::optional<BlockManager::Match> lookup;
     if (s->blocks.empty() && cache_ok) {
       // Leave at least one prompt token to compute when the first output token is still to be
@@ -330,14 +330,14 @@ StepPlan Scheduler::schedule() {
   bool canonical_decode = false;
   if (!decode.empty()) {
     const auto n_det = std::count_if(decode.begin(), decode.end(),
-                                     [](const PassEntry& e) { return e.seq->verified; });
+                                     [](const PassEntry& e) { return e.seq->speculative; });
     canonical_decode = n_det > 0 && static_cast<double>(n_det) >=
                                         config_.canonical_decode_threshold *
                                             static_cast<double>(decode.size());
   }
   std::vector<PassEntry> pass = std::move(prefill);
   for (PassEntry e : decode) {
-    e.fast_attention = !(canonical_decode && e.seq->verified && e.seq->n_spec() == 0);
+    e.fast_attention = !(canonical_decode && e.seq->speculative && e.seq->n_spec() == 0);
     pass.push_back(e);
   }
   // The first verification group joins the step's pass; the others get canonical passes.

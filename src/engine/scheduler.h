@@ -68,7 +68,7 @@ class Scheduler {
   // where they were running and those where the engine ran no pass at all.
   std::vector<Sequence*> watch(bool ran_passes);
 
-  // True when a verified sequence's speculative tail must be verified before it decodes on:
+  // True when a speculative sequence's speculative tail must be verified before it decodes on:
   // k reached the window, or a speculative token finishes it.
   bool ready_to_verify(const Sequence& seq) const;
 
@@ -93,7 +93,7 @@ class Scheduler {
 // Whether seq's fast-lane KV may be shared through the prefix cache (fast-lane blocks): in dvr
 // mode, for a request that needs no canonical values (it never rolls back).
 inline bool shares_fast_kv(DeterminismMode mode, const Sequence& seq) {
-  return mode == DeterminismMode::kDvr && !seq.verified;
+  return mode == DeterminismMode::kDvr && !seq.speculative;
 }
 
 // Whether a speculative token at output index i (0-based) of seq would finish it (EOS, stop id,

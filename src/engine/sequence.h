@@ -25,7 +25,7 @@ struct Sequence {
   Request req;
   OutputCallback on_output;
   uint64_t seed = 0;
-  bool verified = false;  // deterministic in dvr mode: decoded tokens are speculative
+  bool speculative = false;  // deterministic in dvr mode: decodes speculatively, then verifies
   double arrival_time = 0;
   double first_token_time = 0;
   double scheduled_time = 0;  // first admission (Scheduler::schedule); 0 before
