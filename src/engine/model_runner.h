@@ -6,7 +6,7 @@
 
 #include "backend/backend.h"
 #include "engine/sampler.h"
-#include "engine/scheduler.h"
+#include "engine/pass_plan.h"
 #include "parallel/parallel_model.h"
 
 namespace llm42 {
