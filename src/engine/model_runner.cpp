@@ -58,7 +58,7 @@ void ModelRunner::pack(const PassPlan& plan, PassResult& result) {
   for (const PassEntry& e : plan.entries) {
     const Sequence& s = *e.seq;
     const int first_row = in.n_tokens();
-    add_rows(s.blocks, e.pos_begin, e.n_tokens, s.tokens.data() + e.pos_begin, e.fast_attention);
+    add_rows(s.blocks, e.pos_begin, e.n_tokens, s.tokens.data() + e.pos_begin, e.fast_lane);
     const int n_scored = prompt_rows(e);
     result.entry_prompt_row.push_back(n_scored > 0 ? static_cast<int>(in.logit_rows.size()) : -1);
     for (int i = 0; i < n_scored; ++i) {

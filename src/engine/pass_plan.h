@@ -19,9 +19,9 @@ struct PassEntry {
   WorkKind kind = WorkKind::kDecode;
   int pos_begin = 0;  // absolute position of the first input token
   int n_tokens = 0;   // input tokens (prefill chunk, 1 for decode, k for a verification window)
-  // In a canonical pass: this entry's attention runs fast, so its values are the fast lane's
-  // (set by Verifier::assign_lanes).
-  bool fast_attention = false;
+  // In a canonical pass, this entry is in the fast lane all the same: its attention runs fast
+  // (PassSeq::fast_attention), so its values are the fast lane's. Set by Verifier::assign_lanes.
+  bool fast_lane = false;
 };
 
 // The work of one step, as the scheduler handed it out (each list in that order). It says
@@ -43,7 +43,7 @@ struct PassPlan {
     return std::max(n, pad_to);
   }
   // The lane an entry's values come from.
-  Schedule lane(const PassEntry& e) const { return entry_lane(schedule, e.fast_attention); }
+  Schedule lane(const PassEntry& e) const { return entry_lane(schedule, e.fast_lane); }
 };
 
 struct StepPlan {

@@ -102,7 +102,7 @@ StepPlan Verifier::assign_lanes(StepWork work) const {
   // lane's at batch sizes beyond a few rows, docs/benchmarks.md) and only the fast entries'
   // attention differs, where two passes would read every weight twice.
   std::vector<PassEntry> pass = std::move(work.prefill);
-  for (PassEntry& e : pass) e.fast_attention = shares_fast_kv(mode, *e.seq);
+  for (PassEntry& e : pass) e.fast_lane = shares_fast_kv(mode, *e.seq);
   bool canonical_decode = false;
   if (!work.decode.empty()) {
     const auto n_det = std::count_if(work.decode.begin(), work.decode.end(),
@@ -112,7 +112,7 @@ StepPlan Verifier::assign_lanes(StepWork work) const {
                                             static_cast<double>(work.decode.size());
   }
   for (PassEntry e : work.decode) {
-    e.fast_attention = !(canonical_decode && e.seq->speculative && e.seq->n_spec() == 0);
+    e.fast_lane = !(canonical_decode && e.seq->speculative && e.seq->n_spec() == 0);
     pass.push_back(e);
   }
   // The first verification group joins the step's pass; the others get canonical passes.
@@ -125,7 +125,7 @@ StepPlan Verifier::assign_lanes(StepWork work) const {
     }
   }
   const bool any_canonical = std::any_of(pass.begin(), pass.end(),
-                                         [](const PassEntry& e) { return !e.fast_attention; });
+                                         [](const PassEntry& e) { return !e.fast_lane; });
   add_pass(any_canonical ? Schedule::kCanonical : Schedule::kFast, std::move(pass));
   return plan;
 }
