@@ -11,17 +11,6 @@
 
 namespace llm42 {
 
-// The sampled token of every logits row of a pass. Rows of requests with penalties are sampled
-// on the host (they need token history); all others by the backend.
-struct PassResult {
-  std::vector<SampledToken> samples;  // per logits row
-  std::vector<int> entry_first_row;   // per pass entry: its first logits row, or -1
-  // Per pass entry: the row scoring its first prompt token, or -1. A prefill chunk of a request
-  // with Request::prompt_logprobs scores the prompt token after each of its positions p <
-  // n_prompt - 1, in rows entry_prompt_row, +1, ... (SampledToken::id is the prompt token).
-  std::vector<int> entry_prompt_row;
-};
-
 // The prompt tokens a prefill entry scores: those after its positions [pos_begin, end) below
 // n_prompt - 1 (0 when the request asks for no prompt logprobs or has them all).
 int prompt_rows(const PassEntry& e);

@@ -1,12 +1,13 @@
 // The plan of a step: the work the scheduler hands out (StepWork) and the passes the verifier
-// makes of it (StepPlan), each pass run under one schedule (lane) by the model runner
-// (DESIGN.md §3-4).
+// makes of it (StepPlan), each pass run under one schedule (lane) by the model runner, which
+// returns a PassResult (DESIGN.md §3-4).
 #pragma once
 
 #include <algorithm>
 #include <vector>
 
 #include "core/schedule.h"
+#include "engine/sampler.h"
 #include "engine/sequence.h"
 
 namespace llm42 {
@@ -49,6 +50,17 @@ struct PassPlan {
 struct StepPlan {
   std::vector<PassPlan> passes;
   bool empty() const { return passes.empty(); }
+};
+
+// The sampled token of every logits row of a pass. Rows of requests with penalties are sampled
+// on the host (they need token history); all others by the backend.
+struct PassResult {
+  std::vector<SampledToken> samples;  // per logits row
+  std::vector<int> entry_first_row;   // per pass entry: its first logits row, or -1
+  // Per pass entry: the row scoring its first prompt token, or -1. A prefill chunk of a request
+  // with Request::prompt_logprobs scores the prompt token after each of its positions p <
+  // n_prompt - 1, in rows entry_prompt_row, +1, ... (SampledToken::id is the prompt token).
+  std::vector<int> entry_prompt_row;
 };
 
 }  // namespace llm42

@@ -23,6 +23,11 @@ std::vector<std::vector<PassEntry>> verify_groups(const std::vector<PassEntry>& 
   return groups;
 }
 
+void add_pass(StepPlan& plan, Schedule schedule, std::vector<PassEntry> entries, int pad_to = 0) {
+  if (entries.empty()) return;
+  plan.passes.push_back(PassPlan{schedule, std::move(entries), pad_to});
+}
+
 }  // namespace
 
 bool ready_to_verify(const EngineConfig& config, const Sequence& seq) {
@@ -64,43 +69,51 @@ bool Verifier::speculates(const Request& req) const {
 
 StepPlan Verifier::assign_lanes(StepWork work) const {
   StepPlan plan;
+  switch (config_.mode) {
+    case DeterminismMode::kOff:
+    case DeterminismMode::kGlobal: {
+      // off: one fast pass. global: one canonical pass (the batch-invariant baseline).
+      std::vector<PassEntry> all = std::move(work.prefill);
+      all.insert(all.end(), work.decode.begin(), work.decode.end());
+      add_pass(plan,
+               config_.mode == DeterminismMode::kOff ? Schedule::kFast : Schedule::kCanonical,
+               std::move(all));
+      break;
+    }
+    case DeterminismMode::kDvr:
+      if (fixed_shape(config_)) {
+        fixed_shape_passes(std::move(work), plan);
+      } else {
+        invariant_passes(std::move(work), plan);
+      }
+      break;
+  }
+  return plan;
+}
+
+void Verifier::fixed_shape_passes(StepWork work, StepPlan& plan) const {
+  // The paper's mechanism: unmodified fast kernels everywhere; deterministic prefill isolated in
+  // passes of its own; verification groups padded to G x W tokens.
+  std::vector<PassEntry> pass, isolated;
+  for (const PassEntry& e : work.prefill)
+    (isolated_prefill(config_, *e.seq) ? isolated : pass).push_back(e);
+  pass.insert(pass.end(), work.decode.begin(), work.decode.end());
+  add_pass(plan, Schedule::kFast, std::move(pass));
+  for (const PassEntry& e : isolated) add_pass(plan, Schedule::kFast, {e});
+  for (std::vector<PassEntry>& group : verify_groups(work.verify, config_.group))
+    add_pass(plan, Schedule::kFast, std::move(group), config_.window * config_.group);
+}
+
+void Verifier::invariant_passes(StepWork work, StepPlan& plan) const {
+  // Prefill is canonical for deterministic requests and fast attention for the others.
+  // Deterministic decode rows with no speculative tail are canonical entries (committed at once)
+  // when enough of the decode rows are deterministic (threshold 0: any one), else speculative
+  // fast entries; other requests' decode rows are always fast entries. Everything goes into one
+  // pass with the prefill chunks and the first verification group: canonical when any entry is.
+  // Its GEMMs are then canonical for every row (per bucket as fast as the fast lane's at batch
+  // sizes beyond a few rows, docs/benchmarks.md) and only the fast entries' attention differs,
+  // where two passes would read every weight twice.
   const DeterminismMode mode = config_.mode;
-  auto add_pass = [&](Schedule sched, std::vector<PassEntry> entries, int pad_to = 0) {
-    if (entries.empty()) return;
-    plan.passes.push_back(PassPlan{sched, std::move(entries), pad_to});
-  };
-
-  // off: one fast pass. global: one canonical pass (the batch-invariant baseline).
-  if (mode == DeterminismMode::kOff || mode == DeterminismMode::kGlobal) {
-    std::vector<PassEntry> all = std::move(work.prefill);
-    all.insert(all.end(), work.decode.begin(), work.decode.end());
-    add_pass(mode == DeterminismMode::kOff ? Schedule::kFast : Schedule::kCanonical,
-             std::move(all));
-    return plan;
-  }
-
-  if (fixed_shape(config_)) {
-    // Fixed-shape (the paper's mechanism): unmodified fast kernels everywhere; deterministic
-    // prefill isolated in passes of its own; verification groups padded to G x W tokens.
-    std::vector<PassEntry> pass, isolated;
-    for (const PassEntry& e : work.prefill)
-      (isolated_prefill(config_, *e.seq) ? isolated : pass).push_back(e);
-    pass.insert(pass.end(), work.decode.begin(), work.decode.end());
-    add_pass(Schedule::kFast, std::move(pass));
-    for (const PassEntry& e : isolated) add_pass(Schedule::kFast, {e});
-    for (std::vector<PassEntry>& group : verify_groups(work.verify, config_.group))
-      add_pass(Schedule::kFast, std::move(group), config_.window * config_.group);
-    return plan;
-  }
-
-  // dvr (invariant): prefill is canonical for deterministic requests and fast attention for the
-  // others. Deterministic decode rows with no speculative tail are canonical entries (committed
-  // at once) when enough of the decode rows are deterministic (threshold 0: any one), else
-  // speculative fast entries; other requests' decode rows are always fast entries. Everything
-  // goes into one pass with the prefill chunks and the first verification group: canonical when
-  // any entry is. Its GEMMs are then canonical for every row (per bucket as fast as the fast
-  // lane's at batch sizes beyond a few rows, docs/benchmarks.md) and only the fast entries'
-  // attention differs, where two passes would read every weight twice.
   std::vector<PassEntry> pass = std::move(work.prefill);
   for (PassEntry& e : pass) e.fast_lane = shares_fast_kv(mode, *e.seq);
   bool canonical_decode = false;
@@ -121,13 +134,12 @@ StepPlan Verifier::assign_lanes(StepWork work) const {
     if (g == 0) {
       pass.insert(pass.end(), groups[g].begin(), groups[g].end());
     } else {
-      add_pass(Schedule::kCanonical, std::move(groups[g]));
+      add_pass(plan, Schedule::kCanonical, std::move(groups[g]));
     }
   }
-  const bool any_canonical = std::any_of(pass.begin(), pass.end(),
-                                         [](const PassEntry& e) { return !e.fast_lane; });
-  add_pass(any_canonical ? Schedule::kCanonical : Schedule::kFast, std::move(pass));
-  return plan;
+  const bool any_canonical =
+      std::any_of(pass.begin(), pass.end(), [](const PassEntry& e) { return !e.fast_lane; });
+  add_pass(plan, any_canonical ? Schedule::kCanonical : Schedule::kFast, std::move(pass));
 }
 
 void Verifier::apply(const PassPlan& plan, size_t i, const PassResult& result) {

@@ -15,7 +15,6 @@
 
 #include "engine/block_manager.h"
 #include "engine/engine_config.h"
-#include "engine/model_runner.h"
 #include "engine/pass_plan.h"
 #include "engine/sequence.h"
 
@@ -85,6 +84,9 @@ class Verifier {
   void apply(const PassPlan& plan, size_t i, const PassResult& result);
 
  private:
+  // The passes of dvr mode under each verification mode.
+  void fixed_shape_passes(StepWork work, StepPlan& plan) const;
+  void invariant_passes(StepWork work, StepPlan& plan) const;
   void on_prefill(Sequence& s, const PassEntry& e, const PassResult& r, int row, bool canonical);
   void on_decode(Sequence& s, const PassResult& r, int row, bool canonical);
   // Verification (step 4) and commit/rollback (step 5) of one window.
