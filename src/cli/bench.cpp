@@ -234,7 +234,7 @@ RunResult run_one(const BenchOptions& o, LoadedModel& lm, const std::string& mod
             {"kv_cache_tokens", static_cast<int64_t>(engine.num_kv_blocks()) * config.block_size},
             {"window", config.window},
             {"group", config.group},
-            {"verify_schedule", verify_schedule_name(config.verify_schedule)},
+            {"verify_schedule", verify_mode_name(config.verify_schedule)},
             // What serving the workload once costs (bench/workload_cost.h), and the weights a
             // step streams: bench/roofline_budget.py sets them against the device's ceilings.
             {"work", bench::workload_cost_json(

@@ -152,7 +152,7 @@ void add_engine_options(CLI::App& app, EngineOptions& o) {
 EngineConfig EngineOptions::resolve() const {
   EngineConfig c = config;
   c.mode = parse_determinism_mode(mode);
-  c.verify_schedule = parse_verify_schedule(verify_schedule);
+  c.verify_schedule = parse_verify_mode(verify_schedule);
   c.validate();
   return c;
 }

@@ -88,10 +88,11 @@ void Engine::init() {
   config_.validate();
   const ModelConfig& mc = model_.config();
   max_seq_len_ = mc.max_seq_len;
-  eos_ids_.assign(mc.eos_ids.begin(), mc.eos_ids.end());
+  StopConditions stops{max_seq_len_, {mc.eos_ids.begin(), mc.eos_ids.end()}, tokenizer_};
   if (tokenizer_ != nullptr)
     for (int32_t id : tokenizer_->eos_ids())
-      if (std::find(eos_ids_.begin(), eos_ids_.end(), id) == eos_ids_.end()) eos_ids_.push_back(id);
+      if (std::find(stops.eos_ids.begin(), stops.eos_ids.end(), id) == stops.eos_ids.end())
+        stops.eos_ids.push_back(id);
 
   Backend& backend = model_.backend();
   const int bs = config_.block_size;
@@ -113,7 +114,7 @@ void Engine::init() {
   // Tensor-parallel passes run eagerly (their exchanges are not captured): no graph padding.
   const int graph_max_batch =
       backend.supports_graphs() && model_.tp_size() == 1 ? config_.cuda_graph_max_batch : 0;
-  const int n_scratch = std::max(config_.verify_schedule == VerifySchedule::kFixedShape
+  const int n_scratch = std::max(config_.verify_schedule == VerifyMode::kFixedShape
                                      ? (config_.window * config_.group + bs - 1) / bs
                                      : 0,
                                  graph_max_batch > 0 ? 1 : 0);
@@ -122,6 +123,7 @@ void Engine::init() {
   for (int i = 0; i < n_scratch; ++i) scratch.push_back(static_cast<int32_t>(n_blocks) + i);
   blocks_ = std::make_unique<BlockManager>(static_cast<int>(n_blocks), bs, config_.prefix_cache);
   scheduler_ = std::make_unique<Scheduler>(config_, *blocks_, max_seq_len_);
+  verifier_ = std::make_unique<Verifier>(config_, *blocks_, std::move(stops));
   runner_ = std::make_unique<ModelRunner>(model_, std::move(scratch), graph_max_batch);
   stats_.kv_blocks_total = static_cast<int>(n_blocks);
   stats_.admission_reserve_ratio = scheduler_->reserve_ratio();
@@ -152,9 +154,9 @@ std::string Engine::fingerprint() const {
                                dtype_name(w.dtype), model_.backend().kernel_id(),
                                determinism_mode_name(config_.mode));
   if (config_.mode == DeterminismMode::kDvr) {
-    fp += fmt::format("-{}", verify_schedule_name(config_.verify_schedule));
+    fp += fmt::format("-{}", verify_mode_name(config_.verify_schedule));
     // Fixed-shape answers depend on the padded pass shape, i.e. on W and G.
-    if (config_.verify_schedule == VerifySchedule::kFixedShape)
+    if (config_.verify_schedule == VerifyMode::kFixedShape)
       fp += fmt::format("-W{}G{}", config_.window, config_.group);
   }
   return fp;
@@ -192,7 +194,7 @@ uint64_t Engine::add_request(Request req, OutputCallback on_output) {
     if (id < 0 || id >= mc.vocab_size) fail("stop token id {} outside the vocabulary", id);
 
   auto seq = std::make_unique<Sequence>();
-  seq->verified = req.deterministic && config_.mode == DeterminismMode::kDvr;
+  seq->speculative = verifier_->speculates(req);
   if (req.sampling.seed) {
     seq->seed = *req.sampling.seed;
   } else if (req.deterministic) {
@@ -253,64 +255,12 @@ void Engine::finish(Sequence& s, FinishReason reason, std::string error) {
   s.status = SeqStatus::kFinished;
   s.finish_reason = reason;
   // Whatever was speculative is dropped: only committed tokens leave the engine.
-  s.tokens.resize(static_cast<size_t>(s.n_prompt + s.n_committed));
-  s.out_logprobs.resize(static_cast<size_t>(s.n_committed));
+  s.drop_speculative();
   blocks_->release(s);
   scheduler_->remove(&s);
   if (reason == FinishReason::kAbort) ++stats_.requests_aborted;
   s.error = std::move(error);
   emit(s);
-}
-
-bool Engine::commit(Sequence& s, int32_t token, TokenLogprob lp) {
-  LLM42_ASSERT(s.n_spec() == 0, "commit with a speculative tail");
-  const int index = s.n_committed;
-  s.tokens.push_back(token);
-  s.out_logprobs.push_back(std::move(lp));
-  ++s.n_committed;
-  ++stats_.output_tokens;
-  if (s.first_token_time == 0) s.first_token_time = now_seconds();
-  const size_t text_before = s.text.size();
-  if (s.detok) s.text += s.detok->push(token);
-  bool done = token_finishes(s, token, index, max_seq_len_, eos_ids_);
-  FinishReason reason = FinishReason::kStop;
-  if (done) {
-    const bool stop_token =
-        (!s.req.ignore_eos && std::find(eos_ids_.begin(), eos_ids_.end(), token) != eos_ids_.end()) ||
-        std::find(s.req.stop_ids.begin(), s.req.stop_ids.end(), token) != s.req.stop_ids.end();
-    reason = stop_token ? FinishReason::kStop : FinishReason::kLength;
-  }
-  if (!s.req.stop_strings.empty() && s.req.may_stop_at(index)) {
-    const size_t cut = find_stop(s.text, text_before, s.req);
-    if (cut != std::string::npos) {
-      s.text.resize(cut);
-      done = true;
-      reason = FinishReason::kStop;
-    }
-  }
-  if (done) {
-    s.finish_reason = reason;
-    s.status = SeqStatus::kFinished;
-  }
-  return done;
-}
-
-void Engine::advance_canonical(Sequence& s, int from, bool canonical) {
-  // KV written from position `from` on is canonical (shareable as such through the prefix
-  // cache) only when every position before it is; in off mode there is one lane.
-  if ((canonical && s.n_canonical == from) || config_.mode == DeterminismMode::kOff)
-    s.n_canonical = s.n_cached;
-}
-
-void Engine::on_prefill(Sequence& s, const PassEntry& e, const PassResult& r, int row,
-                        bool canonical) {
-  s.n_cached = e.pos_begin + e.n_tokens;
-  stats_.prefill_tokens += e.n_tokens;
-  advance_canonical(s, e.pos_begin, canonical);
-  if (row < 0) return;
-  // Output token 0 comes from the prefill (canonical in dvr and global modes): committed at once.
-  const SampledToken& t = r.samples[static_cast<size_t>(row)];
-  commit(s, t.id, TokenLogprob{t.id, t.logprob, t.top});
 }
 
 void Engine::score_prompt(Sequence& s, int pos_begin, const SampledToken* scored, int n) {
@@ -325,73 +275,6 @@ void Engine::score_prompt(Sequence& s, int pos_begin, const SampledToken* scored
     s.prompt_logprobs[static_cast<size_t>(p)] = TokenLogprob{t.id, t.logprob, t.top, t.rank};
     ++s.n_prompt_scored;
   }
-}
-
-void Engine::on_decode(Sequence& s, const PassResult& r, int row, bool canonical) {
-  const int from = s.n_cached;
-  s.n_cached += 1;
-  const int index = s.n_output();
-  const SampledToken& t = r.samples[static_cast<size_t>(row)];
-  TokenLogprob lp{t.id, t.logprob, t.top};
-  const bool speculative = s.verified && !(canonical && s.n_spec() == 0);
-  if (!speculative) {
-    advance_canonical(s, from, canonical);
-    if (s.verified) ++s.verify.canonical_decode_tokens;
-    commit(s, t.id, std::move(lp));
-    return;
-  }
-  s.tokens.push_back(t.id);
-  s.out_logprobs.push_back(std::move(lp));
-  if (token_finishes(s, t.id, index, max_seq_len_, eos_ids_)) s.spec_finished = true;
-  if (!s.spec_finished && !s.req.stop_strings.empty() && tokenizer_ != nullptr) {
-    // Would the speculative text complete a stop string? Then verify now rather than decode on.
-    std::string tail = s.text.substr(s.text.size() > 256 ? s.text.size() - 256 : 0);
-    for (int i = s.n_prompt + s.n_committed; i < s.len(); ++i)
-      tail += tokenizer_->token_bytes(s.tokens[i]);
-    for (const std::string& st : s.req.stop_strings)
-      if (tail.find(st) != std::string::npos) s.spec_finished = true;
-  }
-}
-
-void Engine::on_verify(Sequence& s, const PassEntry& e, const PassResult& r, int row) {
-  const int k = e.n_tokens;
-  LLM42_ASSERT(k == s.n_spec() && e.pos_begin == s.n_prompt + s.n_committed - 1);
-  const int c = s.n_committed;
-  std::vector<int32_t> spec(s.tokens.end() - k, s.tokens.end());
-  const SampledToken* predicted = &r.samples[static_cast<size_t>(row)];
-  auto predict = [&](int i) { return predicted[i].id; };
-  const VerifyOptions opts{config_.inject_mismatch_rate, config_.inject_mismatch_position,
-                           config_.verify_no_rollback};
-  const VerifyDecision d = decide_commit(spec, predict, opts, s.seed, e.pos_begin);
-
-  ++s.verify.windows_verified;
-  ++s.verify.verify_passes;
-  s.verify.verify_tokens += k;
-  // Roll everything speculative back, then commit the confirmed prefix and the correction.
-  std::vector<TokenLogprob> spec_lp(s.out_logprobs.end() - k, s.out_logprobs.end());
-  s.tokens.resize(static_cast<size_t>(s.n_prompt + c));
-  s.out_logprobs.resize(static_cast<size_t>(c));
-  s.spec_finished = false;
-  bool done = false;
-  for (int i = 0; i < d.n_match && !done; ++i) {
-    // Logprobs of committed tokens come from the canonical lane (except with no_rollback).
-    TokenLogprob lp = config_.verify_no_rollback
-                          ? spec_lp[static_cast<size_t>(i)]
-                          : TokenLogprob{spec[i], predicted[i].logprob, predicted[i].top};
-    done = commit(s, spec[i], std::move(lp));
-  }
-  if (d.mismatch && !done) {
-    const SampledToken& t = predicted[d.n_match];
-    done = commit(s, t.id, TokenLogprob{t.id, t.logprob, t.top});
-  }
-  if (d.mismatch) {
-    ++s.verify.rollbacks;
-    s.verify.tokens_rolled_back += k - d.n_match;
-  }
-  // KV: the window's positions up to the new last token are canonical now; the rest is freed.
-  s.n_cached = s.len() - 1;
-  s.n_canonical = s.n_cached;
-  if (!done) blocks_->truncate(s, s.n_cached);
 }
 
 void Engine::process_pass(const PassPlan& plan, const PassResult& result) {
@@ -412,7 +295,6 @@ void Engine::process_pass(const PassPlan& plan, const PassResult& result) {
     const int row = result.entry_first_row[i];
     const int prompt_row = result.entry_prompt_row[i];
     const int n_scored = prompt_rows(e);
-    const bool canonical = plan.lane(e) == Schedule::kCanonical;
     const bool bad_prompt = prompt_row >= 0 && !finite_rows(result, prompt_row, n_scored);
     if (bad_prompt ||
         (row >= 0 && !finite_rows(result, row, e.kind == WorkKind::kVerify ? e.n_tokens : 1))) {
@@ -431,22 +313,11 @@ void Engine::process_pass(const PassPlan& plan, const PassResult& result) {
     }
     if (prompt_row >= 0) score_prompt(s, e.pos_begin, &result.samples[static_cast<size_t>(prompt_row)],
                                       n_scored);
-    switch (e.kind) {
-      case WorkKind::kPrefill:
-        on_prefill(s, e, result, row, canonical);
-        break;
-      case WorkKind::kDecode:
-        on_decode(s, result, row, canonical);
-        break;
-      case WorkKind::kVerify:
-        has_verify = true;
-        on_verify(s, e, result, row);
-        break;
-    }
-    if (s.status != SeqStatus::kFinished && config_.prefix_cache &&
-        !(s.verified && config_.verify_schedule == VerifySchedule::kFixedShape))
-      blocks_->publish(s, s.n_canonical,
-                       shares_fast_kv(config_.mode, s) ? s.n_cached : s.n_canonical);
+    const int committed = s.n_committed;
+    verifier_->apply(plan, i, result);
+    stats_.output_tokens += s.n_committed - committed;
+    if (e.kind == WorkKind::kPrefill) stats_.prefill_tokens += e.n_tokens;
+    if (e.kind == WorkKind::kVerify) has_verify = true;
   }
   if (has_verify) {
     ++stats_.verify_passes;
@@ -494,7 +365,7 @@ void Engine::emit(Sequence& s) {
 bool Engine::step() {
   const double t_begin = now_seconds();
   drain_inbox();
-  const StepPlan plan = scheduler_->schedule();
+  const StepPlan plan = verifier_->assign_lanes(scheduler_->schedule());
   const double t_scheduled = now_seconds();
   double pass_s = 0;
   for (const PassPlan& pass : plan.passes) {

@@ -1,10 +1,10 @@
 // The engine (DESIGN.md §4): one thread owns the model and runs steps; other threads post
 // requests and aborts and receive committed tokens through callbacks.
 //
-//   step: drain new requests and aborts -> Scheduler::schedule() -> for each pass:
-//         ModelRunner::run -> sample -> commit (prefill, non-verified decode, canonical decode)
-//         or keep as speculative (verified decode) or Verifier decision (verify windows)
-//         -> BlockManager (truncate, publish) -> outputs of committed tokens only.
+//   step: drain new requests and aborts -> Scheduler::schedule() (the work)
+//         -> Verifier::assign_lanes (the passes) -> for each pass: ModelRunner::run (pack, pad,
+//         forward, sample) -> Verifier::apply (commit, keep speculative, verify and roll back,
+//         canonical frontier, prefix cache) -> outputs of committed tokens only, and stats.
 #pragma once
 
 #include <algorithm>
@@ -29,6 +29,7 @@
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
 #include "engine/sequence.h"
+#include "engine/verifier.h"
 #include "model/transformer.h"
 #include "tokenizer/tokenizer.h"
 
@@ -132,17 +133,11 @@ class Engine {
  private:
   void drain_inbox();
   void finish(Sequence& s, FinishReason reason, std::string error = {});
+  // A pass's results: stats, failures (non-finite logits), prompt logprobs; the rest is the
+  // verifier's (Verifier::apply).
   void process_pass(const PassPlan& plan, const PassResult& result);
-  // Moves s's canonical frontier to n_cached after KV was written from position `from`.
-  void advance_canonical(Sequence& s, int from, bool canonical);
-  void on_prefill(Sequence& s, const PassEntry& e, const PassResult& r, int row, bool canonical);
-  void on_decode(Sequence& s, const PassResult& r, int row, bool canonical);
   // Keeps the logprobs of the prompt tokens after positions [pos_begin, pos_begin + n).
   void score_prompt(Sequence& s, int pos_begin, const SampledToken* scored, int n);
-  void on_verify(Sequence& s, const PassEntry& e, const PassResult& r, int row);
-  // Appends tokens to the committed output in order; stops at (and returns true for) a token
-  // that finishes the request.
-  bool commit(Sequence& s, int32_t token, TokenLogprob lp);
   void emit(Sequence& s);
   void loop();
   void init();  // the constructors' common part
@@ -152,9 +147,9 @@ class Engine {
   EngineConfig config_;
   const Tokenizer* tokenizer_;
   int max_seq_len_;
-  std::vector<int32_t> eos_ids_;
   std::unique_ptr<BlockManager> blocks_;
   std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<Verifier> verifier_;
   std::unique_ptr<ModelRunner> runner_;
   std::unordered_map<uint64_t, std::unique_ptr<Sequence>> seqs_;
   VerifyStats finished_verify_;  // of sequences already gone

@@ -23,14 +23,14 @@ std::string_view determinism_mode_name(DeterminismMode m) {
   return "?";
 }
 
-VerifySchedule parse_verify_schedule(std::string_view s) {
-  if (s == "invariant") return VerifySchedule::kInvariant;
-  if (s == "fixed-shape") return VerifySchedule::kFixedShape;
+VerifyMode parse_verify_mode(std::string_view s) {
+  if (s == "invariant") return VerifyMode::kInvariant;
+  if (s == "fixed-shape") return VerifyMode::kFixedShape;
   fail("--verify-schedule '{}': expected invariant or fixed-shape", s);
 }
 
-std::string_view verify_schedule_name(VerifySchedule s) {
-  return s == VerifySchedule::kInvariant ? "invariant" : "fixed-shape";
+std::string_view verify_mode_name(VerifyMode s) {
+  return s == VerifyMode::kInvariant ? "invariant" : "fixed-shape";
 }
 
 void EngineConfig::validate() const {
@@ -64,7 +64,7 @@ void EngineConfig::validate() const {
         "--window {} is larger than --max-num-batched-tokens {}: a verification window must "
         "fit in one engine step (lower --window or raise --max-num-batched-tokens)",
         window, max_num_batched_tokens);
-  if (verify_schedule == VerifySchedule::kFixedShape &&
+  if (verify_schedule == VerifyMode::kFixedShape &&
       static_cast<int64_t>(window) * group > max_num_batched_tokens)
     fail("--verify-schedule fixed-shape pads each verification pass to window x group = {} "
          "tokens, more than --max-num-batched-tokens {}",

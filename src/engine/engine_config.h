@@ -16,21 +16,23 @@ namespace llm42 {
 //   kGlobal : every pass canonical (the batch-invariant baseline); nothing is verified.
 enum class DeterminismMode { kOff, kDvr, kGlobal };
 
-// How verification passes are run.
+// How verification passes are run: the verification mode (flag --verify-schedule, field
+// verify_schedule: the names the CLI has always had; in code a schedule is a pass's lane,
+// core/schedule.h).
 //   kInvariant  : canonical kernels, any pass size, no padding (the default).
 //   kFixedShape : the paper's mechanism: fast kernels, every verification pass padded to exactly
 //                 G x W tokens, deterministic prefill isolated, prefix cache off for
 //                 deterministic requests. Deterministic only within one (W, G).
-enum class VerifySchedule { kInvariant, kFixedShape };
+enum class VerifyMode { kInvariant, kFixedShape };
 
 DeterminismMode parse_determinism_mode(std::string_view s);
 std::string_view determinism_mode_name(DeterminismMode m);
-VerifySchedule parse_verify_schedule(std::string_view s);
-std::string_view verify_schedule_name(VerifySchedule s);
+VerifyMode parse_verify_mode(std::string_view s);
+std::string_view verify_mode_name(VerifyMode s);
 
 struct EngineConfig {
   DeterminismMode mode = DeterminismMode::kDvr;
-  VerifySchedule verify_schedule = VerifySchedule::kInvariant;
+  VerifyMode verify_schedule = VerifyMode::kInvariant;
   int window = 64;      // W: speculative tokens per verification window
   int group = 8;        // G: requests verified together in one pass
 

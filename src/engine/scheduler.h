@@ -1,45 +1,19 @@
 // The scheduler: continuous batching with a token budget and a sequence cap, chunked prefill,
 // first-come-first-served admission, and preemption by recompute when KV blocks run out. Each
-// step is a plan of passes; each pass runs under one schedule (lane) and holds prefill chunks,
-// decode rows and verification windows (DESIGN.md §3-4). A canonical pass may also hold entries
-// whose values need not be canonical: their attention runs in the fast lane (PassEntry::
-// fast_attention), so one pass serves both lanes where two would read every weight twice.
+// step it hands out work (StepWork: prefill chunks, decode rows, verification windows) and
+// knows nothing of lanes: the verifier makes the step's passes of it (Verifier::assign_lanes).
+// It obeys DVR's rules for what a window or a fixed-shape prefill costs (verifier.h).
 #pragma once
 
 #include <deque>
 #include <vector>
 
-#include "core/schedule.h"
 #include "engine/block_manager.h"
 #include "engine/engine_config.h"
+#include "engine/pass_plan.h"
 #include "engine/sequence.h"
 
 namespace llm42 {
-
-enum class WorkKind { kPrefill, kDecode, kVerify };
-
-struct PassEntry {
-  Sequence* seq = nullptr;
-  WorkKind kind = WorkKind::kDecode;
-  int pos_begin = 0;  // absolute position of the first input token
-  int n_tokens = 0;   // input tokens (prefill chunk, 1 for decode, k for a verification window)
-  bool fast_attention = false;  // in a canonical pass: this entry's attention runs fast
-};
-
-struct PassPlan {
-  Schedule schedule = Schedule::kFast;
-  std::vector<PassEntry> entries;
-  int pad_to = 0;  // fixed-shape verification: pad the pass with dummy rows to this many tokens
-  int n_tokens() const;
-  // The lane an entry's values come from.
-  Schedule lane(const PassEntry& e) const { return entry_lane(schedule, e.fast_attention); }
-};
-
-struct StepPlan {
-  std::vector<PassPlan> passes;
-  std::vector<Sequence*> preempted;  // this step, in order
-  bool empty() const { return passes.empty(); }
-};
 
 class Scheduler {
  public:
@@ -48,7 +22,8 @@ class Scheduler {
   void add(Sequence* seq);  // to the back of the waiting queue
   // Removes a sequence from whichever queue holds it (abort or finish).
   void remove(Sequence* seq);
-  StepPlan schedule();
+  // This step's work: the running sequences' (collect), then newly admitted ones' (admit).
+  StepWork schedule();
 
   const std::deque<Sequence*>& waiting() const { return waiting_; }
   const std::vector<Sequence*>& running() const { return running_; }
@@ -68,16 +43,38 @@ class Scheduler {
   // where they were running and those where the engine ran no pass at all.
   std::vector<Sequence*> watch(bool ran_passes);
 
-  // True when a verified sequence's speculative tail must be verified before it decodes on:
-  // k reached the window, or a speculative token finishes it.
-  bool ready_to_verify(const Sequence& seq) const;
-
  private:
+  // What is left of a step's budget: tokens, and logits rows for prompt logprobs.
+  struct Budget {
+    int tokens = 0;
+    int score_rows = 0;
+  };
+  // The work of the running sequences, oldest first: prefill chunks, decode rows, windows ready
+  // to verify. Preempts newer sequences when KV blocks run out.
+  void collect(StepWork& work, Budget& budget);
+  // Admits waiting sequences, first come first served, while the budget, the sequence cap and
+  // the KV blocks (with admission's reserve) allow, and hands out their first prefill chunk.
+  void admit(StepWork& work, Budget& budget);
+
+  // The chunk s's prefill takes now (0: none fits).
+  int prefill_chunk(const Sequence& s, const Budget& budget) const;
+  // A fixed-shape deterministic prefill chunk: prefill_chunk and the step's budget alone.
+  int isolated_chunk(const Sequence& s, bool scoring) const;
+  // The logits rows a prefill chunk of s takes for prompt logprobs.
+  static int score_rows(const Sequence& s, int chunk);
+  void take_chunk(const Sequence& s, int chunk, Budget& budget) const;
+  // The tokens s's work takes this step when it cannot be split (a verification window, a
+  // fixed-shape deterministic prefill chunk); 0 when it takes whatever budget is left.
+  int whole_cost(const Sequence& s) const;
+  // KV blocks s will still need (admission's reserve).
+  int future_blocks(const Sequence& s, double ratio) const;
+  // Makes room for `positions` KV positions of s, preempting newer sequences; false when s
+  // itself had to be preempted.
+  bool reserve(Sequence* s, int positions, StepWork& work);
   // Frees the KV of the most recently admitted running sequence and puts it at the front of the
   // waiting queue; returns it.
-  Sequence* preempt_one(StepPlan& plan);
-  void preempt(Sequence* seq, StepPlan& plan);
-  bool fixed_shape() const;
+  Sequence* preempt_one(StepWork& work);
+  void preempt(Sequence* seq, StepWork& work);
 
   const EngineConfig& config_;
   BlockManager& blocks_;
@@ -89,16 +86,5 @@ class Scheduler {
   // min(max_tokens, kOutputReserveCap).
   double used_avg_ = 0, expected_avg_ = 0;
 };
-
-// Whether seq's fast-lane KV may be shared through the prefix cache (fast-lane blocks): in dvr
-// mode, for a request that needs no canonical values (it never rolls back).
-inline bool shares_fast_kv(DeterminismMode mode, const Sequence& seq) {
-  return mode == DeterminismMode::kDvr && !seq.verified;
-}
-
-// Whether a speculative token at output index i (0-based) of seq would finish it (EOS, stop id,
-// max_tokens, context limit). Stop strings are checked by the engine on committed text.
-bool token_finishes(const Sequence& seq, int32_t token, int output_index, int max_seq_len,
-                    const std::vector<int32_t>& eos_ids);
 
 }  // namespace llm42

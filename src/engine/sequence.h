@@ -20,12 +20,20 @@ namespace llm42 {
 
 enum class SeqStatus { kWaiting, kRunning, kFinished };
 
+// What finishes a sequence besides its request's own limits: the model's EOS ids, the context
+// length, and the tokenizer that spells stop strings (null: ids only, no stop strings).
+struct StopConditions {
+  int max_seq_len = 0;
+  std::vector<int32_t> eos_ids;
+  const Tokenizer* tokenizer = nullptr;
+};
+
 struct Sequence {
   uint64_t id = 0;
   Request req;
   OutputCallback on_output;
   uint64_t seed = 0;
-  bool verified = false;  // deterministic in dvr mode: decoded tokens are speculative
+  bool speculative = false;  // deterministic in dvr mode: decodes speculatively, then verifies
   double arrival_time = 0;
   double first_token_time = 0;
   double scheduled_time = 0;  // first admission (Scheduler::schedule); 0 before
@@ -69,6 +77,24 @@ struct Sequence {
   bool needs_prefill() const { return n_cached < prefill_target(); }
   // Prompt tokens whose logprobs the prefill still has to compute.
   bool scoring_prompt() const { return req.scores_prompt() && n_prompt_scored < n_prompt - 1; }
+
+  // Whether token, at output index i (0-based), would finish the sequence: EOS or a stop id
+  // (from min_tokens on), max_tokens, the context limit. Stop strings are found on committed
+  // text, by commit().
+  bool finishes_at(int32_t token, int output_index, const StopConditions& stops) const;
+  // Appends token to the committed output (there must be no speculative tail) and its text;
+  // returns true, with the sequence finished, when it finishes it (a stop string cuts the text
+  // where it starts).
+  bool commit(int32_t token, TokenLogprob lp, const StopConditions& stops);
+  // Appends a speculative token; sets spec_finished when it, or the speculative text (a stop
+  // string), would finish the sequence: then it is verified rather than decoded on.
+  void append_speculative(int32_t token, TokenLogprob lp, const StopConditions& stops);
+  // Drops the speculative tail: rollback, preemption, finish.
+  void drop_speculative();
+
+ private:
+  // EOS (unless ignore_eos) or one of the request's stop ids.
+  bool stop_token(int32_t token, const StopConditions& stops) const;
 };
 
 // Stop strings. Both are functions of the text alone (the text is a function of the committed

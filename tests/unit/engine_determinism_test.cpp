@@ -252,7 +252,7 @@ TEST_P(Determinism, FastLaneValuesWouldBeCaught) {
 
 TEST_P(Determinism, FixedShapeIsDeterministicWithinOneConfiguration) {
   EngineConfig c = base_config();
-  c.verify_schedule = VerifySchedule::kFixedShape;
+  c.verify_schedule = VerifyMode::kFixedShape;
   c.window = 8;
   c.group = 4;
   const auto a = run_workload(model_, c, requests_, Load{.background = 32, .seed = 41,

@@ -137,7 +137,7 @@ TEST_F(EngineGuards, FixedShapePrefillChunkAboveTheBudgetStillRuns) {
   // Deterministic fixed-shape prefill waits for a whole chunk of budget: a --prefill-chunk
   // above --max-num-batched-tokens never fitted, and the request never started.
   EngineConfig c = small_config();
-  c.verify_schedule = VerifySchedule::kFixedShape;
+  c.verify_schedule = VerifyMode::kFixedShape;
   c.window = 4;
   c.group = 2;
   c.max_num_batched_tokens = 16;

@@ -182,7 +182,7 @@ TEST_F(PromptLogprobs, EveryModeAndScheduleScoresThePromptOnce) {
     EngineConfig c = config(variant == 0   ? DeterminismMode::kOff
                             : variant == 1 ? DeterminismMode::kDvr
                                            : DeterminismMode::kGlobal);
-    if (variant == 1) c.verify_schedule = VerifySchedule::kFixedShape;
+    if (variant == 1) c.verify_schedule = VerifyMode::kFixedShape;
     c.max_prompt_logprobs_rows = 10;
     c.prefill_chunk = 32;
     Engine engine(*model_, c, nullptr);
