@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <xxhash.h>
 
@@ -67,7 +68,10 @@ std::string searched(const Checkpoint& ckpt) {
 // Every tensor the architecture needs: present, a floating-point dtype, the config's shape,
 // finite values; their names and bytes hashed on the same pass (Checkpoint::content_hash).
 void check_tensors(Checkpoint& ckpt) {
-  XXH64_state_t* hs = XXH64_createState();
+  // Freed however the checks end (they throw on a bad tensor).
+  const std::unique_ptr<XXH64_state_t, XXH_errorcode (*)(XXH64_state_t*)> state(
+      XXH64_createState(), &XXH64_freeState);
+  XXH64_state_t* hs = state.get();
   XXH64_reset(hs, 42);
   for (const TensorSpec& spec : expected_tensors(ckpt.config)) {
     const TensorView* t = ckpt.find(spec.name);
@@ -88,7 +92,6 @@ void check_tensors(Checkpoint& ckpt) {
     XXH64_update(hs, t->data, t->nbytes);
   }
   ckpt.content_hash = XXH64_digest(hs);
-  XXH64_freeState(hs);
 }
 
 }  // namespace
