@@ -38,6 +38,13 @@ bool finite_rows(const PassResult& r, int first, int n) {
   return std::all_of(r.samples.begin() + first, r.samples.begin() + first + n, from_finite_logits);
 }
 
+// The first of the n sampled rows from `first` whose logits were not finite (its offset), or -1.
+int first_nonfinite_row(const PassResult& r, int first, int n) {
+  const auto begin = r.samples.begin() + first;
+  const auto it = std::find_if_not(begin, begin + n, from_finite_logits);
+  return it == begin + n ? -1 : static_cast<int>(it - begin);
+}
+
 }  // namespace
 
 std::string_view finish_reason_name(FinishReason r) {
@@ -266,7 +273,7 @@ void Engine::finish(Sequence& s, FinishReason reason, std::string error) {
 void Engine::score_prompt(Sequence& s, int pos_begin, const SampledToken* scored, int n) {
   // Prompt token p + 1 is scored by position p. A recomputation (after a preemption) keeps the
   // first values: in the canonical lane they are the same, in the fast lane they may not be.
-  s.prompt_logprobs.resize(static_cast<size_t>(s.n_prompt - 1));
+  if (s.prompt_logprobs.empty()) s.prompt_logprobs.resize(static_cast<size_t>(s.n_prompt - 1));
   for (int j = 0; j < n; ++j) {
     const int p = pos_begin + j;
     if (p < s.n_prompt_scored) continue;
@@ -295,16 +302,13 @@ void Engine::process_pass(const PassPlan& plan, const PassResult& result) {
     const int row = result.entry_first_row[i];
     const int prompt_row = result.entry_prompt_row[i];
     const int n_scored = prompt_rows(e);
-    const bool bad_prompt = prompt_row >= 0 && !finite_rows(result, prompt_row, n_scored);
-    if (bad_prompt ||
+    const int bad_prompt =
+        prompt_row >= 0 ? first_nonfinite_row(result, prompt_row, n_scored) : -1;
+    if (bad_prompt >= 0 ||
         (row >= 0 && !finite_rows(result, row, e.kind == WorkKind::kVerify ? e.n_tokens : 1))) {
       // The request fails; the others in the pass go on.
       ++stats_.requests_nonfinite;
-      int at = e.pos_begin + e.n_tokens - 1;
-      if (bad_prompt)
-        for (int j = n_scored - 1; j >= 0; --j)
-          if (!from_finite_logits(result.samples[static_cast<size_t>(prompt_row + j)]))
-            at = e.pos_begin + j;
+      const int at = bad_prompt >= 0 ? e.pos_begin + bad_prompt : e.pos_begin + e.n_tokens - 1;
       finish(s, FinishReason::kError,
              fmt::format("the model produced non-finite logits (NaN or Inf) at position {}; "
                          "its weights or activations overflowed",
@@ -332,7 +336,7 @@ void Engine::emit(Sequence& s) {
   s.final_sent = finished;
   RequestOutput out;
   out.request_id = s.id;
-  if (!s.prompt_logprobs_sent && s.req.scores_prompt() && s.n_prompt_scored == s.n_prompt - 1) {
+  if (!s.prompt_logprobs_sent && s.req.scores_prompt() && !s.scoring_prompt()) {
     out.prompt_logprobs = std::move(s.prompt_logprobs);
     s.prompt_logprobs_sent = true;
   }

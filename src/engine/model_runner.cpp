@@ -25,9 +25,7 @@ int ModelRunner::graph_bucket(int n) {
 }
 
 int prompt_rows(const PassEntry& e) {
-  const Sequence& s = *e.seq;
-  if (e.kind != WorkKind::kPrefill || !s.scoring_prompt()) return 0;
-  return std::max(0, std::min(e.pos_begin + e.n_tokens, s.n_prompt - 1) - e.pos_begin);
+  return e.kind == WorkKind::kPrefill ? e.seq->prompt_rows(e.pos_begin, e.n_tokens) : 0;
 }
 
 void ModelRunner::add_rows(const std::vector<int32_t>& blocks, int pos_begin, int n,

@@ -90,10 +90,6 @@ StepWork Scheduler::schedule() {
   return work;
 }
 
-int Scheduler::score_rows(const Sequence& s, int chunk) {
-  return std::max(0, std::min(s.n_cached + chunk, s.n_prompt - 1) - s.n_cached);
-}
-
 int Scheduler::isolated_chunk(const Sequence& s, bool scoring) const {
   // At most the whole step's budget, or it would never fit.
   const int chunk = std::min(
@@ -105,7 +101,7 @@ int Scheduler::isolated_chunk(const Sequence& s, bool scoring) const {
 // the last prompt token: its chunk fits the rows left (whole when isolated).
 int Scheduler::prefill_chunk(const Sequence& s, const Budget& budget) const {
   const int remaining = s.prefill_target() - s.n_cached;
-  const bool scoring = s.scoring_prompt() && s.n_cached < s.n_prompt - 1;
+  const bool scoring = s.prompt_rows(s.n_cached, 1) > 0;
   if (isolated_prefill(config_, s)) {
     const int chunk = isolated_chunk(s, scoring);
     return chunk <= budget.tokens && (!scoring || chunk <= budget.score_rows) ? chunk : 0;
@@ -116,12 +112,12 @@ int Scheduler::prefill_chunk(const Sequence& s, const Budget& budget) const {
 
 void Scheduler::take_chunk(const Sequence& s, int chunk, Budget& budget) const {
   budget.tokens -= chunk;
-  if (s.scoring_prompt()) budget.score_rows -= score_rows(s, chunk);
+  budget.score_rows -= s.prompt_rows(s.n_cached, chunk);
 }
 
 int Scheduler::whole_cost(const Sequence& s) const {
   if (s.needs_prefill())
-    return isolated_prefill(config_, s) ? isolated_chunk(s, s.scoring_prompt()) : 0;
+    return isolated_prefill(config_, s) ? isolated_chunk(s, s.prompt_rows(s.n_cached, 1) > 0) : 0;
   if (!ready_to_verify(config_, s)) return 0;
   return window_cost(config_, 0, s.n_spec());
 }
@@ -144,7 +140,7 @@ void Scheduler::collect(StepWork& work, Budget& budget) {
     held.tokens = whole_cost(*s);
     if (held.tokens > 0) {
       held_for = s;
-      if (s->needs_prefill() && s->scoring_prompt()) held.score_rows = score_rows(*s, held.tokens);
+      if (s->needs_prefill()) held.score_rows = s->prompt_rows(s->n_cached, held.tokens);
       break;
     }
   }

@@ -61,7 +61,6 @@ class Scheduler {
   // A fixed-shape deterministic prefill chunk: prefill_chunk and the step's budget alone.
   int isolated_chunk(const Sequence& s, bool scoring) const;
   // The logits rows a prefill chunk of s takes for prompt logprobs.
-  static int score_rows(const Sequence& s, int chunk);
   void take_chunk(const Sequence& s, int chunk, Budget& budget) const;
   // The tokens s's work takes this step when it cannot be split (a verification window, a
   // fixed-shape deterministic prefill chunk); 0 when it takes whatever budget is left.

@@ -7,6 +7,7 @@
 //   - only committed tokens ever leave the engine.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -77,6 +78,12 @@ struct Sequence {
   bool needs_prefill() const { return n_cached < prefill_target(); }
   // Prompt tokens whose logprobs the prefill still has to compute.
   bool scoring_prompt() const { return req.scores_prompt() && n_prompt_scored < n_prompt - 1; }
+  // The logits rows a prefill of positions [pos_begin, pos_begin + n) spends on prompt logprobs:
+  // one per position before the last prompt token, while any are still to compute.
+  int prompt_rows(int pos_begin, int n) const {
+    if (!scoring_prompt()) return 0;
+    return std::max(0, std::min(pos_begin + n, n_prompt - 1) - pos_begin);
+  }
 
   // Whether token, at output index i (0-based), would finish the sequence: EOS or a stop id
   // (from min_tokens on), max_tokens, the context limit. Stop strings are found on committed
