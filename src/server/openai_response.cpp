@@ -44,53 +44,51 @@ size_t char_count(std::string_view s) {
   return n;
 }
 
+// The legacy arrays with no token yet.
+json empty_legacy_logprobs() {
+  return {{"tokens", json::array()},
+          {"token_logprobs", json::array()},
+          {"top_logprobs", json::array()},
+          {"text_offset", json::array()}};
+}
+
+// Appends token `id` to legacy arrays: its text, its offset (advanced past it), and with `lp`
+// its logprob and a top_logprobs object of the alternatives (and the token itself when
+// `token_in_top`); without `lp` (a prompt's first token, which has no context) both are null.
+void append_token(json& acc, const Tokenizer* tok, int32_t id, const TokenLogprob* lp,
+                  bool token_in_top, size_t& text_offset) {
+  std::string text = token_text(tok, id);
+  acc["text_offset"].push_back(text_offset);
+  text_offset += char_count(text);
+  acc["tokens"].push_back(std::move(text));
+  if (lp == nullptr) {
+    acc["token_logprobs"].push_back(nullptr);
+    acc["top_logprobs"].push_back(nullptr);
+    return;
+  }
+  acc["token_logprobs"].push_back(json_logprob(lp->logprob));
+  json top = json::object();
+  for (const auto& [alt, l] : lp->top) top[token_text(tok, alt)] = json_logprob(l);
+  if (token_in_top) top[token_text(tok, lp->id)] = json_logprob(lp->logprob);
+  acc["top_logprobs"].push_back(std::move(top));
+}
+
 }  // namespace
 
 json completion_logprobs(const Tokenizer* tok, std::span<const TokenLogprob> lps,
                          size_t& text_offset) {
-  json tokens = json::array(), token_lps = json::array(), tops = json::array(),
-       offsets = json::array();
-  for (const TokenLogprob& lp : lps) {
-    std::string text = token_text(tok, lp.id);
-    offsets.push_back(text_offset);
-    text_offset += char_count(text);
-    tokens.push_back(std::move(text));
-    token_lps.push_back(json_logprob(lp.logprob));
-    json top = json::object();
-    for (const auto& [id, l] : lp.top) top[token_text(tok, id)] = json_logprob(l);
-    tops.push_back(std::move(top));
-  }
-  return {{"tokens", std::move(tokens)},
-          {"token_logprobs", std::move(token_lps)},
-          {"top_logprobs", std::move(tops)},
-          {"text_offset", std::move(offsets)}};
+  json acc = empty_legacy_logprobs();
+  for (const TokenLogprob& lp : lps) append_token(acc, tok, lp.id, &lp, false, text_offset);
+  return acc;
 }
 
 json prompt_completion_logprobs(const Tokenizer* tok, std::span<const int32_t> prompt,
                                 std::span<const TokenLogprob> lps, size_t& text_offset) {
-  json tokens = json::array(), token_lps = json::array(), tops = json::array(),
-       offsets = json::array();
-  for (size_t i = 0; i < prompt.size(); ++i) {
-    std::string text = token_text(tok, prompt[i]);
-    offsets.push_back(text_offset);
-    text_offset += char_count(text);
-    tokens.push_back(std::move(text));
-    if (i == 0 || i - 1 >= lps.size()) {
-      token_lps.push_back(nullptr);
-      tops.push_back(nullptr);
-      continue;
-    }
-    const TokenLogprob& lp = lps[i - 1];
-    token_lps.push_back(json_logprob(lp.logprob));
-    json top = json::object();
-    for (const auto& [id, l] : lp.top) top[token_text(tok, id)] = json_logprob(l);
-    top[token_text(tok, lp.id)] = json_logprob(lp.logprob);
-    tops.push_back(std::move(top));
-  }
-  return {{"tokens", std::move(tokens)},
-          {"token_logprobs", std::move(token_lps)},
-          {"top_logprobs", std::move(tops)},
-          {"text_offset", std::move(offsets)}};
+  json acc = empty_legacy_logprobs();
+  for (size_t i = 0; i < prompt.size(); ++i)
+    append_token(acc, tok, prompt[i], i == 0 || i - 1 >= lps.size() ? nullptr : &lps[i - 1], true,
+                 text_offset);
+  return acc;
 }
 
 json vllm_prompt_logprobs(const Tokenizer* tok, std::span<const TokenLogprob> lps) {
