@@ -372,6 +372,45 @@ TEST_P(TensorParallel, DeterministicAnswersAreTheSameAtEveryTpSize) {
   }
 }
 
+TEST_P(TensorParallel, PromptLogprobsAreTheSameAtEveryTpSize) {
+  // Echo / prompt_logprobs of deterministic requests come from the canonical prefill: the same
+  // bits at every TP size, with the prompts chunked and sharing passes.
+  constexpr size_t kScored = 8;  // requests scored together
+  auto scored = [&](int tp) {
+    TestModel m = model(tp);
+    EngineConfig c = config(DeterminismMode::kDvr);
+    c.prefill_chunk = 16;
+    c.max_prompt_logprobs_rows = 9;
+    const std::unique_ptr<Engine> engine = m.engine(c);
+    std::vector<std::vector<TokenLogprob>> out(kScored);
+    for (size_t i = 0; i < kScored; ++i) {
+      Request r = requests_[i];
+      r.deterministic = true;
+      r.prompt_logprobs = 2;
+      engine->add_request(r, [&out, i](RequestOutput&& o) {
+        if (!o.prompt_logprobs.empty()) out[i] = std::move(o.prompt_logprobs);
+      });
+    }
+    engine->run_until_idle();
+    return out;
+  };
+  const std::vector<std::vector<TokenLogprob>> reference = scored(1);
+  for (int tp : GetParam().sizes) {
+    const std::vector<std::vector<TokenLogprob>> got = scored(tp);
+    int bad = 0;
+    for (size_t i = 0; i < reference.size(); ++i) {
+      ASSERT_EQ(got[i].size(), requests_[i].prompt.size() - 1) << "request " << i;
+      ASSERT_EQ(got[i].size(), reference[i].size());
+      for (size_t j = 0; j < got[i].size(); ++j) {
+        const TokenLogprob &a = got[i][j], &b = reference[i][j];
+        bad += a.id != b.id || a.rank != b.rank || a.top != b.top ||
+               std::memcmp(&a.logprob, &b.logprob, sizeof(float)) != 0;
+      }
+    }
+    EXPECT_EQ(bad, 0) << "TP " << tp << ": prompt logprobs differing from TP 1";
+  }
+}
+
 TEST_P(TensorParallel, FastLaneChangesWithTheTpSize) {
   // off: every pass fast (plain GEMMs and an all-reduce of the ranks' partial sums). The same
   // requests must come out different at some TP size, or the test above proves nothing.
