@@ -64,10 +64,6 @@ void fill_logprobs(const float* logits, int vocab, int top_logprobs, SampledToke
 
 }  // namespace
 
-float token_logprob(const float* logits, int vocab, int32_t id) {
-  return static_cast<float>(static_cast<double>(logits[id]) - log_sum_exp(logits, vocab, nullptr));
-}
-
 SampledToken sample_token(const float* logits, int vocab, const SamplingParams& params,
                           uint64_t seed, int64_t position, const TokenHistory& history) {
   LLM42_ASSERT(vocab > 0);

@@ -46,7 +46,4 @@ SampledToken sample_token(const float* logits, int vocab, const SamplingParams& 
 // is drawn; the logprob is computed exactly as sample_token computes a drawn token's.
 SampledToken score_token(const float* logits, int vocab, int32_t id, int top_logprobs);
 
-// log_softmax of `logits` at `id` (double accumulation in index order).
-float token_logprob(const float* logits, int vocab, int32_t id);
-
 }  // namespace llm42
