@@ -5,9 +5,8 @@
 // shape with a few layers, the tiny Hugging Face models), while the fast lane does not.
 // (stories260K's FFN of 172 cannot be split on CUDA: check_cuda_shards refuses it, as
 // tests/unit/tensor_parallel_test.cpp shows; the CPU suite covers it.) Skips without a GPU.
-#include <gtest/gtest.h>
-
 #include <fmt/format.h>
+#include <gtest/gtest.h>
 
 #include "../unit/engine_harness.h"
 #include "../unit/test_util.h"
@@ -83,6 +82,49 @@ TEST(CudaRowParallel, SubtreesAndExchangeEqualTheWholeTreeAndDoNotDependOnM) {
       const std::vector<uint16_t> got = download_u16(out.view(DType::kBF16, {m_max, n}));
       EXPECT_EQ(std::memcmp(got.data(), ref.data(), got.size() * 2), 0)
           << "N " << n << " K " << k << ": TP " << tp << " differs from TP 1";
+    }
+  }
+}
+
+// Above the skinny range the leaves of one size run as one strided-batched cuBLASLt call: each
+// leaf's fp32 partial must have the bits of a call per leaf (the batch count, which differs
+// between TP sizes, must not reach the bits), and the batched path must be the one taken.
+TEST(CudaRowParallel, BatchedLeavesHaveTheBitsOfOneCallPerLeaf) {
+  LLM42_REQUIRE_GPU();
+  CudaBackend& b = gpu();
+  cuda::GemmRunner& g = b.gemm();
+  for (const auto& [n, k] :
+       {std::pair<int64_t, int64_t>{4096, 4096}, {4096, 14336}, {1024, 2048}}) {
+    const int64_t m_max = 1024;
+    DeviceBuffer x(static_cast<size_t>(m_max * k) * 2), w(static_cast<size_t>(n * k) * 2);
+    b.fill_random(x.view(DType::kBF16, {m_max, k}), 11, RandomInit::kNormal, 1.0f);
+    b.fill_random(w.view(DType::kBF16, {n, k}), 12, RandomInit::kNormal,
+                  1.0f / std::sqrt(static_cast<float>(k)));
+    DeviceBuffer batched(static_cast<size_t>(8 * m_max * n) * 4),
+        per_leaf(static_cast<size_t>(8 * m_max * n) * 4);
+    for (const int64_t m : {int64_t{m_max}, int64_t{17}, int64_t{64}, int64_t{300}}) {
+      for (int tp : {1, 2, 4}) {
+        // Rank 0's leaves, read in place from the whole matrices (row stride k).
+        const std::vector<int64_t> leaves = shard_leaves(k, {0, tp});
+        const size_t bytes = static_cast<size_t>((leaves.size() - 1) * m * n) * 4;
+        g.set_leaf_batching(true);
+        g.run_canonical_leaves(x.b.get(), w.b.get(), static_cast<float*>(batched.b.get()), m, n, k,
+                               leaves);
+        const auto path = g.last_leaf_path();
+        g.set_leaf_batching(false);
+        g.run_canonical_leaves(x.b.get(), w.b.get(), static_cast<float*>(per_leaf.b.get()), m, n, k,
+                               leaves);
+        g.set_leaf_batching(true);
+        EXPECT_EQ(g.last_leaf_path(), cuda::GemmRunner::LeafPath::kPerLeaf);
+        EXPECT_EQ(path, cuda::GemmRunner::LeafPath::kBatched)
+            << "N " << n << " K " << k << " M " << m << " TP " << tp << ": not batched";
+        std::vector<uint8_t> a(bytes), c(bytes);
+        b.copy_to_host(a.data(), batched.b.get(), bytes);
+        b.copy_to_host(c.data(), per_leaf.b.get(), bytes);
+        EXPECT_EQ(std::memcmp(a.data(), c.data(), bytes), 0)
+            << "N " << n << " K " << k << " M " << m << " TP " << tp
+            << ": the batched leaves differ from a call per leaf";
+      }
     }
   }
 }
@@ -180,8 +222,8 @@ TEST_P(CudaTensorParallel, DeterministicAnswersAreTheSameAtEveryTpSize) {
     for (const auto& [name, got] : runs) {
       std::string first;
       const int bad = count_differing(got, reference, &first);
-      EXPECT_EQ(bad, 0) << GetParam().name << " TP " << tp << ", " << name << ": " << bad
-                        << " of " << got.size() << " differ from TP 1; " << first;
+      EXPECT_EQ(bad, 0) << GetParam().name << " TP " << tp << ", " << name << ": " << bad << " of "
+                        << got.size() << " differ from TP 1; " << first;
     }
   }
 }
@@ -202,13 +244,14 @@ TEST_P(CudaTensorParallel, FastLaneChangesWithTheTpSize) {
   EXPECT_GT(differ, 0) << GetParam().name;
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Models, CudaTensorParallel,
-    ::testing::Values(GpuTpCase{"Llama31_8B_4Layers", "", {2, 4, 8}},
-                      GpuTpCase{"TinyLlama3", "models/tiny-llama3", {2, 4}},
-                      GpuTpCase{"TinyQwen2", "models/tiny-qwen2", {2, 4}},
-                      GpuTpCase{"TinyQwen3", "models/tiny-qwen3", {2, 4}}),
-    [](const ::testing::TestParamInfo<GpuTpCase>& i) { return std::string(i.param.name); });
+INSTANTIATE_TEST_SUITE_P(Models, CudaTensorParallel,
+                         ::testing::Values(GpuTpCase{"Llama31_8B_4Layers", "", {2, 4, 8}},
+                                           GpuTpCase{"TinyLlama3", "models/tiny-llama3", {2, 4}},
+                                           GpuTpCase{"TinyQwen2", "models/tiny-qwen2", {2, 4}},
+                                           GpuTpCase{"TinyQwen3", "models/tiny-qwen3", {2, 4}}),
+                         [](const ::testing::TestParamInfo<GpuTpCase>& i) {
+                           return std::string(i.param.name);
+                         });
 
 }  // namespace
 }  // namespace llm42::test

@@ -1,5 +1,7 @@
 #include "backend/cuda/gemm.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <bit>
 #include <cstdlib>
@@ -9,8 +11,6 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <vector>
-
-#include <unistd.h>
 
 #include "backend/backend.h"
 #include "backend/cuda/check.h"
@@ -126,9 +126,9 @@ std::vector<int> GemmRunner::bucket_sizes(int limit, int m_step) {
 }
 
 const GemmRunner::Layouts& GemmRunner::layouts(int64_t m, int64_t n, int64_t k, DType out,
-                                               int64_t ld) {
+                                               int64_t ld, int batch) {
   if (ld == 0) ld = k;
-  const auto key = std::make_tuple(m, n, k, out, ld);
+  const auto key = std::make_tuple(m, n, k, out, ld, batch);
   auto it = layouts_.find(key);
   if (it != layouts_.end()) return it->second;
   Layouts l;
@@ -143,7 +143,32 @@ const GemmRunner::Layouts& GemmRunner::layouts(int64_t m, int64_t n, int64_t k, 
   LLM42_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l.a, CUDA_R_16BF, k, n, ld));
   LLM42_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l.b, CUDA_R_16BF, k, m, ld));
   LLM42_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l.d, cuda_type(out), n, m, n));
+  if (batch > 1) {
+    const int32_t count = batch;
+    const int64_t slice = k, out_stride = m * n;
+    for (cublasLtMatrixLayout_t t : {l.a, l.b, l.d}) {
+      LLM42_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(t, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                                                          &count, sizeof count));
+      const int64_t& stride = t == l.d ? out_stride : slice;
+      LLM42_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
+          t, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride));
+    }
+  }
   return layouts_.emplace(key, l).first->second;
+}
+
+bool GemmRunner::batch_supported(const Layouts& l, const cublasLtMatmulAlgo_t& algo) {
+  const auto key =
+      std::make_pair(&l, std::string(reinterpret_cast<const char*>(algo.data), sizeof algo.data));
+  auto it = batch_ok_.find(key);
+  if (it != batch_ok_.end()) return it->second;
+  cublasLtMatmulHeuristicResult_t r{};
+  const cublasStatus_t st = cublasLtMatmulAlgoCheck(handle_, l.op, l.a, l.b, l.d, l.d, &algo, &r);
+  const bool ok = st == CUBLAS_STATUS_SUCCESS && r.workspaceSize <= workspace_bytes_;
+  if (!ok)
+    log_debug("canonical leaves: cuBLASLt does not batch {} (status {})", algo_desc(algo),
+              static_cast<int>(st));
+  return batch_ok_.emplace(key, ok).first->second;
 }
 
 cublasStatus_t GemmRunner::matmul(const Layouts& l, const cublasLtMatmulAlgo_t& algo, const void* x,
@@ -181,8 +206,8 @@ void GemmRunner::run(const void* x, const void* w, void* out, int64_t m, int64_t
   LLM42_CUBLAS_CHECK(matmul(layouts(m, n, k, out_dtype), t.algo, x, w, out));
 }
 
-void GemmRunner::run_canonical_slice(const void* x, const void* w, void* out, int64_t m,
-                                     int64_t n, int64_t k, int64_t ld, DType out_dtype) {
+void GemmRunner::run_canonical_slice(const void* x, const void* w, void* out, int64_t m, int64_t n,
+                                     int64_t k, int64_t ld, DType out_dtype) {
   const auto* xb = static_cast<const uint16_t*>(x);
   const auto* wb = static_cast<const uint16_t*>(w);
   const bool aligned = ld % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
@@ -201,22 +226,38 @@ void GemmRunner::run_canonical_leaves(const void* x, const void* w, float* parts
                                       int64_t n, int64_t ld, const std::vector<int64_t>& leaves) {
   const int p = static_cast<int>(leaves.size()) - 1;
   const int64_t k = leaves[1] - leaves[0];
-  bool equal = true;
+  bool equal = leaves[0] == 0;
   for (int l = 0; l < p; ++l) equal = equal && leaves[l + 1] - leaves[l] == k;
   const auto* xb = static_cast<const uint16_t*>(x);
   const auto* wb = static_cast<const uint16_t*>(w);
-  if (equal && m <= kGemvMaxM && !uses_fallback(n, k) && leaves[0] == 0) {
+  const bool aligned = ld % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+                       reinterpret_cast<uintptr_t>(w) % 16 == 0;
+  if (equal && aligned && !uses_fallback(n, k)) {
+    // Tuning (on the first call of a bucket) reads x and w as if contiguous, as in
+    // run_canonical_slice.
     const Tuned& t = canonical(x, w, parts, m, n, k, DType::kF32);
-    if (use_skinny(t)) {
+    if (m <= kGemvMaxM && use_skinny(t)) {
       const cudaError_t e =
           launch_gemv_canonical(xb, wb, parts, DType::kF32, m, n, k, stream_, ld, p);
-      if (e == cudaSuccess) return;
+      if (e == cudaSuccess) {
+        last_leaf_path_ = LeafPath::kSkinny;
+        return;
+      }
       LLM42_ASSERT(e == cudaErrorInvalidValue, "canonical skinny GEMM: {}", cudaGetErrorString(e));
+    }
+    if (p > 1 && leaf_batching_) {
+      const Layouts& l = layouts(m, n, k, DType::kF32, ld, p);
+      if (batch_supported(l, t.algo)) {
+        LLM42_CUBLAS_CHECK(matmul(l, t.algo, x, w, parts));
+        last_leaf_path_ = LeafPath::kBatched;
+        return;
+      }
     }
   }
   for (int l = 0; l < p; ++l)
     run_canonical_slice(xb + leaves[l], wb + leaves[l], parts + l * m * n, m, n,
                         leaves[l + 1] - leaves[l], ld, DType::kF32);
+  last_leaf_path_ = LeafPath::kPerLeaf;
 }
 
 std::string GemmRunner::describe(const void* x, const void* w, void* out, int64_t m, int64_t n,

@@ -14,17 +14,18 @@
 //              bucket size up to the pass limit; the limit's own bucket is tuned at the limit,
 //              which no pass exceeds). The graph range is fixed: with --cuda-graph-max-batch
 //              above 256 the larger graph sizes share the multiples of m_step (a speed cost
-//              only). The algorithm is chosen by a short autotune the first time a bucket is seen (heuristic candidates and
-//              their tile variants, each checked to give the same bits as the others on the same
-//              data, then timed), cached on disk per GPU and cuBLASLt version and reloaded at
-//              start. That split-K-free algorithms agree with each other across M is observed
-//              (docs/cuda-backend.md#cublas-batch-variance), not documented: tests/cuda checks it.
-//              With canonical_skinny (on by default; --no-cuda-canonical-skinny turns it
-//              off), every bucket of M <= kGemvMaxM is also checked at its first call outside a
-//              capture against gemv_canonical.cu's GEMM, which chains k16 MMAs over K in order
-//              (observed to give those same bits): it serves the bucket when it reproduced the
-//              bucket's algorithm's every output bit on that call's data and was faster (at
-//              decode batch sizes, where cuBLASLt's split-K-free algorithms leave most SMs idle).
+//              only). The algorithm is chosen by a short autotune the first time a bucket is seen
+//              (heuristic candidates and their tile variants, each checked to give the same bits as
+//              the others on the same data, then timed), cached on disk per GPU and cuBLASLt
+//              version and reloaded at start. That split-K-free algorithms agree with each other
+//              across M is observed (docs/cuda-backend.md#cublas-batch-variance), not documented:
+//              tests/cuda checks it. With canonical_skinny (on by default;
+//              --no-cuda-canonical-skinny turns it off), every bucket of M <= kGemvMaxM is also
+//              checked at its first call outside a capture against gemv_canonical.cu's GEMM, which
+//              chains k16 MMAs over K in order (observed to give those same bits): it serves the
+//              bucket when it reproduced the bucket's algorithm's every output bit on that call's
+//              data and was faster (at decode batch sizes, where cuBLASLt's split-K-free algorithms
+//              leave most SMs idle).
 //   Shapes whose K or N is not a multiple of 8 (no tensor-core algorithm takes them) run the
 //   CUDA-core fallback of kernels.h in both lanes: tiny models only. (A tensor-parallel shard
 //   whose N would cross that line is refused at load: parallel/model_loader.cpp.)
@@ -69,10 +70,20 @@ class GemmRunner {
 
   // The canonical lane on the leaves of Backend::matmul_leaves: x (m, ld) and w (n, ld) cut at
   // `leaves` (ascending offsets from 0), leaf l written to parts + l * m * n in fp32. Where the
-  // leaves are of one size and the skinny GEMM serves their bucket (same bits, checked as for
-  // run), all leaves in one launch of it; else run_canonical_slice per leaf.
+  // leaves are of one size: if the skinny GEMM serves their bucket (same bits, checked as for
+  // run), all leaves in one launch of it; else, with leaf batching on (the default), all leaves
+  // in one strided-batched cuBLASLt call of the leaf shape's canonical algorithm, where
+  // cuBLASLt accepts that algorithm batched (each batch entry is the algorithm's own GEMM of one
+  // leaf: the same bits as a call per leaf, which tests/cuda checks). Otherwise
+  // run_canonical_slice per leaf.
   void run_canonical_leaves(const void* x, const void* w, float* parts, int64_t m, int64_t n,
                             int64_t ld, const std::vector<int64_t>& leaves);
+  // For tests and labs: false runs the leaves above the skinny range one call per leaf.
+  void set_leaf_batching(bool on) { leaf_batching_ = on; }
+  // How the last run_canonical_leaves ran: skinny (one launch), batched (one cuBLASLt call) or
+  // per leaf.
+  enum class LeafPath { kNone, kSkinny, kBatched, kPerLeaf };
+  LeafPath last_leaf_path() const { return last_leaf_path_; }
 
   // The algorithm the lane uses for this shape (tuning a canonical bucket if needed, which
   // overwrites `out`), in words: "algo 66 tile 20 stages 8 splitK 1 ...".
@@ -139,8 +150,11 @@ class GemmRunner {
   static SkinnyStatus status_of(const Tuned& t);
   bool use_skinny(const Tuned& t) const;  // admitted, and canonical_skinny on
 
-  // ld: the row stride of x and w (0: k).
-  const Layouts& layouts(int64_t m, int64_t n, int64_t k, DType out, int64_t ld = 0);
+  // ld: the row stride of x and w (0: k). batch > 1: that many GEMMs whose x and w start k
+  // elements after the previous one's (consecutive K slices) and whose out starts m * n after.
+  const Layouts& layouts(int64_t m, int64_t n, int64_t k, DType out, int64_t ld = 0, int batch = 1);
+  // Whether cuBLASLt runs `algo` on the batched layouts `l` (cublasLtMatmulAlgoCheck, cached).
+  bool batch_supported(const Layouts& l, const cublasLtMatmulAlgo_t& algo);
   // The fast lane's kernel for one exact shape: a gemv.cu variant, or a cuBLASLt algorithm.
   struct FastChoice {
     int gemv_variant = -1;        // >= 0: launch_gemv with this variant; else `algo`
@@ -176,7 +190,11 @@ class GemmRunner {
   size_t workspace_bytes_ = 0;
   std::string cache_path_;
   int tunings_run_ = 0;
-  std::map<std::tuple<int64_t, int64_t, int64_t, DType, int64_t>, Layouts> layouts_;
+  bool leaf_batching_ = true;
+  LeafPath last_leaf_path_ = LeafPath::kNone;
+  std::map<std::tuple<int64_t, int64_t, int64_t, DType, int64_t, int>, Layouts> layouts_;
+  // batch_supported's answers, by the layouts' address and the algorithm's bytes.
+  std::map<std::pair<const Layouts*, std::string>, bool> batch_ok_;
   std::map<ShapeKey, FastChoice> fast_;
   cudaEvent_t start_ = nullptr, stop_ = nullptr;  // for timing candidates
   std::map<BucketKey, Tuned> canonical_;
