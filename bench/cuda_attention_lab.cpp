@@ -144,7 +144,7 @@ int main(int argc, char** argv) {
     Owned qd = make(b, DType::kBF16, {t, ql.row()});
     b.upload_convert(qkv.data(), DType::kF32, qd.t);
     std::vector<float> ref(size_t(t) * ql.q_dim());
-    cpu.begin_pass(pass, cc);
+    cpu.begin_pass(pass, cc, ql);
     cpu.attention(Tensor(qkv.data(), DType::kF32, Device::kCPU, {t, ql.row()}), ql, cc, 0,
                   Tensor(ref.data(), DType::kF32, Device::kCPU, {t, ql.q_dim()}),
                   Schedule::kCanonical);
@@ -153,7 +153,7 @@ int main(int argc, char** argv) {
       b.set_attention_split_policy(v.policy);
       b.set_attention_tall_policy(v.tall);
       b.set_attention_narrow(v.narrow);
-      b.begin_pass(pass, gc);
+      b.begin_pass(pass, gc, ql);
       LLM42_CUDA_CHECK(cudaMemsetAsync(od.t.data, 0xff, od.t.nbytes(), b.stream()));
       b.attention(qd.t, ql, gc, 0, od.t, v.schedule);
       std::vector<uint16_t> bits(ref.size());
@@ -178,7 +178,7 @@ int main(int argc, char** argv) {
     b.set_attention_split_policy(v.policy);
     b.set_attention_tall_policy(v.tall);
     b.set_attention_narrow(v.narrow);
-    b.begin_pass(pass, cache);
+    b.begin_pass(pass, cache, ql);
     const Tensor q = qkv.t.rows(0, pass.n_tokens()), o = out.t.rows(0, pass.n_tokens());
     b.attention(q, ql, cache, 0, o, v.schedule);  // plans, warms up
     *st = b.last_attention_plan();

@@ -28,6 +28,7 @@
 #include "backend/cuda/check.h"
 #include "backend/cuda/cuda_backend.h"
 #include "cuda_lab_util.h"
+#include "model/device_state.h"
 #include "model/sharding.h"
 #include "model/transformer.h"
 #include "model/weights.h"
@@ -122,8 +123,8 @@ void row_parallel(CudaBackend& b, const Tensor& x, const Tensor& w, LayerActs& a
 }
 
 // The nine kernels of a layer over n rows of `a`, as Transformer::forward launches them.
-std::vector<Op> layer_ops(CudaBackend& b, const ModelConfig& c, LayerActs& a,
-                          const RopeTable& rope, const KvCache& cache, OpState& st, int64_t n) {
+std::vector<Op> layer_ops(CudaBackend& b, const ModelConfig& c, LayerActs& a, const RopeTable& rope,
+                          const KvCache& cache, OpState& st, int64_t n) {
   const QkvLayout layout{c.n_heads, c.n_kv_heads, c.head_dim};
   const double m = static_cast<double>(n);
   return {
@@ -253,7 +254,7 @@ int arxiv_breakdown(CudaBackend& b, Transformer& model, int bs) {
   double total = 0;
   for (const Op& op : ops) {
     const int count = op.per_layer ? c.n_layers : 1;
-    b.begin_pass(pass, cache);
+    b.begin_pass(pass, cache, layout);
     const double us = lab::time_us(b, 5, [&](int) {
       for (int l = 0; l < count; ++l) {
         st.lw = &mw.layers[l];
@@ -269,7 +270,7 @@ int arxiv_breakdown(CudaBackend& b, Transformer& model, int bs) {
   std::printf("%-18s %5s %10s %10.1f\n", "sum of ops", "", "", total);
   for (cuda::TallPolicy tall : {cuda::TallPolicy::kAuto, cuda::TallPolicy::kMixed}) {
     b.set_attention_tall_policy(tall);
-    b.begin_pass(pass, cache);
+    b.begin_pass(pass, cache, layout);
     const double att = lab::time_us(b, 5, [&](int) {
       for (int l = 0; l < c.n_layers; ++l) b.attention(a.qkv.t, layout, cache, l, a.attn.t, st.s);
     });
@@ -310,7 +311,7 @@ int main(int argc, char** argv) {
   }
   BackendOptions opts;
   opts.device = "cuda";
-  opts.canonical_skinny = skinny;  // where the canonical autotune admits it (the default)
+  opts.cuda.canonical_skinny = skinny;  // where the canonical autotune admits it (the default)
   CudaBackend b(opts, 0);
   ModelConfig c = llama31_8b();
   if (quick) c.n_layers = 4;

@@ -25,8 +25,8 @@
 #include "backend/cuda/check.h"
 #include "backend/cuda/cuda_backend.h"
 #include "cuda_lab_util.h"
-#include "util/numeric.h"
 #include "util/error.h"
+#include "util/numeric.h"
 
 namespace {
 
@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
       }
       std::sort(custom_ms.begin(), custom_ms.end());
     } else if (arg == "--m-step" && i + 1 < argc) {
-      opts.canonical_m_step = std::atoi(argv[++i]);
+      opts.cuda.canonical_m_step = std::atoi(argv[++i]);
     } else {
       std::fprintf(stderr, "usage: cuda_gemm_lab [--quick] [--ms M,M,...] [--m-step N]\n");
       return 2;
@@ -133,21 +133,20 @@ int main(int argc, char** argv) {
                                      {"down", 4096, 14336, DType::kBF16},
                                      {"lm_head", 128256, 4096, DType::kF32}};
   const std::vector<int> ms = !custom_ms.empty() ? custom_ms
-                             : quick ? std::vector<int>{1, 8, 64}
-                                     : std::vector<int>{1, 2, 4, 8, 16, 32, 128, 512, 2048};
+                              : quick            ? std::vector<int>{1, 8, 64}
+                                      : std::vector<int>{1, 2, 4, 8, 16, 32, 128, 512, 2048};
   constexpr int kCopies = 3;  // weights rotated so repeated runs do not hit L2
   constexpr int kBurst = 12;  // launches per timed burst of the skinny-variant table
   std::string bursts;         // that table's rows, printed after the main one
   // cublas: the heuristic's first choice; skinny: the best variant of gemv.cu (M <= 16); fast:
   // what the fast lane runs (the faster of the two, chosen on first use); canon: the canonical
   // lane. %floor of the fast and canonical lanes.
-  std::printf(
-      "\ncanonical M buckets: %s\n",
-      opts.canonical_m_step == 0
-          ? "powers of two"
-          : fmt::format("graph sizes to {}, then multiples of {}", cuda::GemmRunner::kGraphRangeM,
-                        opts.canonical_m_step)
-                .c_str());
+  std::printf("\ncanonical M buckets: %s\n",
+              opts.cuda.canonical_m_step == 0
+                  ? "powers of two"
+                  : fmt::format("graph sizes to {}, then multiples of {}",
+                                cuda::GemmRunner::kGraphRangeM, opts.cuda.canonical_m_step)
+                        .c_str());
   std::printf("\n%-8s %5s %6s %9s %9s %9s %9s %9s %7s %7s  %-30s %s\n", "shape", "M", "bucket",
               "cublas us", "skinny us", "fast us", "canon us", "floor us", "fast%", "canon%",
               "fast lane runs", "canonical algorithm");

@@ -54,7 +54,7 @@ int main() {
   }
   BackendOptions opts;
   opts.device = "cuda";
-  opts.canonical_skinny = true;  // so that the last column shows what the autotune admits
+  opts.cuda.canonical_skinny = true;  // so that the last column shows what the autotune admits
   CudaBackend b(opts, 0);
   std::printf("device: %s; %s\n", b.device_name().c_str(), b.kernel_id().c_str());
   struct Shape {

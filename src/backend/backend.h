@@ -3,8 +3,9 @@
 // the engine, scheduler and verifier run unchanged on either device.
 //
 // Plan, then run: `begin_pass` receives the host-side description of a forward pass (tokens,
-// positions, KV slots, block tables, which rows need logits) and prepares it once (uploads index
-// arrays, chooses the fast schedule's splits); the per-layer kernels then only execute that plan.
+// positions, KV slots, block tables, which rows need logits) and the attention geometry, and
+// prepares it once (uploads index arrays, plans attention: the fast schedule's splits); the
+// per-layer kernels then only execute that plan.
 //
 // Every kernel that reduces takes a Schedule (schedule.h). Layouts are row-major; each method
 // states its shapes and which dimension it reduces.
@@ -17,9 +18,10 @@
 #include <string>
 #include <vector>
 
+#include "backend/cuda/options.h"
+#include "core/rope_layout.h"
 #include "core/schedule.h"
 #include "core/tensor.h"
-#include "model/config.h"
 
 namespace llm42 {
 
@@ -97,7 +99,7 @@ struct QkvLayout {
   int row() const { return q_dim() + 2 * kv_dim(); }
 };
 
-// One row to sample on the device (the sampler of engine/sampler.h without penalties, which
+// One row to sample on the device (the sampler of core/sampler.h without penalties, which
 // need token history and run on the host). A pure function of (logits row, these fields).
 struct SampleRow {
   int32_t logit_row = 0;     // row of the logits tensor
@@ -183,7 +185,12 @@ class Backend {
                               size_t width, size_t rows) = 0;
 
   // ---- plan --------------------------------------------------------------------------------
-  virtual void begin_pass(const PassInput& pass, const KvCache& cache) = 0;
+  // Prepares the pass once, completely: uploads its index arrays and plans its attention for
+  // `layout` in the pass's schedule (CUDA: the work items and combines, in the same upload), so
+  // the per-layer kernels only execute the plan. A QkvLayout of no heads: a pass without
+  // attention (kernel tests); an attention call with another layout or schedule than planned
+  // plans again (tests and labs).
+  virtual void begin_pass(const PassInput& pass, const KvCache& cache, const QkvLayout& layout) = 0;
 
   // ---- graphs (decode passes replayed as captured CUDA graphs) -------------------------------
   // A backend with graphs runs the kernels of a pass shape recorded once instead of launching
@@ -261,7 +268,7 @@ class Backend {
   // out[r, :] = x[logit_rows[r], :].   x (T, dim), out (R, dim)
   virtual void gather_logit_rows(const Tensor& x, const Tensor& out) = 0;
 
-  // Samples each row of `logits` (R, vocab) f32 as engine/sampler.h specifies (greedy argmax
+  // Samples each row of `logits` (R, vocab) f32 as core/sampler.h specifies (greedy argmax
   // with ties to the lowest id; Gumbel-max over top-k, top-p, min-p with counter-based noise;
   // logprobs of log_softmax(raw logits)); reduces over the vocabulary, one fixed order per row.
   // Results land in `out` (host), one per row, in order.
@@ -310,38 +317,13 @@ struct BackendOptions {
   std::string device = "cpu";           // "cpu" or "cuda" (or "cuda:N")
   int threads = 0;                      // CPU: 0 = all cores
   bool round_activations_bf16 = false;  // CPU: mirror the GPU's bf16 activations
-  double memory_fraction = 0.9;         // CUDA: share of GPU memory llm42 may use
-  bool programmatic_launch = true;      // CUDA: launch forward kernels with PDL (process-wide)
-  // CUDA: the canonical GEMM autotune may admit the sequential-K skinny GEMM (gemv_canonical.cu)
-  // at M <= 16 where it reproduces cuBLASLt's bits and is faster (docs/cuda-backend.md).
-  bool canonical_skinny = true;
-  // CUDA: the canonical GEMM's M buckets (one autotuned algorithm each): the decode graph sizes
-  // up to 256, then multiples of this up to 4096; 0: powers of two throughout
-  // (docs/cuda-backend.md).
-  int canonical_m_step = 128;
-  // CUDA: where the fast lane runs prefill chunks' attention in tall row tiles: auto (passes of
-  // prefill chunks only), mixed (also next to decode or verification rows) or never
-  // (docs/cuda-backend.md; parse_attention_tall). Same results either way in the sense of the
-  // fast lane: not batch-invariant; the canonical lane never uses them.
-  std::string attention_tall = "auto";
+  CudaOptions cuda;                     // CUDA only (backend/cuda/options.h)
 };
-
-enum class AttentionTall { kAuto, kMixed, kNever };
 
 // Checks the options that do not need a device (every backend: a bad CUDA option fails on the
 // CPU too), naming the flag.
 void check_backend_options(const BackendOptions& opts);
 // check_backend_options, then makes the backend.
 std::unique_ptr<Backend> make_backend(const BackendOptions& opts);
-// Throws naming --cuda-canonical-m-step unless `step` is 0 or a power of two from 8 to 4096.
-void check_canonical_m_step(int step);
-// auto, mixed or never; throws naming --cuda-attention-tall otherwise.
-AttentionTall parse_attention_tall(const std::string& policy);
-
-// Allocates a KV cache of n_blocks blocks on `backend`; `storage` receives the allocations.
-KvCache allocate_kv_cache(Backend& backend, const ModelConfig& c, int n_blocks, int block_size,
-                          std::vector<Buffer>& storage);
-RopeTable make_rope_table(Backend& backend, const ModelConfig& c, int max_positions,
-                          std::vector<Buffer>& storage);
 
 }  // namespace llm42

@@ -66,9 +66,10 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
                  "verification rows, where the chunks fill a wave: long prompts) or never; the "
                  "deterministic lane is unaffected")
       ->capture_default_str();
-  app.add_option("--tensor-parallel-size", o.tensor_parallel_size,
-                 "Tensor-parallel ranks (also -tp): 1, 2, 4 or 8, dividing the model's query heads; "
-                 "deterministic answers are the same at every size (docs/tensor-parallel.md)")
+  app.add_option(
+         "--tensor-parallel-size", o.tensor_parallel_size,
+         "Tensor-parallel ranks (also -tp): 1, 2, 4 or 8, dividing the model's query heads; "
+         "deterministic answers are the same at every size (docs/tensor-parallel.md)")
       ->capture_default_str();
   app.add_option("--tp-communicator", o.tp_communicator,
                  "How the ranks exchange: auto (nccl with one GPU per rank where that many are "
@@ -207,11 +208,11 @@ LoadedModel load_model(const ModelOptions& o, int max_pass_tokens, int max_logit
   bo.device = o.device;
   bo.threads = o.threads;
   bo.round_activations_bf16 = o.bf16_activations;
-  bo.memory_fraction = o.gpu_memory_fraction;
-  bo.programmatic_launch = o.cuda_pdl;
-  bo.canonical_skinny = o.cuda_canonical_skinny;
-  bo.canonical_m_step = o.cuda_canonical_m_step;
-  bo.attention_tall = o.cuda_attention_tall;
+  bo.cuda.memory_fraction = o.gpu_memory_fraction;
+  bo.cuda.programmatic_launch = o.cuda_pdl;
+  bo.cuda.canonical_skinny = o.cuda_canonical_skinny;
+  bo.cuda.canonical_m_step = o.cuda_canonical_m_step;
+  bo.cuda.attention_tall = o.cuda_attention_tall;
 
   ModelConfig config;
   std::unique_ptr<Checkpoint> ckpt;

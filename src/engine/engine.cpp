@@ -104,17 +104,18 @@ void Engine::init() {
   Backend& backend = model_.backend();
   const int bs = config_.block_size;
   const size_t block_bytes = model_.kv_block_bytes(bs);  // per rank: its KV heads
-  const int64_t useful = static_cast<int64_t>(config_.max_num_seqs) *
-                         ((max_seq_len_ + bs - 1) / bs);
+  const int64_t useful =
+      static_cast<int64_t>(config_.max_num_seqs) * ((max_seq_len_ + bs - 1) / bs);
   int64_t n_blocks = config_.num_blocks;
   if (n_blocks == 0) {
-    const double budget = static_cast<double>(model_.free_memory_per_rank()) *
-                          config_.kv_cache_memory_fraction;
+    const double budget =
+        static_cast<double>(model_.free_memory_per_rank()) * config_.kv_cache_memory_fraction;
     n_blocks = std::min<int64_t>(useful, static_cast<int64_t>(budget / block_bytes));
     if (n_blocks < (max_seq_len_ + bs - 1) / bs)
-      fail("KV cache: {:.1f} MiB available for {} blocks of {} KiB cannot hold one sequence of {} "
-           "positions; lower --max-seq-len or raise --kv-cache-memory-fraction",
-           budget / (1 << 20), n_blocks, block_bytes / 1024, max_seq_len_);
+      fail(
+          "KV cache: {:.1f} MiB available for {} blocks of {} KiB cannot hold one sequence of {} "
+          "positions; lower --max-seq-len or raise --kv-cache-memory-fraction",
+          budget / (1 << 20), n_blocks, block_bytes / 1024, max_seq_len_);
   }
   // Scratch blocks for padding rows (fixed-shape verification, graph buckets) live beyond the
   // managed pool.
@@ -129,18 +130,19 @@ void Engine::init() {
   std::vector<int32_t> scratch;
   for (int i = 0; i < n_scratch; ++i) scratch.push_back(static_cast<int32_t>(n_blocks) + i);
   blocks_ = std::make_unique<BlockManager>(static_cast<int>(n_blocks), bs, config_.prefix_cache);
-  scheduler_ = std::make_unique<Scheduler>(config_, *blocks_, max_seq_len_);
+  scheduler_ = std::make_unique<Scheduler>(config_, *blocks_);
   verifier_ = std::make_unique<Verifier>(config_, *blocks_, std::move(stops));
   runner_ = std::make_unique<ModelRunner>(model_, std::move(scratch), graph_max_batch);
   stats_.kv_blocks_total = static_cast<int>(n_blocks);
   stats_.admission_reserve_ratio = scheduler_->reserve_ratio();
   graphs_at_start_ = model_.graph_stats();
   stats_snapshot_ = stats_;
-  log_info("engine: KV cache of {} blocks of {} positions ({} tokens, {:.2f} GiB{}), mode {}, W {}, "
-           "G {}",
-           n_blocks, bs, n_blocks * bs, static_cast<double>(model_.kv_bytes()) / (1 << 30),
-           model_.tp_size() > 1 ? fmt::format(" over {} ranks", model_.tp_size()) : "",
-           determinism_mode_name(config_.mode), config_.window, config_.group);
+  log_info(
+      "engine: KV cache of {} blocks of {} positions ({} tokens, {:.2f} GiB{}), mode {}, W {}, "
+      "G {}",
+      n_blocks, bs, n_blocks * bs, static_cast<double>(model_.kv_bytes()) / (1 << 30),
+      model_.tp_size() > 1 ? fmt::format(" over {} ranks", model_.tp_size()) : "",
+      determinism_mode_name(config_.mode), config_.window, config_.group);
 }
 
 Engine::~Engine() {
@@ -185,9 +187,10 @@ uint64_t Engine::add_request(Request req, OutputCallback on_output) {
   // In 64 bits: max_tokens may be up to INT_MAX.
   const int64_t total = int64_t{p} + req.max_tokens;
   if (total > max_seq_len_)
-    fail("this model's maximum context length is {} tokens, but {} were requested ({} in the "
-         "prompt, {} for the completion)",
-         max_seq_len_, total, p, req.max_tokens);
+    fail(
+        "this model's maximum context length is {} tokens, but {} were requested ({} in the "
+        "prompt, {} for the completion)",
+        max_seq_len_, total, p, req.max_tokens);
   const int need = blocks_->blocks_for(static_cast<int>(total));
   if (need > blocks_->num_blocks())
     fail("the request needs {} KV blocks ({} tokens) but the KV cache has {} in all", need, total,
@@ -302,8 +305,7 @@ void Engine::process_pass(const PassPlan& plan, const PassResult& result) {
     const int row = result.entry_first_row[i];
     const int prompt_row = result.entry_prompt_row[i];
     const int n_scored = prompt_rows(e);
-    const int bad_prompt =
-        prompt_row >= 0 ? first_nonfinite_row(result, prompt_row, n_scored) : -1;
+    const int bad_prompt = prompt_row >= 0 ? first_nonfinite_row(result, prompt_row, n_scored) : -1;
     if (bad_prompt >= 0 ||
         (row >= 0 && !finite_rows(result, row, e.kind == WorkKind::kVerify ? e.n_tokens : 1))) {
       // The request fails; the others in the pass go on.
@@ -315,8 +317,8 @@ void Engine::process_pass(const PassPlan& plan, const PassResult& result) {
                          at));
       continue;
     }
-    if (prompt_row >= 0) score_prompt(s, e.pos_begin, &result.samples[static_cast<size_t>(prompt_row)],
-                                      n_scored);
+    if (prompt_row >= 0)
+      score_prompt(s, e.pos_begin, &result.samples[static_cast<size_t>(prompt_row)], n_scored);
     const int committed = s.n_committed;
     verifier_->apply(plan, i, result);
     stats_.output_tokens += s.n_committed - committed;
@@ -371,6 +373,25 @@ bool Engine::step() {
   drain_inbox();
   const StepPlan plan = verifier_->assign_lanes(scheduler_->schedule());
   const double t_scheduled = now_seconds();
+  const double pass_s = run_passes(plan);
+  note_preemptions();
+  ++stats_.steps;
+  fail_stalled(!plan.empty());
+  retire_and_emit();
+  if (config_.check_integrity) {
+    std::vector<const Sequence*> live;
+    for (const Sequence* s : scheduler_->running()) live.push_back(s);
+    for (const Sequence* s : scheduler_->waiting()) live.push_back(s);
+    blocks_->check_integrity(live);
+  }
+  stats_.schedule_s += t_scheduled - t_begin;
+  stats_.pass_s += pass_s;
+  stats_.other_s += now_seconds() - t_scheduled - pass_s;
+  publish_stats();
+  return !scheduler_->idle() || !inbox_.empty() || !abort_inbox_.empty();
+}
+
+double Engine::run_passes(const StepPlan& plan) {
   double pass_s = 0;
   for (const PassPlan& pass : plan.passes) {
     const int64_t replays = model_.graph_stats().replays;
@@ -378,10 +399,14 @@ bool Engine::step() {
     const PassResult result = runner_->run(pass);
     const double seconds = now_seconds() - t_pass;
     pass_s += seconds;
-    stats_.pass_profile.add(pass.schedule, model_.graph_stats().replays != replays,
-                            pass.n_tokens(), seconds);
+    stats_.pass_profile.add(pass.schedule, model_.graph_stats().replays != replays, pass.n_tokens(),
+                            seconds);
     process_pass(pass, result);
   }
+  return pass_s;
+}
+
+void Engine::note_preemptions() {
   const int64_t preemptions = scheduler_->num_preemptions();
   if (preemptions > stats_.preemptions && std::bit_floor(static_cast<uint64_t>(preemptions)) >
                                               static_cast<uint64_t>(stats_.preemptions)) {
@@ -396,12 +421,13 @@ bool Engine::step() {
         "recompute their prompt and output when they resume. A larger pool ({}), fewer "
         "running sequences (--max-num-seqs) or a reserve at admission (--admission-reserve) "
         "avoids it",
-        preemptions, static_cast<int64_t>(blocks_->num_blocks()) * config_.block_size,
-        larger_pool);
+        preemptions, static_cast<int64_t>(blocks_->num_blocks()) * config_.block_size, larger_pool);
   }
   stats_.preemptions = preemptions;
-  ++stats_.steps;
-  for (Sequence* s : scheduler_->watch(!plan.empty())) {
+}
+
+void Engine::fail_stalled(bool scheduled_work) {
+  for (Sequence* s : scheduler_->watch(scheduled_work)) {
     ++stats_.requests_stalled;
     const std::string error = fmt::format(
         "the engine made no progress on this request for {} steps (--max-stalled-steps): "
@@ -410,7 +436,9 @@ bool Engine::step() {
     log(LogLevel::kError, "engine: request {}: {}", s->id, error);
     finish(*s, FinishReason::kError, error);
   }
-  // Outputs, then retire finished sequences.
+}
+
+void Engine::retire_and_emit() {
   std::vector<uint64_t> done;
   for (auto& [id, s] : seqs_) {
     if (s->status == SeqStatus::kFinished) {
@@ -426,32 +454,16 @@ bool Engine::step() {
   }
   for (uint64_t id : done) {
     const Sequence& s = *seqs_[id];
-    finished_verify_.windows_verified += s.verify.windows_verified;
-    finished_verify_.rollbacks += s.verify.rollbacks;
-    finished_verify_.tokens_rolled_back += s.verify.tokens_rolled_back;
-    finished_verify_.verify_passes += s.verify.verify_passes;
-    finished_verify_.verify_tokens += s.verify.verify_tokens;
-    finished_verify_.canonical_decode_tokens += s.verify.canonical_decode_tokens;
+    finished_verify_ += s.verify;
     stats_.prompt_tokens += s.n_prompt;
     ++stats_.requests_finished;
     seqs_.erase(id);
   }
-  if (config_.check_integrity) {
-    std::vector<const Sequence*> live;
-    for (const Sequence* s : scheduler_->running()) live.push_back(s);
-    for (const Sequence* s : scheduler_->waiting()) live.push_back(s);
-    blocks_->check_integrity(live);
-  }
-  // Publish a snapshot for other threads.
+}
+
+void Engine::publish_stats() {
   stats_.verify = finished_verify_;
-  for (const auto& [id, s] : seqs_) {
-    stats_.verify.windows_verified += s->verify.windows_verified;
-    stats_.verify.rollbacks += s->verify.rollbacks;
-    stats_.verify.tokens_rolled_back += s->verify.tokens_rolled_back;
-    stats_.verify.verify_passes += s->verify.verify_passes;
-    stats_.verify.verify_tokens += s->verify.verify_tokens;
-    stats_.verify.canonical_decode_tokens += s->verify.canonical_decode_tokens;
-  }
+  for (const auto& [id, s] : seqs_) stats_.verify += s->verify;
   stats_.running = static_cast<int>(scheduler_->running().size());
   stats_.waiting = static_cast<int>(scheduler_->waiting().size());
   stats_.kv_blocks_used = blocks_->num_used();
@@ -461,14 +473,10 @@ bool Engine::step() {
   const Transformer::GraphStats g = model_.graph_stats();
   stats_.graph_passes = g.replays - graphs_at_start_.replays;
   stats_.graph_captures = g.captures - graphs_at_start_.captures;
-  stats_.schedule_s += t_scheduled - t_begin;
-  stats_.pass_s += pass_s;
-  stats_.other_s += now_seconds() - t_scheduled - pass_s;
   std::lock_guard<std::mutex> lock(mu_);
   stats_snapshot_ = stats_;
   ++steps_done_;
   cv_.notify_all();
-  return !scheduler_->idle() || !inbox_.empty() || !abort_inbox_.empty();
 }
 
 void Engine::run_until_idle() {

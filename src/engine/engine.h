@@ -21,16 +21,16 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "parallel/parallel_model.h"
+#include "core/sampler.h"
 #include "engine/block_manager.h"
 #include "engine/engine_config.h"
 #include "engine/model_runner.h"
 #include "engine/request.h"
-#include "engine/sampler.h"
 #include "engine/scheduler.h"
 #include "engine/sequence.h"
 #include "engine/verifier.h"
 #include "model/transformer.h"
+#include "parallel/parallel_model.h"
 #include "tokenizer/tokenizer.h"
 
 namespace llm42 {
@@ -58,15 +58,15 @@ struct PassProfile {
 struct EngineStats {
   int64_t steps = 0;
   int64_t fast_passes = 0, canonical_passes = 0;  // by the pass's schedule
-  int64_t mixed_passes = 0;  // canonical passes that also held fast entries
+  int64_t mixed_passes = 0;                       // canonical passes that also held fast entries
   int64_t fast_tokens = 0, canonical_tokens = 0;  // by the lane of each entry's values
-  int64_t verify_passes = 0;           // passes that contained verification windows
-  int64_t verify_pass_tokens = 0;      // tokens in those passes (padding included)
-  std::map<int, int64_t> verify_pass_sizes;  // tokens per verification pass -> count
-  VerifyStats verify;                  // summed over all requests
-  int64_t prompt_tokens = 0;           // of finished requests
-  int64_t output_tokens = 0;           // committed, all requests
-  int64_t prefill_tokens = 0;          // prompt (and recomputed) positions prefilled
+  int64_t verify_passes = 0;                      // passes that contained verification windows
+  int64_t verify_pass_tokens = 0;                 // tokens in those passes (padding included)
+  std::map<int, int64_t> verify_pass_sizes;       // tokens per verification pass -> count
+  VerifyStats verify;                             // summed over all requests
+  int64_t prompt_tokens = 0;                      // of finished requests
+  int64_t output_tokens = 0;                      // committed, all requests
+  int64_t prefill_tokens = 0;                     // prompt (and recomputed) positions prefilled
   int64_t requests_added = 0, requests_finished = 0, requests_aborted = 0;
   int64_t preemptions = 0;
   int64_t requests_stalled = 0;    // failed by the watchdog (--max-stalled-steps)
@@ -139,6 +139,14 @@ class Engine {
   // Keeps the logprobs of the prompt tokens after positions [pos_begin, pos_begin + n).
   void score_prompt(Sequence& s, int pos_begin, const SampledToken* scored, int n);
   void emit(Sequence& s);
+  // The parts of step(), in order: run the plan's passes (returns their seconds); warn as the
+  // KV cache preempts; fail requests stalled for --max-stalled-steps; emit outputs and retire
+  // finished sequences; publish a stats snapshot and wake wait_for_step.
+  double run_passes(const StepPlan& plan);
+  void note_preemptions();
+  void fail_stalled(bool scheduled_work);
+  void retire_and_emit();
+  void publish_stats();
   void loop();
   void init();  // the constructors' common part
 
@@ -152,9 +160,9 @@ class Engine {
   std::unique_ptr<Verifier> verifier_;
   std::unique_ptr<ModelRunner> runner_;
   std::unordered_map<uint64_t, std::unique_ptr<Sequence>> seqs_;
-  VerifyStats finished_verify_;  // of sequences already gone
+  VerifyStats finished_verify_;              // of sequences already gone
   Transformer::GraphStats graphs_at_start_;  // the model's counters when this engine began
-  EngineStats stats_;            // engine-thread copy, published to stats_snapshot_
+  EngineStats stats_;                        // engine-thread copy, published to stats_snapshot_
 
   mutable std::mutex mu_;  // guards everything below
   std::condition_variable cv_;

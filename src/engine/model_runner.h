@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "engine/sampler.h"
+#include "core/sampler.h"
 #include "engine/pass_plan.h"
 #include "parallel/parallel_model.h"
 

@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "core/sampler.h"
 #include "core/schedule.h"
-#include "engine/sampler.h"
 #include "engine/sequence.h"
 
 namespace llm42 {
@@ -28,9 +28,9 @@ struct PassEntry {
 // The work of one step, as the scheduler handed it out (each list in that order). It says
 // nothing of lanes.
 struct StepWork {
-  std::vector<PassEntry> prefill;  // prompt chunks (and recomputations after preemption)
-  std::vector<PassEntry> decode;   // one row each
-  std::vector<PassEntry> verify;   // verification windows, ready (Verifier: ready_to_verify)
+  std::vector<PassEntry> prefill;    // prompt chunks (and recomputations after preemption)
+  std::vector<PassEntry> decode;     // one row each
+  std::vector<PassEntry> verify;     // verification windows, ready (Verifier: ready_to_verify)
   std::vector<Sequence*> preempted;  // this step, in order
 };
 

@@ -11,8 +11,8 @@
 
 namespace llm42 {
 
-Scheduler::Scheduler(const EngineConfig& config, BlockManager& blocks, int max_seq_len)
-    : config_(config), blocks_(blocks), max_seq_len_(max_seq_len) {}
+Scheduler::Scheduler(const EngineConfig& config, BlockManager& blocks)
+    : config_(config), blocks_(blocks) {}
 
 std::vector<Sequence*> Scheduler::watch(bool ran_passes) {
   std::vector<Sequence*> stalled;
@@ -187,8 +187,8 @@ void Scheduler::collect(StepWork& work, Budget& budget) {
 // them; a speculative tail already holds its blocks and counts in them).
 int Scheduler::future_blocks(const Sequence& s, double ratio) const {
   const int out_left = std::clamp(s.req.max_tokens - s.n_committed, 0, kOutputReserveCap);
-  const int positions = std::max(
-      s.len(), s.n_prompt + s.n_committed + static_cast<int>(std::ceil(ratio * out_left)));
+  const int positions =
+      std::max(s.len(), s.n_prompt + s.n_committed + static_cast<int>(std::ceil(ratio * out_left)));
   return std::max(0, blocks_.blocks_for(positions) - static_cast<int>(s.blocks.size()));
 }
 

@@ -17,7 +17,7 @@ namespace llm42 {
 
 class Scheduler {
  public:
-  Scheduler(const EngineConfig& config, BlockManager& blocks, int max_seq_len);
+  Scheduler(const EngineConfig& config, BlockManager& blocks);
 
   void add(Sequence* seq);  // to the back of the waiting queue
   // Removes a sequence from whichever queue holds it (abort or finish).
@@ -77,7 +77,6 @@ class Scheduler {
 
   const EngineConfig& config_;
   BlockManager& blocks_;
-  int max_seq_len_;
   std::deque<Sequence*> waiting_;
   std::vector<Sequence*> running_;  // in admission order
   int64_t num_preemptions_ = 0;

@@ -8,17 +8,13 @@
 #include <string_view>
 #include <vector>
 
+#include "core/rope_layout.h"
 #include "core/tensor.h"
 
 namespace llm42 {
 
 enum class Architecture { kLlama, kMistral, kQwen2, kQwen3 };
 std::string_view architecture_name(Architecture a);  // the HF class name, e.g. "LlamaForCausalLM"
-
-// How RoPE pairs the dimensions of a head.
-//   kInterleaved: (x[2i], x[2i+1]) — Meta/llama2.c layout, kept by GGUF `llama` files.
-//   kHalf:        (x[i], x[i + head_dim/2]) — Hugging Face `rotate_half` layout.
-enum class RopeLayout { kInterleaved, kHalf };
 
 struct RopeScaling {
   enum class Type { kNone, kLinear, kLlama3 };

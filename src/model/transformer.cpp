@@ -1,11 +1,12 @@
 #include "model/transformer.h"
 
+#include "model/device_state.h"
 #include "util/error.h"
 
 namespace llm42 {
 
-Transformer::Transformer(Backend& backend, ModelWeights weights, int max_tokens,
-                         int max_logit_rows, Communicator* comm)
+Transformer::Transformer(Backend& backend, ModelWeights weights, int max_tokens, int max_logit_rows,
+                         Communicator* comm)
     : backend_(backend),
       weights_(std::move(weights)),
       comm_(comm),
@@ -14,8 +15,9 @@ Transformer::Transformer(Backend& backend, ModelWeights weights, int max_tokens,
   const ModelConfig& c = weights_.config;
   const ShardDims& d = weights_.dims;
   const int tp = d.shard.size;
-  LLM42_ASSERT(tp == 1 || (comm_ != nullptr && comm_->size() == tp && comm_->rank() == d.shard.rank),
-               "rank {} of {} needs a communicator of that group", d.shard.rank, tp);
+  LLM42_ASSERT(
+      tp == 1 || (comm_ != nullptr && comm_->size() == tp && comm_->rank() == d.shard.rank),
+      "rank {} of {} needs a communicator of that group", d.shard.rank, tp);
   qkv_layout_ = QkvLayout{d.n_heads(), d.n_kv_heads(), c.head_dim};
   rope_ = make_rope_table(backend_, c, c.max_seq_len, storage_);
   const DType a = backend_.activation_dtype();
@@ -79,12 +81,11 @@ Tensor Transformer::forward(const PassInput& pass, const KvCache& cache) {
     LLM42_ASSERT(pass.tokens[i] >= 0 && pass.tokens[i] < c.vocab_size,
                  "token id {} outside vocabulary of {}", pass.tokens[i], c.vocab_size);
     LLM42_ASSERT(pass.positions[i] >= 0 && pass.positions[i] < rope_.max_positions,
-                 "position {} beyond the RoPE table of {}", pass.positions[i],
-                 rope_.max_positions);
+                 "position {} beyond the RoPE table of {}", pass.positions[i], rope_.max_positions);
   }
   // Graphs capture kernels only: a tensor-parallel pass's exchanges run eagerly.
   if (!pass.graph || !backend_.supports_graphs() || tp_size() > 1) {
-    backend_.begin_pass(pass, cache);
+    backend_.begin_pass(pass, cache, qkv_layout_);
     launch(pass, cache);
     return logits;
   }
@@ -105,9 +106,8 @@ void Transformer::launch(const PassInput& pass, const KvCache& cache) {
   const int t = pass.n_tokens();
   const int r = static_cast<int>(pass.logit_rows.size());
   const Schedule s = pass.schedule;
-  const Tensor x = x_.rows(0, t), h = h_.rows(0, t), qkv = qkv_.rows(0, t),
-               attn = attn_.rows(0, t), proj = proj_.rows(0, t), gu = gu_.rows(0, t),
-               act = act_.rows(0, t);
+  const Tensor x = x_.rows(0, t), h = h_.rows(0, t), qkv = qkv_.rows(0, t), attn = attn_.rows(0, t),
+               proj = proj_.rows(0, t), gu = gu_.rows(0, t), act = act_.rows(0, t);
   backend_.embedding(weights_.embedding, weights_.dims.vocab.begin, x);
   if (tp_size() > 1) comm_->all_reduce_sum(x);  // exact: other shards' rows are -0.0
   for (int l = 0; l < c.n_layers; ++l) {
@@ -140,8 +140,8 @@ void Transformer::launch(const PassInput& pass, const KvCache& cache) {
   lm_head(normed, logits, s);
 }
 
-void Transformer::row_parallel(const Tensor& x, const Tensor& w,
-                               const std::vector<int64_t>& leaves, const Tensor& out, Schedule s) {
+void Transformer::row_parallel(const Tensor& x, const Tensor& w, const std::vector<int64_t>& leaves,
+                               const Tensor& out, Schedule s) {
   const int tp = tp_size();
   if (s == Schedule::kFast) {
     backend_.matmul(x, w, nullptr, out, s);

@@ -13,14 +13,13 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include "engine/sampling_params.h"
+#include "core/sampling_params.h"
 
 namespace llm42::server {
 
@@ -30,11 +29,11 @@ enum class Endpoint { kCompletions, kChatCompletions };
 std::string_view prompt_field(Endpoint e);
 
 struct RequestLimits {
-  int max_n = 16;              // choices per prompt
-  int max_choices = 256;       // prompts x n in one request
-  int max_stop = 16;           // stop strings (OpenAI allows 4)
+  int max_n = 16;         // choices per prompt
+  int max_choices = 256;  // prompts x n in one request
+  int max_stop = 16;      // stop strings (OpenAI allows 4)
   int max_top_logprobs = 20;
-  int max_json_depth = 64;     // nesting of arrays and objects in the body
+  int max_json_depth = 64;  // nesting of arrays and objects in the body
 };
 
 // One prompt of a completions request: text, or token ids.
@@ -48,17 +47,17 @@ struct ApiRequest {
   Endpoint endpoint = Endpoint::kCompletions;
   std::optional<std::string> model;
 
-  std::vector<PromptInput> prompts;       // completions: one or more
+  std::vector<PromptInput> prompts;  // completions: one or more
   // Chat: [{role, content (string or null), name, tool_calls, tool_call_id}], and the extra
   // template variables (tools, chat_template_kwargs). Key order is kept as sent.
   nlohmann::ordered_json messages;
   nlohmann::ordered_json template_vars = nlohmann::ordered_json::object();
-  bool add_generation_prompt = true;      // chat
+  bool add_generation_prompt = true;  // chat
   // Chat: the prompt ends inside the final message, which the model continues (not with
   // add_generation_prompt true).
   bool continue_final_message = false;
-  std::optional<bool> add_special_tokens; // unset: completions true, chat false (the template
-                                          // writes BOS itself)
+  std::optional<bool> add_special_tokens;  // unset: completions true, chat false (the template
+                                           // writes BOS itself)
 
   std::optional<int> max_tokens;  // unset: completions 16, chat the rest of the context;
                                   // 0 only with echo (the prompt alone comes back)
@@ -76,8 +75,8 @@ struct ApiRequest {
   std::optional<int> prompt_logprobs;
 
   bool stream = false;
-  bool include_usage = false;     // stream_options.include_usage
-  bool logprobs = false;          // completions: logprobs != null; chat: logprobs == true
+  bool include_usage = false;  // stream_options.include_usage
+  bool logprobs = false;       // completions: logprobs != null; chat: logprobs == true
   // The prompt-logprob alternatives the engine computes (-1: none): prompt_logprobs, and with
   // echo + logprobs the completions' logprobs count.
   int engine_prompt_logprobs() const;

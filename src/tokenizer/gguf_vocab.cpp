@@ -3,8 +3,8 @@
 // regex GGUF names by tokenizer.ggml.pre, as llama.cpp does.
 #include <algorithm>
 
-#include "model/checkpoint.h"
 #include "tokenizer/bpe_tokenizer.h"
+#include "tokenizer/embedded_vocab.h"
 #include "tokenizer/sentencepiece_vocab.h"
 #include "util/error.h"
 

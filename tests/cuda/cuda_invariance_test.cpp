@@ -36,9 +36,9 @@ TEST_F(CudaInvariance, GemmRowIndependentOfBatch) {
                                          {"down", 4096, 14336, DType::kBF16},
                                          {"lm_head", 128256, 4096, DType::kF32}};
   // Several in each kind of canonical M bucket: graph sizes, then multiples of 128.
-  const std::vector<int> ms = {1,   2,   3,   4,   5,   7,   8,   13,  16,   31,   32,   64,  100,
-                               128, 136, 200, 255, 256, 300, 512, 520, 777, 1000, 1024, 1300, 1800,
-                               2048};
+  const std::vector<int> ms = {1,   2,   3,   4,   5,    7,    8,    13,   16,
+                               31,  32,  64,  100, 128,  136,  200,  255,  256,
+                               300, 512, 520, 777, 1000, 1024, 1300, 1800, 2048};
   constexpr int kMaxM = 2048;
   CudaBackend& b = gpu();
   int fast_varied_shapes = 0;
@@ -205,7 +205,7 @@ TEST_P(AttentionInvariance, QueryOutputIndependentOfPassShape) {
         static_cast<unsigned char*>(qkv.t.data) + static_cast<size_t>(row) * ql.row() * 2,
         q_probe.t.data, q_bytes, cudaMemcpyDeviceToDevice, b.stream()));
     b.set_attention_split_policy(policy);
-    b.begin_pass(pass, cache);
+    b.begin_pass(pass, cache, ql);
     const Tensor o = out.t.rows(0, pass.n_tokens());
     poison(o);
     b.attention(qkv.t.rows(0, pass.n_tokens()), ql, cache, 0, o, s);

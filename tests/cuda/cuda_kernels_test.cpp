@@ -14,8 +14,9 @@
 #include <utility>
 
 #include "backend/cpu/kernels.h"
+#include "core/sampler.h"
 #include "cuda_test_util.h"
-#include "engine/sampler.h"
+#include "model/device_state.h"
 
 namespace llm42::test {
 namespace {
@@ -125,8 +126,8 @@ TEST_F(CudaKernels, EmbeddingAndGather) {
   const PassInput pass =
       make_pass({{0, 17}, {40, 1}, {5, 9}}, 16, 64, vocab, 4, Schedule::kCanonical);
   const int t = pass.n_tokens(), r = static_cast<int>(pass.logit_rows.size());
-  gpu().begin_pass(pass, cache.gpu);
-  cpu_bf16().begin_pass(pass, cache.cpu);
+  gpu().begin_pass(pass, cache.gpu, QkvLayout{});
+  cpu_bf16().begin_pass(pass, cache.cpu, QkvLayout{});
 
   DevTensor out = dev_tensor(DType::kBF16, {t, dim});
   poison(out.t);
@@ -183,8 +184,8 @@ TEST_F(CudaKernels, QkNormRopeKvWriteSwiglu) {
       const PassInput pass =
           make_pass({{0, 33}, {200, 1}, {17, 16}}, 16, 128, 100, 41, Schedule::kCanonical);
       const int t = pass.n_tokens();
-      gpu().begin_pass(pass, cache.gpu);
-      cpu_bf16().begin_pass(pass, cache.cpu);
+      gpu().begin_pass(pass, cache.gpu, ql);
+      cpu_bf16().begin_pass(pass, cache.cpu, ql);
       std::vector<float> qkv = rounded(random_vec(static_cast<size_t>(t) * ql.row(), 42));
       DevTensor qkv_d = upload(qkv, DType::kBF16, {t, ql.row()});
       Tensor qkv_h = host_tensor(qkv, {t, ql.row()});
@@ -354,7 +355,7 @@ TEST_F(CudaKernels, CanonicalSkinnyGemmGivesCublasLtBits) {
   // would write the file).
   BackendOptions opts;
   opts.device = "cuda";
-  opts.canonical_skinny = true;
+  opts.cuda.canonical_skinny = true;
   const char* old_cache = std::getenv("LLM42_GEMM_CACHE");
   const std::string saved = old_cache != nullptr ? old_cache : "";
   const std::string own = testing::TempDir() + "llm42-skinny-gemm-cache.json";
@@ -440,7 +441,7 @@ TEST_F(CudaKernels, AttentionAgainstCpu) {
     const int t = pass.n_tokens();
     std::vector<float> qkv = rounded(random_vec(static_cast<size_t>(t) * ql.row(), 62));
     DevTensor qkv_d = upload(qkv, DType::kBF16, {t, ql.row()});
-    cpu_bf16().begin_pass(pass, cache.cpu);
+    cpu_bf16().begin_pass(pass, cache.cpu, ql);
     std::vector<float> ref(static_cast<size_t>(t) * ql.q_dim());
     cpu_bf16().attention(host_tensor(qkv, {t, ql.row()}), ql, cache.cpu, 0,
                          host_tensor(ref, {t, ql.q_dim()}), Schedule::kCanonical);
@@ -458,7 +459,7 @@ TEST_F(CudaKernels, AttentionAgainstCpu) {
             gpu().set_attention_split_policy(policy);
             gpu().set_attention_tall_policy(tall);
             gpu().set_attention_narrow(narrow);
-            gpu().begin_pass(pass, cache.gpu);
+            gpu().begin_pass(pass, cache.gpu, ql);
             DevTensor out = dev_tensor(DType::kBF16, {t, ql.q_dim()});
             poison(out.t);
             gpu().attention(qkv_d.t, ql, cache.gpu, 0, out.t, s);

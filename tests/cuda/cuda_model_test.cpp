@@ -13,9 +13,8 @@
 // Greedy ids must equal the golden ones until the first difference, and that difference is only
 // accepted at a near tie: where the GPU's own top-2 logit gap is under kTieGap (a few times the
 // logit error above, about 0.02 absolute for logits of standard deviation 1.6).
-#include <gtest/gtest.h>
-
 #include <fmt/format.h>
+#include <gtest/gtest.h>
 
 #include <cstdio>
 #include <cstring>
@@ -29,6 +28,7 @@
 #include "cuda_test_util.h"
 #include "engine/engine.h"
 #include "model/checkpoint.h"
+#include "model/device_state.h"
 #include "model/weights.h"
 #include "util/mapped_file.h"
 
@@ -591,12 +591,12 @@ TEST(CudaPromptLogprobs, EqualTheDecodedLogprobsUnderLoad) {
   for (size_t j = 0; j < gen.ids.size(); ++j) {
     const TokenLogprob& a = scored.prompt_lps[p.size() - 1 + j];
     const TokenLogprob& b = gen.lps[j];
-    const bool same = a.id == b.id && std::memcmp(&a.logprob, &b.logprob, sizeof(float)) == 0 &&
-                      a.top == b.top;
+    const bool same =
+        a.id == b.id && std::memcmp(&a.logprob, &b.logprob, sizeof(float)) == 0 && a.top == b.top;
     bad += same ? 0 : 1;
     if (!same && bad == 1)
-      ADD_FAILURE() << "generated token " << j << ": prompt logprob " << a.logprob
-                    << " vs decoded " << b.logprob;
+      ADD_FAILURE() << "generated token " << j << ": prompt logprob " << a.logprob << " vs decoded "
+                    << b.logprob;
   }
   std::printf("[prompt logprobs] %zu generated tokens scored as prompt: %d differ\n",
               gen.ids.size(), bad);

@@ -187,7 +187,7 @@ class CudaTensorParallel : public ::testing::TestWithParam<GpuTpCase> {
   TestModel model(int tp) const {
     BackendOptions o;
     o.device = "cuda";
-    o.memory_fraction = 0.9;
+    o.cuda.memory_fraction = 0.9;
     TestModel m;
     m.parallel = load_parallel_model(o, "bf16", source_, {tp, CommKind::kInProcess}, 512, 256);
     return m;

@@ -41,7 +41,7 @@ inline CudaBackend& gpu() {
   static std::unique_ptr<CudaBackend> b = [] {
     BackendOptions o;
     o.device = "cuda";
-    o.memory_fraction = 0.9;
+    o.cuda.memory_fraction = 0.9;
     return std::make_unique<CudaBackend>(o, 0);
   }();
   return *b;

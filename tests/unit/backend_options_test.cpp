@@ -24,13 +24,13 @@ TEST(BackendOptions, AttentionTallTakesAutoMixedOrNever) {
   for (const char* ok : {"auto", "mixed", "never"}) {
     BackendOptions o;
     o.threads = 1;
-    o.attention_tall = ok;
+    o.cuda.attention_tall = ok;
     EXPECT_EQ(refusal(o), "") << ok;
   }
   for (const char* bad : {"", "Mixed", "always", "tall"}) {
     BackendOptions o;
     o.threads = 1;
-    o.attention_tall = bad;
+    o.cuda.attention_tall = bad;
     const std::string why = refusal(o);
     EXPECT_NE(why.find("--cuda-attention-tall"), std::string::npos) << "'" << bad << "': " << why;
     EXPECT_NE(why.find("auto, mixed or never"), std::string::npos) << why;
@@ -41,12 +41,12 @@ TEST(BackendOptions, CanonicalMStepIsZeroOrAPowerOfTwo) {
   for (int bad : {4, 12, 8192, -8}) {
     BackendOptions o;
     o.threads = 1;
-    o.canonical_m_step = bad;
+    o.cuda.canonical_m_step = bad;
     EXPECT_NE(refusal(o).find("--cuda-canonical-m-step"), std::string::npos) << bad;
   }
   BackendOptions o;
   o.threads = 1;
-  o.canonical_m_step = 0;
+  o.cuda.canonical_m_step = 0;
   EXPECT_EQ(refusal(o), "");
 }
 

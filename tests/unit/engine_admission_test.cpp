@@ -127,9 +127,8 @@ TEST_F(Admission, AutoAdmitsMoreAfterEarlyStops) {
     const std::vector<Request> full = requests();
     std::vector<int> n_out(full.size(), 0);
     for (size_t i = 0; i < full.size(); ++i)
-      engine.add_request(full[i], [&, i](RequestOutput&& o) {
-        n_out[i] += static_cast<int>(o.tokens.size());
-      });
+      engine.add_request(
+          full[i], [&, i](RequestOutput&& o) { n_out[i] += static_cast<int>(o.tokens.size()); });
     int peak = 0;
     while (engine.step()) peak = std::max(peak, engine.stats().running);
     for (size_t i = 0; i < full.size(); ++i)
@@ -148,7 +147,7 @@ TEST_F(Admission, AutoAdmitsMoreAfterEarlyStops) {
 TEST(AdmissionRatio, AutoFollowsTheShareFinishedRequestsUsed) {
   BlockManager blocks(40, 16, true);
   EngineConfig c;
-  Scheduler auto_sched(c, blocks, 512);
+  Scheduler auto_sched(c, blocks);
   EXPECT_EQ(auto_sched.reserve_ratio(), 1.0) << "auto starts where nothing is preempted";
   Sequence s;
   s.req.max_tokens = 100;
@@ -174,7 +173,7 @@ TEST(AdmissionRatio, AutoFollowsTheShareFinishedRequestsUsed) {
 
   EngineConfig fixed_c;
   fixed_c.admission_reserve = 0.25;
-  Scheduler fixed(fixed_c, blocks, 512);
+  Scheduler fixed(fixed_c, blocks);
   s.n_committed = 1;
   fixed.on_finished(s);
   EXPECT_EQ(fixed.reserve_ratio(), 0.25);

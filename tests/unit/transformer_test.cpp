@@ -1,6 +1,8 @@
 // The forward pass on the CPU backend: canonical schedule is batch-invariant (a row's logits are
 // bitwise equal whatever else is in the pass, wherever it sits, however its prompt was chunked,
 // prefill or decode), and the fast schedule is not.
+#include "model/transformer.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -9,7 +11,7 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "model/transformer.h"
+#include "model/device_state.h"
 #include "model/weights.h"
 #include "test_util.h"
 

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "backend/cpu/attention.h"
-#include "engine/sampler.h"
+#include "core/sampler.h"
 #include "util/error.h"
 #include "util/hash.h"
 #include "util/numeric.h"
@@ -90,7 +90,7 @@ void CpuBackend::upload_convert(const void* src, DType from, const Tensor& dst) 
         LLM42_ASSERT(false, "cannot convert from {}", dtype_name(from));
     }
   };
-#pragma omp parallel for schedule(static) num_threads(threads_) if(cpu::worth_parallel(n))
+#pragma omp parallel for schedule(static) num_threads(threads_) if (cpu::worth_parallel(n))
   for (int64_t i = 0; i < n; ++i) {
     const float v = load(i);
     if (dst.dtype == DType::kF32) {
@@ -106,11 +106,12 @@ void CpuBackend::upload_convert(const void* src, DType from, const Tensor& dst) 
 void CpuBackend::fill_random(const Tensor& dst, uint64_t seed, RandomInit init, float scale,
                              const RandomWindow& window) {
   const int64_t n = dst.numel();
-#pragma omp parallel for schedule(static) num_threads(threads_) if(cpu::worth_parallel(n))
+#pragma omp parallel for schedule(static) num_threads(threads_) if (cpu::worth_parallel(n))
   for (int64_t i = 0; i < n; ++i) {
     // Box-Muller from two counter-based uniforms: element e of the full tensor depends on
     // (seed, e) only.
-    const uint64_t e = static_cast<uint64_t>(window_index(i, window.offset, window.cols, window.full_cols));
+    const uint64_t e =
+        static_cast<uint64_t>(window_index(i, window.offset, window.cols, window.full_cols));
     const double u1 = counter_uniform(seed, e, 0);
     const double u2 = counter_uniform(seed, e, 1);
     const double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
@@ -124,7 +125,7 @@ void CpuBackend::fill_random(const Tensor& dst, uint64_t seed, RandomInit init, 
   }
 }
 
-void CpuBackend::begin_pass(const PassInput& pass, const KvCache& cache) {
+void CpuBackend::begin_pass(const PassInput& pass, const KvCache& cache, const QkvLayout&) {
   pass.check(cache.block_size, cache.n_blocks);
   pass_ = pass;
 }
@@ -168,10 +169,9 @@ void CpuBackend::embedding(const Tensor& table, int64_t vocab_begin, const Tenso
   round_if_needed(out.rows(0, pass_.n_tokens()));
 }
 
-void CpuBackend::rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out,
-                         Schedule) {
+void CpuBackend::rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out, Schedule) {
   const int64_t rows = x.dim(0), n = x.row_size();
-#pragma omp parallel for schedule(static) num_threads(threads_) if(cpu::worth_parallel(rows * n))
+#pragma omp parallel for schedule(static) num_threads(threads_) if (cpu::worth_parallel(rows * n))
   for (int64_t r = 0; r < rows; ++r)
     rmsnorm_row(x.ptr<float>() + r * n, w.ptr<float>(), eps, out.ptr<float>() + r * n, n);
   round_if_needed(out);
@@ -180,7 +180,7 @@ void CpuBackend::rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tens
 void CpuBackend::add_rmsnorm(const Tensor& residual, const Tensor& delta, const Tensor& w,
                              float eps, const Tensor& out, Schedule) {
   const int64_t rows = residual.dim(0), n = residual.row_size();
-#pragma omp parallel for schedule(static) num_threads(threads_) if(cpu::worth_parallel(rows * n))
+#pragma omp parallel for schedule(static) num_threads(threads_) if (cpu::worth_parallel(rows * n))
   for (int64_t r = 0; r < rows; ++r) {
     float* x = residual.ptr<float>() + r * n;
     const float* d = delta.ptr<float>() + r * n;
@@ -203,8 +203,8 @@ void CpuBackend::matmul(const Tensor& x, const Tensor& w, const Tensor* bias, co
   round_if_needed(out);
 }
 
-void CpuBackend::matmul_leaves(const Tensor& x, const Tensor& w,
-                               const std::vector<int64_t>& leaves, const Tensor& out) {
+void CpuBackend::matmul_leaves(const Tensor& x, const Tensor& w, const std::vector<int64_t>& leaves,
+                               const Tensor& out) {
   check_f32(x, "matmul input");
   check_f32(out, "matmul_leaves output");
   const int64_t m = x.dim(0), k = x.dim(1), n = w.dim(0);
@@ -223,7 +223,7 @@ void CpuBackend::sum_parts(const Tensor& parts, const Tensor& out) {
                "sum_parts {} -> {}", parts.shape_string(), out.shape_string());
   const float* in = parts.ptr<float>();
   float* o = out.ptr<float>();
-#pragma omp parallel for schedule(static) num_threads(threads_) if(cpu::worth_parallel(n * p))
+#pragma omp parallel for schedule(static) num_threads(threads_) if (cpu::worth_parallel(n * p))
   for (int64_t i = 0; i < n; ++i) {
     float v[8];
     for (int j = 0; j < p; ++j) v[j] = in[j * n + i];
@@ -236,11 +236,12 @@ void CpuBackend::qk_norm(const Tensor& qkv, const QkvLayout& layout, const Tenso
                          const Tensor& k_w, float eps, Schedule) {
   const int64_t rows = qkv.dim(0);
   const int d = layout.head_dim;
-#pragma omp parallel for schedule(static) num_threads(threads_) if(cpu::worth_parallel(rows * layout.row()))
+#pragma omp parallel for schedule(static) \
+    num_threads(threads_) if (cpu::worth_parallel(rows * layout.row()))
   for (int64_t r = 0; r < rows; ++r) {
     float* row = qkv.ptr<float>() + r * layout.row();
-    for (int h = 0; h < layout.n_heads; ++h) rmsnorm_row(row + h * d, q_w.ptr<float>(), eps,
-                                                         row + h * d, d);
+    for (int h = 0; h < layout.n_heads; ++h)
+      rmsnorm_row(row + h * d, q_w.ptr<float>(), eps, row + h * d, d);
     float* k = row + layout.q_dim();
     for (int h = 0; h < layout.n_kv_heads; ++h)
       rmsnorm_row(k + h * d, k_w.ptr<float>(), eps, k + h * d, d);
@@ -253,7 +254,8 @@ void CpuBackend::rope(const Tensor& qkv, const QkvLayout& layout, const RopeTabl
   const int n = pass_.n_tokens();
   const int half = layout.head_dim / 2;
   const bool interleaved = table.layout == RopeLayout::kInterleaved;
-#pragma omp parallel for schedule(static) num_threads(threads_) if(cpu::worth_parallel(static_cast<int64_t>(n) * layout.row()))
+#pragma omp parallel for schedule(static) \
+    num_threads(threads_) if (cpu::worth_parallel(static_cast <int64_t>(n) * layout.row()))
   for (int t = 0; t < n; ++t) {
     const int pos = pass_.positions[t];
     LLM42_ASSERT(pos < table.max_positions, "position {} beyond the RoPE table of {}", pos,
@@ -281,8 +283,8 @@ void CpuBackend::rope(const Tensor& qkv, const QkvLayout& layout, const RopeTabl
   }
 }
 
-void CpuBackend::rope_kv_write(const Tensor& qkv, const QkvLayout& layout,
-                               const RopeTable& table, const KvCache& cache, int layer) {
+void CpuBackend::rope_kv_write(const Tensor& qkv, const QkvLayout& layout, const RopeTable& table,
+                               const KvCache& cache, int layer) {
   rope(qkv, layout, table);
   kv_write(qkv, layout, cache, layer);
 }
@@ -308,8 +310,7 @@ void CpuBackend::attention(const Tensor& qkv, const QkvLayout& layout, const KvC
                                  cache.block_size};
   const int n = pass_.n_tokens();
   const int group = layout.n_heads / layout.n_kv_heads;
-  const int fast_splits =
-      cpu::fast_kv_splits(static_cast<int64_t>(n) * layout.n_heads, threads_);
+  const int fast_splits = cpu::fast_kv_splits(static_cast<int64_t>(n) * layout.n_heads, threads_);
   // Row -> sequence, for the block table.
   std::vector<int> seq_of(static_cast<size_t>(n));
   for (int i = 0; i < static_cast<int>(pass_.seqs.size()); ++i)
@@ -318,13 +319,15 @@ void CpuBackend::attention(const Tensor& qkv, const QkvLayout& layout, const KvC
   const float* vc = cache.v[layer].ptr<float>();
   int64_t attention_work = 0;
   for (int t = 0; t < n; ++t)
-    attention_work += static_cast<int64_t>(pass_.positions[t] + 1) * layout.n_heads * layout.head_dim;
-#pragma omp parallel for collapse(2) schedule(dynamic, 4) num_threads(threads_) if(cpu::worth_parallel(attention_work))
+    attention_work +=
+        static_cast<int64_t>(pass_.positions[t] + 1) * layout.n_heads * layout.head_dim;
+#pragma omp parallel for collapse(2) schedule(dynamic, 4) \
+    num_threads(threads_) if (cpu::worth_parallel(attention_work))
   for (int t = 0; t < n; ++t) {
     for (int h = 0; h < layout.n_heads; ++h) {
       const PassSeq& sq = pass_.seqs[seq_of[t]];
-      const float* q = qkv.ptr<float>() + static_cast<int64_t>(t) * layout.row() +
-                       h * layout.head_dim;
+      const float* q =
+          qkv.ptr<float>() + static_cast<int64_t>(t) * layout.row() + h * layout.head_dim;
       float* o = out.ptr<float>() + static_cast<int64_t>(t) * layout.q_dim() + h * layout.head_dim;
       const int splits = attention_schedule(s, sq) == Schedule::kFast ? fast_splits : 0;
       cpu::attend_one(q, kc, vc, pass_.block_tables.data() + sq.block_begin, pass_.positions[t],
@@ -337,7 +340,7 @@ void CpuBackend::attention(const Tensor& qkv, const QkvLayout& layout, const KvC
 
 void CpuBackend::swiglu(const Tensor& gate_up, const Tensor& out) {
   const int64_t rows = gate_up.dim(0), f = out.dim(1);
-#pragma omp parallel for schedule(static) num_threads(threads_) if(cpu::worth_parallel(rows * f))
+#pragma omp parallel for schedule(static) num_threads(threads_) if (cpu::worth_parallel(rows * f))
   for (int64_t r = 0; r < rows; ++r) {
     const float* g = gate_up.ptr<float>() + r * 2 * f;
     const float* u = g + f;
@@ -364,7 +367,8 @@ void CpuBackend::sample(const Tensor& logits, const std::vector<SampleRow>& rows
                         std::vector<SampleResult>& out) {
   const int vocab = static_cast<int>(logits.dim(1));
   out.assign(rows.size(), SampleResult{});
-#pragma omp parallel for schedule(dynamic) num_threads(threads_) if(cpu::worth_parallel(static_cast<int64_t>(rows.size()) * vocab))
+#pragma omp parallel for schedule(dynamic) \
+    num_threads(threads_) if (cpu::worth_parallel(static_cast <int64_t>(rows.size()) * vocab))
   for (size_t i = 0; i < rows.size(); ++i) {
     const SampleRow& r = rows[i];
     SamplingParams p;
@@ -374,10 +378,9 @@ void CpuBackend::sample(const Tensor& logits, const std::vector<SampleRow>& rows
     p.min_p = r.min_p;
     p.top_logprobs = std::min(r.top_logprobs, kMaxTopLogprobs);
     const float* row = logits.ptr<float>() + static_cast<int64_t>(r.logit_row) * vocab;
-    const SampledToken t =
-        r.score_token >= 0
-            ? score_token(row, vocab, r.score_token, p.top_logprobs)
-            : sample_token(row, vocab, p, r.seed, r.position, TokenHistory{});
+    const SampledToken t = r.score_token >= 0
+                               ? score_token(row, vocab, r.score_token, p.top_logprobs)
+                               : sample_token(row, vocab, p, r.seed, r.position, TokenHistory{});
     SampleResult& o = out[i];
     o.token = t.id;
     o.logprob = t.logprob;

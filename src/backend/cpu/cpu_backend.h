@@ -35,11 +35,10 @@ class CpuBackend final : public Backend {
   void copy_device_2d(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width,
                       size_t rows) override;
 
-  void begin_pass(const PassInput& pass, const KvCache& cache) override;
+  void begin_pass(const PassInput& pass, const KvCache& cache, const QkvLayout& layout) override;
 
   void embedding(const Tensor& table, int64_t vocab_begin, const Tensor& out) override;
-  void rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out,
-               Schedule s) override;
+  void rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out, Schedule s) override;
   void add_rmsnorm(const Tensor& residual, const Tensor& delta, const Tensor& w, float eps,
                    const Tensor& out, Schedule s) override;
   void matmul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out,

@@ -30,12 +30,7 @@ inline constexpr int kCanonicalChunk = 256;
 
 // How the planner may split row tiles into pieces (tests and labs force one or the other).
 enum class SplitPolicy { kAuto, kNever, kAlways };
-// Whether the fast lane cuts prefill chunks into tall tiles. kAuto: in passes of prefill chunks
-// only, where the tall items still fill a wave; kMixed: the same, and also in passes that hold
-// decode or verification rows beside the chunks, where the chunks' tall items alone fill a wave
-// (--cuda-attention-tall mixed: long-prompt traffic such as the ArXiv-like workload, whose
-// chunks sit at long prefixes next to decode rows); kNever; kAlways (tests and labs).
-enum class TallPolicy { kAuto, kMixed, kNever, kAlways };
+// TallPolicy: backend/cuda/options.h.
 
 struct AttnPlanRequest {
   Schedule schedule = Schedule::kCanonical;  // the pass's (PassSeq::fast_attention per sequence)

@@ -63,21 +63,10 @@ std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& opts, int ordin
 }
 
 CudaBackend::CudaBackend(const BackendOptions& opts, int ordinal)
-    : ordinal_(ordinal), memory_fraction_(opts.memory_fraction) {
-  cuda::set_programmatic_launch(opts.programmatic_launch);
-  switch (parse_attention_tall(opts.attention_tall)) {
-    case AttentionTall::kAuto:
-      tall_policy_ = cuda::TallPolicy::kAuto;
-      break;
-    case AttentionTall::kMixed:
-      tall_policy_ = cuda::TallPolicy::kMixed;
-      break;
-    case AttentionTall::kNever:
-      tall_policy_ = cuda::TallPolicy::kNever;
-      break;
-  }
-  if (!(memory_fraction_ > 0.0 && memory_fraction_ <= 1.0))
-    fail("--gpu-memory-fraction {}: must be in (0, 1]", memory_fraction_);
+    : ordinal_(ordinal), memory_fraction_(opts.cuda.memory_fraction) {
+  check_cuda_options(opts.cuda);
+  cuda::set_programmatic_launch(opts.cuda.programmatic_launch);
+  tall_policy_ = parse_attention_tall(opts.cuda.attention_tall);
   LLM42_CUDA_CHECK(cudaSetDevice(ordinal_));
   cudaDeviceProp prop{};
   LLM42_CUDA_CHECK(cudaGetDeviceProperties(&prop, ordinal_));
@@ -95,8 +84,8 @@ CudaBackend::CudaBackend(const BackendOptions& opts, int ordinal)
   LLM42_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   LLM42_CUDA_CHECK(cudaEventCreateWithFlags(&staging_free_, cudaEventDisableTiming));
   graph_io_.in_graphs = bias_tmp_.in_graphs = leaf_parts_.in_graphs = true;
-  gemm_ = std::make_unique<cuda::GemmRunner>(stream_, device_tag(prop), opts.canonical_skinny,
-                                               opts.canonical_m_step);
+  gemm_ = std::make_unique<cuda::GemmRunner>(stream_, device_tag(prop), opts.cuda.canonical_skinny,
+                                             opts.cuda.canonical_m_step);
   used_ += gemm_->workspace_bytes();
   ensure(partial_o_, kPartialOBytes);
   ensure(partial_ml_, kPartialMlBytes);
@@ -124,8 +113,8 @@ CudaBackend::~CudaBackend() {
 }
 
 std::string CudaBackend::kernel_id() const {
-  return fmt::format("cuda-sm{}{}-attn-t{}c{}-tree8-cublasLt{}", cc_major_, cc_minor_, cuda::kAttnKeyTile,
-                     cuda::kCanonicalChunk, cublasLtGetVersion());
+  return fmt::format("cuda-sm{}{}-attn-t{}c{}-tree8-cublasLt{}", cc_major_, cc_minor_,
+                     cuda::kAttnKeyTile, cuda::kCanonicalChunk, cublasLtGetVersion());
 }
 
 // ---- memory ---------------------------------------------------------------------------------
@@ -264,7 +253,11 @@ void CudaBackend::copy_device_2d(void* dst, size_t dpitch, const void* src, size
 
 // ---- plan -----------------------------------------------------------------------------------
 
-void CudaBackend::begin_pass(const PassInput& pass, const KvCache& cache) {
+namespace {
+size_t align16(size_t bytes) { return (bytes + 15) / 16 * 16; }
+}  // namespace
+
+void CudaBackend::begin_pass(const PassInput& pass, const KvCache& cache, const QkvLayout& layout) {
   pass.check(cache.block_size, cache.n_blocks);
   pass_ = pass;
   plan_valid_ = false;
@@ -278,10 +271,20 @@ void CudaBackend::begin_pass(const PassInput& pass, const KvCache& cache) {
   o.logit_rows = o.slots + pad4(t);
   o.block_tables = o.logit_rows + pad4(r);
   o.seqs = o.block_tables + pad4(b);
-  const size_t total = o.seqs + 4 * s;
-  write_pass(pass, o, reinterpret_cast<int32_t*>(staging(total * sizeof(int32_t))));
-  upload(pass_buf_, total * sizeof(int32_t));
+  // The pass's index arrays, then its attention plan (the work items, then the combines), in
+  // one upload.
+  const size_t plan_at = align16((o.seqs + 4 * s) * sizeof(int32_t));
+  cuda::AttnPlan plan;
+  if (layout.n_heads > 0) plan = make_attention_plan(layout, pass.schedule);
+  const size_t items_bytes = plan.items.size() * sizeof(cuda::AttnWorkItem);
+  const size_t total = plan_at + items_bytes + plan.combines.size() * sizeof(cuda::AttnCombineItem);
+  unsigned char* h = staging(total);
+  write_pass(pass, o, reinterpret_cast<int32_t*>(h));
+  std::memcpy(h + plan_at, plan.items.data(), items_bytes);
+  std::memcpy(h + plan_at + items_bytes, plan.combines.data(), total - plan_at - items_bytes);
+  upload(pass_buf_, total);
   point_at(static_cast<const int32_t*>(pass_buf_.ptr), o);
+  d_plan_ = static_cast<const unsigned char*>(pass_buf_.ptr) + plan_at;
 }
 
 void CudaBackend::write_pass(const PassInput& pass, const PassOffsets& o, int32_t* h) {
@@ -349,6 +352,7 @@ void CudaBackend::prepare_attention(const QkvLayout& layout, Schedule s) {
   std::memcpy(h, plan.items.data(), items_bytes);
   std::memcpy(h + items_bytes, plan.combines.data(), bytes - items_bytes);
   upload(plan_buf_, bytes);
+  d_plan_ = static_cast<const unsigned char*>(plan_buf_.ptr);
 }
 
 // ---- graphs ---------------------------------------------------------------------------------
@@ -368,8 +372,6 @@ class CudaPassGraph final : public PassGraph {
   cudaGraphExec_t exec_;
   uint64_t epoch_;
 };
-
-size_t align16(size_t bytes) { return (bytes + 15) / 16 * 16; }
 
 }  // namespace
 
@@ -635,9 +637,9 @@ void CudaBackend::attention(const Tensor& qkv, const QkvLayout& layout, const Kv
     p.grid = 2 * sm_count_;
     p.narrow_grid = graph_has_narrow(layout) ? 3 * sm_count_ : 0;
   } else {
-    p.items = static_cast<const cuda::AttnWorkItem*>(plan_buf_.ptr);
+    p.items = reinterpret_cast<const cuda::AttnWorkItem*>(d_plan_);
     p.combines = reinterpret_cast<const cuda::AttnCombineItem*>(
-        static_cast<const unsigned char*>(plan_buf_.ptr) + n_items_ * sizeof(cuda::AttnWorkItem));
+        d_plan_ + n_items_ * sizeof(cuda::AttnWorkItem));
   }
   p.partial_o = static_cast<float*>(partial_o_.ptr);
   p.partial_ml = static_cast<float*>(partial_ml_.ptr);
@@ -687,9 +689,9 @@ void CudaBackend::sample(const Tensor& logits, const std::vector<SampleRow>& row
     const bool needs_order = (draws && r.temperature > 0.0f && filtered) || r.top_logprobs > 0;
     LLM42_ASSERT(draws || r.score_token < vocab, "score token {} (vocabulary {})", r.score_token,
                  vocab);
-    dev[i] = {r.logit_row, r.temperature, r.top_k,
-              r.top_p,     r.min_p,       std::min(r.top_logprobs, cuda::kSampleMaxTop),
-              r.seed,      r.position,    needs_order ? n_sorted++ : -1,
+    dev[i] = {r.logit_row,  r.temperature, r.top_k,
+              r.top_p,      r.min_p,       std::min(r.top_logprobs, cuda::kSampleMaxTop),
+              r.seed,       r.position,    needs_order ? n_sorted++ : -1,
               r.score_token};
   }
   const size_t rows_bytes = dev.size() * sizeof(cuda::SampleRowDev);

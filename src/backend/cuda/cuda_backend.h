@@ -60,7 +60,7 @@ class CudaBackend final : public Backend {
   void copy_device_2d(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width,
                       size_t rows) override;
 
-  void begin_pass(const PassInput& pass, const KvCache& cache) override;
+  void begin_pass(const PassInput& pass, const KvCache& cache, const QkvLayout& layout) override;
 
   bool supports_graphs() const override { return true; }
   void begin_graph_pass(const PassInput& pass, const KvCache& cache,
@@ -183,6 +183,9 @@ class CudaBackend final : public Backend {
   int plan_heads_ = 0, plan_kv_heads_ = 0;
   int n_items_ = 0, n_combines_ = 0, n_tall_ = 0, n_narrow_ = 0;
   Workspace plan_buf_;
+  // The attention plan's work items then combines: in pass_buf_ after begin_pass, in plan_buf_
+  // after a plan for another layout or schedule (prepare_attention).
+  const unsigned char* d_plan_ = nullptr;
   Workspace partial_o_, partial_ml_;
   Workspace split_done_;  // the attention kernel's per-combine counters (AttnParams::split_done)
   int64_t partial_capacity_ = 0;

@@ -1,9 +1,9 @@
-// Device sampling, the twin of engine/sampler.cpp without penalties (which need token history
+// Device sampling, the twin of core/sampler.cpp without penalties (which need token history
 // and stay on the host). Layout: logits (R, vocab) f32. One block of 1024 threads per row;
 // every reduction over the vocabulary has one fixed order per row (a thread takes a fixed
 // stride of ids, then a fixed shuffle tree and warp order), independent of the number of rows.
 //
-// Semantics (engine/sampler.h): greedy = argmax, ties to the lowest id; sampled = Gumbel-max of
+// Semantics (core/sampler.h): greedy = argmax, ties to the lowest id; sampled = Gumbel-max of
 // z = logits / temperature over the ids kept by top-k, then top-p, then min-p, with noise
 // -log(-log(u)), u = counter_uniform(seed, position, id), all in double; logprobs are
 // log_softmax of the raw logits. Filters need the sorted order (value descending, ties by id),

@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "engine/sampling_params.h"
+#include "core/sampling_params.h"
 
 namespace llm42 {
 
@@ -29,9 +29,9 @@ struct TokenHistory {
 
 struct SampledToken {
   int32_t id = -1;
-  float logprob = 0.0f;                            // of `id` under log_softmax(raw logits)
-  int32_t rank = 0;  // score_token: 1 + the ids with a larger raw logit; 0 when not computed
-  std::vector<std::pair<int32_t, float>> top;      // top_logprobs alternatives, best first
+  float logprob = 0.0f;  // of `id` under log_softmax(raw logits)
+  int32_t rank = 0;      // score_token: 1 + the ids with a larger raw logit; 0 when not computed
+  std::vector<std::pair<int32_t, float>> top;  // top_logprobs alternatives, best first
 };
 
 // Whether t was sampled from finite logits. A NaN or +Inf logit (or a row of -Inf) makes the

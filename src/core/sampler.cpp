@@ -1,4 +1,4 @@
-#include "engine/sampler.h"
+#include "core/sampler.h"
 
 #include <algorithm>
 #include <cmath>
@@ -57,8 +57,7 @@ void fill_logprobs(const float* logits, int vocab, int top_logprobs, SampledToke
       return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
     });
     for (int i = 0; i < k; ++i)
-      out.top.emplace_back(ids[i],
-                           static_cast<float>(static_cast<double>(logits[ids[i]]) - lse));
+      out.top.emplace_back(ids[i], static_cast<float>(static_cast<double>(logits[ids[i]]) - lse));
   }
 }
 
@@ -87,8 +86,8 @@ SampledToken sample_token(const float* logits, int vocab, const SamplingParams& 
       kept.resize(static_cast<size_t>(vocab));
       std::iota(kept.begin(), kept.end(), 0);
       auto by_value = [&](int32_t a, int32_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); };
-      const size_t k =
-          params.top_k > 0 ? std::min<size_t>(static_cast<size_t>(params.top_k), kept.size())
+      const size_t k = params.top_k > 0
+                           ? std::min<size_t>(static_cast<size_t>(params.top_k), kept.size())
                            : kept.size();
       std::partial_sort(kept.begin(), kept.begin() + static_cast<std::ptrdiff_t>(k), kept.end(),
                         by_value);
@@ -119,8 +118,8 @@ SampledToken sample_token(const float* logits, int vocab, const SamplingParams& 
       std::sort(kept.begin(), kept.end());
     }
     auto score = [&](int32_t i) {
-      const double u = counter_uniform(seed, static_cast<uint64_t>(position),
-                                       static_cast<uint64_t>(i));
+      const double u =
+          counter_uniform(seed, static_cast<uint64_t>(position), static_cast<uint64_t>(i));
       return z[i] - std::log(-std::log(u));
     };
     int32_t best = -1;
