@@ -11,6 +11,7 @@
 #include <string>
 
 #include "core/tensor.h"
+#include "util/error.h"
 
 namespace llm42 {
 
@@ -30,6 +31,23 @@ class Communicator {
   // out = every rank's `in` one after another in rank order (out holds size() * in.nbytes()
   // bytes, contiguous; no arithmetic).
   virtual void all_gather(const Tensor& in, const Tensor& out) = 0;
+
+  // When one rank fails in the middle of a pass, the others would wait for it forever at their
+  // next exchange. abort(), called from any thread once a rank has failed, makes every rank's
+  // pending and later exchanges of the group throw ExchangeAborted instead (in-process: the
+  // barrier is broken; NCCL: ncclCommAbort). Idempotent.
+  virtual void abort() = 0;
+  // After abort(), once no rank is inside an exchange: makes the group usable again and returns
+  // true (in-process), or returns false where an aborted group cannot be mended (NCCL: its
+  // communicator is gone; the model must be loaded again).
+  virtual bool recover() = 0;
+};
+
+// What an exchange throws after Communicator::abort: the consequence of another rank's failure,
+// never the cause (ParallelModel reports the cause).
+class ExchangeAborted : public Error {
+ public:
+  using Error::Error;
 };
 
 }  // namespace llm42

@@ -5,8 +5,37 @@
 namespace llm42 {
 
 InProcessGroup::InProcessGroup(int size)
-    : size_(size), barrier_(size), published_(static_cast<size_t>(size), nullptr) {
+    : size_(size), published_(static_cast<size_t>(size), nullptr) {
   LLM42_ASSERT(size >= 1, "group of {} ranks", size);
+}
+
+void InProcessGroup::arrive_and_wait() {
+  std::unique_lock lock(mu_);
+  if (aborted_) throw ExchangeAborted("in-process exchange aborted: another rank failed");
+  const uint64_t phase = generation_;
+  if (++arrived_ == size_) {
+    arrived_ = 0;
+    ++generation_;
+    cv_.notify_all();
+    return;
+  }
+  cv_.wait(lock, [&] { return generation_ != phase || aborted_; });
+  if (generation_ == phase) throw ExchangeAborted("in-process exchange aborted: another rank failed");
+}
+
+void InProcessGroup::abort() {
+  {
+    std::lock_guard lock(mu_);
+    aborted_ = true;
+  }
+  cv_.notify_all();
+}
+
+void InProcessGroup::reset() {
+  std::lock_guard lock(mu_);
+  aborted_ = false;
+  arrived_ = 0;
+  ++generation_;
 }
 
 InProcessCommunicator::InProcessCommunicator(std::shared_ptr<InProcessGroup> group, int rank,
@@ -24,12 +53,12 @@ void InProcessCommunicator::all_gather(const Tensor& in, const Tensor& out) {
   // 3. Wait until every rank has copied before anyone reuses its input.
   backend_.synchronize();
   group_->published_[static_cast<size_t>(rank_)] = in.data;
-  group_->barrier_.arrive_and_wait();
+  group_->arrive_and_wait();
   for (int r = 0; r < n; ++r)
     backend_.copy_device(static_cast<char*>(out.data) + bytes * static_cast<size_t>(r),
                          group_->published_[static_cast<size_t>(r)], bytes);
   backend_.synchronize();
-  group_->barrier_.arrive_and_wait();
+  group_->arrive_and_wait();
 }
 
 void InProcessCommunicator::all_reduce_sum(const Tensor& t) {

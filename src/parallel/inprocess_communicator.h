@@ -4,8 +4,10 @@
 // device (tests, the CPU), and is not meant to be fast.
 #pragma once
 
-#include <barrier>
+#include <condition_variable>
+#include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "backend/backend.h"
@@ -19,10 +21,22 @@ class InProcessGroup {
   explicit InProcessGroup(int size);
   int size() const { return size_; }
 
+  // Blocks until every rank has arrived (a reusable barrier); throws ExchangeAborted when the
+  // group is aborted, before or while waiting.
+  void arrive_and_wait();
+  // Wakes every waiting rank with ExchangeAborted; later arrivals throw too until reset().
+  void abort();
+  // The barrier whole again (no rank may be waiting: after a failed pass has ended everywhere).
+  void reset();
+
  private:
   friend class InProcessCommunicator;
   int size_;
-  std::barrier<> barrier_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int arrived_ = 0;
+  uint64_t generation_ = 0;  // completed barrier phases
+  bool aborted_ = false;
   std::vector<const void*> published_;  // per rank: the buffer it offers in the current exchange
 };
 
@@ -37,6 +51,11 @@ class InProcessCommunicator final : public Communicator {
   // Gathers every rank's t, then sums them in rank order along the binary tree (sum_parts).
   void all_reduce_sum(const Tensor& t) override;
   void all_gather(const Tensor& in, const Tensor& out) override;
+  void abort() override { group_->abort(); }
+  bool recover() override {
+    group_->reset();
+    return true;
+  }
 
  private:
   std::shared_ptr<InProcessGroup> group_;

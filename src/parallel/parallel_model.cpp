@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "backend/communicator.h"
 #include "util/error.h"
 
 namespace llm42 {
@@ -24,6 +25,7 @@ ParallelModel::ParallelModel(int tp, int ranks_per_device, const std::function<R
   for (int r = 1; r < tp; ++r) threads_.emplace_back(&ParallelModel::worker, this, r);
   try {
     run_all(make);
+    built_ = true;
   } catch (...) {
     {
       std::lock_guard lock(mu_);
@@ -69,12 +71,36 @@ void ParallelModel::worker(int r) {
     } catch (...) {
       error = std::current_exception();
     }
+    if (error) rank_failed(r, error);
     {
       std::lock_guard lock(mu_);
-      if (error && !error_) error_ = error;
       if (--pending_ == 0) done_cv_.notify_all();
     }
   }
+}
+
+void ParallelModel::rank_failed(int r, std::exception_ptr error) {
+  bool consequence = false;
+  try {
+    std::rethrow_exception(error);
+  } catch (const ExchangeAborted&) {
+    consequence = true;
+  } catch (...) {
+  }
+  {
+    std::lock_guard lock(mu_);
+    // The cause is kept over the other ranks' aborted exchanges, whatever order they come in.
+    if (!consequence && !cause_) {
+      cause_ = error;
+      failed_rank_ = r;
+    }
+    if (!error_) error_ = error;
+  }
+  // The others may be waiting for this rank at an exchange: release them. (While the ranks are
+  // still being built, owned_ is being written and nothing exchanges yet.)
+  if (built_)
+    for (Rank& rank : owned_)
+      if (rank.comm != nullptr) rank.comm->abort();
 }
 
 void ParallelModel::bind_rank0() {
@@ -87,6 +113,8 @@ void ParallelModel::bind_rank0() {
 }
 
 void ParallelModel::run_all(const std::function<void(int)>& fn) {
+  if (!broken_.empty())
+    fail("tensor-parallel model unusable: {}; restart to load it again", broken_);
   bind_rank0();
   if (threads_.empty()) {
     fn(0);
@@ -97,20 +125,41 @@ void ParallelModel::run_all(const std::function<void(int)>& fn) {
     task_ = &fn;
     pending_ = static_cast<int>(threads_.size());
     error_ = nullptr;
+    cause_ = nullptr;
+    failed_rank_ = -1;
     ++epoch_;
   }
   work_cv_.notify_all();
-  std::exception_ptr mine;
   try {
     fn(0);
   } catch (...) {
-    mine = std::current_exception();
+    rank_failed(0, std::current_exception());
   }
   std::unique_lock lock(mu_);
   done_cv_.wait(lock, [&] { return pending_ == 0; });
   task_ = nullptr;
-  if (mine) std::rethrow_exception(mine);
-  if (error_) std::rethrow_exception(error_);
+  if (!error_) return;
+  // Every rank has left the pass: mend the exchanges for the next one where that can be done.
+  const std::exception_ptr cause = cause_ ? cause_ : error_;
+  const int rank = failed_rank_;
+  lock.unlock();
+  bool mended = true;
+  if (built_)
+    for (Rank& r : owned_)
+      if (r.comm != nullptr) mended = r.comm->recover() && mended;
+  std::string what = "unknown error";
+  try {
+    std::rethrow_exception(cause);
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  if (rank >= 0) what = fmt::format("tensor-parallel rank {} failed: {}", rank, what);
+  if (!mended) {
+    broken_ = what;
+    fail("{} (its {} exchanges were aborted and cannot be mended)", what, communicator_name());
+  }
+  fail("{}", what);
 }
 
 std::string ParallelModel::communicator_name() const {

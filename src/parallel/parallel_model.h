@@ -80,8 +80,14 @@ class ParallelModel {
 
  private:
   // Runs fn(r) for every rank r (rank 0 here, the others on their threads, each bound to its
-  // device) and waits for all; rethrows the first exception a rank threw.
+  // device) and waits for all. A rank that throws aborts the group's exchanges, so no other
+  // rank waits for it forever; once every rank has left, the exchanges are mended (in-process)
+  // and llm42::Error is thrown naming the failed rank and its error. Where they cannot be
+  // mended (NCCL), every later call throws: the model must be loaded again.
   void run_all(const std::function<void(int)>& fn);
+  // Records rank r's exception (the first that is not an ExchangeAborted is the cause) and
+  // aborts every rank's exchanges.
+  void rank_failed(int r, std::exception_ptr error);
   void worker(int r);
   void bind_rank0();
 
@@ -99,7 +105,11 @@ class ParallelModel {
   int pending_ = 0;            // workers still running the current task
   bool stopping_ = false;
   const std::function<void(int)>* task_ = nullptr;
-  std::exception_ptr error_;
+  std::exception_ptr error_;  // the first exception of the current run_all
+  std::exception_ptr cause_;  // the first that was not an aborted exchange
+  int failed_rank_ = -1;      // cause_'s rank
+  std::string broken_;        // why the exchanges cannot be used again ("" while they can)
+  bool built_ = false;        // every rank's part made (set on the constructing thread)
 };
 
 }  // namespace llm42

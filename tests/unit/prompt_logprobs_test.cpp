@@ -133,8 +133,11 @@ TEST_F(PromptLogprobs, EqualTheLogprobsOfTheSameTokensDecodedDeterministically) 
       ASSERT_EQ(t.top.size(), 3u);
       // The rank is where the token stands among the alternatives.
       EXPECT_GE(t.rank, 1);
-      if (t.rank <= 3) EXPECT_EQ(t.top[static_cast<size_t>(t.rank - 1)].first, t.id);
-      if (t.rank > 3) EXPECT_LE(t.logprob, t.top[2].second);
+      if (t.rank <= 3) {
+        EXPECT_EQ(t.top[static_cast<size_t>(t.rank - 1)].first, t.id);
+      } else {
+        EXPECT_LE(t.logprob, t.top[2].second);
+      }
     }
     for (size_t j = 0; j < gen.ids.size(); ++j)
       EXPECT_TRUE(same_logprob(scored.prompt_logprobs[p.size() - 1 + j], gen.logprobs[j]))
@@ -171,7 +174,9 @@ TEST_F(PromptLogprobs, SameHoweverThePromptIsChunkedBatchedOrCached) {
   EXPECT_EQ(out.back().reason, FinishReason::kLength) << out.back().error;
   EXPECT_EQ(out.back().prompt_logprobs.size(), 39u);
   for (size_t i = 0; i + 1 < out.size(); ++i)
-    if (i != 2) EXPECT_EQ(out[i].prompt_outputs, 0) << "request " << i << " did not ask";
+    if (i != 2) {
+      EXPECT_EQ(out[i].prompt_outputs, 0) << "request " << i << " did not ask";
+    }
 }
 
 TEST_F(PromptLogprobs, EveryModeAndScheduleScoresThePromptOnce) {

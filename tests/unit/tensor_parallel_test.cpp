@@ -9,13 +9,19 @@
 
 #include <fmt/format.h>
 
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <thread>
 #include <random>
 
 #include "engine_harness.h"
 #include "model/checkpoint.h"
 #include "model/sharding.h"
+#include "parallel/communicator_group.h"
 #include "parallel/model_loader.h"
+#include "parallel/parallel_model.h"
 #include "test_util.h"
 #include "util/error.h"
 
@@ -443,6 +449,101 @@ INSTANTIATE_TEST_SUITE_P(
                       TpParam{Source::kTinyQwen3, {2, 4}},
                       TpParam{Source::kTinyMistral, {4}}),
     param_name);
+
+// ---- a rank that fails mid-pass ----------------------------------------------------------------
+
+// Rank `fail_rank`'s exchanges throw once armed, before reaching the others: the other ranks are
+// then waiting for it at that exchange.
+struct Injection {
+  std::atomic<int> fail_rank{-1};
+};
+
+class FailingCommunicator final : public Communicator {
+ public:
+  FailingCommunicator(std::unique_ptr<Communicator> inner, const Injection& inj)
+      : inner_(std::move(inner)), inj_(inj) {}
+  int rank() const override { return inner_->rank(); }
+  int size() const override { return inner_->size(); }
+  std::string name() const override { return inner_->name(); }
+  void all_reduce_sum(const Tensor& t) override {
+    maybe_fail();
+    inner_->all_reduce_sum(t);
+  }
+  void all_gather(const Tensor& in, const Tensor& out) override {
+    maybe_fail();
+    inner_->all_gather(in, out);
+  }
+  void abort() override { inner_->abort(); }
+  bool recover() override { return inner_->recover(); }
+
+ private:
+  void maybe_fail() const {
+    if (inj_.fail_rank.load() == rank()) fail("injected failure on rank {}", rank());
+  }
+  std::unique_ptr<Communicator> inner_;
+  const Injection& inj_;
+};
+
+TEST(TensorParallelFailure, ARankThatFailsMidPassFailsThePassNotTheEngine) {
+  const ModelConfig c = gqa_test_config();
+  const int tp = 4;
+  Injection inj;
+  const std::unique_ptr<CommunicatorGroup> group =
+      make_communicator_group(CommKind::kInProcess, tp, "cpu");
+  TestModel m;
+  m.parallel = std::make_unique<ParallelModel>(tp, tp, [&](int r) {
+    Rank rank;
+    BackendOptions o;
+    o.threads = 1;
+    rank.backend = make_backend(o);
+    rank.comm = std::make_unique<FailingCommunicator>(group->join(r, *rank.backend), inj);
+    rank.model = std::make_unique<Transformer>(
+        *rank.backend, dummy_weights(*rank.backend, c, DType::kF32, 13, {r, tp}), 512, 512,
+        rank.comm.get());
+    return rank;
+  });
+  const std::vector<Request> requests = make_requests(6, c.vocab_size, 17, 8, 16);
+  const EngineConfig config = small_engine_config(DeterminismMode::kDvr);
+  const std::vector<Outcome> before = run_workload(m, config, requests, Load{});
+
+  // Rank 2 fails at its first exchange of the next pass; the others wait there for it. Without
+  // the abort they would wait forever: the engine's own thread runs it, under a deadline.
+  const std::unique_ptr<Engine> engine = m.engine(config);
+  std::vector<Outcome> failed(requests.size());
+  std::vector<std::string> errors(requests.size());
+  std::atomic<int> finished{0};
+  inj.fail_rank = 2;
+  engine->start();
+  for (size_t i = 0; i < requests.size(); ++i)
+    engine->add_request(requests[i], [&, i](RequestOutput&& o) {
+      append_output(failed[i], o);
+      if (o.finished) {
+        errors[i] = o.error;
+        ++finished;
+      }
+    });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (finished.load() < static_cast<int>(requests.size())) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ADD_FAILURE() << "the engine hung after a rank failed";
+      std::_Exit(1);  // the rank threads cannot be joined
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  engine->stop(true);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    EXPECT_EQ(failed[i].reason, FinishReason::kError) << "request " << i;
+    EXPECT_NE(errors[i].find("tensor-parallel rank 2 failed: injected failure on rank 2"),
+              std::string::npos)
+        << "request " << i << ": " << errors[i];
+  }
+
+  // The exchanges are mended: the same requests get the same answers as before the failure.
+  inj.fail_rank = -1;
+  const std::vector<Outcome> after = run_workload(m, config, requests, Load{});
+  for (size_t i = 0; i < requests.size(); ++i)
+    EXPECT_EQ(first_mismatch(before[i], after[i]), -1) << "request " << i;
+}
 
 }  // namespace
 }  // namespace llm42::test

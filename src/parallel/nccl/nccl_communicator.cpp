@@ -2,6 +2,7 @@
 
 #include <nccl.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <string>
 
@@ -34,13 +35,16 @@ class NcclCommunicator final : public Communicator {
  public:
   NcclCommunicator(ncclComm_t comm, int rank, int size, cudaStream_t stream)
       : comm_(comm), rank_(rank), size_(size), stream_(stream) {}
-  ~NcclCommunicator() override { ncclCommDestroy(comm_); }
+  ~NcclCommunicator() override {
+    if (!aborted_.load()) ncclCommDestroy(comm_);
+  }
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string name() const override { return "nccl"; }
 
   void all_reduce_sum(const Tensor& t) override {
+    check_live();
     LLM42_NCCL_CHECK(ncclAllReduce(t.data, t.data, static_cast<size_t>(t.numel()),
                                    nccl_type(t.dtype), ncclSum, comm_, stream_));
   }
@@ -49,13 +53,29 @@ class NcclCommunicator final : public Communicator {
     LLM42_ASSERT(out.nbytes() == in.nbytes() * static_cast<size_t>(size_),
                  "all_gather of {} into {}", in.shape_string(), out.shape_string());
     // As bytes: a gather does no arithmetic.
+    check_live();
     LLM42_NCCL_CHECK(ncclAllGather(in.data, out.data, in.nbytes(), ncclUint8, comm_, stream_));
   }
 
+  // ncclCommAbort ends the operations in flight (a rank blocked on its stream waiting for a
+  // peer that failed returns) and frees the communicator: it cannot be mended.
+  void abort() override {
+    if (!aborted_.exchange(true)) ncclCommAbort(comm_);
+  }
+  bool recover() override { return false; }
+
  private:
+  void check_live() const {
+    if (aborted_.load())
+      throw ExchangeAborted(fmt::format("NCCL rank {}: its communicator was aborted after a "
+                                        "rank failed",
+                                        rank_));
+  }
+
   ncclComm_t comm_;
   int rank_, size_;
   cudaStream_t stream_;
+  std::atomic<bool> aborted_{false};
 };
 
 class NcclGroup final : public CommunicatorGroup {
