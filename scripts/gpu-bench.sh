@@ -3,7 +3,11 @@
 # with the llm42 binary packed by scripts/gpu-pack.sh into .gpubin/. Everything lands in $OUT
 # (tables as .txt, results as .json). Parts, so that each fits one device call:
 #   PART=ceilings  the device's bandwidth and GEMM rate, batch-1 decode (with and without CUDA
-#                  graphs), the transformers peer
+#                  graphs), the transformers peer (eager)
+#   PART=peer      the device's bandwidth and GEMM rate, then the transformers peer as a user after
+#                  speed would run it (static KV cache + torch.compile) and llm42 at the same
+#                  batch sizes (PEER_BATCHES): off, and every request deterministic in global
+#                  and dvr
 #   PART=offline   offline throughput of off / global / dvr at several deterministic ratios
 #                  (WORKLOADS, PROMPTS)
 #   PART=prefill   4K-token prompts, off and global (PROMPTS)
@@ -53,6 +57,18 @@ ceilings)
     timeout 120 $L42 bench --device cuda --model "$MODEL" --workload fixed:128,128 \
       --num-prompts "$b" --max-num-seqs "$b" --modes off --no-progress \
       --json "$OUT/llm42_peer_b$b.json" 2>&1 | tee -a "$OUT/llm42_peer.txt"
+  done
+  ;;
+peer)
+  timeout 120 $PY bench/gpu_roofline.py --json "$OUT/roofline.json" | tee "$OUT/roofline.txt"
+  export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-/tmp/llm42-inductor}
+  timeout "${PEER_TIMEOUT:-420}" $PY bench/hf_peer.py --batches "$PEER_BATCHES" --in-len 128 \
+    --out-len 128 --compile --json "$OUT/hf_peer_compiled.json" 2>&1 | grep -v Warning |
+    tee "$OUT/hf_peer_compiled.txt"
+  for b in ${PEER_BATCHES//,/ }; do
+    timeout 150 $L42 bench --device cuda --model "$MODEL" --workload fixed:128,128 \
+      --num-prompts "$b" --max-num-seqs "$b" --modes off,global,dvr --deterministic-ratio 1 \
+      --no-progress --json "$OUT/llm42_peer_b$b.json" 2>&1 | tee -a "$OUT/llm42_peer.txt"
   done
   ;;
 offline)
