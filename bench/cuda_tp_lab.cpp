@@ -2,9 +2,9 @@
 // row-parallel shapes (o: N 4096, K 4096; down: N 4096, K 14336), over M:
 //   plain     the canonical lane's GEMM before the tree (one split-K-free cuBLASLt algorithm
 //             per M bucket, bf16 out): what a canonical o/down cost at TP 1 until now
-//   leaves    Backend::matmul_leaves with 8 leaves (fp32 parts, tree kernel) + sum_parts to
-//             bf16: the canonical lane at TP 1 now (above the skinny range, one strided-batched
-//             cuBLASLt call over the leaves)
+//   leaves    Backend::matmul_leaves with 8 leaves into bf16 (fp32 parts, then the tree kernel
+//             rounding once): the canonical lane at TP 1 now (above the skinny range, one
+//             strided-batched cuBLASLt call over the leaves)
 //   per-leaf  the same with one cuBLASLt call per leaf (GemmRunner::set_leaf_batching(false)):
 //             the canonical lane at TP 1 before the leaves were batched
 //   subtree   the same at TP 2, 4, 8 on one rank's K slice (8/tp leaves), + the sum of the tp
@@ -97,13 +97,11 @@ int main(int argc, char** argv) {
       const double plain =
           time_us(b, 20, [&](int) { b.matmul(xm, w.t, nullptr, om, Schedule::kCanonical); });
       const double leaves = time_us(b, 20, [&](int) {
-        b.matmul_leaves(xm, w.t, shard_leaves(k, {0, 1}), fm);
-        b.sum_parts(fm.reshape({1, m, n}), om);
+        b.matmul_leaves(xm, w.t, shard_leaves(k, {0, 1}), om);
       });
       b.gemm().set_leaf_batching(false);
       const double per_leaf = time_us(b, 20, [&](int) {
-        b.matmul_leaves(xm, w.t, shard_leaves(k, {0, 1}), fm);
-        b.sum_parts(fm.reshape({1, m, n}), om);
+        b.matmul_leaves(xm, w.t, shard_leaves(k, {0, 1}), om);
       });
       b.gemm().set_leaf_batching(true);
       double sub[3] = {0, 0, 0};

@@ -227,11 +227,13 @@ class Backend {
   // out (M, N) in the activation dtype or f32.
   virtual void matmul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out,
                       Schedule s) = 0;
-  // The canonical lane's row-parallel GEMM (DESIGN.md §2, §7): out (M, N) f32 = x (M, K) @
+  // The canonical lane's row-parallel GEMM (DESIGN.md §2, §7): out (M, N) = x (M, K) @
   // w (N, K)^T with K cut at `leaves` (ascending offsets from 0 to K; 1, 2, 4 or 8 leaves):
   // each leaf reduced over its K range in the canonical order of `matmul`'s canonical lane,
   // into fp32, and the leaves summed along the binary tree ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7))
-  // in fp32. The order is a function of (N, leaves) alone.
+  // in fp32. The order is a function of (N, leaves) alone. out f32 holds the fp32 sum (a rank's
+  // subtree); out in an activation dtype other than f32 (bf16 on CUDA) holds it rounded once,
+  // the same bits as sum_parts of the f32 result (the whole tree at TP 1, in one step).
   virtual void matmul_leaves(const Tensor& x, const Tensor& w, const std::vector<int64_t>& leaves,
                              const Tensor& out) = 0;
   // out (M, N) = the parts (P, M, N) summed along the binary tree ((p0+p1)+(p2+p3))+... (P 1, 2,

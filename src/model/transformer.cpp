@@ -149,6 +149,10 @@ void Transformer::row_parallel(const Tensor& x, const Tensor& w, const std::vect
     return;
   }
   const int64_t t = x.dim(0), n = out.dim(1);
+  if (tp == 1 && out.dtype != DType::kF32) {  // the whole tree here, rounded once
+    backend_.matmul_leaves(x, w, leaves, out);
+    return;
+  }
   const Tensor sub = leaf_sum_.rows(0, t);
   backend_.matmul_leaves(x, w, leaves, sub);
   if (tp == 1) {

@@ -53,6 +53,10 @@ TEST(CudaRowParallel, SubtreesAndExchangeEqualTheWholeTreeAndDoNotDependOnM) {
     b.matmul_leaves(xw, ww, shard_leaves(k, {0, 1}), whole.view(DType::kF32, {m_max, n}));
     b.sum_parts(whole.view(DType::kF32, {1, m_max, n}), out.view(DType::kBF16, {m_max, n}));
     const std::vector<uint16_t> ref = download_u16(out.view(DType::kBF16, {m_max, n}));
+    // The whole tree rounded to bf16 in the same step (the model at TP 1): the same bits.
+    b.matmul_leaves(xw, ww, shard_leaves(k, {0, 1}), out.view(DType::kBF16, {m_max, n}));
+    EXPECT_EQ(download_u16(out.view(DType::kBF16, {m_max, n})), ref)
+        << "N " << n << " K " << k << ": the tree rounded in one step differs";
     // Batch invariance: the first rows of smaller passes have the same bits.
     for (const int64_t m : {int64_t{1}, int64_t{7}, int64_t{64}}) {
       b.matmul_leaves(xw.rows(0, m), ww, shard_leaves(k, {0, 1}), whole.view(DType::kF32, {m, n}));

@@ -543,7 +543,8 @@ void CudaBackend::matmul(const Tensor& x, const Tensor& w, const Tensor* bias, c
 void CudaBackend::matmul_leaves(const Tensor& x, const Tensor& w,
                                 const std::vector<int64_t>& leaves, const Tensor& out) {
   check_tensor(x, DType::kBF16, "matmul_leaves input");
-  check_tensor(out, DType::kF32, "matmul_leaves output");
+  LLM42_ASSERT(out.device == Device::kCUDA && (out.dtype == DType::kF32 || out.dtype == DType::kBF16),
+               "matmul_leaves output: f32 or bf16 on the GPU, got {}", dtype_name(out.dtype));
   if (w.dtype != DType::kBF16)
     fail("CUDA matmul: weights must be bf16 on the GPU, got {} (load with --dtype bf16)",
          dtype_name(w.dtype));
@@ -554,16 +555,18 @@ void CudaBackend::matmul_leaves(const Tensor& x, const Tensor& w,
                "matmul_leaves {} x {}^T -> {} over {} leaves", x.shape_string(), w.shape_string(),
                out.shape_string(), p);
   if (m == 0) return;
-  // One leaf writes `out` directly; more write their parts and the tree sums them into it.
+  // One leaf into an f32 `out` writes it directly; otherwise the leaves write their parts and
+  // the tree kernel sums them into `out`, rounding once to its dtype.
+  const bool direct = p == 1 && out.dtype == DType::kF32;
   float* parts = out.ptr<float>();
-  if (p > 1) {
+  if (!direct) {
     ensure(leaf_parts_, static_cast<size_t>(p * m * n) * sizeof(float));
     parts = static_cast<float*>(leaf_parts_.ptr);
   }
   gemm_->run_canonical_leaves(x.data, w.data, parts, m, n, k, leaves);
-  if (p > 1)
+  if (!direct)
     LLM42_CUDA_CHECK(
-        cuda::launch_sum_parts(parts, DType::kF32, p, m * n, out.data, DType::kF32, stream_));
+        cuda::launch_sum_parts(parts, DType::kF32, p, m * n, out.data, out.dtype, stream_));
 }
 
 void CudaBackend::sum_parts(const Tensor& parts, const Tensor& out) {
