@@ -3,8 +3,9 @@
 Llama-3.1-8B-shaped model of random weights, greedy, B prompts of IN random tokens and OUT new
 tokens each, timed from the call to generate() to its return (prefill included). Eager by
 default; --compile is the setup a user after speed would pick: a static KV cache and the
-model's forward under torch.compile (mode reduce-overhead: CUDA graphs), warmed up at each batch
-size with the timed call's exact shapes so that no compilation is timed. llm42's counterpart is
+model's forward under torch.compile (CUDA graphs: generate()'s own compilation where transformers
+has it, else forward wrapped in mode reduce-overhead), warmed up at each batch size with the
+timed call's exact shapes so that no compilation is timed. llm42's counterpart is
 `llm42 bench --workload fixed:IN,OUT --num-prompts B --max-num-seqs B`. Prints a table and
 writes JSON.
 
@@ -38,9 +39,14 @@ def main():
     import transformers
     setup = "eager"
     if args.compile:
-        setup = "static cache + torch.compile(reduce-overhead)"
         model.generation_config.cache_implementation = "static"
-        model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
+        if hasattr(model.generation_config, "compile_config"):
+            # Recent transformers compile the decoding forward of a static-cache generate()
+            # themselves (CUDA graphs included); wrapping forward again breaks their graphs.
+            setup = "static cache, generate()'s own torch.compile"
+        else:
+            setup = "static cache + torch.compile(reduce-overhead)"
+            model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
     rows = []
     for b in [int(x) for x in args.batches.split(",")]:
         ids = torch.randint(3, cfg.vocab_size, (b, args.in_len), device="cuda")
