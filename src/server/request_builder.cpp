@@ -21,6 +21,23 @@ void check_text_size(std::string_view text, const PromptContext& ctx, const std:
                  field, "context_length_exceeded");
 }
 
+// Tokenizes a prompt, doing no more work than a prompt that fits the context needs: past
+// max_seq_len - 1 tokens (a completion needs one) it stops and refuses.
+std::vector<int32_t> encode_prompt(std::string_view text, bool add_special,
+                                   const PromptContext& ctx, const std::string& field) {
+  const size_t limit =
+      ctx.max_seq_len >= 1 ? static_cast<size_t>(ctx.max_seq_len - 1) : SIZE_MAX;
+  std::vector<int32_t> ids = ctx.tokenizer->encode(text, add_special, true, limit);
+  if (ids.size() > limit)
+    throw ApiError(400, "invalid_request_error",
+                   fmt::format("this model's maximum context length is {} tokens, but the prompt "
+                               "is at least {} tokens (tokenizing stopped there), which leaves no "
+                               "room for a completion",
+                               ctx.max_seq_len, ids.size()),
+                   field, "context_length_exceeded");
+  return ids;
+}
+
 }  // namespace
 
 size_t max_token_bytes(const Tokenizer& t) {
@@ -72,7 +89,8 @@ EngineRequests build_engine_requests(const ApiRequest& r, const PromptContext& c
   if (r.endpoint == Endpoint::kChatCompletions) {
     const std::string text = render_chat_prompt(r, ctx, r.continue_final_message);
     check_text_size(text, ctx, field);
-    out.prompts.push_back(ctx.tokenizer->encode(text, r.add_special_tokens.value_or(false), true));
+    out.prompts.push_back(
+        encode_prompt(text, r.add_special_tokens.value_or(false), ctx, field));
   } else {
     for (size_t i = 0; i < r.prompts.size(); ++i) {
       const PromptInput& p = r.prompts[i];
@@ -83,8 +101,9 @@ EngineRequests build_engine_requests(const ApiRequest& r, const PromptContext& c
       if (ctx.tokenizer == nullptr)
         throw invalid_request(r.prompts.size() == 1 ? field : fmt::format("{}[{}]", field, i),
                               "this model has no tokenizer: send the prompt as token ids");
-      check_text_size(p.text, ctx, r.prompts.size() == 1 ? field : fmt::format("{}[{}]", field, i));
-      out.prompts.push_back(ctx.tokenizer->encode(p.text, r.add_special_tokens.value_or(true), true));
+      const std::string where = r.prompts.size() == 1 ? field : fmt::format("{}[{}]", field, i);
+      check_text_size(p.text, ctx, where);
+      out.prompts.push_back(encode_prompt(p.text, r.add_special_tokens.value_or(true), ctx, where));
     }
   }
 

@@ -70,7 +70,7 @@ BpeTokenizer::BpeTokenizer(BpeTokenizerParts parts)
 }
 
 std::vector<int32_t> BpeTokenizer::encode(std::string_view text, bool add_special,
-                                          bool parse_special) const {
+                                          bool parse_special, size_t max_tokens) const {
   const std::string clean = utf8::sanitize(text);
   std::vector<int32_t> ids;
   if (add_special) ids = prefix_;
@@ -78,6 +78,7 @@ std::vector<int32_t> BpeTokenizer::encode(std::string_view text, bool add_specia
   std::vector<std::string> words;
   added_.split(clean, false, parse_special, raw);
   for (const TextPiece& r : raw) {
+    if (ids.size() > max_tokens) return ids;
     if (r.id >= 0) {
       ids.push_back(r.id);
       continue;
@@ -95,7 +96,10 @@ std::vector<int32_t> BpeTokenizer::encode(std::string_view text, bool add_specia
       }
       words.clear();
       pre_tokenizer_.apply(p.text, words);
-      for (const std::string& w : words) model_->tokenize(w, ids);
+      for (const std::string& w : words) {
+        model_->tokenize(w, ids);
+        if (ids.size() > max_tokens) return ids;
+      }
     }
   }
   if (add_special) ids.insert(ids.end(), suffix_.begin(), suffix_.end());

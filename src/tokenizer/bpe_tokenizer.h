@@ -43,7 +43,8 @@ class BpeTokenizer final : public Tokenizer {
   explicit BpeTokenizer(BpeTokenizerParts parts);
 
   std::vector<int32_t> encode(std::string_view text, bool add_special = true,
-                              bool parse_special = true) const override;
+                              bool parse_special = true,
+                              size_t max_tokens = SIZE_MAX) const override;
   std::string token_bytes(int32_t id, bool include_special = false) const override;
   int vocab_size() const override { return static_cast<int>(bytes_.size()); }
   std::optional<int32_t> token_id(std::string_view token_text) const override;

@@ -1,6 +1,8 @@
 // make_byte_tokenizer: one token per byte, for dummy models that come without a tokenizer. Byte
 // b is id b + 3; ids 0..2 and 259.. are control tokens (BOS and EOS among them), written
 // "<s>", "</s>" and "<ctrl_N>" and never produced from text.
+#include <algorithm>
+
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"
 #include "util/error.h"
@@ -18,13 +20,19 @@ class ByteTokenizer final : public Tokenizer {
     eos_ids_ = {eos_id};
   }
 
-  std::vector<int32_t> encode(std::string_view text, bool add_special,
-                              bool parse_special) const override {
-    const std::string clean = utf8::sanitize(text);
+  std::vector<int32_t> encode(std::string_view text, bool add_special, bool parse_special,
+                              size_t max_tokens) const override {
+    // One id a byte: only the bytes that can matter are sanitized and encoded.
+    const size_t keep =
+        max_tokens == SIZE_MAX ? text.size() : std::min(text.size(), max_tokens + 1);
+    const std::string clean = utf8::sanitize(text.substr(0, keep));
     std::vector<int32_t> ids;
     ids.reserve(clean.size() + 1);
     if (add_special) ids.push_back(bos_id_);
-    for (char c : clean) ids.push_back(kFirstByte + static_cast<uint8_t>(c));
+    for (char c : clean) {
+      if (ids.size() > max_tokens) break;
+      ids.push_back(kFirstByte + static_cast<uint8_t>(c));
+    }
     return ids;
   }
 

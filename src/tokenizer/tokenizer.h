@@ -13,6 +13,7 @@
 // docs/tokenizers.md describes the formats and the rules.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -33,8 +34,13 @@ class Tokenizer {
   // tokens written in the text (e.g. "<|eot_id|>") are recognised when `parse_special` is true.
   // Invalid UTF-8 in `text` is replaced by U+FFFD per maximal invalid subsequence (the rule of
   // Python's `bytes.decode('utf-8', 'replace')`), then encoded.
+  // `max_tokens`: work stops after the word (pre-tokenizer piece) that takes the count past it
+  // (a bound on the tokenizer's work for text that cannot fit a context anyway); the result then
+  // holds more than max_tokens ids, a prefix of the whole encoding. Below the bound the result
+  // is the whole encoding. Text the pre-tokenizer does not cut (SentencePiece-style) is one word.
   virtual std::vector<int32_t> encode(std::string_view text, bool add_special = true,
-                                      bool parse_special = true) const = 0;
+                                      bool parse_special = true,
+                                      size_t max_tokens = SIZE_MAX) const = 0;
 
   // The exact bytes this token contributes to decoded text, in the middle of a sequence
   // (SentencePiece: U+2581 becomes a space, <0xAB> becomes byte 0xAB; byte-level: unicode

@@ -130,10 +130,24 @@ class HostileRunTest(unittest.TestCase):
             s.sendall(post_bytes({"prompt": "Once upon a time", "max_tokens": 400, "n": 16,
                                   "logprobs": 20, "ignore_eos": True, "stream": True}))
             hogs.append(s)
+        # And clients that send what must be refused: a max_tokens that would overflow a sum,
+        # prompts of megabytes, a prompt past the context in tokens, over and over.
+        refusals = []
+        t_end = time.time() + 3.0
+
+        def flood():
+            bad = [{"prompt": "Hi", "max_tokens": 2**31 - 1},
+                   {"prompt": "Once upon a time " * 250_000, "max_tokens": 4},
+                   {"prompt": "Hello world " * 300, "max_tokens": 4}]
+            while time.time() < t_end:
+                for req in bad:
+                    status, resp = srv.post_json(C, req)
+                    refusals.append((status, resp.get("error", {}).get("code")))
+
+        threads.append(threading.Thread(target=flood))
         for t in threads:
             t.start()
         latencies = []
-        t_end = time.time() + 3.0
         while time.time() < t_end:
             t0 = time.time()
             status, _ = srv.post_json(C, {"prompt": "Hi", "max_tokens": 4})
@@ -144,6 +158,8 @@ class HostileRunTest(unittest.TestCase):
             t.join(15)
         self.assertLess(max(latencies), 1.0, latencies)
         self.assertGreater(len(latencies), 10)
+        self.assertGreater(len(refusals), 3)
+        self.assertEqual(set(refusals), {(400, "context_length_exceeded")}, refusals[:6])
         for i in range(50):
             self.assertTrue(results[f"head{i}"].startswith(b"HTTP/1.1 408"), results[f"head{i}"])
             self.assertIn(b"--timeout-request-head", results[f"head{i}"])

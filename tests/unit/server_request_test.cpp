@@ -289,7 +289,18 @@ TEST(ServerRequest, OverlongTextIsRefusedByItsBytes) {
                           Endpoint::kCompletions);
     return build_engine_requests(r, ctx);
   };
-  EXPECT_EQ(build(room).prompts[0].size(), room + 1);  // and BOS: left to the engine to refuse
+  // Within the byte rule, the tokenizer stops once the prompt cannot fit (9 tokens leave room
+  // for a completion token; BOS is one of them): a prompt of any length costs at most that.
+  EXPECT_EQ(build(8).prompts[0].size(), 9u);
+  try {
+    build(room);
+    FAIL();
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.code(), "context_length_exceeded");
+    EXPECT_NE(std::string(e.what()).find("at least 10 tokens (tokenizing stopped there)"),
+              std::string::npos)
+        << e.what();
+  }
   try {
     build(room + ctx.max_token_bytes);
     FAIL();

@@ -21,7 +21,7 @@ using json = nlohmann::json;
 // Token i is the letter 'a' + i % 26, except 100: the first byte of "é" (not valid UTF-8 alone).
 class LetterTokenizer : public Tokenizer {
  public:
-  std::vector<int32_t> encode(std::string_view text, bool, bool) const override {
+  std::vector<int32_t> encode(std::string_view text, bool, bool, size_t) const override {
     std::vector<int32_t> ids;
     for (char c : text) ids.push_back(c - 'a');
     return ids;

@@ -4,6 +4,8 @@
 // 100 KB stays well under a second.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "model/checkpoint.h"
@@ -145,18 +147,46 @@ TEST(TokenizerHf, InvalidUtf8IsReplacedBeforeEncoding) {
 
 // Long input round-trips (a quadratic merge loop would show up as this test hanging; the speed
 // itself is a benchmark: `llm42 tokenize --input FILE` prints bytes/s, see docs/benchmarks.md).
+// Numbered paragraphs of mixed scripts, emoji and code, up to `bytes`; `extra` goes in each.
+std::string paragraphs(size_t bytes, const std::string& extra = "") {
+  std::string text;
+  for (int i = 0; text.size() < bytes; ++i)
+    text += "Paragraph " + std::to_string(i) +
+            ": The quick brown fox jumps over the lazy dog; naïve café, Привет мир, 你好世界 " +
+            extra + "😀 def f(x): return x ** 2\n";
+  return text;
+}
+
 TEST(TokenizerLongText, HundredKilobytesRoundTrip) {
   SKIP_WITHOUT_SHARED();
-  std::string text;
-  for (int i = 0; text.size() < 100'000; ++i)
-    text += "Paragraph " + std::to_string(i) +
-            ": The quick brown fox jumps over the lazy dog; naïve café, Привет мир, 你好世界 "
-            "😀 def f(x): return x ** 2\n";
+  const std::string text = paragraphs(100'000);
   for (const char* name : {"llama3", "qwen3", "llama2"}) {
     const auto tok = load(name);
     const Ids ids = tok->encode(text);
     EXPECT_GT(ids.size(), text.size() / 8) << name;
     EXPECT_EQ(tok->decode(ids), text) << name;
+  }
+}
+
+// encode's work bound: below it the whole encoding; past it the encoding stops after the word
+// that crosses the bound, holding a prefix of the whole encoding (the server refuses such a
+// prompt without tokenizing the rest).
+TEST(TokenizerLongText, EncodeStopsPastItsBound) {
+  SKIP_WITHOUT_SHARED();
+  const std::string text = paragraphs(300'000, "<|eot_id|> ");
+  for (const char* name : {"llama3", "qwen3", "llama2"}) {
+    const auto tok = load(name);
+    const Ids whole = tok->encode(text);
+    for (const size_t bound : {size_t{0}, size_t{1}, size_t{37}, size_t{4096}}) {
+      const Ids cut = tok->encode(text, true, true, bound);
+      ASSERT_GT(cut.size(), bound) << name;
+      ASSERT_LE(cut.size(), whole.size()) << name;
+      EXPECT_TRUE(std::equal(cut.begin(), cut.end(), whole.begin())) << name << " bound " << bound;
+      // Where the pre-tokenizer cuts the text into words (byte-level BPE) it stops within a
+      // word of the bound; SentencePiece-style text (Llama 2) is one word, merged whole.
+      if (std::string(name) != "llama2") EXPECT_LT(cut.size(), bound + 64) << name;
+    }
+    EXPECT_EQ(tok->encode(text, true, true, whole.size()), whole) << name;
   }
 }
 
