@@ -21,10 +21,12 @@ void check_text_size(std::string_view text, const PromptContext& ctx, const std:
                  field, "context_length_exceeded");
 }
 
-// Tokenizes a prompt, doing no more work than a prompt that fits the context needs: past
-// max_seq_len - 1 tokens (a completion needs one) it stops and refuses.
+// Tokenizes a prompt, doing no more work than a prompt that fits the context needs: a text sure
+// to overflow by its bytes is refused untokenized, and past max_seq_len - 1 tokens (a completion
+// needs one) the tokenizer stops and the prompt is refused.
 std::vector<int32_t> encode_prompt(std::string_view text, bool add_special,
                                    const PromptContext& ctx, const std::string& field) {
+  check_text_size(text, ctx, field);
   const size_t limit =
       ctx.max_seq_len >= 1 ? static_cast<size_t>(ctx.max_seq_len - 1) : SIZE_MAX;
   std::vector<int32_t> ids = ctx.tokenizer->encode(text, add_special, true, limit);
@@ -88,7 +90,6 @@ EngineRequests build_engine_requests(const ApiRequest& r, const PromptContext& c
   const std::string field(prompt_field(r.endpoint));
   if (r.endpoint == Endpoint::kChatCompletions) {
     const std::string text = render_chat_prompt(r, ctx, r.continue_final_message);
-    check_text_size(text, ctx, field);
     out.prompts.push_back(
         encode_prompt(text, r.add_special_tokens.value_or(false), ctx, field));
   } else {
@@ -98,11 +99,9 @@ EngineRequests build_engine_requests(const ApiRequest& r, const PromptContext& c
         out.prompts.push_back(p.ids);
         continue;
       }
-      if (ctx.tokenizer == nullptr)
-        throw invalid_request(r.prompts.size() == 1 ? field : fmt::format("{}[{}]", field, i),
-                              "this model has no tokenizer: send the prompt as token ids");
       const std::string where = r.prompts.size() == 1 ? field : fmt::format("{}[{}]", field, i);
-      check_text_size(p.text, ctx, where);
+      if (ctx.tokenizer == nullptr)
+        throw invalid_request(where, "this model has no tokenizer: send the prompt as token ids");
       out.prompts.push_back(encode_prompt(p.text, r.add_special_tokens.value_or(true), ctx, where));
     }
   }
