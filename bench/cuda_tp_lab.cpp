@@ -2,10 +2,13 @@
 // row-parallel shapes (o: N 4096, K 4096; down: N 4096, K 14336), over M:
 //   plain     the canonical lane's GEMM before the tree (one split-K-free cuBLASLt algorithm
 //             per M bucket, bf16 out): what a canonical o/down cost at TP 1 until now
-//   leaves    Backend::matmul_leaves with 8 leaves into bf16 (fp32 parts, then the tree kernel
-//             rounding once): the canonical lane at TP 1 now (above the skinny range, one
-//             strided-batched cuBLASLt call over the leaves)
-//   per-leaf  the same with one cuBLASLt call per leaf (GemmRunner::set_leaf_batching(false)):
+//   leaves    Backend::matmul_leaves with 8 leaves into bf16: the canonical lane at TP 1 now
+//             (tree_gemm.cu's fused kernel where the autotune admitted it for the bucket, else
+//             as `unfused`); `path` says which ran
+//   unfused   the same without the fused kernel (GemmRunner::set_fused_tree(false)): fp32 parts
+//             (above the skinny range one strided-batched cuBLASLt call over the leaves), then
+//             the tree kernel rounding once
+//   per-leaf  unfused with one cuBLASLt call per leaf (GemmRunner::set_leaf_batching(false)):
 //             the canonical lane at TP 1 before the leaves were batched
 //   subtree   the same at TP 2, 4, 8 on one rank's K slice (8/tp leaves), + the sum of the tp
 //             subtrees (the exchange itself excluded: measured below)
@@ -78,9 +81,9 @@ int main(int argc, char** argv) {
   const int m_max = *std::max_element(ms.begin(), ms.end());
   nlohmann::json rows = nlohmann::json::array();
   std::printf("%s, %d SMs; times in us (median of 20)\n", b.device_name().c_str(), b.sm_count());
-  std::printf("%-5s %5s %9s %9s %6s %9s %9s %9s %9s %10s %10s %9s %9s\n", "shape", "M", "plain",
-              "leaves", "ratio", "per-leaf", "sub tp2", "sub tp4", "sub tp8", "gather MB",
-              "reduce MB", "copy", "nvlink");
+  std::printf("%-5s %5s %9s %9s %6s %6s %9s %9s %9s %9s %9s %10s %10s %9s %9s\n", "shape", "M",
+              "plain", "leaves", "ratio", "path", "unfused", "per-leaf", "sub tp2", "sub tp4",
+              "sub tp8", "gather MB", "reduce MB", "copy", "nvlink");
   for (const auto& [name, n, k] : {std::tuple{"o", 4096, 4096}, std::tuple{"down", 4096, 14336}}) {
     auto x = make(b, DType::kBF16, {m_max, k});
     auto w = make(b, DType::kBF16, {n, k});
@@ -99,11 +102,17 @@ int main(int argc, char** argv) {
       const double leaves = time_us(b, 20, [&](int) {
         b.matmul_leaves(xm, w.t, shard_leaves(k, {0, 1}), om);
       });
+      const bool fused = b.gemm().last_leaf_path() == cuda::GemmRunner::LeafPath::kFused;
+      b.gemm().set_fused_tree(false);
+      const double unfused = time_us(b, 20, [&](int) {
+        b.matmul_leaves(xm, w.t, shard_leaves(k, {0, 1}), om);
+      });
       b.gemm().set_leaf_batching(false);
       const double per_leaf = time_us(b, 20, [&](int) {
         b.matmul_leaves(xm, w.t, shard_leaves(k, {0, 1}), om);
       });
       b.gemm().set_leaf_batching(true);
+      b.gemm().set_fused_tree(true);
       double sub[3] = {0, 0, 0};
       for (int j = 0; j < 3; ++j) {
         const int tp = 2 << j;
@@ -126,15 +135,18 @@ int main(int argc, char** argv) {
         b.copy_device(copy_dst.t.data, parts.t.data, static_cast<size_t>(7) * m * n * 4);
       });
       const double nvlink = gather_mb * 1e6 / (bus_gbs * 1e9) * 1e6;
-      std::printf("%-5s %5d %9.1f %9.1f %6.2f %9.1f %9.1f %9.1f %9.1f %10.2f %10.2f %9.1f %9.1f\n",
-                  name, m, plain, leaves, leaves / plain, per_leaf, sub[0], sub[1], sub[2],
-                  gather_mb, reduce_mb, copy, nvlink);
+      std::printf(
+          "%-5s %5d %9.1f %9.1f %6.2f %6s %9.1f %9.1f %9.1f %9.1f %9.1f %10.2f %10.2f %9.1f %9.1f\n",
+          name, m, plain, leaves, leaves / plain, fused ? "fused" : "parts", unfused, per_leaf,
+          sub[0], sub[1], sub[2], gather_mb, reduce_mb, copy, nvlink);
       rows.push_back({{"shape", name},
                       {"n", n},
                       {"k", k},
                       {"m", m},
                       {"plain_us", plain},
                       {"leaves_us", leaves},
+                      {"leaves_fused", fused},
+                      {"unfused_us", unfused},
                       {"per_leaf_us", per_leaf},
                       {"subtree_us", {sub[0], sub[1], sub[2]}},
                       {"tp8_gather_mb", gather_mb},

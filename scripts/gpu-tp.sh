@@ -7,7 +7,8 @@
 #                    and 8, in dvr and global, output hashes compared; off mode shown to differ;
 #                    with several GPUs also NCCL ranks (one GPU each)
 #   PART=lab         cuda_tp_lab: plain canonical GEMM vs the leaf tree vs subtrees, exchange bytes
-#   PART=bench       TP 1, the tree (llm42) against the canonical lane before it (llm42-base):
+#   PART=bench       TP 1, llm42 against a base: the binary llm42-base (BASE_BIN when packing), or
+#                    else llm42 with BASE_ARGS (e.g. --no-cuda-fused-tree), in the same call:
 #                    batch-1 decode in both lanes, offline (1K,256) and ShareGPT-like (PROMPTS)
 #                    with off, global, dvr at 10 % and 100 %
 set -uo pipefail
@@ -56,18 +57,24 @@ lab)
   ;;
 bench)
   ids=$(seq -s, 1000 1031)
-  for bin in llm42 llm42-base; do
-    [ -x "$BIN/$bin" ] || continue
+  # The base: the binary llm42-base where packed, else llm42 with BASE_ARGS (e.g.
+  # BASE_ARGS=--no-cuda-fused-tree) where given.
+  runs="llm42"
+  if [ -x "$BIN/llm42-base" ]; then runs="$runs llm42-base"; elif [ -n "${BASE_ARGS:-}" ]; then runs="$runs base-args"; fi
+  for run in $runs; do
+    bin=$run extra=""
+    [ "$run" = base-args ] && bin=llm42 extra=$BASE_ARGS
     for det in "" "--deterministic"; do
-      echo "== $bin ${det:-(not deterministic)}" >>"$OUT/decode_b1.txt"
-      timeout 120 "$BIN/$bin" --log-level warn generate --device cuda --model "$MODEL" \
+      echo "== $run ${det:-(not deterministic)}" >>"$OUT/decode_b1.txt"
+      timeout 120 "$BIN/$bin" --log-level warn generate --device cuda --model "$MODEL" $extra \
         --prompt-ids "$ids" -n 512 --ignore-eos -q $det 2>&1 | tail -n 1 | tee -a "$OUT/decode_b1.txt"
     done
     for w in ${WORKLOADS:-fixed:1024,256 sharegpt}; do
       name=${w//[:,]/_}
-      timeout 420 "$BIN/$bin" --log-level warn bench --device cuda --model "$MODEL" --workload "$w" \
+      echo "== $run $w" >>"$OUT/offline.txt"
+      timeout 420 "$BIN/$bin" --log-level warn bench --device cuda --model "$MODEL" $extra --workload "$w" \
         --num-prompts "$PROMPTS" --modes off,global,dvr --deterministic-ratio 0.1,1 --no-progress \
-        --json "$OUT/${bin}_$name.json" 2>&1 | tee -a "$OUT/offline.txt"
+        --json "$OUT/${run}_$name.json" 2>&1 | tee -a "$OUT/offline.txt"
     done
   done
   ;;

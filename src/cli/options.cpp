@@ -54,6 +54,11 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
                "CUDA: keep the canonical lane on cuBLASLt at M <= 16 (by default its autotune "
                "may pick the sequential-K skinny GEMM where it reproduces cuBLASLt's every bit "
                "and is faster; same results either way)");
+  app.add_flag("!--no-cuda-fused-tree", o.cuda_fused_tree,
+               "CUDA: run the canonical lane's row-parallel GEMMs (o, down) as leaf GEMMs whose "
+               "fp32 parts go through memory, then the tree kernel (by default the autotune may "
+               "pick the fused tree GEMM, which keeps the leaves in registers, where it "
+               "reproduces that path's every bit and is faster; same results either way)");
   app.add_option("--cuda-canonical-m-step", o.cuda_canonical_m_step,
                  "CUDA: the canonical GEMM autotunes one algorithm per M bucket: the decode graph "
                  "sizes up to 256 (1, 2, 4, 8, multiples of 8), then multiples of this up to 4096 "
@@ -211,6 +216,7 @@ LoadedModel load_model(const ModelOptions& o, int max_pass_tokens, int max_logit
   bo.cuda.memory_fraction = o.gpu_memory_fraction;
   bo.cuda.programmatic_launch = o.cuda_pdl;
   bo.cuda.canonical_skinny = o.cuda_canonical_skinny;
+  bo.cuda.fused_tree = o.cuda_fused_tree;
   bo.cuda.canonical_m_step = o.cuda_canonical_m_step;
   bo.cuda.attention_tall = o.cuda_attention_tall;
 

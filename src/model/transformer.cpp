@@ -202,13 +202,17 @@ void Transformer::warm_up() {
     return Tensor(d.shard.size == 1 ? logits_.data : local_logits_.data, DType::kF32,
                   logits_.device, {r, vocab_rows});
   };
-  // The GEMMs alone (no exchange: warm-up runs on each rank without the others).
+  // The GEMMs alone (no exchange: warm-up runs on each rank without the others). The leaves go
+  // where row_parallel sends them (a backend may choose kernels by the output's dtype).
+  auto leaves_out = [&](int t) {
+    return tp_size() == 1 && proj_.dtype != DType::kF32 ? proj_.rows(0, t) : leaf_sum_.rows(0, t);
+  };
   auto all_shapes = [&](int t, Schedule s) {
     backend_.matmul(h_.rows(0, t), lw.wqkv, bias, qkv_.rows(0, t), s);
     backend_.matmul(h_.rows(0, t), lw.w_gate_up, nullptr, gu_.rows(0, t), s);
     if (s == Schedule::kCanonical) {
-      backend_.matmul_leaves(attn_.rows(0, t), lw.wo, d.o_leaves, leaf_sum_.rows(0, t));
-      backend_.matmul_leaves(act_.rows(0, t), lw.w_down, d.down_leaves, leaf_sum_.rows(0, t));
+      backend_.matmul_leaves(attn_.rows(0, t), lw.wo, d.o_leaves, leaves_out(t));
+      backend_.matmul_leaves(act_.rows(0, t), lw.w_down, d.down_leaves, leaves_out(t));
     } else {
       backend_.matmul(attn_.rows(0, t), lw.wo, nullptr, proj_.rows(0, t), s);
       backend_.matmul(act_.rows(0, t), lw.w_down, nullptr, proj_.rows(0, t), s);

@@ -10,6 +10,7 @@
 
 #include "../unit/engine_harness.h"
 #include "../unit/test_util.h"
+#include "backend/cuda/kernels.h"
 #include "cuda_test_util.h"
 #include "model/checkpoint.h"
 #include "model/presets.h"
@@ -128,6 +129,66 @@ TEST(CudaRowParallel, BatchedLeavesHaveTheBitsOfOneCallPerLeaf) {
         EXPECT_EQ(std::memcmp(a.data(), c.data(), bytes), 0)
             << "N " << n << " K " << k << " M " << m << " TP " << tp
             << ": the batched leaves differ from a call per leaf";
+      }
+    }
+  }
+}
+
+// tree_gemm.cu sums the leaves along the tree inside the GEMM: its every output bit must be the
+// unfused path's (the leaves' fp32 parts through memory, then the tree kernel), at every M (rows
+// past a 128-row tile, a single row), TP size (8, 4, 2 leaves) and output dtype; the runner
+// must give the same bits whichever path its check picks; and which it picked is printed for
+// the record (speed decides, so it is not asserted).
+TEST(CudaRowParallel, FusedTreeHasTheBitsOfTheLeavesThroughMemory) {
+  LLM42_REQUIRE_GPU();
+  CudaBackend& b = gpu();
+  cuda::GemmRunner& g = b.gemm();
+  const char* status_names[] = {"unchecked", "other bits", "slower", "admitted"};
+  for (const auto& [n, k] :
+       {std::pair<int64_t, int64_t>{4096, 4096}, {4096, 14336}, {1024, 2048}}) {
+    const int64_t m_max = 2048;
+    DeviceBuffer x(static_cast<size_t>(m_max * k) * 2), w(static_cast<size_t>(n * k) * 2);
+    b.fill_random(x.view(DType::kBF16, {m_max, k}), 21, RandomInit::kNormal, 1.0f);
+    b.fill_random(w.view(DType::kBF16, {n, k}), 22, RandomInit::kNormal,
+                  1.0f / std::sqrt(static_cast<float>(k)));
+    DeviceBuffer parts(static_cast<size_t>(8 * m_max * n) * 4),
+        ref(static_cast<size_t>(m_max * n) * 4), got(static_cast<size_t>(m_max * n) * 4);
+    for (const int64_t m : {int64_t{2048}, int64_t{1}, int64_t{17}, int64_t{64}, int64_t{129},
+                            int64_t{300}, int64_t{1024}}) {
+      for (int tp : {1, 2, 4}) {
+        // Rank 0's leaves, read in place from the whole matrices (row stride k).
+        const std::vector<int64_t> leaves = shard_leaves(k, {0, tp});
+        const int p = static_cast<int>(leaves.size()) - 1;
+        for (const DType out : {DType::kBF16, DType::kF32}) {
+          if (tp > 1 && out == DType::kBF16) continue;  // a rank's subtree stays fp32
+          const size_t bytes = static_cast<size_t>(m * n) * dtype_size(out);
+          const std::string where = fmt::format("N {} K {} M {} TP {} -> {}", n, k, m, tp,
+                                                dtype_name(out));
+          g.set_fused_tree(false);
+          g.run_canonical_tree(x.b.get(), w.b.get(), ref.b.get(), out, m, n, k, leaves,
+                               static_cast<float*>(parts.b.get()));
+          g.set_fused_tree(true);
+          EXPECT_NE(g.last_leaf_path(), cuda::GemmRunner::LeafPath::kFused) << where;
+          ASSERT_EQ(cuda::launch_tree_gemm(static_cast<const uint16_t*>(x.b.get()),
+                                           static_cast<const uint16_t*>(w.b.get()), got.b.get(),
+                                           out, m, n, k / 8, k, p, b.stream()),
+                    cudaSuccess)
+              << where;
+          std::vector<uint8_t> a(bytes), c(bytes);
+          b.copy_to_host(a.data(), ref.b.get(), bytes);
+          b.copy_to_host(c.data(), got.b.get(), bytes);
+          EXPECT_EQ(std::memcmp(a.data(), c.data(), bytes), 0)
+              << where << ": the fused tree differs from the leaves through memory";
+          // The runner, checking the kernel on this bucket if it has not yet.
+          g.run_canonical_tree(x.b.get(), w.b.get(), got.b.get(), out, m, n, k, leaves,
+                               static_cast<float*>(parts.b.get()));
+          b.copy_to_host(c.data(), got.b.get(), bytes);
+          EXPECT_EQ(std::memcmp(a.data(), c.data(), bytes), 0) << where << ": the runner differs";
+          const auto status = g.tree_status(m, n, leaves, out);
+          EXPECT_NE(status, cuda::GemmRunner::KernelStatus::kDiffers) << where;
+          std::printf("fused tree %s: %s\n", where.c_str(),
+                      status_names[static_cast<int>(status)]);
+        }
       }
     }
   }

@@ -86,6 +86,7 @@ CudaBackend::CudaBackend(const BackendOptions& opts, int ordinal)
   graph_io_.in_graphs = bias_tmp_.in_graphs = leaf_parts_.in_graphs = true;
   gemm_ = std::make_unique<cuda::GemmRunner>(stream_, device_tag(prop), opts.cuda.canonical_skinny,
                                              opts.cuda.canonical_m_step);
+  gemm_->set_fused_tree(opts.cuda.fused_tree);
   used_ += gemm_->workspace_bytes();
   ensure(partial_o_, kPartialOBytes);
   ensure(partial_ml_, kPartialMlBytes);
@@ -555,18 +556,14 @@ void CudaBackend::matmul_leaves(const Tensor& x, const Tensor& w,
                "matmul_leaves {} x {}^T -> {} over {} leaves", x.shape_string(), w.shape_string(),
                out.shape_string(), p);
   if (m == 0) return;
-  // One leaf into an f32 `out` writes it directly; otherwise the leaves write their parts and
-  // the tree kernel sums them into `out`, rounding once to its dtype.
-  const bool direct = p == 1 && out.dtype == DType::kF32;
-  float* parts = out.ptr<float>();
-  if (!direct) {
+  // Scratch for the leaves' fp32 parts where they may go through memory (GemmRunner decides);
+  // one leaf into an f32 `out` is written there directly.
+  float* parts = nullptr;
+  if (p > 1 || out.dtype != DType::kF32) {
     ensure(leaf_parts_, static_cast<size_t>(p * m * n) * sizeof(float));
     parts = static_cast<float*>(leaf_parts_.ptr);
   }
-  gemm_->run_canonical_leaves(x.data, w.data, parts, m, n, k, leaves);
-  if (!direct)
-    LLM42_CUDA_CHECK(
-        cuda::launch_sum_parts(parts, DType::kF32, p, m * n, out.data, out.dtype, stream_));
+  gemm_->run_canonical_tree(x.data, w.data, out.data, out.dtype, m, n, k, leaves, parts);
 }
 
 void CudaBackend::sum_parts(const Tensor& parts, const Tensor& out) {

@@ -260,6 +260,112 @@ void GemmRunner::run_canonical_leaves(const void* x, const void* w, float* parts
   last_leaf_path_ = LeafPath::kPerLeaf;
 }
 
+void GemmRunner::run_unfused_tree(const void* x, const void* w, void* out, DType out_dtype,
+                                  int64_t m, int64_t n, int64_t ld,
+                                  const std::vector<int64_t>& leaves, float* parts) {
+  const int p = static_cast<int>(leaves.size()) - 1;
+  // One leaf into an f32 `out` writes it directly.
+  if (p == 1 && out_dtype == DType::kF32) {
+    run_canonical_leaves(x, w, static_cast<float*>(out), m, n, ld, leaves);
+    return;
+  }
+  run_canonical_leaves(x, w, parts, m, n, ld, leaves);
+  LLM42_CUDA_CHECK(launch_sum_parts(parts, DType::kF32, p, m * n, out, out_dtype, stream_));
+}
+
+void GemmRunner::run_canonical_tree(const void* x, const void* w, void* out, DType out_dtype,
+                                    int64_t m, int64_t n, int64_t ld,
+                                    const std::vector<int64_t>& leaves, float* parts) {
+  const int p = static_cast<int>(leaves.size()) - 1;
+  const int64_t k = leaves[1] - leaves[0];
+  bool equal = leaves[0] == 0;
+  for (int l = 0; l < p; ++l) equal = equal && leaves[l + 1] - leaves[l] == k;
+  const bool aligned = reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+                       reinterpret_cast<uintptr_t>(w) % 16 == 0 &&
+                       reinterpret_cast<uintptr_t>(out) % 8 == 0;
+  if (fused_tree_ && equal && aligned && !uses_fallback(n, k) &&
+      tree_gemm_takes(m, n, k, ld, p)) {
+    // The leaves' bucket is tuned first (the unfused path, which the check compares with, needs
+    // its algorithm), reading x and w as if contiguous as run_canonical_leaves does.
+    canonical(x, w, parts, m, n, k, DType::kF32);
+    const int bucket = m_bucket(m);
+    TreeCheck& c = trees_[tree_key(m, n, k, p, out_dtype)];
+    if (c.checked_m == 0 || (c.checked_m < bucket && m == bucket)) {
+      cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+      LLM42_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capturing));
+      if (capturing == cudaStreamCaptureStatusNone)
+        check_tree(c, x, w, out, out_dtype, m, n, ld, leaves, parts);
+    }
+    if (status_of(c) == KernelStatus::kAdmitted) {
+      const cudaError_t e =
+          launch_tree_gemm(static_cast<const uint16_t*>(x), static_cast<const uint16_t*>(w), out,
+                           out_dtype, m, n, k, ld, p, stream_);
+      if (e == cudaSuccess) {
+        last_leaf_path_ = LeafPath::kFused;
+        return;
+      }
+      LLM42_ASSERT(e == cudaErrorInvalidValue, "fused tree GEMM: {}", cudaGetErrorString(e));
+    }
+  }
+  run_unfused_tree(x, w, out, out_dtype, m, n, ld, leaves, parts);
+}
+
+GemmRunner::KernelStatus GemmRunner::status_of(const TreeCheck& c) {
+  if (c.checked_m == 0) return KernelStatus::kUnchecked;
+  if (!c.same_bits) return KernelStatus::kDiffers;
+  return c.fused_us < c.unfused_us ? KernelStatus::kAdmitted : KernelStatus::kSlower;
+}
+
+GemmRunner::KernelStatus GemmRunner::tree_status(int64_t m, int64_t n,
+                                                 const std::vector<int64_t>& leaves,
+                                                 DType out_dtype) const {
+  const int p = static_cast<int>(leaves.size()) - 1;
+  const auto it = trees_.find(tree_key(m, n, leaves[1] - leaves[0], p, out_dtype));
+  return it == trees_.end() ? KernelStatus::kUnchecked : status_of(it->second);
+}
+
+void GemmRunner::check_tree(TreeCheck& c, const void* x, const void* w, void* out,
+                            DType out_dtype, int64_t m, int64_t n, int64_t ld,
+                            const std::vector<int64_t>& leaves, float* parts) {
+  const auto* xb = static_cast<const uint16_t*>(x);
+  const auto* wb = static_cast<const uint16_t*>(w);
+  const int p = static_cast<int>(leaves.size()) - 1;
+  const int64_t k = leaves[1] - leaves[0];
+  c = TreeCheck{};
+  c.checked_m = m;
+  // Every output bit, the fused kernel's (over a poisoned output, so that an element it fails to
+  // write cannot pass for a right one) against the unfused path's.
+  const size_t bytes = static_cast<size_t>(m * n) * dtype_size(out_dtype);
+  LLM42_CUDA_CHECK(cudaMemsetAsync(out, 0xff, bytes, stream_));
+  if (launch_tree_gemm(xb, wb, out, out_dtype, m, n, k, ld, p, stream_) != cudaSuccess) {
+    cudaGetLastError();  // a refused launch left nothing sticky
+    return;
+  }
+  std::vector<unsigned char> fused(bytes), reference(bytes);
+  LLM42_CUDA_CHECK(cudaMemcpyAsync(fused.data(), out, bytes, cudaMemcpyDeviceToHost, stream_));
+  run_unfused_tree(x, w, out, out_dtype, m, n, ld, leaves, parts);
+  LLM42_CUDA_CHECK(cudaMemcpyAsync(reference.data(), out, bytes, cudaMemcpyDeviceToHost, stream_));
+  LLM42_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  if (fused != reference) {
+    log_warn(
+        "gemm autotune: the fused tree GEMM gives other bits than the leaves and the tree for M {} "
+        "N {} leaves {} of K {}; the canonical lane keeps the unfused path there",
+        m, n, p, k);
+    return;
+  }
+  c.same_bits = true;
+  c.fused_us = median_us([&] {
+    LLM42_CUDA_CHECK(launch_tree_gemm(xb, wb, out, out_dtype, m, n, k, ld, p, stream_));
+  });
+  c.unfused_us =
+      median_us([&] { run_unfused_tree(x, w, out, out_dtype, m, n, ld, leaves, parts); });
+  log_info(
+      "gemm autotune: M {} (bucket {}) N {} leaves {} of K {} -> {}: the fused tree GEMM gives the "
+      "bits of the leaves and the tree in {:.1f} us against {:.1f}{}",
+      m, m_bucket(m), n, p, k, dtype_name(out_dtype), c.fused_us, c.unfused_us,
+      status_of(c) == KernelStatus::kAdmitted ? "; it serves the bucket" : "");
+}
+
 std::string GemmRunner::describe(const void* x, const void* w, void* out, int64_t m, int64_t n,
                                  int64_t k, DType out_dtype, Schedule s) {
   if (uses_fallback(n, k)) return "CUDA-core fallback (K or N not a multiple of 8)";

@@ -48,6 +48,10 @@ namespace llm42::cuda {
 
 class GemmRunner {
  public:
+  // What the check of a kernel of our own against the canonical lane's cuBLASLt path found
+  // (the skinny GEMM, the fused tree): none made yet, other bits, the same bits but slower, or
+  // admitted (same bits, faster: it serves the bucket).
+  enum class KernelStatus { kUnchecked, kDiffers, kSlower, kAdmitted };
   // `device_tag` names the GPU in the cache file name; the cuBLASLt workspace is allocated once.
   // canonical_skinny: the canonical autotune may admit gemv_canonical.cu's kernel (below).
   // m_step: the canonical M buckets above kGraphRangeM (above); 0 or a power of two in
@@ -80,9 +84,30 @@ class GemmRunner {
                             int64_t ld, const std::vector<int64_t>& leaves);
   // For tests and labs: false runs the leaves above the skinny range one call per leaf.
   void set_leaf_batching(bool on) { leaf_batching_ = on; }
-  // How the last run_canonical_leaves ran: skinny (one launch), batched (one cuBLASLt call) or
-  // per leaf.
-  enum class LeafPath { kNone, kSkinny, kBatched, kPerLeaf };
+
+  // The whole of Backend::matmul_leaves: out (m, n) = the leaves of run_canonical_leaves summed
+  // along the fixed binary tree in fp32 (launch_sum_parts), out f32 or bf16 (rounded once).
+  // `parts` is scratch for p * m * n floats (p = leaves.size() - 1; unused, may be null, for
+  // one leaf into an f32 out). Where the leaves are 2, 4
+  // or 8 of one size that tree_gemm.cu takes, its fused kernel (each output tile reduces its
+  // leaves one after another in registers, in the skinny GEMM's K order, and sums them along
+  // the tree; nothing goes through memory but the result) serves the (M bucket, n, leaf k,
+  // leaves, out dtype) once it reproduced the unfused path's every output bit on a call's data,
+  // outside a graph capture, and was faster there (checked again at the bucket's own size, as
+  // tuning is). Otherwise, and for a check not yet made, run_canonical_leaves then the tree
+  // kernel.
+  void run_canonical_tree(const void* x, const void* w, void* out, DType out_dtype, int64_t m,
+                          int64_t n, int64_t ld, const std::vector<int64_t>& leaves, float* parts);
+  // false never runs the fused tree kernel (--no-cuda-fused-tree; tests and labs).
+  void set_fused_tree(bool on) { fused_tree_ = on; }
+  // What the last check of the fused tree kernel found for this call's bucket: none made, other
+  // bits, the same bits but slower, or admitted.
+  KernelStatus tree_status(int64_t m, int64_t n, const std::vector<int64_t>& leaves,
+                           DType out_dtype) const;
+
+  // How the last run_canonical_leaves or run_canonical_tree ran its leaves: skinny (one launch),
+  // batched (one cuBLASLt call), per leaf, or fused with the tree (tree_gemm.cu).
+  enum class LeafPath { kNone, kSkinny, kBatched, kPerLeaf, kFused };
   LeafPath last_leaf_path() const { return last_leaf_path_; }
 
   // The algorithm the lane uses for this shape (tuning a canonical bucket if needed, which
@@ -97,7 +122,7 @@ class GemmRunner {
 
   // What the last check of the canonical skinny GEMM found for the bucket of this shape (tuning
   // the bucket if needed; checking it only with canonical_skinny on).
-  enum class SkinnyStatus { kUnchecked, kDiffers, kSlower, kAdmitted };
+  using SkinnyStatus = KernelStatus;
   SkinnyStatus skinny_status(const void* x, const void* w, void* out, int64_t m, int64_t n,
                              int64_t k, DType out_dtype);
 
@@ -148,6 +173,24 @@ class GemmRunner {
     double skinny_us = 0.0;
   };
   static SkinnyStatus status_of(const Tuned& t);
+  // The fused tree kernel's check for one (bucket, n, leaf k, leaves, out dtype).
+  using TreeKey = std::tuple<int, int64_t, int64_t, int, DType>;
+  struct TreeCheck {
+    int64_t checked_m = 0;  // the M of the check (0: none)
+    bool same_bits = false;
+    double fused_us = 0.0, unfused_us = 0.0;
+  };
+  static KernelStatus status_of(const TreeCheck& c);
+  TreeKey tree_key(int64_t m, int64_t n, int64_t k, int leaves, DType out) const {
+    return {m_bucket(m), n, k, leaves, out};
+  }
+  // run_canonical_tree without the fused kernel.
+  void run_unfused_tree(const void* x, const void* w, void* out, DType out_dtype, int64_t m,
+                        int64_t n, int64_t ld, const std::vector<int64_t>& leaves, float* parts);
+  // Checks the fused kernel against run_unfused_tree on this call's data and times both; `out`
+  // and `parts` are overwritten.
+  void check_tree(TreeCheck& c, const void* x, const void* w, void* out, DType out_dtype, int64_t m,
+                  int64_t n, int64_t ld, const std::vector<int64_t>& leaves, float* parts);
   bool use_skinny(const Tuned& t) const;  // admitted, and canonical_skinny on
 
   // ld: the row stride of x and w (0: k). batch > 1: that many GEMMs whose x and w start k
@@ -191,6 +234,8 @@ class GemmRunner {
   std::string cache_path_;
   int tunings_run_ = 0;
   bool leaf_batching_ = true;
+  bool fused_tree_ = true;
+  std::map<TreeKey, TreeCheck> trees_;
   LeafPath last_leaf_path_ = LeafPath::kNone;
   std::map<std::tuple<int64_t, int64_t, int64_t, DType, int64_t, int>, Layouts> layouts_;
   // batch_supported's answers, by the layouts' address and the algorithm's bytes.

@@ -114,6 +114,18 @@ cudaError_t launch_gemv_canonical(const uint16_t* x, const uint16_t* w, void* ou
 cudaError_t launch_gemv_sequential(const uint16_t* x, const uint16_t* w, float* out, int64_t m,
                                    int64_t n, int64_t k, bool weights_as_a, cudaStream_t stream);
 
+// tree_gemm.cu: the canonical lane's row-parallel GEMM in one launch (Backend::matmul_leaves):
+// out (m, n) = the `leaves` consecutive K ranges of k each (from column 0 of x and w, row stride
+// ld), each reduced as launch_gemv_canonical reduces K (one k16 MMA after another into its own
+// fp32 accumulator), summed along the binary tree ((l0+l1)+(l2+l3))+... in fp32 as
+// launch_sum_parts sums them; out f32, or bf16 rounded once. No M limit. tree_gemm_takes says
+// which shapes it takes (leaves 2, 4 or 8, k % 64 == 0, n % 8 == 0); the launch also needs
+// 16-byte aligned x and w and returns cudaErrorInvalidValue otherwise.
+bool tree_gemm_takes(int64_t m, int64_t n, int64_t k, int64_t ld, int leaves);
+cudaError_t launch_tree_gemm(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,
+                             int64_t m, int64_t n, int64_t k, int64_t ld, int leaves,
+                             cudaStream_t stream);
+
 // out = tmp + bias (fp32 add, then rounded to out's dtype), bias broadcast over rows.
 // tmp (m, n) f32, bias (n) f32, out (m, n) bf16 or f32 (may alias tmp when f32).
 cudaError_t launch_add_bias(const float* tmp, const float* bias, void* out, DType out_dtype,

@@ -26,6 +26,9 @@ struct CudaOptions {
   // The canonical GEMM autotune may admit the sequential-K skinny GEMM (gemv_canonical.cu) at
   // M <= 16 where it reproduces cuBLASLt's bits and is faster (docs/cuda-backend.md).
   bool canonical_skinny = true;
+  // The canonical lane's row-parallel GEMM (Backend::matmul_leaves) may run as tree_gemm.cu's
+  // fused kernel where its check found the unfused path's bits and a faster kernel.
+  bool fused_tree = true;
   // The canonical GEMM's M buckets (one autotuned algorithm each): the decode graph sizes up to
   // 256, then multiples of this up to 4096; 0: powers of two throughout (docs/cuda-backend.md).
   int canonical_m_step = 128;
