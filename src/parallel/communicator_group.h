@@ -32,6 +32,10 @@ class CommunicatorGroup {
   // Called by rank r on its own thread, after its backend is made; blocks until the group is
   // complete where the implementation needs that (NCCL).
   virtual std::unique_ptr<Communicator> join(int r, Backend& backend) = 0;
+  // Called from any thread when a rank fails before it joins: a join blocked waiting for the
+  // ranks still to come returns by throwing ExchangeAborted, and so does every later join.
+  // (In-process joins never block: nothing to do.)
+  virtual void abort_joins() {}
 };
 
 // The group for `size` ranks on `device` ("cpu", "cuda", "cuda:N"). kAuto: NCCL when the device

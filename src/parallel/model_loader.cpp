@@ -71,7 +71,8 @@ std::unique_ptr<ParallelModel> load_parallel_model(const BackendOptions& backend
                                                max_logit_rows, rank.comm.get());
     return rank;
   };
-  return std::make_unique<ParallelModel>(p.tp, group->shares_device() ? p.tp : 1, build);
+  return std::make_unique<ParallelModel>(p.tp, group->shares_device() ? p.tp : 1, build,
+                                         [&] { group->abort_joins(); });
 }
 
 }  // namespace llm42

@@ -10,12 +10,14 @@ namespace llm42 {
 ParallelModel::ParallelModel(Transformer& model)
     : models_{&model}, kv_(1), kv_storage_(1) {}
 
-ParallelModel::ParallelModel(int tp, int ranks_per_device, const std::function<Rank(int)>& build)
+ParallelModel::ParallelModel(int tp, int ranks_per_device, const std::function<Rank(int)>& build,
+                             const std::function<void()>& build_failed)
     : owned_(static_cast<size_t>(tp)),
       models_(static_cast<size_t>(tp), nullptr),
       kv_(static_cast<size_t>(tp)),
       kv_storage_(static_cast<size_t>(tp)),
-      ranks_per_device_(ranks_per_device) {
+      ranks_per_device_(ranks_per_device),
+      build_failed_(build_failed) {
   LLM42_ASSERT(tp >= 1, "{} ranks", tp);
   // Every rank builds its part on the thread that will run it (its device is current there).
   const std::function<void(int)> make = [&](int r) {
@@ -96,11 +98,15 @@ void ParallelModel::rank_failed(int r, std::exception_ptr error) {
     }
     if (!error_) error_ = error;
   }
-  // The others may be waiting for this rank at an exchange: release them. (While the ranks are
-  // still being built, owned_ is being written and nothing exchanges yet.)
-  if (built_)
+  // The others may be waiting for this rank at an exchange: release them. While the ranks are
+  // still being built, owned_ is being written and nothing exchanges yet, but the others may be
+  // waiting for this one to join their group.
+  if (built_) {
     for (Rank& rank : owned_)
       if (rank.comm != nullptr) rank.comm->abort();
+  } else if (!consequence && build_failed_) {
+    build_failed_();
+  }
 }
 
 void ParallelModel::bind_rank0() {

@@ -36,8 +36,12 @@ class ParallelModel {
   explicit ParallelModel(Transformer& model);
   // `tp` ranks; `build(r)` runs on rank r's thread (concurrently) and returns its part.
   // `ranks_per_device`: how many ranks share one device's memory (all of them for CPU ranks and
-  // in-process ranks on one GPU, 1 with a GPU each).
-  ParallelModel(int tp, int ranks_per_device, const std::function<Rank(int)>& build);
+  // in-process ranks on one GPU, 1 with a GPU each). `build_failed`, if given, is called (from
+  // the failing rank's thread) when a build throws, so that ranks blocked in theirs waiting for
+  // that one (CommunicatorGroup::join) can give up; the constructor then throws the first
+  // rank's own error, naming it.
+  ParallelModel(int tp, int ranks_per_device, const std::function<Rank(int)>& build,
+                const std::function<void()>& build_failed = {});
   ~ParallelModel();
   ParallelModel(const ParallelModel&) = delete;
   ParallelModel& operator=(const ParallelModel&) = delete;
@@ -110,6 +114,7 @@ class ParallelModel {
   int failed_rank_ = -1;      // cause_'s rank
   std::string broken_;        // why the exchanges cannot be used again ("" while they can)
   bool built_ = false;        // every rank's part made (set on the constructing thread)
+  std::function<void()> build_failed_;  // see the constructor
 };
 
 }  // namespace llm42

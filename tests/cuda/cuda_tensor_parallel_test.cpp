@@ -8,6 +8,11 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+
 #include "../unit/engine_harness.h"
 #include "../unit/test_util.h"
 #include "backend/cuda/kernels.h"
@@ -17,6 +22,9 @@
 #include "model/sharding.h"
 #include "parallel/communicator_group.h"
 #include "parallel/model_loader.h"
+#ifdef LLM42_HAVE_NCCL
+#include "parallel/nccl/nccl_communicator.h"
+#endif
 
 namespace llm42::test {
 namespace {
@@ -212,6 +220,45 @@ TEST(CudaNccl, CommunicatorAtTheSizesThisMachineAllows) {
   gpu().synchronize();
   EXPECT_EQ(download_f32(t), before);
   EXPECT_EQ(download_f32(g.view(DType::kF32, {4096})), before);
+#endif
+}
+
+// A rank that joins a group of 2 whose other rank never comes (it failed before joining) waits,
+// then gives up when the group is told (CommunicatorGroup::abort_joins), instead of waiting in
+// NCCL's init for good. One GPU suffices: only rank 0 joins.
+TEST(CudaNccl, AJoinWaitingForAFailedRankGivesUp) {
+  LLM42_REQUIRE_GPU();
+#ifndef LLM42_HAVE_NCCL
+  GTEST_SKIP() << "built without NCCL";
+#else
+  auto group = make_nccl_group(2, 0);
+  std::atomic<bool> returned{false};
+  std::string error;
+  std::thread rank0([&] {
+    try {
+      group->join(0, gpu());
+      error = "joined a group whose other rank never came";
+    } catch (const ExchangeAborted& e) {
+      error = e.what();
+    } catch (const std::exception& e) {
+      error = std::string("other error: ") + e.what();
+    }
+    returned = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_FALSE(returned.load()) << "the join returned before the group was complete: " << error;
+  group->abort_joins();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!returned.load() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (!returned.load()) {
+    ADD_FAILURE() << "the join did not give up within 30 s of abort_joins";
+    std::_Exit(1);  // the thread cannot be joined
+  }
+  rank0.join();
+  EXPECT_NE(error.find("stopped waiting for the group"), std::string::npos) << error;
+  // A later join gives up at once.
+  EXPECT_THROW(group->join(1, gpu()), ExchangeAborted);
 #endif
 }
 

@@ -11,8 +11,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <thread>
 #include <random>
 
@@ -543,6 +545,45 @@ TEST(TensorParallelFailure, ARankThatFailsMidPassFailsThePassNotTheEngine) {
   const std::vector<Outcome> after = run_workload(m, config, requests, Load{});
   for (size_t i = 0; i < requests.size(); ++i)
     EXPECT_EQ(first_mismatch(before[i], after[i]), -1) << "request " << i;
+}
+
+// A rank that fails while the ranks are being built (here before it joins its group) must not
+// leave the others waiting to join it: ParallelModel tells the group (abort_joins), whose joins
+// give up, and the constructor throws the failing rank's own error. The others wait as an NCCL
+// join does (until released, under a deadline that would fail the test).
+TEST(TensorParallelFailure, ARankThatFailsBeforeJoiningReleasesTheOthers) {
+  const int tp = 4;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool released = false;
+  std::atomic<int> timed_out{0}, gave_up{0};
+  const auto build = [&](int r) -> Rank {
+    if (r == 2) fail("no memory for rank 2's weights");
+    std::unique_lock lock(mu);
+    if (!cv.wait_for(lock, std::chrono::seconds(30), [&] { return released; })) {
+      ++timed_out;
+      fail("rank {} waited 30 s to join", r);
+    }
+    ++gave_up;
+    throw ExchangeAborted(fmt::format("rank {} stopped waiting for the group", r));
+  };
+  const auto abort_joins = [&] {
+    {
+      std::lock_guard lock(mu);
+      released = true;
+    }
+    cv.notify_all();
+  };
+  try {
+    ParallelModel m(tp, tp, build, abort_joins);
+    ADD_FAILURE() << "a rank failed, yet the model was built";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor-parallel rank 2 failed: no memory for rank 2"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(timed_out.load(), 0);
+  EXPECT_EQ(gave_up.load(), tp - 1);
 }
 
 }  // namespace
