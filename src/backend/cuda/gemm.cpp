@@ -59,6 +59,21 @@ bool tensor_core(const cublasLtMatmulAlgo_t& algo) {
   return (flags & CUBLASLT_NUMERICAL_IMPL_FLAGS_HMMA) != 0;
 }
 
+// Whether x and w start on 16 bytes and rows of `ld` bf16 keep them there (what cuBLASLt's
+// tensor-core algorithms and the kernels of our own need).
+bool aligned_rows(const void* x, const void* w, int64_t ld) {
+  return ld % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(w) % 16 == 0;
+}
+
+// Leaves of one size k from offset 0 (Backend::matmul_leaves' leaves where K splits evenly).
+bool equal_leaves(const std::vector<int64_t>& leaves) {
+  const int64_t k = leaves[1] - leaves[0];
+  bool equal = leaves[0] == 0;
+  for (size_t l = 0; l + 1 < leaves.size(); ++l) equal = equal && leaves[l + 1] - leaves[l] == k;
+  return equal;
+}
+
 bool same_algo(const cublasLtMatmulAlgo_t& a, const cublasLtMatmulAlgo_t& b) {
   return std::memcmp(a.data, b.data, sizeof a.data) == 0;
 }
@@ -210,9 +225,7 @@ void GemmRunner::run_canonical_slice(const void* x, const void* w, void* out, in
                                      int64_t k, int64_t ld, DType out_dtype) {
   const auto* xb = static_cast<const uint16_t*>(x);
   const auto* wb = static_cast<const uint16_t*>(w);
-  const bool aligned = ld % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
-                       reinterpret_cast<uintptr_t>(w) % 16 == 0;
-  if (uses_fallback(n, k) || !aligned) {  // N is the model's dim: never a TP shard's
+  if (uses_fallback(n, k) || !aligned_rows(x, w, ld)) {  // N is the model's dim: never a TP shard's
     LLM42_CUDA_CHECK(launch_gemm_fallback(xb, wb, out, out_dtype, m, n, k, stream_, ld));
     return;
   }
@@ -226,13 +239,9 @@ void GemmRunner::run_canonical_leaves(const void* x, const void* w, float* parts
                                       int64_t n, int64_t ld, const std::vector<int64_t>& leaves) {
   const int p = static_cast<int>(leaves.size()) - 1;
   const int64_t k = leaves[1] - leaves[0];
-  bool equal = leaves[0] == 0;
-  for (int l = 0; l < p; ++l) equal = equal && leaves[l + 1] - leaves[l] == k;
   const auto* xb = static_cast<const uint16_t*>(x);
   const auto* wb = static_cast<const uint16_t*>(w);
-  const bool aligned = ld % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
-                       reinterpret_cast<uintptr_t>(w) % 16 == 0;
-  if (equal && aligned && !uses_fallback(n, k)) {
+  if (equal_leaves(leaves) && aligned_rows(x, w, ld) && !uses_fallback(n, k)) {
     // Tuning (on the first call of a bucket) reads x and w as if contiguous, as in
     // run_canonical_slice.
     const Tuned& t = canonical(x, w, parts, m, n, k, DType::kF32);
@@ -278,12 +287,8 @@ void GemmRunner::run_canonical_tree(const void* x, const void* w, void* out, DTy
                                     const std::vector<int64_t>& leaves, float* parts) {
   const int p = static_cast<int>(leaves.size()) - 1;
   const int64_t k = leaves[1] - leaves[0];
-  bool equal = leaves[0] == 0;
-  for (int l = 0; l < p; ++l) equal = equal && leaves[l + 1] - leaves[l] == k;
-  const bool aligned = reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
-                       reinterpret_cast<uintptr_t>(w) % 16 == 0 &&
-                       reinterpret_cast<uintptr_t>(out) % 8 == 0;
-  if (fused_tree_ && equal && aligned && !uses_fallback(n, k) &&
+  if (fused_tree_ && equal_leaves(leaves) && aligned_rows(x, w, ld) &&
+      reinterpret_cast<uintptr_t>(out) % 8 == 0 && !uses_fallback(n, k) &&
       tree_gemm_takes(m, n, k, ld, p)) {
     // The leaves' bucket is tuned first (the unfused path, which the check compares with, needs
     // its algorithm), reading x and w as if contiguous as run_canonical_leaves does.
