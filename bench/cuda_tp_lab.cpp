@@ -5,6 +5,7 @@
 //   leaves    Backend::matmul_leaves with 8 leaves into bf16: the canonical lane at TP 1 now
 //             (tree_gemm.cu's fused kernel where the autotune admitted it for the bucket, else
 //             as `unfused`); `path` says which ran
+//   fused     tree_gemm.cu's kernel alone, launched directly (admitted or not)
 //   unfused   the same without the fused kernel (GemmRunner::set_fused_tree(false)): fp32 parts
 //             (above the skinny range one strided-batched cuBLASLt call over the leaves), then
 //             the tree kernel rounding once
@@ -33,6 +34,7 @@
 #include <vector>
 
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/kernels.h"
 #include "cuda_lab_util.h"
 #include "model/sharding.h"
 
@@ -81,8 +83,8 @@ int main(int argc, char** argv) {
   const int m_max = *std::max_element(ms.begin(), ms.end());
   nlohmann::json rows = nlohmann::json::array();
   std::printf("%s, %d SMs; times in us (median of 20)\n", b.device_name().c_str(), b.sm_count());
-  std::printf("%-5s %5s %9s %9s %6s %6s %9s %9s %9s %9s %9s %10s %10s %9s %9s\n", "shape", "M",
-              "plain", "leaves", "ratio", "path", "unfused", "per-leaf", "sub tp2", "sub tp4",
+  std::printf("%-5s %5s %9s %9s %6s %6s %9s %9s %9s %9s %9s %9s %10s %10s %9s %9s\n", "shape", "M",
+              "plain", "leaves", "ratio", "path", "fused", "unfused", "per-leaf", "sub tp2", "sub tp4",
               "sub tp8", "gather MB", "reduce MB", "copy", "nvlink");
   for (const auto& [name, n, k] : {std::tuple{"o", 4096, 4096}, std::tuple{"down", 4096, 14336}}) {
     auto x = make(b, DType::kBF16, {m_max, k});
@@ -103,6 +105,13 @@ int main(int argc, char** argv) {
         b.matmul_leaves(xm, w.t, shard_leaves(k, {0, 1}), om);
       });
       const bool fused = b.gemm().last_leaf_path() == cuda::GemmRunner::LeafPath::kFused;
+      const double fused_only = time_us(b, 20, [&](int) {
+        LLM42_ASSERT(cuda::launch_tree_gemm(static_cast<const uint16_t*>(xm.data),
+                                            static_cast<const uint16_t*>(w.t.data), om.data,
+                                            DType::kBF16, m, n, k / 8, k, 8,
+                                            b.stream()) == cudaSuccess,
+                     "fused tree GEMM launch");
+      });
       b.gemm().set_fused_tree(false);
       const double unfused = time_us(b, 20, [&](int) {
         b.matmul_leaves(xm, w.t, shard_leaves(k, {0, 1}), om);
@@ -136,8 +145,10 @@ int main(int argc, char** argv) {
       });
       const double nvlink = gather_mb * 1e6 / (bus_gbs * 1e9) * 1e6;
       std::printf(
-          "%-5s %5d %9.1f %9.1f %6.2f %6s %9.1f %9.1f %9.1f %9.1f %9.1f %10.2f %10.2f %9.1f %9.1f\n",
-          name, m, plain, leaves, leaves / plain, fused ? "fused" : "parts", unfused, per_leaf,
+          "%-5s %5d %9.1f %9.1f %6.2f %6s %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %10.2f %10.2f %9.1f "
+          "%9.1f\n",
+          name, m, plain, leaves, leaves / plain, fused ? "fused" : "parts", fused_only, unfused,
+          per_leaf,
           sub[0], sub[1], sub[2], gather_mb, reduce_mb, copy, nvlink);
       rows.push_back({{"shape", name},
                       {"n", n},
@@ -146,6 +157,7 @@ int main(int argc, char** argv) {
                       {"plain_us", plain},
                       {"leaves_us", leaves},
                       {"leaves_fused", fused},
+                      {"fused_kernel_us", fused_only},
                       {"unfused_us", unfused},
                       {"per_leaf_us", per_leaf},
                       {"subtree_us", {sub[0], sub[1], sub[2]}},
