@@ -5,7 +5,8 @@
 //   leaves    Backend::matmul_leaves with 8 leaves into bf16: the canonical lane at TP 1 now
 //             (tree_gemm.cu's fused kernel where the autotune admitted it for the bucket, else
 //             as `unfused`); `path` says which ran
-//   fused     tree_gemm.cu's kernel alone, launched directly (admitted or not)
+//   fused     tree_gemm.cu's kernel alone, launched directly (admitted or not), its faster
+//             variant (the JSON has each)
 //   unfused   the same without the fused kernel (GemmRunner::set_fused_tree(false)): fp32 parts
 //             (above the skinny range one strided-batched cuBLASLt call over the leaves), then
 //             the tree kernel rounding once
@@ -105,13 +106,16 @@ int main(int argc, char** argv) {
         b.matmul_leaves(xm, w.t, shard_leaves(k, {0, 1}), om);
       });
       const bool fused = b.gemm().last_leaf_path() == cuda::GemmRunner::LeafPath::kFused;
-      const double fused_only = time_us(b, 20, [&](int) {
-        LLM42_ASSERT(cuda::launch_tree_gemm(static_cast<const uint16_t*>(xm.data),
-                                            static_cast<const uint16_t*>(w.t.data), om.data,
-                                            DType::kBF16, m, n, k / 8, k, 8,
-                                            b.stream()) == cudaSuccess,
-                     "fused tree GEMM launch");
-      });
+      double fused_v[cuda::kTreeGemmVariants];
+      for (int v = 0; v < cuda::kTreeGemmVariants; ++v)
+        fused_v[v] = time_us(b, 20, [&](int) {
+          LLM42_ASSERT(cuda::launch_tree_gemm(static_cast<const uint16_t*>(xm.data),
+                                              static_cast<const uint16_t*>(w.t.data), om.data,
+                                              DType::kBF16, m, n, k / 8, k, 8, b.stream(),
+                                              v) == cudaSuccess,
+                       "fused tree GEMM launch");
+        });
+      const double fused_only = *std::min_element(fused_v, fused_v + cuda::kTreeGemmVariants);
       b.gemm().set_fused_tree(false);
       const double unfused = time_us(b, 20, [&](int) {
         b.matmul_leaves(xm, w.t, shard_leaves(k, {0, 1}), om);
@@ -157,7 +161,7 @@ int main(int argc, char** argv) {
                       {"plain_us", plain},
                       {"leaves_us", leaves},
                       {"leaves_fused", fused},
-                      {"fused_kernel_us", fused_only},
+                      {"fused_kernel_us", std::vector<double>(fused_v, fused_v + cuda::kTreeGemmVariants)},
                       {"unfused_us", unfused},
                       {"per_leaf_us", per_leaf},
                       {"subtree_us", {sub[0], sub[1], sub[2]}},

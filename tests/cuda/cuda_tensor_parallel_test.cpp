@@ -177,16 +177,20 @@ TEST(CudaRowParallel, FusedTreeHasTheBitsOfTheLeavesThroughMemory) {
                                static_cast<float*>(parts.b.get()));
           g.set_fused_tree(true);
           EXPECT_NE(g.last_leaf_path(), cuda::GemmRunner::LeafPath::kFused) << where;
-          ASSERT_EQ(cuda::launch_tree_gemm(static_cast<const uint16_t*>(x.b.get()),
-                                           static_cast<const uint16_t*>(w.b.get()), got.b.get(),
-                                           out, m, n, k / 8, k, p, b.stream()),
-                    cudaSuccess)
-              << where;
           std::vector<uint8_t> a(bytes), c(bytes);
           b.copy_to_host(a.data(), ref.b.get(), bytes);
-          b.copy_to_host(c.data(), got.b.get(), bytes);
-          EXPECT_EQ(std::memcmp(a.data(), c.data(), bytes), 0)
-              << where << ": the fused tree differs from the leaves through memory";
+          for (int v = 0; v < cuda::kTreeGemmVariants; ++v) {
+            ASSERT_EQ(cudaMemsetAsync(got.b.get(), 0xff, bytes, b.stream()), cudaSuccess);
+            ASSERT_EQ(cuda::launch_tree_gemm(static_cast<const uint16_t*>(x.b.get()),
+                                             static_cast<const uint16_t*>(w.b.get()), got.b.get(),
+                                             out, m, n, k / 8, k, p, b.stream(), v),
+                      cudaSuccess)
+                << where;
+            b.copy_to_host(c.data(), got.b.get(), bytes);
+            EXPECT_EQ(std::memcmp(a.data(), c.data(), bytes), 0)
+                << where << ": the fused tree (" << cuda::tree_gemm_variant_name(v)
+                << ") differs from the leaves through memory";
+          }
           // The runner, checking the kernel on this bucket if it has not yet.
           g.run_canonical_tree(x.b.get(), w.b.get(), got.b.get(), out, m, n, k, leaves,
                                static_cast<float*>(parts.b.get()));

@@ -304,7 +304,7 @@ void GemmRunner::run_canonical_tree(const void* x, const void* w, void* out, DTy
     if (status_of(c) == KernelStatus::kAdmitted) {
       const cudaError_t e =
           launch_tree_gemm(static_cast<const uint16_t*>(x), static_cast<const uint16_t*>(w), out,
-                           out_dtype, m, n, k, ld, p, stream_);
+                           out_dtype, m, n, k, ld, p, stream_, c.variant);
       if (e == cudaSuccess) {
         last_leaf_path_ = LeafPath::kFused;
         return;
@@ -338,37 +338,48 @@ void GemmRunner::check_tree(TreeCheck& c, const void* x, const void* w, void* ou
   const int64_t k = leaves[1] - leaves[0];
   c = TreeCheck{};
   c.checked_m = m;
-  // Every output bit, the fused kernel's (over a poisoned output, so that an element it fails to
-  // write cannot pass for a right one) against the unfused path's.
   const size_t bytes = static_cast<size_t>(m * n) * dtype_size(out_dtype);
-  LLM42_CUDA_CHECK(cudaMemsetAsync(out, 0xff, bytes, stream_));
-  if (launch_tree_gemm(xb, wb, out, out_dtype, m, n, k, ld, p, stream_) != cudaSuccess) {
-    cudaGetLastError();  // a refused launch left nothing sticky
-    return;
-  }
-  std::vector<unsigned char> fused(bytes), reference(bytes);
-  LLM42_CUDA_CHECK(cudaMemcpyAsync(fused.data(), out, bytes, cudaMemcpyDeviceToHost, stream_));
+  std::vector<unsigned char> reference(bytes), fused(bytes);
   run_unfused_tree(x, w, out, out_dtype, m, n, ld, leaves, parts);
   LLM42_CUDA_CHECK(cudaMemcpyAsync(reference.data(), out, bytes, cudaMemcpyDeviceToHost, stream_));
-  LLM42_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  if (fused != reference) {
-    log_warn(
-        "gemm autotune: the fused tree GEMM gives other bits than the leaves and the tree for M {} "
-        "N {} leaves {} of K {}; the canonical lane keeps the unfused path there",
-        m, n, p, k);
-    return;
+  std::string found;
+  for (int v = 0; v < kTreeGemmVariants; ++v) {
+    // Every output bit, the variant's (over a poisoned output, so that an element it fails to
+    // write cannot pass for a right one) against the unfused path's.
+    LLM42_CUDA_CHECK(cudaMemsetAsync(out, 0xff, bytes, stream_));
+    if (launch_tree_gemm(xb, wb, out, out_dtype, m, n, k, ld, p, stream_, v) != cudaSuccess) {
+      cudaGetLastError();  // a refused launch left nothing sticky
+      continue;
+    }
+    LLM42_CUDA_CHECK(cudaMemcpyAsync(fused.data(), out, bytes, cudaMemcpyDeviceToHost, stream_));
+    LLM42_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (fused != reference) {
+      log_warn(
+          "gemm autotune: the fused tree GEMM ({}) gives other bits than the leaves and the tree "
+          "for M {} N {} leaves {} of K {}; not used there",
+          tree_gemm_variant_name(v), m, n, p, k);
+      continue;
+    }
+    const double us = median_us([&] {
+      LLM42_CUDA_CHECK(launch_tree_gemm(xb, wb, out, out_dtype, m, n, k, ld, p, stream_, v));
+    });
+    found += fmt::format("{}{} {:.1f} us", found.empty() ? "" : ", ", tree_gemm_variant_name(v), us);
+    if (!c.same_bits || us < c.fused_us) {
+      c.same_bits = true;
+      c.variant = v;
+      c.fused_us = us;
+    }
   }
-  c.same_bits = true;
-  c.fused_us = median_us([&] {
-    LLM42_CUDA_CHECK(launch_tree_gemm(xb, wb, out, out_dtype, m, n, k, ld, p, stream_));
-  });
+  if (!c.same_bits) return;
   c.unfused_us =
       median_us([&] { run_unfused_tree(x, w, out, out_dtype, m, n, ld, leaves, parts); });
   log_info(
       "gemm autotune: M {} (bucket {}) N {} leaves {} of K {} -> {}: the fused tree GEMM gives the "
-      "bits of the leaves and the tree in {:.1f} us against {:.1f}{}",
-      m, m_bucket(m), n, p, k, dtype_name(out_dtype), c.fused_us, c.unfused_us,
-      status_of(c) == KernelStatus::kAdmitted ? "; it serves the bucket" : "");
+      "bits of the leaves and the tree ({}) against {:.1f} us{}",
+      m, m_bucket(m), n, p, k, dtype_name(out_dtype), found, c.unfused_us,
+      status_of(c) == KernelStatus::kAdmitted
+          ? fmt::format("; {} serves the bucket", tree_gemm_variant_name(c.variant))
+          : "");
 }
 
 std::string GemmRunner::describe(const void* x, const void* w, void* out, int64_t m, int64_t n,

@@ -177,7 +177,8 @@ class GemmRunner {
   using TreeKey = std::tuple<int, int64_t, int64_t, int, DType>;
   struct TreeCheck {
     int64_t checked_m = 0;  // the M of the check (0: none)
-    bool same_bits = false;
+    bool same_bits = false;  // some variant reproduced the unfused path
+    int variant = 0;         // the fastest such variant
     double fused_us = 0.0, unfused_us = 0.0;
   };
   static KernelStatus status_of(const TreeCheck& c);
@@ -187,8 +188,8 @@ class GemmRunner {
   // run_canonical_tree without the fused kernel.
   void run_unfused_tree(const void* x, const void* w, void* out, DType out_dtype, int64_t m,
                         int64_t n, int64_t ld, const std::vector<int64_t>& leaves, float* parts);
-  // Checks the fused kernel against run_unfused_tree on this call's data and times both; `out`
-  // and `parts` are overwritten.
+  // Checks each variant of the fused kernel against run_unfused_tree on this call's data and
+  // times those that reproduce it, and the unfused path; `out` and `parts` are overwritten.
   void check_tree(TreeCheck& c, const void* x, const void* w, void* out, DType out_dtype, int64_t m,
                   int64_t n, int64_t ld, const std::vector<int64_t>& leaves, float* parts);
   bool use_skinny(const Tuned& t) const;  // admitted, and canonical_skinny on

@@ -121,10 +121,14 @@ cudaError_t launch_gemv_sequential(const uint16_t* x, const uint16_t* w, float* 
 // launch_sum_parts sums them; out f32, or bf16 rounded once. No M limit. tree_gemm_takes says
 // which shapes it takes (leaves 2, 4 or 8, k % 64 == 0, n % 8 == 0); the launch also needs
 // 16-byte aligned x and w and returns cudaErrorInvalidValue otherwise.
+// Variants 0 .. kTreeGemmVariants - 1 differ in tile shape and where the tree's partial sums
+// wait (same bits).
+inline constexpr int kTreeGemmVariants = 2;
 bool tree_gemm_takes(int64_t m, int64_t n, int64_t k, int64_t ld, int leaves);
+const char* tree_gemm_variant_name(int variant);
 cudaError_t launch_tree_gemm(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,
                              int64_t m, int64_t n, int64_t k, int64_t ld, int leaves,
-                             cudaStream_t stream);
+                             cudaStream_t stream, int variant = 0);
 
 // out = tmp + bias (fp32 add, then rounded to out's dtype), bias broadcast over rows.
 // tmp (m, n) f32, bias (n) f32, out (m, n) bf16 or f32 (may alias tmp when f32).
