@@ -2,12 +2,12 @@
 // row-parallel shapes (o: N 4096, K 4096; down: N 4096, K 14336), over M:
 //   plain     the canonical lane's GEMM before the tree (one split-K-free cuBLASLt algorithm
 //             per M bucket, bf16 out): what a canonical o/down cost at TP 1 until now
-//   leaves    Backend::matmul_leaves with 8 leaves into bf16: the canonical lane at TP 1 now
+//   leaves    Backend::matmul_leaves with 8 leaves into bf16 as with --cuda-fused-tree
 //             (tree_gemm.cu's fused kernel where the autotune admitted it for the bucket, else
 //             as `unfused`); `path` says which ran
 //   fused     tree_gemm.cu's kernel alone, launched directly (admitted or not), its faster
 //             variant (the JSON has each)
-//   unfused   the same without the fused kernel (GemmRunner::set_fused_tree(false)): fp32 parts
+//   unfused   the same without the fused kernel (the default): fp32 parts
 //             (above the skinny range one strided-batched cuBLASLt call over the leaves), then
 //             the tree kernel rounding once
 //   per-leaf  unfused with one cuBLASLt call per leaf (GemmRunner::set_leaf_batching(false)):
@@ -102,6 +102,7 @@ int main(int argc, char** argv) {
       b.matmul(xm, w.t, nullptr, om, Schedule::kCanonical);
       const double plain =
           time_us(b, 20, [&](int) { b.matmul(xm, w.t, nullptr, om, Schedule::kCanonical); });
+      b.gemm().set_fused_tree(true);
       const double leaves = time_us(b, 20, [&](int) {
         b.matmul_leaves(xm, w.t, shard_leaves(k, {0, 1}), om);
       });
@@ -125,7 +126,6 @@ int main(int argc, char** argv) {
         b.matmul_leaves(xm, w.t, shard_leaves(k, {0, 1}), om);
       });
       b.gemm().set_leaf_batching(true);
-      b.gemm().set_fused_tree(true);
       double sub[3] = {0, 0, 0};
       for (int j = 0; j < 3; ++j) {
         const int tp = 2 << j;

@@ -7,8 +7,9 @@
 #                    and 8, in dvr and global, output hashes compared; off mode shown to differ;
 #                    with several GPUs also NCCL ranks (one GPU each)
 #   PART=lab         cuda_tp_lab: plain canonical GEMM vs the leaf tree vs subtrees, exchange bytes
-#   PART=bench       TP 1, llm42 against a base: the binary llm42-base (BASE_BIN when packing), or
-#                    else llm42 with BASE_ARGS (e.g. --no-cuda-fused-tree), in the same call:
+#   PART=bench       TP 1, llm42 (with ARGS, e.g. --cuda-fused-tree) against a base: the binary
+#                    llm42-base (BASE_BIN when packing), or else llm42 with BASE_ARGS where it is
+#                    set (BASE_ARGS= : llm42 with no extra flags), in the same call:
 #                    batch-1 decode in both lanes, offline (1K,256) and ShareGPT-like (PROMPTS)
 #                    with off, global, dvr at 10 % and 100 %
 set -uo pipefail
@@ -57,12 +58,12 @@ lab)
   ;;
 bench)
   ids=$(seq -s, 1000 1031)
-  # The base: the binary llm42-base where packed, else llm42 with BASE_ARGS (e.g.
-  # BASE_ARGS=--no-cuda-fused-tree) where given.
+  # The base: the binary llm42-base where packed, else llm42 with BASE_ARGS where set.
   runs="llm42"
-  if [ -x "$BIN/llm42-base" ]; then runs="$runs llm42-base"; elif [ -n "${BASE_ARGS:-}" ]; then runs="$runs base-args"; fi
+  if [ -x "$BIN/llm42-base" ]; then runs="$runs llm42-base"; elif [ -n "${BASE_ARGS+set}" ]; then runs="$runs base-args"; fi
   for run in $runs; do
     bin=$run extra=""
+    [ "$run" = llm42 ] && extra=${ARGS:-}
     [ "$run" = base-args ] && bin=llm42 extra=$BASE_ARGS
     for det in "" "--deterministic"; do
       echo "== $run ${det:-(not deterministic)}" >>"$OUT/decode_b1.txt"

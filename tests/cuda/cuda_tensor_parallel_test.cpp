@@ -152,6 +152,7 @@ TEST(CudaRowParallel, FusedTreeHasTheBitsOfTheLeavesThroughMemory) {
   CudaBackend& b = gpu();
   cuda::GemmRunner& g = b.gemm();
   const char* status_names[] = {"unchecked", "other bits", "slower", "admitted"};
+  const bool was_on = g.fused_tree();
   for (const auto& [n, k] :
        {std::pair<int64_t, int64_t>{4096, 4096}, {4096, 14336}, {1024, 2048}}) {
     const int64_t m_max = 2048;
@@ -204,6 +205,7 @@ TEST(CudaRowParallel, FusedTreeHasTheBitsOfTheLeavesThroughMemory) {
       }
     }
   }
+  g.set_fused_tree(was_on);
 }
 
 TEST(CudaNccl, CommunicatorAtTheSizesThisMachineAllows) {

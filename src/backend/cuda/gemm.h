@@ -98,8 +98,9 @@ class GemmRunner {
   // kernel.
   void run_canonical_tree(const void* x, const void* w, void* out, DType out_dtype, int64_t m,
                           int64_t n, int64_t ld, const std::vector<int64_t>& leaves, float* parts);
-  // false never runs the fused tree kernel (--no-cuda-fused-tree; tests and labs).
+  // Whether the fused tree kernel may run (--cuda-fused-tree; tests and labs switch it).
   void set_fused_tree(bool on) { fused_tree_ = on; }
+  bool fused_tree() const { return fused_tree_; }
   // What the last check of the fused tree kernel found for this call's bucket: none made, other
   // bits, the same bits but slower, or admitted.
   KernelStatus tree_status(int64_t m, int64_t n, const std::vector<int64_t>& leaves,
@@ -235,7 +236,7 @@ class GemmRunner {
   std::string cache_path_;
   int tunings_run_ = 0;
   bool leaf_batching_ = true;
-  bool fused_tree_ = true;
+  bool fused_tree_ = false;
   std::map<TreeKey, TreeCheck> trees_;
   LeafPath last_leaf_path_ = LeafPath::kNone;
   std::map<std::tuple<int64_t, int64_t, int64_t, DType, int64_t, int>, Layouts> layouts_;

@@ -27,8 +27,10 @@ struct CudaOptions {
   // M <= 16 where it reproduces cuBLASLt's bits and is faster (docs/cuda-backend.md).
   bool canonical_skinny = true;
   // The canonical lane's row-parallel GEMM (Backend::matmul_leaves) may run as tree_gemm.cu's
-  // fused kernel where its check found the unfused path's bits and a faster kernel.
-  bool fused_tree = true;
+  // fused kernel where its check found the unfused path's bits and a faster kernel. Off by
+  // default (--cuda-fused-tree): its first variant was slower than the unfused path at every M
+  // on an H100, its second is not yet measured (docs/tensor-parallel.md).
+  bool fused_tree = false;
   // The canonical GEMM's M buckets (one autotuned algorithm each): the decode graph sizes up to
   // 256, then multiples of this up to 4096; 0: powers of two throughout (docs/cuda-backend.md).
   int canonical_m_step = 128;
