@@ -28,6 +28,7 @@ ParallelModel::ParallelModel(int tp, int ranks_per_device, const std::function<R
   try {
     run_all(make);
     built_ = true;
+    build_failed_ = nullptr;  // it may refer to what built the ranks, gone after construction
   } catch (...) {
     {
       std::lock_guard lock(mu_);

@@ -152,7 +152,12 @@ TEST(CudaRowParallel, FusedTreeHasTheBitsOfTheLeavesThroughMemory) {
   CudaBackend& b = gpu();
   cuda::GemmRunner& g = b.gemm();
   const char* status_names[] = {"unchecked", "other bits", "slower", "admitted"};
-  const bool was_on = g.fused_tree();
+  // The backend is shared by the suite: its fused-tree switch is put back however this ends.
+  struct Restore {
+    cuda::GemmRunner& g;
+    bool on;
+    ~Restore() { g.set_fused_tree(on); }
+  } restore{g, g.fused_tree()};
   for (const auto& [n, k] :
        {std::pair<int64_t, int64_t>{4096, 4096}, {4096, 14336}, {1024, 2048}}) {
     const int64_t m_max = 2048;
@@ -205,7 +210,6 @@ TEST(CudaRowParallel, FusedTreeHasTheBitsOfTheLeavesThroughMemory) {
       }
     }
   }
-  g.set_fused_tree(was_on);
 }
 
 TEST(CudaNccl, CommunicatorAtTheSizesThisMachineAllows) {

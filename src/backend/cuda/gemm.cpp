@@ -347,8 +347,11 @@ void GemmRunner::check_tree(TreeCheck& c, const void* x, const void* w, void* ou
     // Every output bit, the variant's (over a poisoned output, so that an element it fails to
     // write cannot pass for a right one) against the unfused path's.
     LLM42_CUDA_CHECK(cudaMemsetAsync(out, 0xff, bytes, stream_));
-    if (launch_tree_gemm(xb, wb, out, out_dtype, m, n, k, ld, p, stream_, v) != cudaSuccess) {
+    const cudaError_t e = launch_tree_gemm(xb, wb, out, out_dtype, m, n, k, ld, p, stream_, v);
+    if (e != cudaSuccess) {
       cudaGetLastError();  // a refused launch left nothing sticky
+      log_warn("gemm autotune: the fused tree GEMM ({}) refused M {} N {} leaves {} of K {}: {}",
+               tree_gemm_variant_name(v), m, n, p, k, cudaGetErrorString(e));
       continue;
     }
     LLM42_CUDA_CHECK(cudaMemcpyAsync(fused.data(), out, bytes, cudaMemcpyDeviceToHost, stream_));

@@ -122,7 +122,7 @@ cudaError_t launch_gemv_sequential(const uint16_t* x, const uint16_t* w, float* 
 // which shapes it takes (leaves 2, 4 or 8, k % 64 == 0, n % 8 == 0); the launch also needs
 // 16-byte aligned x and w and returns cudaErrorInvalidValue otherwise.
 // Variants 0 .. kTreeGemmVariants - 1 differ in tile shape and where the tree's partial sums
-// wait (same bits).
+// wait; each is meant to give the same bits, and GemmRunner checks it before use.
 inline constexpr int kTreeGemmVariants = 2;
 bool tree_gemm_takes(int64_t m, int64_t n, int64_t k, int64_t ld, int leaves);
 const char* tree_gemm_variant_name(int variant);

@@ -31,6 +31,7 @@
 // GemmRunner times both and keeps the faster where they reproduce the unfused path.
 #include <cuda_bf16.h>
 
+#include <atomic>
 #include <cstdint>
 
 #include "backend/cuda/kernels.h"
@@ -58,7 +59,7 @@ struct Tile {
   // Parked subtree sums: a slot per level from 1 to log2(p) - 1.
   static constexpr size_t smem_bytes(int p) {
     const int slots = !kPark ? 0 : p == 8 ? 2 : p == 4 ? 1 : 0;
-    return kRingBytes + size_t{slots} * kThreads * kAccFloats * 4;
+    return kRingBytes + static_cast<size_t>(slots) * kThreads * kAccFloats * 4;
   }
 };
 using Narrow = Tile<128, 64, 64, 32, 32, false>;
@@ -263,9 +264,19 @@ template <typename T, int P>
 cudaError_t launch_tree(cudaStream_t stream, const uint16_t* x, const uint16_t* w, void* out,
                         bool f32, int m, int n, int k, int64_t ld) {
   constexpr size_t kSmem = T::smem_bytes(P);
-  static const cudaError_t set = cudaFuncSetAttribute(
-      tree_gemm_kernel<T, P>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-  if (set != cudaSuccess) return set;
+  // The limit is a property of the kernel on the current device: with a GPU per rank thread
+  // (NCCL) each device needs it, set at its first launch there (GemmRunner's check, outside
+  // any graph capture).
+  static std::atomic<uint64_t> set_on{0};  // a bit per device ordinal
+  int device = 0;
+  if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
+  const uint64_t bit = uint64_t{1} << (device % 64);
+  if ((set_on.load() & bit) == 0) {
+    const cudaError_t set = cudaFuncSetAttribute(
+        tree_gemm_kernel<T, P>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+    if (set != cudaSuccess) return set;
+    set_on.fetch_or(bit);
+  }
   const dim3 grid(static_cast<unsigned>((n + T::kBN - 1) / T::kBN),
                   static_cast<unsigned>((m + T::kBM - 1) / T::kBM));
   return launch_kernel(tree_gemm_kernel<T, P>, grid, kThreads, kSmem, stream, x, w, out, f32, m,

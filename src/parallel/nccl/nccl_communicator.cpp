@@ -3,11 +3,10 @@
 #include <nccl.h>
 
 #include <atomic>
-#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
-#include <functional>
+#include <mutex>
 #include <string>
-#include <thread>
 
 #include "backend/cuda/cuda_backend.h"
 #include "util/error.h"
@@ -21,28 +20,6 @@ void check(ncclResult_t r, const char* what, const char* file, int line) {
 }
 #define LLM42_NCCL_CHECK(call) check((call), #call, __FILE__, __LINE__)
 
-// The communicators are non-blocking (so that a rank waiting for the group to form can give up:
-// NcclGroup::join): a call may return ncclInProgress, and the communicator takes no other call
-// until its state leaves that. Waits for it; `give_up` (checked while waiting) ends the wait by
-// returning false. Throws on an error.
-bool settle(ncclComm_t comm, ncclResult_t r, const char* what, const char* file, int line,
-            const std::function<bool()>& give_up = {}) {
-  if (r != ncclInProgress) {
-    check(r, what, file, line);
-    return true;
-  }
-  for (;;) {
-    ncclResult_t state = ncclSuccess;
-    check(ncclCommGetAsyncError(comm, &state), "ncclCommGetAsyncError", file, line);
-    if (state != ncclInProgress) {
-      check(state, what, file, line);
-      return true;
-    }
-    if (give_up && give_up()) return false;
-    std::this_thread::sleep_for(std::chrono::microseconds(50));
-  }
-}
-#define LLM42_NCCL_SETTLE(comm, call) settle((comm), (call), #call, __FILE__, __LINE__)
 
 ncclDataType_t nccl_type(DType d) {
   switch (d) {
@@ -62,16 +39,7 @@ class NcclCommunicator final : public Communicator {
   NcclCommunicator(ncclComm_t comm, int rank, int size, cudaStream_t stream)
       : comm_(comm), rank_(rank), size_(size), stream_(stream) {}
   ~NcclCommunicator() override {
-    if (aborted_.load()) return;
-    // Finalize (flushes what is in flight; non-blocking: waited for), then destroy. Errors are
-    // not thrown from a destructor.
-    ncclResult_t r = ncclCommFinalize(comm_);
-    ncclResult_t state = r;
-    while (state == ncclInProgress) {
-      if (ncclCommGetAsyncError(comm_, &state) != ncclSuccess) break;
-      if (state == ncclInProgress) std::this_thread::sleep_for(std::chrono::microseconds(50));
-    }
-    ncclCommDestroy(comm_);
+    if (!aborted_.load()) ncclCommDestroy(comm_);
   }
 
   int rank() const override { return rank_; }
@@ -80,8 +48,8 @@ class NcclCommunicator final : public Communicator {
 
   void all_reduce_sum(const Tensor& t) override {
     check_live();
-    LLM42_NCCL_SETTLE(comm_, ncclAllReduce(t.data, t.data, static_cast<size_t>(t.numel()),
-                                           nccl_type(t.dtype), ncclSum, comm_, stream_));
+    LLM42_NCCL_CHECK(ncclAllReduce(t.data, t.data, static_cast<size_t>(t.numel()),
+                                   nccl_type(t.dtype), ncclSum, comm_, stream_));
   }
 
   void all_gather(const Tensor& in, const Tensor& out) override {
@@ -89,8 +57,7 @@ class NcclCommunicator final : public Communicator {
                  "all_gather of {} into {}", in.shape_string(), out.shape_string());
     // As bytes: a gather does no arithmetic.
     check_live();
-    LLM42_NCCL_SETTLE(comm_,
-                      ncclAllGather(in.data, out.data, in.nbytes(), ncclUint8, comm_, stream_));
+    LLM42_NCCL_CHECK(ncclAllGather(in.data, out.data, in.nbytes(), ncclUint8, comm_, stream_));
   }
 
   // ncclCommAbort ends the operations in flight (a rank blocked on its stream waiting for a
@@ -131,33 +98,29 @@ class NcclGroup final : public CommunicatorGroup {
     auto* cuda = dynamic_cast<CudaBackend*>(&backend);
     LLM42_ASSERT(cuda != nullptr, "the NCCL communicator needs a CUDA backend");
     cuda->bind_thread();
-    if (joins_aborted_.load()) throw aborted_join(r);
-    // Non-blocking: the init returns at once and completes when every rank has called it; a
-    // rank that fails before its call would leave the others waiting for good, so they also
-    // watch for abort_joins.
+    // The ranks are threads of this process: they meet here before NCCL's init, which waits
+    // for every rank and cannot be given up. A rank that fails before it comes releases the
+    // others through abort_joins.
+    {
+      std::unique_lock lock(mu_);
+      if (joins_aborted_) throw aborted_join(r);
+      ++arrived_;
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return joins_aborted_ || arrived_ == size_; });
+      if (joins_aborted_ && arrived_ < size_) throw aborted_join(r);
+    }
     ncclComm_t comm = nullptr;
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
-    config.blocking = 0;
-    const ncclResult_t started = ncclCommInitRankConfig(&comm, size_, id_, r, &config);
-    if (started != ncclSuccess && started != ncclInProgress) {
-      if (comm != nullptr) ncclCommAbort(comm);
-      check(started, "ncclCommInitRankConfig", __FILE__, __LINE__);
-    }
-    bool joined = false;
-    try {
-      joined = settle(comm, started, "ncclCommInitRankConfig", __FILE__, __LINE__,
-                      [&] { return joins_aborted_.load(); });
-    } catch (...) {
-      ncclCommAbort(comm);
-      throw;
-    }
-    if (!joined) {
-      ncclCommAbort(comm);
-      throw aborted_join(r);
-    }
+    LLM42_NCCL_CHECK(ncclCommInitRankConfig(&comm, size_, id_, r, &config));
     return std::make_unique<NcclCommunicator>(comm, r, size_, cuda->stream());
   }
-  void abort_joins() override { joins_aborted_.store(true); }
+  void abort_joins() override {
+    {
+      std::lock_guard lock(mu_);
+      joins_aborted_ = true;
+    }
+    cv_.notify_all();
+  }
 
  private:
   static ExchangeAborted aborted_join(int r) {
@@ -167,7 +130,10 @@ class NcclGroup final : public CommunicatorGroup {
 
   int size_, first_;
   ncclUniqueId id_{};
-  std::atomic<bool> joins_aborted_{false};
+  std::mutex mu_;  // guards the two below
+  std::condition_variable cv_;
+  int arrived_ = 0;  // ranks that reached join
+  bool joins_aborted_ = false;
 };
 
 }  // namespace
