@@ -85,29 +85,24 @@ struct TreeTile {
   int stages_per_leaf, total_stages;
   int st = 0;  // the next stage to compute
 
+  // Stage s's rows of one operand into its part of the ring: `rows` rows from `src` (row
+  // stride ld), those from `valid_rows` on zero-filled; `at` is the part's first row in the
+  // stage (x at 0, the weights after x's rows).
+  template <int kRows>
+  __device__ __forceinline__ void issue(int s, const uint16_t* src, int valid_rows, int at) const {
+    if (s >= total_stages) return;
+    uint16_t* dst = smem + (s % kStages) * T::kStageElems + at * T::kStride;
+    const int64_t col0 = int64_t{s} * T::kBK;
+#pragma unroll
+    for (int i = 0; i < kRows * T::kBK / 8 / kThreads; ++i) {
+      const int e = threadIdx.x + i * kThreads, r = e / (T::kBK / 8), c = 8 * (e % (T::kBK / 8));
+      const bool valid = r < valid_rows;
+      cp_async16(dst + r * T::kStride + c, valid ? src + r * ld + col0 + c : src, valid);
+    }
+  }
   // Stage s's weights (constant during the pass: may be loaded before pdl_wait) and x.
-  __device__ __forceinline__ void issue_w(int s) const {
-    if (s >= total_stages) return;
-    uint16_t* dst = smem + (s % kStages) * T::kStageElems + T::kBM * T::kStride;
-    const int64_t col0 = int64_t{s} * T::kBK;
-#pragma unroll
-    for (int i = 0; i < T::kBN * T::kBK / 8 / kThreads; ++i) {
-      const int e = threadIdx.x + i * kThreads, r = e / (T::kBK / 8), c = 8 * (e % (T::kBK / 8));
-      const bool valid = r < n_rows;
-      cp_async16(dst + r * T::kStride + c, valid ? w + r * ld + col0 + c : w, valid);
-    }
-  }
-  __device__ __forceinline__ void issue_x(int s) const {
-    if (s >= total_stages) return;
-    uint16_t* dst = smem + (s % kStages) * T::kStageElems;
-    const int64_t col0 = int64_t{s} * T::kBK;
-#pragma unroll
-    for (int i = 0; i < T::kBM * T::kBK / 8 / kThreads; ++i) {
-      const int e = threadIdx.x + i * kThreads, r = e / (T::kBK / 8), c = 8 * (e % (T::kBK / 8));
-      const bool valid = r < m_rows;
-      cp_async16(dst + r * T::kStride + c, valid ? x + r * ld + col0 + c : x, valid);
-    }
-  }
+  __device__ __forceinline__ void issue_w(int s) const { issue<T::kBN>(s, w, n_rows, T::kBM); }
+  __device__ __forceinline__ void issue_x(int s) const { issue<T::kBM>(s, x, m_rows, 0); }
 
   // One leaf into acc (overwritten): its stages' k16 steps in increasing k, one MMA chain per
   // accumulator.
