@@ -329,6 +329,13 @@ GemmRunner::KernelStatus GemmRunner::tree_status(int64_t m, int64_t n,
   return it == trees_.end() ? KernelStatus::kUnchecked : status_of(it->second);
 }
 
+std::vector<unsigned char> GemmRunner::to_host(const void* p, size_t bytes) {
+  std::vector<unsigned char> h(bytes);
+  LLM42_CUDA_CHECK(cudaMemcpyAsync(h.data(), p, bytes, cudaMemcpyDeviceToHost, stream_));
+  LLM42_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  return h;
+}
+
 void GemmRunner::check_tree(TreeCheck& c, const void* x, const void* w, void* out,
                             DType out_dtype, int64_t m, int64_t n, int64_t ld,
                             const std::vector<int64_t>& leaves, float* parts) {
@@ -339,9 +346,8 @@ void GemmRunner::check_tree(TreeCheck& c, const void* x, const void* w, void* ou
   c = TreeCheck{};
   c.checked_m = m;
   const size_t bytes = static_cast<size_t>(m * n) * dtype_size(out_dtype);
-  std::vector<unsigned char> reference(bytes), fused(bytes);
   run_unfused_tree(x, w, out, out_dtype, m, n, ld, leaves, parts);
-  LLM42_CUDA_CHECK(cudaMemcpyAsync(reference.data(), out, bytes, cudaMemcpyDeviceToHost, stream_));
+  const std::vector<unsigned char> reference = to_host(out, bytes);
   std::string found;
   for (int v = 0; v < kTreeGemmVariants; ++v) {
     // Every output bit, the variant's (over a poisoned output, so that an element it fails to
@@ -354,9 +360,7 @@ void GemmRunner::check_tree(TreeCheck& c, const void* x, const void* w, void* ou
                tree_gemm_variant_name(v), m, n, p, k, cudaGetErrorString(e));
       continue;
     }
-    LLM42_CUDA_CHECK(cudaMemcpyAsync(fused.data(), out, bytes, cudaMemcpyDeviceToHost, stream_));
-    LLM42_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    if (fused != reference) {
+    if (to_host(out, bytes) != reference) {
       log_warn(
           "gemm autotune: the fused tree GEMM ({}) gives other bits than the leaves and the tree "
           "for M {} N {} leaves {} of K {}; not used there",
@@ -686,12 +690,9 @@ void GemmRunner::check_skinny(Tuned& t, const void* x, const void* w, void* out,
     cudaGetLastError();  // a refused launch (arguments it does not take) left nothing sticky
     return;
   }
-  std::vector<unsigned char> skinny(bytes), reference(bytes);
-  LLM42_CUDA_CHECK(cudaMemcpyAsync(skinny.data(), out, bytes, cudaMemcpyDeviceToHost, stream_));
+  const std::vector<unsigned char> skinny = to_host(out, bytes);
   LLM42_CUBLAS_CHECK(matmul(layouts(m, n, k, out_dtype), t.algo, x, w, out));
-  LLM42_CUDA_CHECK(cudaMemcpyAsync(reference.data(), out, bytes, cudaMemcpyDeviceToHost, stream_));
-  LLM42_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  if (skinny != reference) {
+  if (skinny != to_host(out, bytes)) {
     log_warn(
         "gemm autotune: the sequential-K skinny GEMM gives other bits than {} for M {} N {} K {}; "
         "the canonical lane keeps cuBLASLt",

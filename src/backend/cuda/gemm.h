@@ -186,6 +186,8 @@ class GemmRunner {
   TreeKey tree_key(int64_t m, int64_t n, int64_t k, int leaves, DType out) const {
     return {m_bucket(m), n, k, leaves, out};
   }
+  // `bytes` of device memory at p, once the stream's work before is done (the checks' copies).
+  std::vector<unsigned char> to_host(const void* p, size_t bytes);
   // run_canonical_tree without the fused kernel.
   void run_unfused_tree(const void* x, const void* w, void* out, DType out_dtype, int64_t m,
                         int64_t n, int64_t ld, const std::vector<int64_t>& leaves, float* parts);
