@@ -232,12 +232,11 @@ template <int RT, int NT, int U, int P>
 cudaError_t launch(const uint16_t* x, const uint16_t* w, void* out, bool out_f32, int m, int n,
                    int k, cudaStream_t stream) {
   constexpr size_t kStageBytes = size_t{P} * U * RT * 2 * kThreads * sizeof(uint4);
-  // The stages and the static reduction tile may pass 48 KiB together. Set once per process:
-  // one process drives one GPU.
+  // The stages and the static reduction tile may pass 48 KiB together.
   if constexpr (P > 0) {
-    static const cudaError_t set = cudaFuncSetAttribute(
-        gemv_kernel<RT, NT, U, P>, cudaFuncAttributeMaxDynamicSharedMemorySize, kStageBytes);
-    if (set != cudaSuccess) return set;
+    if (const cudaError_t e = allow_dynamic_smem<gemv_kernel<RT, NT, U, P>>(kStageBytes);
+        e != cudaSuccess)
+      return e;
   }
   const int blocks = (n + 16 * RT - 1) / (16 * RT);
   return launch_kernel(gemv_kernel<RT, NT, U, P>, blocks, kThreads, kStageBytes, stream, x, w, out,

@@ -265,16 +265,14 @@ cudaError_t launch_gemv_sequential(const uint16_t* x, const uint16_t* w, float* 
 namespace llm42::cuda {
 namespace {
 
-// One instantiation's launch; its shared-memory size (past 48 KiB) is set once per process (one
-// process drives one GPU).
+// One instantiation's launch; its shared-memory size is past 48 KiB.
 template <int XR>
 cudaError_t launch_canon(dim3 blocks, cudaStream_t stream, const uint16_t* x, const uint16_t* w,
                          void* out, bool f32, int m, int n, int k, int64_t ld) {
   constexpr size_t kSmem = canon_smem<XR>();
   static_assert(kSmem <= 227 * 1024, "canonical skinny ring does not fit in shared memory");
-  static const cudaError_t set = cudaFuncSetAttribute(
-      gemv_canonical_kernel<XR>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-  if (set != cudaSuccess) return set;
+  if (const cudaError_t e = allow_dynamic_smem<gemv_canonical_kernel<XR>>(kSmem); e != cudaSuccess)
+    return e;
   return launch_kernel(gemv_canonical_kernel<XR>, blocks, 32 * kCanonWarps, kSmem, stream, x, w,
                        out, f32, m, n, k, ld);
 }

@@ -31,7 +31,6 @@
 // GemmRunner times both and keeps the faster where they reproduce the unfused path.
 #include <cuda_bf16.h>
 
-#include <atomic>
 #include <cstdint>
 
 #include "backend/cuda/kernels.h"
@@ -259,19 +258,8 @@ template <typename T, int P>
 cudaError_t launch_tree(cudaStream_t stream, const uint16_t* x, const uint16_t* w, void* out,
                         bool f32, int m, int n, int k, int64_t ld) {
   constexpr size_t kSmem = T::smem_bytes(P);
-  // The limit is a property of the kernel on the current device: with a GPU per rank thread
-  // (NCCL) each device needs it, set at its first launch there (GemmRunner's check, outside
-  // any graph capture).
-  static std::atomic<uint64_t> set_on{0};  // a bit per device ordinal
-  int device = 0;
-  if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
-  const uint64_t bit = uint64_t{1} << (device % 64);
-  if ((set_on.load() & bit) == 0) {
-    const cudaError_t set = cudaFuncSetAttribute(
-        tree_gemm_kernel<T, P>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-    if (set != cudaSuccess) return set;
-    set_on.fetch_or(bit);
-  }
+  if (const cudaError_t e = allow_dynamic_smem<tree_gemm_kernel<T, P>>(kSmem); e != cudaSuccess)
+    return e;
   const dim3 grid(static_cast<unsigned>((n + T::kBN - 1) / T::kBN),
                   static_cast<unsigned>((m + T::kBM - 1) / T::kBM));
   return launch_kernel(tree_gemm_kernel<T, P>, grid, kThreads, kSmem, stream, x, w, out, f32, m,
