@@ -12,6 +12,9 @@
 //             the tree kernel rounding once
 //   per-leaf  unfused with one cuBLASLt call per leaf (GemmRunner::set_leaf_batching(false)):
 //             the canonical lane at TP 1 before the leaves were batched
+//   tree      unfused's second kernel alone: the 8 fp32 parts summed into bf16
+//             (Backend::sum_parts), and the rate it moves their bytes at (GB/s; compare with
+//             the copy column's rate, 2 x its bytes over its time)
 //   subtree   the same at TP 2, 4, 8 on one rank's K slice (8/tp leaves), + the sum of the tp
 //             subtrees (the exchange itself excluded: measured below)
 // and the exchange: bytes a rank sends per row-parallel layer in the canonical lane (all-gather of
@@ -84,9 +87,10 @@ int main(int argc, char** argv) {
   const int m_max = *std::max_element(ms.begin(), ms.end());
   nlohmann::json rows = nlohmann::json::array();
   std::printf("%s, %d SMs; times in us (median of 20)\n", b.device_name().c_str(), b.sm_count());
-  std::printf("%-5s %5s %9s %9s %6s %6s %9s %9s %9s %9s %9s %9s %10s %10s %9s %9s\n", "shape", "M",
-              "plain", "leaves", "ratio", "path", "fused", "unfused", "per-leaf", "sub tp2", "sub tp4",
-              "sub tp8", "gather MB", "reduce MB", "copy", "nvlink");
+  std::printf("%-5s %5s %9s %9s %6s %6s %9s %9s %9s %9s %7s %9s %9s %9s %10s %10s %9s %7s %9s\n",
+              "shape", "M", "plain", "leaves", "ratio", "path", "fused", "unfused", "per-leaf",
+              "tree", "GB/s", "sub tp2", "sub tp4", "sub tp8", "gather MB", "reduce MB", "copy",
+              "GB/s", "nvlink");
   for (const auto& [name, n, k] : {std::tuple{"o", 4096, 4096}, std::tuple{"down", 4096, 14336}}) {
     auto x = make(b, DType::kBF16, {m_max, k});
     auto w = make(b, DType::kBF16, {n, k});
@@ -126,6 +130,9 @@ int main(int argc, char** argv) {
         b.matmul_leaves(xm, w.t, shard_leaves(k, {0, 1}), om);
       });
       b.gemm().set_leaf_batching(true);
+      const Tensor parts8(parts.t.data, DType::kF32, Device::kCUDA, {8, m, n});
+      const double tree = time_us(b, 20, [&](int) { b.sum_parts(parts8, om); });
+      const double tree_gbs = (8.0 * 4 + 2) * m * n / tree / 1e3;
       double sub[3] = {0, 0, 0};
       for (int j = 0; j < 3; ++j) {
         const int tp = 2 << j;
@@ -147,13 +154,14 @@ int main(int argc, char** argv) {
       const double copy = time_us(b, 20, [&](int) {
         b.copy_device(copy_dst.t.data, parts.t.data, static_cast<size_t>(7) * m * n * 4);
       });
+      const double copy_gbs = 2.0 * 7 * m * n * 4 / copy / 1e3;
       const double nvlink = gather_mb * 1e6 / (bus_gbs * 1e9) * 1e6;
       std::printf(
-          "%-5s %5d %9.1f %9.1f %6.2f %6s %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %10.2f %10.2f %9.1f "
-          "%9.1f\n",
+          "%-5s %5d %9.1f %9.1f %6.2f %6s %9.1f %9.1f %9.1f %9.1f %7.0f %9.1f %9.1f %9.1f %10.2f "
+          "%10.2f %9.1f %7.0f %9.1f\n",
           name, m, plain, leaves, leaves / plain, fused ? "fused" : "parts", fused_only, unfused,
-          per_leaf,
-          sub[0], sub[1], sub[2], gather_mb, reduce_mb, copy, nvlink);
+          per_leaf, tree, tree_gbs, sub[0], sub[1], sub[2], gather_mb, reduce_mb, copy, copy_gbs,
+          nvlink);
       rows.push_back({{"shape", name},
                       {"n", n},
                       {"k", k},
@@ -164,10 +172,13 @@ int main(int argc, char** argv) {
                       {"fused_kernel_us", std::vector<double>(fused_v, fused_v + cuda::kTreeGemmVariants)},
                       {"unfused_us", unfused},
                       {"per_leaf_us", per_leaf},
+                      {"tree_us", tree},
+                      {"tree_gbs", tree_gbs},
                       {"subtree_us", {sub[0], sub[1], sub[2]}},
                       {"tp8_gather_mb", gather_mb},
                       {"tp8_reduce_mb", reduce_mb},
                       {"copy_us", copy},
+                      {"copy_gbs", copy_gbs},
                       {"nvlink_pred_us", nvlink}});
     }
   }

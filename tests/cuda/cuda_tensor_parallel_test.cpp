@@ -10,6 +10,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
+#include <cstring>
+#include <random>
 #include <string>
 #include <thread>
 
@@ -22,6 +25,7 @@
 #include "model/sharding.h"
 #include "parallel/communicator_group.h"
 #include "parallel/model_loader.h"
+#include "util/numeric.h"
 #ifdef LLM42_HAVE_NCCL
 #include "parallel/nccl/nccl_communicator.h"
 #endif
@@ -95,6 +99,48 @@ TEST(CudaRowParallel, SubtreesAndExchangeEqualTheWholeTreeAndDoNotDependOnM) {
       const std::vector<uint16_t> got = download_u16(out.view(DType::kBF16, {m_max, n}));
       EXPECT_EQ(std::memcmp(got.data(), ref.data(), got.size() * 2), 0)
           << "N " << n << " K " << k << ": TP " << tp << " differs from TP 1";
+    }
+  }
+}
+
+// The tree kernel on its own (Backend::sum_parts) against the tree computed on the host: the
+// fast form (fp32 parts, n a multiple of 4, aligned: four elements a thread) and the general one
+// (any n, unaligned), every part count, fp32 and bf16 out. Parts of exponents 2^-20 to 2^20 and
+// both signs, so any other order or rounding would change bits.
+TEST(CudaRowParallel, TreeSumHasTheBitsOfTheTreeOnTheHost) {
+  LLM42_REQUIRE_GPU();
+  CudaBackend& b = gpu();
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> mant(-1.0f, 1.0f);
+  std::uniform_int_distribution<int> expo(-20, 20);
+  for (const int64_t n : {int64_t{4}, int64_t{4096 * 3}, int64_t{4099}, int64_t{1}}) {
+    for (const int p : {1, 2, 4, 8}) {
+      for (const int64_t skew : {int64_t{0}, int64_t{1}}) {  // 1: parts 4 bytes off 16
+        std::vector<float> parts(static_cast<size_t>(p * n + skew));
+        for (float& v : parts) v = std::ldexp(mant(rng), expo(rng));
+        std::vector<float> want(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) {
+          float v[8];
+          for (int j = 0; j < p; ++j) v[j] = parts[static_cast<size_t>(skew + j * n + i)];
+          for (int width = 1; width < p; width *= 2)
+            for (int j = 0; j + width < p; j += 2 * width) v[j] = v[j] + v[j + width];
+          want[static_cast<size_t>(i)] = v[0];
+        }
+        DeviceBuffer d_parts(parts.size() * 4), d_out(static_cast<size_t>(n) * 4);
+        b.upload_convert(parts.data(), DType::kF32,
+                         d_parts.view(DType::kF32, {static_cast<int64_t>(parts.size())}));
+        const Tensor in(static_cast<float*>(d_parts.b.get()) + skew, DType::kF32, Device::kCUDA,
+                        {p, n});
+        const std::string at = fmt::format("n {} parts {} skew {}", n, p, skew);
+        b.sum_parts(in, d_out.view(DType::kF32, {n}));
+        const std::vector<float> got = download_f32(d_out.view(DType::kF32, {n}));
+        EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * 4), 0) << at << ", fp32 out";
+        b.sum_parts(in, d_out.view(DType::kBF16, {n}));
+        const std::vector<uint16_t> got16 = download_u16(d_out.view(DType::kBF16, {n}));
+        std::vector<uint16_t> want16(want.size());
+        for (size_t i = 0; i < want.size(); ++i) want16[i] = f32_to_bf16(want[i]);
+        EXPECT_EQ(got16, want16) << at << ", bf16 out";
+      }
     }
   }
 }
