@@ -99,6 +99,7 @@ int main(int argc, char** argv) {
     auto out = make(b, DType::kBF16, {m_max, n});
     auto f32 = make(b, DType::kF32, {m_max, n});
     auto parts = make(b, DType::kF32, {8, m_max, n});
+    b.fill_random(parts.t, 3, RandomInit::kNormal, 1.0f);  // the tree column's input
     auto copy_dst = make(b, DType::kF32, {8, m_max, n});
     for (int m : ms) {
       const Tensor xm = x.t.rows(0, m), om = out.t.rows(0, m), fm = f32.t.rows(0, m);

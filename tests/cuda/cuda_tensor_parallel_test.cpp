@@ -134,7 +134,10 @@ TEST(CudaRowParallel, TreeSumHasTheBitsOfTheTreeOnTheHost) {
         const std::string at = fmt::format("n {} parts {} skew {}", n, p, skew);
         b.sum_parts(in, d_out.view(DType::kF32, {n}));
         const std::vector<float> got = download_f32(d_out.view(DType::kF32, {n}));
-        EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * 4), 0) << at << ", fp32 out";
+        std::vector<uint32_t> got_bits(got.size()), want_bits(want.size());
+        std::memcpy(got_bits.data(), got.data(), got.size() * 4);
+        std::memcpy(want_bits.data(), want.data(), want.size() * 4);
+        EXPECT_EQ(got_bits, want_bits) << at << ", fp32 out";
         b.sum_parts(in, d_out.view(DType::kBF16, {n}));
         const std::vector<uint16_t> got16 = download_u16(d_out.view(DType::kBF16, {n}));
         std::vector<uint16_t> want16(want.size());

@@ -406,7 +406,7 @@ __global__ void sum_parts_kernel(const void* __restrict__ parts, DType parts_dty
 // consecutive elements a thread, every part read with one 16-byte load, the tree unrolled. The
 // same additions in the same order as sum_parts_kernel, so the same bits; what changes is the
 // memory traffic's shape: at M 2048 and N 4096 the 8 parts are 268 MB, a copy-bound kernel
-// (cuda_tp_lab's `sum` column times it against the copy bandwidth).
+// (cuda_tp_lab's `tree` column times it against the copy bandwidth).
 template <int P, bool kOutF32>
 __global__ void sum_parts_f32x4_kernel(const float* __restrict__ parts, int64_t n,
                                        void* __restrict__ out) {
