@@ -41,6 +41,11 @@ class Communicator {
   // true (in-process), or returns false where an aborted group cannot be mended (NCCL: its
   // communicator is gone; the model must be loaded again).
   virtual bool recover() = 0;
+
+  // Whether the exchanges can be captured into a CUDA graph with the kernels around them and
+  // replayed (NCCL: they are stream operations; in-process: no, they meet on the host). Decode
+  // passes at TP > 1 run as graphs only where they can (--tp-cuda-graphs).
+  virtual bool capturable() const { return false; }
 };
 
 // What an exchange throws after Communicator::abort: the consequence of another rank's failure,

@@ -128,6 +128,9 @@ void add_engine_options(CLI::App& app, EngineOptions& o) {
                  "CUDA: decode passes of at most this many rows run as captured graphs, padded "
                  "to 1, 2, 4, 8 or a multiple of 8 rows (0 = never)")
       ->capture_default_str();
+  app.add_flag("--tp-cuda-graphs", c.tp_cuda_graphs,
+               "CUDA, experimental: at TP > 1 with NCCL ranks, run decode passes as graphs too, "
+               "the exchanges captured with the kernels (in-process ranks always run eagerly)");
   app.add_option("--block-size", c.block_size, "KV cache block size in tokens")
       ->capture_default_str();
   app.add_option("--num-blocks", c.num_blocks, "KV cache blocks (0 = sized from memory)")

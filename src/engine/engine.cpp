@@ -119,9 +119,12 @@ void Engine::init() {
   }
   // Scratch blocks for padding rows (fixed-shape verification, graph buckets) live beyond the
   // managed pool.
-  // Tensor-parallel passes run eagerly (their exchanges are not captured): no graph padding.
-  const int graph_max_batch =
-      backend.supports_graphs() && model_.tp_size() == 1 ? config_.cuda_graph_max_batch : 0;
+  // Tensor-parallel passes run eagerly (no graph padding) unless asked for (--tp-cuda-graphs)
+  // and their exchanges can be captured (NCCL).
+  const bool graphs = backend.supports_graphs() &&
+                      (model_.tp_size() == 1 ||
+                       (config_.tp_cuda_graphs && model_.exchanges_capturable()));
+  const int graph_max_batch = graphs ? config_.cuda_graph_max_batch : 0;
   const int n_scratch = std::max(config_.verify_schedule == VerifyMode::kFixedShape
                                      ? (config_.window * config_.group + bs - 1) / bs
                                      : 0,

@@ -62,6 +62,10 @@ struct EngineConfig {
   // Decode passes of at most this many rows run as captured CUDA graphs (on a backend with
   // graphs), padded to a bucket: 1, 2, 4, 8, then multiples of 8. 0 = never (every pass eager).
   int cuda_graph_max_batch = 256;
+  // At TP > 1 with NCCL ranks, run those decode passes as graphs too, each rank's exchanges
+  // captured in its graph (experimental: not yet run on several GPUs). Without it, and always
+  // with in-process ranks (whose exchanges meet on the host), tensor-parallel passes are eager.
+  bool tp_cuda_graphs = false;
 
   // KV cache.
   int block_size = 16;

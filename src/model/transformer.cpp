@@ -83,8 +83,9 @@ Tensor Transformer::forward(const PassInput& pass, const KvCache& cache) {
     LLM42_ASSERT(pass.positions[i] >= 0 && pass.positions[i] < rope_.max_positions,
                  "position {} beyond the RoPE table of {}", pass.positions[i], rope_.max_positions);
   }
-  // Graphs capture kernels only: a tensor-parallel pass's exchanges run eagerly.
-  if (!pass.graph || !backend_.supports_graphs() || tp_size() > 1) {
+  // A tensor-parallel pass runs as a graph only where its exchanges are stream operations that
+  // can be captured with the kernels (NCCL); the in-process exchange meets on the host.
+  if (!pass.graph || !backend_.supports_graphs() || (tp_size() > 1 && !comm_->capturable())) {
     backend_.begin_pass(pass, cache, qkv_layout_);
     launch(pass, cache);
     return logits;

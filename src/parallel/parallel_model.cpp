@@ -173,6 +173,13 @@ std::string ParallelModel::communicator_name() const {
   return owned_.empty() || owned_.front().comm == nullptr ? "" : owned_.front().comm->name();
 }
 
+bool ParallelModel::exchanges_capturable() const {
+  if (tp_size() == 1) return true;
+  for (const Rank& r : owned_)
+    if (r.comm == nullptr || !r.comm->capturable()) return false;
+  return true;
+}
+
 size_t ParallelModel::weight_bytes() const {
   size_t n = 0;
   for (const Transformer* m : models_) n += m->weights().bytes();

@@ -56,6 +56,9 @@ class ParallelModel {
   int max_logit_rows() const { return models_.front()->max_logit_rows(); }
   // "in-process" or "nccl"; "" at TP 1.
   std::string communicator_name() const;
+  // Whether a pass can run as a captured graph as far as the exchanges go: at TP 1, or where
+  // every rank's communicator can be captured (Communicator::capturable).
+  bool exchanges_capturable() const;
 
   // Weight bytes summed over the ranks, and what one decode step reads on the busiest rank.
   size_t weight_bytes() const;

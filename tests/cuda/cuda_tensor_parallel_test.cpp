@@ -279,6 +279,32 @@ TEST(CudaNccl, CommunicatorAtTheSizesThisMachineAllows) {
   gpu().synchronize();
   EXPECT_EQ(download_f32(t), before);
   EXPECT_EQ(download_f32(g.view(DType::kF32, {4096})), before);
+
+  // Captured into a CUDA graph (as decode passes with --tp-cuda-graphs capture them): nothing
+  // runs at capture, and every replay gathers what the source holds then.
+  EXPECT_TRUE(comm->capturable());
+  const Tensor out = g.view(DType::kF32, {4096});
+  gpu().fill_random(out, 4, RandomInit::kNormal, 1.0f);
+  gpu().synchronize();
+  const std::vector<float> untouched = download_f32(out);
+  cudaStream_t s = gpu().stream();
+  ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  comm->all_reduce_sum(t);
+  comm->all_gather(t, out);
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamEndCapture(s, &graph), cudaSuccess);
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  cudaGraphDestroy(graph);
+  gpu().synchronize();
+  EXPECT_EQ(download_f32(out), untouched) << "the capture ran the exchange";
+  for (const uint64_t seed : {uint64_t{5}, uint64_t{6}}) {
+    gpu().fill_random(t, seed, RandomInit::kNormal, 1.0f);
+    ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
+    gpu().synchronize();
+    EXPECT_EQ(download_f32(out), download_f32(t)) << "replay with seed " << seed;
+  }
+  cudaGraphExecDestroy(exec);
 #endif
 }
 

@@ -486,6 +486,50 @@ class FailingCommunicator final : public Communicator {
   const Injection& inj_;
 };
 
+// An exchange that says it can be captured into a CUDA graph (as NCCL's does), over another.
+class CapturableCommunicator final : public Communicator {
+ public:
+  explicit CapturableCommunicator(std::unique_ptr<Communicator> inner) : inner_(std::move(inner)) {}
+  int rank() const override { return inner_->rank(); }
+  int size() const override { return inner_->size(); }
+  std::string name() const override { return inner_->name(); }
+  void all_reduce_sum(const Tensor& t) override { inner_->all_reduce_sum(t); }
+  void all_gather(const Tensor& in, const Tensor& out) override { inner_->all_gather(in, out); }
+  void abort() override { inner_->abort(); }
+  bool recover() override { return inner_->recover(); }
+  bool capturable() const override { return true; }
+
+ private:
+  std::unique_ptr<Communicator> inner_;
+};
+
+// Decode passes at TP > 1 may run as graphs (--tp-cuda-graphs) only where every rank's exchanges
+// can be captured; the in-process exchange meets on the host, so it never can.
+TEST(TensorParallelGraphs, OnlyWhereEveryRanksExchangesCanBeCaptured) {
+  const ModelConfig c = gqa_test_config();
+  const int tp = 2;
+  for (int capturable_ranks = 0; capturable_ranks <= tp; ++capturable_ranks) {
+    const std::unique_ptr<CommunicatorGroup> group =
+        make_communicator_group(CommKind::kInProcess, tp, "cpu");
+    ParallelModel m(tp, tp, [&](int r) {
+      Rank rank;
+      BackendOptions o;
+      o.threads = 1;
+      rank.backend = make_backend(o);
+      std::unique_ptr<Communicator> comm = group->join(r, *rank.backend);
+      EXPECT_FALSE(comm->capturable()) << comm->name();
+      if (r < capturable_ranks) comm = std::make_unique<CapturableCommunicator>(std::move(comm));
+      rank.comm = std::move(comm);
+      rank.model = std::make_unique<Transformer>(
+          *rank.backend, dummy_weights(*rank.backend, c, DType::kF32, 13, {r, tp}), 64, 64,
+          rank.comm.get());
+      return rank;
+    });
+    EXPECT_EQ(m.exchanges_capturable(), capturable_ranks == tp)
+        << capturable_ranks << " of " << tp << " ranks capturable";
+  }
+}
+
 TEST(TensorParallelFailure, ARankThatFailsMidPassFailsThePassNotTheEngine) {
   const ModelConfig c = gqa_test_config();
   const int tp = 4;

@@ -66,6 +66,7 @@ class NcclCommunicator final : public Communicator {
     if (!aborted_.exchange(true)) ncclCommAbort(comm_);
   }
   bool recover() override { return false; }
+  bool capturable() const override { return true; }
 
  private:
   void check_live() const {
