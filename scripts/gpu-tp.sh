@@ -5,7 +5,8 @@
 #   PART=invariance  in-process ranks on one GPU: the same deterministic requests through
 #                    `llm42 generate` (batched: continuous batching of all prompts) at TP 1, 2, 4
 #                    and 8, in dvr and global, output hashes compared; off mode shown to differ;
-#                    with several GPUs also NCCL ranks (one GPU each)
+#                    with several GPUs also NCCL ranks (one GPU each), eager and with their
+#                    decode passes as CUDA graphs (nccl+graphs: --tp-cuda-graphs)
 #   PART=lab         cuda_tp_lab: plain canonical GEMM vs the leaf tree vs subtrees, exchange bytes
 #   PART=bench       TP 1, llm42 (with ARGS, e.g. --cuda-fused-tree) against a base: the binary
 #                    llm42-base (BASE_BIN when packing), or else llm42 with BASE_ARGS where it is
@@ -42,12 +43,14 @@ invariance)
     det="--deterministic"
     [ "$mode" = off ] && det=""
     for tp in 1 2 4 8; do
-      for comm in in-process nccl; do
-        [ "$comm" = nccl ] && [ "$tp" -gt "$gpus" ] && continue
-        [ "$comm" = nccl ] && [ "$tp" = 1 ] && continue
+      for comm in in-process nccl nccl+graphs; do
+        [ "$comm" != in-process ] && [ "$tp" -gt "$gpus" ] && continue
+        [ "$comm" != in-process ] && [ "$tp" = 1 ] && continue
+        graphs=""
+        [ "$comm" = nccl+graphs ] && graphs="--tp-cuda-graphs"
         line=$(timeout 240 $L42 generate --device cuda --model "$MODEL" --prompts \
           "$OUT/prompts.txt" -n 96 -q --determinism "$mode" $det --tensor-parallel-size "$tp" \
-          --tp-communicator "$comm" --gpu-memory-fraction 0.85 2>&1 | tail -n 1)
+          --tp-communicator "${comm%+graphs}" $graphs --gpu-memory-fraction 0.85 2>&1 | tail -n 1)
         echo "$mode tp $tp $comm: ${line##*output hash }" | tee -a "$OUT/invariance.txt"
       done
     done

@@ -231,6 +231,7 @@ RunResult run_one(const BenchOptions& o, LoadedModel& lm, const std::string& mod
             {"pass_profile", pass_profile_json(st)},
             {"step_other_s", st.other_s},
             {"cuda_graph_max_batch", config.cuda_graph_max_batch},
+            {"tp_cuda_graphs", config.tp_cuda_graphs},
             {"kv_cache_tokens", static_cast<int64_t>(engine.num_kv_blocks()) * config.block_size},
             {"window", config.window},
             {"group", config.group},
