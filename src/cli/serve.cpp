@@ -84,7 +84,7 @@ const std::pair<const char*, std::vector<std::string>> kHelpGroups[] = {
      {"--model", "--dummy-weights", "--weights-seed", "--tokenizer", "--chat-template",
       "--served-model-name", "--device", "--threads", "--dtype", "--bf16-activations",
       "--max-seq-len"}},
-    {"Tensor parallelism", {"--tensor-parallel-size", "--tp-communicator"}},
+    {"Tensor parallelism", {"--tensor-parallel-size", "--tp-communicator", "--tp-cuda-graphs"}},
     {"Engine",
      {"--max-num-seqs", "--max-num-batched-tokens", "--prefill-chunk",
       "--max-prompt-logprobs-rows", "--admission-reserve",
