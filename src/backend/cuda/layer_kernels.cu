@@ -389,6 +389,22 @@ cudaError_t launch_fill_random(void* dst, DType dtype, int64_t n, uint64_t seed,
   return cudaGetLastError();
 }
 
+// The fixed binary tree over v[0..p) into v[0]: ((v0+v1)+(v2+v3))+((v4+v5)+(v6+v7)), each
+// addition rounded to fp32 (Backend::sum_parts). Both tree kernels below use it; with p a
+// compile-time constant the loops unroll.
+__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
+__device__ __forceinline__ float4 add_rn(float4 a, float4 b) {
+  return make_float4(__fadd_rn(a.x, b.x), __fadd_rn(a.y, b.y), __fadd_rn(a.z, b.z),
+                     __fadd_rn(a.w, b.w));
+}
+template <typename V>
+__device__ __forceinline__ void sum_tree(V* v, int p) {
+#pragma unroll
+  for (int width = 1; width < p; width *= 2)
+#pragma unroll
+    for (int j = 0; j + width < p; j += 2 * width) v[j] = add_rn(v[j], v[j + width]);
+}
+
 // One thread per output element: the parts summed in the fixed binary tree, rounded once.
 __global__ void sum_parts_kernel(const void* __restrict__ parts, DType parts_dtype, int p,
                                  int64_t n, void* __restrict__ out, DType out_dtype) {
@@ -396,15 +412,14 @@ __global__ void sum_parts_kernel(const void* __restrict__ parts, DType parts_dty
        i += int64_t{gridDim.x} * blockDim.x) {
     float v[8];
     for (int j = 0; j < p; ++j) v[j] = load_as_f32(parts, parts_dtype, j * n + i);
-    for (int width = 1; width < p; width *= 2)
-      for (int j = 0; j + width < p; j += 2 * width) v[j] = __fadd_rn(v[j], v[j + width]);
+    sum_tree(v, p);
     store_from_f32(out, out_dtype, i, v[0]);
   }
 }
 
 // The common case (the canonical row-parallel GEMM's fp32 leaves, n a multiple of 4): four
 // consecutive elements a thread, every part read with one 16-byte load, the tree unrolled. The
-// same additions in the same order as sum_parts_kernel, so the same bits; what changes is the
+// same tree (sum_tree) as sum_parts_kernel, so the same bits; what changes is the
 // memory traffic's shape: at M 2048 and N 4096 the 8 parts are 268 MB, a copy-bound kernel
 // (cuda_tp_lab's `tree` column times it against the copy bandwidth).
 template <int P, bool kOutF32>
@@ -418,15 +433,7 @@ __global__ void sum_parts_f32x4_kernel(const float* __restrict__ parts, int64_t 
     float4 v[P];
 #pragma unroll
     for (int j = 0; j < P; ++j) v[j] = reinterpret_cast<const float4*>(parts + j * n)[g];
-#pragma unroll
-    for (int width = 1; width < P; width *= 2)
-#pragma unroll
-      for (int j = 0; j + width < P; j += 2 * width) {
-        v[j].x = __fadd_rn(v[j].x, v[j + width].x);
-        v[j].y = __fadd_rn(v[j].y, v[j + width].y);
-        v[j].z = __fadd_rn(v[j].z, v[j + width].z);
-        v[j].w = __fadd_rn(v[j].w, v[j + width].w);
-      }
+    sum_tree(v, P);
     if constexpr (kOutF32) {
       reinterpret_cast<float4*>(out)[g] = v[0];
     } else {
