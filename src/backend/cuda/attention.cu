@@ -984,12 +984,7 @@ cudaError_t launch(const AttnParams& p, cudaStream_t stream) {
     wide.after_narrow = p.counts != nullptr ? p.narrow_grid > 0 : p.n_narrow > 0;
     if (wide.after_narrow) {
       constexpr int kNarrowBytes = NarrowSmem<D>::kBytes;
-      cudaError_t e = cudaFuncSetAttribute(
-          attention_narrow_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, kNarrowBytes);
-      if (e == cudaSuccess)
-        e = cudaFuncSetAttribute(attention_narrow_kernel<D>,
-                                 cudaFuncAttributePreferredSharedMemoryCarveout,
-                                 cudaSharedmemCarveoutMaxShared);
+      cudaError_t e = allow_dynamic_smem<attention_narrow_kernel<D>>(kNarrowBytes, true);
       const int grid = p.counts != nullptr ? p.narrow_grid : p.n_narrow;
       if (e == cudaSuccess)
         e = launch_kernel(attention_narrow_kernel<D>, grid, kThreads, kNarrowBytes, stream, p);
@@ -997,14 +992,12 @@ cudaError_t launch(const AttnParams& p, cudaStream_t stream) {
     }
   }
   if (p.n_tall > 0) {
-    cudaError_t e = cudaFuncSetAttribute(attention_tall_kernel<D>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes);
+    cudaError_t e = allow_dynamic_smem<attention_tall_kernel<D>>(kBytes);
     if (e == cudaSuccess)
       e = launch_kernel(attention_tall_kernel<D>, p.n_tall, kThreads, kBytes, stream, wide);
     if (e != cudaSuccess) return e;
   }
-  cudaError_t e = cudaFuncSetAttribute(attention_kernel<D>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes);
+  cudaError_t e = allow_dynamic_smem<attention_kernel<D>>(kBytes);
   if (e != cudaSuccess) return e;
   // Eager: one CTA per item. Graph: the fixed grid, counts from the device.
   const int grid = p.counts != nullptr ? p.grid : p.n_items - p.n_tall - p.n_narrow;

@@ -64,17 +64,21 @@ cudaError_t launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size
 // Lets Kernel use `bytes` of dynamic shared memory, past the default 48 KiB. The limit is a
 // property of the kernel on the current device, so it is set at the kernel's first launch on
 // each device (under NCCL a rank thread drives a GPU each) and remembered per device ordinal.
-// Callers pass the same `bytes` for one Kernel every time. Setting it is not a stream operation:
-// it is allowed while a stream is being captured into a graph.
+// Callers pass the same arguments for one Kernel every time. `max_carveout` also asks for the
+// largest shared-memory share of the L1 (for kernels that want more than one block per SM).
+// Setting them is not a stream operation: it is allowed while a stream is being captured.
 template <auto Kernel>
-cudaError_t allow_dynamic_smem(size_t bytes) {
+cudaError_t allow_dynamic_smem(size_t bytes, bool max_carveout = false) {
   static std::atomic<uint64_t> set_on{0};  // a bit per device ordinal below 64
   int device = 0;
   if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
   const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
   if (bit != 0 && (set_on.load(std::memory_order_acquire) & bit) != 0) return cudaSuccess;
-  const cudaError_t e = cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             static_cast<int>(bytes));
+  cudaError_t e = cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(bytes));
+  if (e == cudaSuccess && max_carveout)
+    e = cudaFuncSetAttribute(Kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                             cudaSharedmemCarveoutMaxShared);
   if (e == cudaSuccess) set_on.fetch_or(bit, std::memory_order_release);
   return e;
 }
