@@ -4,6 +4,9 @@
 #include "util/error.h"
 
 #ifdef LLM42_HAVE_NCCL
+#include <numeric>
+#include <vector>
+
 #include "parallel/nccl/nccl_communicator.h"
 #endif
 #ifdef LLM42_HAVE_CUDA
@@ -56,7 +59,9 @@ std::unique_ptr<CommunicatorGroup> make_communicator_group(CommKind kind, int si
     fail("--tp-communicator nccl: {} ranks need {} GPUs from {} on, {} visible", size, size,
          device, visible);
 #ifdef LLM42_HAVE_NCCL
-  return make_nccl_group(size, device_ordinal(device));
+  std::vector<int> ordinals(static_cast<size_t>(size));
+  std::iota(ordinals.begin(), ordinals.end(), device_ordinal(device));
+  return make_nccl_group(std::move(ordinals));
 #else
   fail("--tp-communicator nccl: this build of llm42 has no NCCL (it was not found next to the "
        "CUDA toolkit at build time)");

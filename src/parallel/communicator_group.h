@@ -4,9 +4,10 @@
 //   in-process: the ranks are threads of this process on one device (CPU ranks, or several
 //               ranks on one GPU): InProcessCommunicator.
 //   nccl:       one GPU per rank (cuda:first .. cuda:first+N-1), NCCL from the CUDA toolkit. The
-//               group holds the NCCL unique id; a rank joins with ncclCommInitRank. A second
-//               node's process would receive the same id over a TCP rendezvous and join with
-//               its ranks' numbers (docs/tensor-parallel.md, "Multi-node").
+//               group holds the NCCL unique id; once every rank has joined, the last one
+//               initializes all their communicators in one NCCL group call. A second node's
+//               process would receive the same id over a TCP rendezvous and initialize its own
+//               ranks the same way (docs/tensor-parallel.md, "Multi-node").
 #pragma once
 
 #include <memory>

@@ -316,7 +316,7 @@ TEST(CudaNccl, AJoinWaitingForAFailedRankGivesUp) {
 #ifndef LLM42_HAVE_NCCL
   GTEST_SKIP() << "built without NCCL";
 #else
-  auto group = make_nccl_group(2, 0);
+  auto group = make_nccl_group({0, 1});
   std::atomic<bool> returned{false};
   std::string error;
   std::thread rank0([&] {
@@ -344,6 +344,47 @@ TEST(CudaNccl, AJoinWaitingForAFailedRankGivesUp) {
   EXPECT_NE(error.find("stopped waiting for the group"), std::string::npos) << error;
   // A later join gives up at once.
   EXPECT_THROW(group->join(1, gpu()), ExchangeAborted);
+#endif
+}
+
+// A group whose init fails inside NCCL gives every rank the error instead of leaving any of
+// them waiting in NCCL's init: the last rank to come initializes them all in one NCCL group,
+// which gives up the others when one fails. One GPU suffices: two ranks on it, which NCCL
+// refuses during the init (duplicate GPU).
+TEST(CudaNccl, AnInitThatFailsInsideNcclReachesEveryRank) {
+  LLM42_REQUIRE_GPU();
+#ifndef LLM42_HAVE_NCCL
+  GTEST_SKIP() << "built without NCCL";
+#else
+  auto group = make_nccl_group({0, 0});
+  std::atomic<int> returned{0};
+  std::string errors[2];
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < 2; ++r) {
+    ranks.emplace_back([&, r] {
+      try {
+        group->join(r, gpu());
+        errors[r] = "joined a group with two ranks on one GPU";
+      } catch (const std::exception& e) {
+        errors[r] = e.what();
+      }
+      ++returned;
+    });
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (returned.load() < 2 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (returned.load() < 2) {
+    ADD_FAILURE() << "a rank was still in NCCL's init after 60 s";
+    std::_Exit(1);  // the threads cannot be joined
+  }
+  for (std::thread& t : ranks) t.join();
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_NE(errors[r].find("NCCL rank " + std::to_string(r) +
+                             ": initializing the group of 2 ranks on GPUs 0,0 failed"),
+              std::string::npos)
+        << errors[r];
+  }
 #endif
 }
 

@@ -1,5 +1,7 @@
 #include "parallel/nccl/nccl_communicator.h"
 
+#include <cuda_runtime.h>
+#include <fmt/ranges.h>
 #include <nccl.h>
 
 #include <atomic>
@@ -7,6 +9,8 @@
 #include <cstdlib>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "backend/cuda/cuda_backend.h"
 #include "util/error.h"
@@ -84,36 +88,42 @@ class NcclCommunicator final : public Communicator {
 
 class NcclGroup final : public CommunicatorGroup {
  public:
-  NcclGroup(int size, int first) : size_(size), first_(first) {
+  explicit NcclGroup(std::vector<int> ordinals) : ordinals_(std::move(ordinals)) {
+    LLM42_ASSERT(!ordinals_.empty(), "an NCCL group needs at least one rank");
     // NVLink multicast (NVLS) stays off unless the environment says otherwise: the lent
     // machines must not create multicast objects, and the exchanges are small.
     setenv("NCCL_NVLS_ENABLE", "0", 0);
     LLM42_NCCL_CHECK(ncclGetUniqueId(&id_));
   }
-  int size() const override { return size_; }
+  int size() const override { return static_cast<int>(ordinals_.size()); }
   bool shares_device() const override { return false; }
   std::string rank_device(const std::string&, int r) const override {
-    return "cuda:" + std::to_string(first_ + r);
+    return "cuda:" + std::to_string(ordinals_.at(static_cast<size_t>(r)));
   }
+
+  // The ranks are threads of this process. They meet here; the last to come initializes every
+  // rank's communicator in one NCCL group call, and each rank takes its own. Initialized rank by
+  // rank (one ncclCommInitRank per thread), a rank whose init failed inside NCCL would leave the
+  // others waiting in theirs for good; in one group, NCCL gives the others up and the call
+  // returns the error, which every rank then throws. A rank that fails before it comes releases
+  // the others through abort_joins.
   std::unique_ptr<Communicator> join(int r, Backend& backend) override {
     auto* cuda = dynamic_cast<CudaBackend*>(&backend);
     LLM42_ASSERT(cuda != nullptr, "the NCCL communicator needs a CUDA backend");
     cuda->bind_thread();
-    // The ranks are threads of this process: they meet here before NCCL's init, which waits
-    // for every rank and cannot be given up. A rank that fails before it comes releases the
-    // others through abort_joins.
-    {
-      std::unique_lock lock(mu_);
-      if (joins_aborted_) throw aborted_join(r);
-      ++arrived_;
+    std::unique_lock lock(mu_);
+    if (joins_aborted_) throw aborted_join(r);
+    if (++arrived_ == size()) {
+      init_all();
+      cuda->bind_thread();  // init_all visited every rank's device
       cv_.notify_all();
-      cv_.wait(lock, [&] { return joins_aborted_ || arrived_ == size_; });
-      if (joins_aborted_ && arrived_ < size_) throw aborted_join(r);
+    } else {
+      cv_.wait(lock, [&] { return joins_aborted_ || initialized_; });
+      if (!initialized_) throw aborted_join(r);
     }
-    ncclComm_t comm = nullptr;
-    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
-    LLM42_NCCL_CHECK(ncclCommInitRankConfig(&comm, size_, id_, r, &config));
-    return std::make_unique<NcclCommunicator>(comm, r, size_, cuda->stream());
+    if (!init_error_.empty()) fail("NCCL rank {}: {}", r, init_error_);
+    ncclComm_t comm = std::exchange(comms_[static_cast<size_t>(r)], nullptr);
+    return std::make_unique<NcclCommunicator>(comm, r, size(), cuda->stream());
   }
   void abort_joins() override {
     {
@@ -129,18 +139,62 @@ class NcclGroup final : public CommunicatorGroup {
         fmt::format("NCCL rank {}: stopped waiting for the group after another rank failed", r));
   }
 
-  int size_, first_;
+  // Called with mu_ held by the last rank to come. Sets initialized_, and init_error_ on failure
+  // (then no communicator is left: those NCCL made are aborted).
+  void init_all() {
+    comms_.assign(ordinals_.size(), nullptr);
+    // Every rank's device first: a rank left out of the group would leave the others waiting.
+    for (const int ordinal : ordinals_) {
+      const cudaError_t e = cudaSetDevice(ordinal);
+      if (e != cudaSuccess) {
+        init_error_ = fmt::format("GPU {} cannot be used: {}", ordinal, cudaGetErrorString(e));
+        initialized_ = true;
+        return;
+      }
+    }
+    ncclResult_t result = ncclGroupStart();
+    if (result == ncclSuccess) {
+      ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+      for (int r = 0; r < size(); ++r) {
+        (void)cudaSetDevice(ordinals_[static_cast<size_t>(r)]);
+        // Only a host allocation can fail here; the init itself runs at the group's end.
+        const ncclResult_t queued = ncclCommInitRankConfig(&comms_[static_cast<size_t>(r)],
+                                                           size(), id_, r, &config);
+        if (result == ncclSuccess) result = queued;
+      }
+      // A rank's init that fails there makes NCCL set the others' abort flags, so they stop
+      // waiting for it: the group's end returns the error instead of hanging.
+      const ncclResult_t ended = ncclGroupEnd();
+      if (result == ncclSuccess) result = ended;
+    }
+    if (result != ncclSuccess) {
+      const char* detail = ncclGetLastError(nullptr);
+      init_error_ = fmt::format("initializing the group of {} ranks on GPUs {} failed: {}{}{}",
+                                size(), fmt::join(ordinals_, ","), ncclGetErrorString(result),
+                                detail && *detail ? ": " : "", detail ? detail : "");
+      for (ncclComm_t& c : comms_) {
+        if (c != nullptr) ncclCommAbort(c);
+        c = nullptr;
+      }
+    }
+    initialized_ = true;
+  }
+
+  std::vector<int> ordinals_;  // rank r's GPU
   ncclUniqueId id_{};
-  std::mutex mu_;  // guards the two below
+  std::mutex mu_;  // guards everything below
   std::condition_variable cv_;
   int arrived_ = 0;  // ranks that reached join
   bool joins_aborted_ = false;
+  bool initialized_ = false;      // init_all ran
+  std::string init_error_;        // its failure, if it failed
+  std::vector<ncclComm_t> comms_;  // rank r's until it takes it
 };
 
 }  // namespace
 
-std::unique_ptr<CommunicatorGroup> make_nccl_group(int size, int first_ordinal) {
-  return std::make_unique<NcclGroup>(size, first_ordinal);
+std::unique_ptr<CommunicatorGroup> make_nccl_group(std::vector<int> ordinals) {
+  return std::make_unique<NcclGroup>(std::move(ordinals));
 }
 
 }  // namespace llm42

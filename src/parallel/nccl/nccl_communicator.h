@@ -4,12 +4,14 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include "parallel/communicator_group.h"
 
 namespace llm42 {
 
-// A group of `size` ranks on GPUs first_ordinal .. first_ordinal + size - 1.
-std::unique_ptr<CommunicatorGroup> make_nccl_group(int size, int first_ordinal);
+// A group of ordinals.size() ranks, rank r on GPU ordinals[r] (distinct GPUs: NCCL refuses two
+// ranks on one, and the join then throws its error on every rank).
+std::unique_ptr<CommunicatorGroup> make_nccl_group(std::vector<int> ordinals);
 
 }  // namespace llm42
