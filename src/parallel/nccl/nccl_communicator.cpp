@@ -88,12 +88,18 @@ class NcclCommunicator final : public Communicator {
 
 class NcclGroup final : public CommunicatorGroup {
  public:
-  explicit NcclGroup(std::vector<int> ordinals) : ordinals_(std::move(ordinals)) {
+  NcclGroup(std::vector<int> ordinals, int broken_rank)
+      : ordinals_(std::move(ordinals)), broken_rank_(broken_rank) {
     LLM42_ASSERT(!ordinals_.empty(), "an NCCL group needs at least one rank");
     // NVLink multicast (NVLS) stays off unless the environment says otherwise: the lent
     // machines must not create multicast objects, and the exchanges are small.
     setenv("NCCL_NVLS_ENABLE", "0", 0);
     LLM42_NCCL_CHECK(ncclGetUniqueId(&id_));
+  }
+  // A communicator no rank took (its rank failed after the init): aborted, not leaked.
+  ~NcclGroup() override {
+    for (ncclComm_t c : comms_)
+      if (c != nullptr) ncclCommAbort(c);
   }
   int size() const override { return static_cast<int>(ordinals_.size()); }
   bool shares_device() const override { return false; }
@@ -105,8 +111,9 @@ class NcclGroup final : public CommunicatorGroup {
   // rank's communicator in one NCCL group call, and each rank takes its own. Initialized rank by
   // rank (one ncclCommInitRank per thread), a rank whose init failed inside NCCL would leave the
   // others waiting in theirs for good; in one group, NCCL gives the others up and the call
-  // returns the error, which every rank then throws. A rank that fails before it comes releases
-  // the others through abort_joins.
+  // returns the error. The rank that made the call throws it; the others throw ExchangeAborted
+  // (NCCL does not say which rank failed). A rank that fails before it comes releases the
+  // others through abort_joins.
   std::unique_ptr<Communicator> join(int r, Backend& backend) override {
     auto* cuda = dynamic_cast<CudaBackend*>(&backend);
     LLM42_ASSERT(cuda != nullptr, "the NCCL communicator needs a CUDA backend");
@@ -115,13 +122,16 @@ class NcclGroup final : public CommunicatorGroup {
     if (joins_aborted_) throw aborted_join(r);
     if (++arrived_ == size()) {
       init_all();
-      cuda->bind_thread();  // init_all visited every rank's device
       cv_.notify_all();
+      cuda->bind_thread();  // init_all visited every rank's device
+      if (!init_error_.empty()) fail("NCCL: {}", init_error_);
     } else {
       cv_.wait(lock, [&] { return joins_aborted_ || initialized_; });
       if (!initialized_) throw aborted_join(r);
+      if (!init_error_.empty())
+        throw ExchangeAborted(
+            fmt::format("NCCL rank {}: the group's init failed (the rank that ran it says why)", r));
     }
-    if (!init_error_.empty()) fail("NCCL rank {}: {}", r, init_error_);
     ncclComm_t comm = std::exchange(comms_[static_cast<size_t>(r)], nullptr);
     return std::make_unique<NcclCommunicator>(comm, r, size(), cuda->stream());
   }
@@ -140,24 +150,28 @@ class NcclGroup final : public CommunicatorGroup {
   }
 
   // Called with mu_ held by the last rank to come. Sets initialized_, and init_error_ on failure
-  // (then no communicator is left: those NCCL made are aborted).
+  // (then no communicator is left: those NCCL returned are aborted; NCCL frees only part of a
+  // failed init's state, which is one reason a failed start should end the process).
   void init_all() {
+    initialized_ = true;
     comms_.assign(ordinals_.size(), nullptr);
-    // Every rank's device first: a rank left out of the group would leave the others waiting.
     for (const int ordinal : ordinals_) {
       const cudaError_t e = cudaSetDevice(ordinal);
       if (e != cudaSuccess) {
         init_error_ = fmt::format("GPU {} cannot be used: {}", ordinal, cudaGetErrorString(e));
-        initialized_ = true;
         return;
       }
     }
     ncclResult_t result = ncclGroupStart();
     if (result == ncclSuccess) {
-      ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
       for (int r = 0; r < size(); ++r) {
+        ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+        // The test hook: a network no NCCL plugin provides, refused inside this rank's init
+        // (before its bootstrap), while the others wait there for it.
+        if (r == broken_rank_) config.netName = "llm42-test-no-such-network";
         (void)cudaSetDevice(ordinals_[static_cast<size_t>(r)]);
-        // Only a host allocation can fail here; the init itself runs at the group's end.
+        // A call that fails here (its arguments, or its context or memory before NCCL queues
+        // the init) makes the group's end fail without running the queued inits.
         const ncclResult_t queued = ncclCommInitRankConfig(&comms_[static_cast<size_t>(r)],
                                                            size(), id_, r, &config);
         if (result == ncclSuccess) result = queued;
@@ -168,19 +182,21 @@ class NcclGroup final : public CommunicatorGroup {
       if (result == ncclSuccess) result = ended;
     }
     if (result != ncclSuccess) {
+      // NCCL's last warning, process-wide: usually the failure's own reason.
       const char* detail = ncclGetLastError(nullptr);
       init_error_ = fmt::format("initializing the group of {} ranks on GPUs {} failed: {}{}{}",
                                 size(), fmt::join(ordinals_, ","), ncclGetErrorString(result),
-                                detail && *detail ? ": " : "", detail ? detail : "");
+                                detail && *detail ? " (NCCL: " : "", detail ? detail : "");
+      if (detail && *detail) init_error_ += ")";
       for (ncclComm_t& c : comms_) {
         if (c != nullptr) ncclCommAbort(c);
         c = nullptr;
       }
     }
-    initialized_ = true;
   }
 
   std::vector<int> ordinals_;  // rank r's GPU
+  int broken_rank_;            // the test hook's rank, or -1
   ncclUniqueId id_{};
   std::mutex mu_;  // guards everything below
   std::condition_variable cv_;
@@ -193,8 +209,8 @@ class NcclGroup final : public CommunicatorGroup {
 
 }  // namespace
 
-std::unique_ptr<CommunicatorGroup> make_nccl_group(std::vector<int> ordinals) {
-  return std::make_unique<NcclGroup>(std::move(ordinals));
+std::unique_ptr<CommunicatorGroup> make_nccl_group(std::vector<int> ordinals, int broken_rank) {
+  return std::make_unique<NcclGroup>(std::move(ordinals), broken_rank);
 }
 
 }  // namespace llm42

@@ -11,7 +11,9 @@
 namespace llm42 {
 
 // A group of ordinals.size() ranks, rank r on GPU ordinals[r] (distinct GPUs: NCCL refuses two
-// ranks on one, and the join then throws its error on every rank).
-std::unique_ptr<CommunicatorGroup> make_nccl_group(std::vector<int> ordinals);
+// ranks on one). broken_rank is a test hook: that rank's init is refused inside NCCL (it is
+// given a network no plugin provides) while the others wait for it; -1 for none.
+std::unique_ptr<CommunicatorGroup> make_nccl_group(std::vector<int> ordinals,
+                                                   int broken_rank = -1);
 
 }  // namespace llm42
