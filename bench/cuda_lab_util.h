@@ -5,6 +5,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -12,6 +14,17 @@
 #include "backend/cuda/cuda_backend.h"
 
 namespace llm42::lab {
+
+// "1,8,64" -> {1, 8, 64} (a lab's list arguments).
+inline std::vector<int> parse_list(const std::string& s) {
+  std::vector<int> v;
+  for (size_t at = 0; at <= s.size();) {
+    const size_t comma = std::min(s.find(',', at), s.size());
+    v.push_back(std::atoi(s.substr(at, comma - at).c_str()));
+    at = comma + 1;
+  }
+  return v;
+}
 
 struct Owned {
   Buffer buf;

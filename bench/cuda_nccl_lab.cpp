@@ -33,18 +33,9 @@
 namespace {
 
 using namespace llm42;
+using lab::parse_list;
 
 constexpr int64_t kHidden = 4096;
-
-std::vector<int> parse_list(const std::string& s) {
-  std::vector<int> v;
-  for (size_t at = 0; at <= s.size();) {
-    const size_t comma = std::min(s.find(',', at), s.size());
-    v.push_back(std::atoi(s.substr(at, comma - at).c_str()));
-    at = comma + 1;
-  }
-  return v;
-}
 
 struct Case {
   std::string op;    // "all-reduce" or "all-gather"

@@ -46,17 +46,8 @@ namespace {
 
 using namespace llm42;
 using lab::make;
+using lab::parse_list;
 using lab::time_us;
-
-std::vector<int> parse_list(const std::string& s) {
-  std::vector<int> v;
-  for (size_t at = 0; at <= s.size();) {
-    const size_t comma = std::min(s.find(',', at), s.size());
-    v.push_back(std::atoi(s.substr(at, comma - at).c_str()));
-    at = comma + 1;
-  }
-  return v;
-}
 
 }  // namespace
 
