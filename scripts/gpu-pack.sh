@@ -10,7 +10,7 @@ PACK=$ROOT/.gpubin
 
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 ninja -C "$BUILD" llm42 llm42_cuda_tests cuda_gemm_lab cuda_attention_lab cuda_decode_lab cuda_korder_lab \
-  cuda_tp_lab
+  cuda_tp_lab cuda_nccl_lab
 
 rm -rf "$PACK"
 mkdir -p "$PACK/shared/models"
