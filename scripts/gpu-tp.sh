@@ -3,10 +3,12 @@
 # with the binaries packed by scripts/gpu-pack.sh into .gpubin/ (BASE_BIN=... packs the build of
 # the commit before the tree as llm42-base). Everything lands in $OUT. Parts, each one device call:
 #   PART=invariance  in-process ranks on one GPU: the same deterministic requests through
-#                    `llm42 generate` (batched: continuous batching of all prompts) at TP 1, 2, 4
-#                    and 8, in dvr and global, output hashes compared; off mode shown to differ;
+#                    `llm42 generate --logprobs` (batched: continuous batching of all prompts) at
+#                    TP 1, 2, 4 and 8, in dvr and global, the hashes of the ids and of the
+#                    logprobs' bits compared; off mode shown to differ;
 #                    with several GPUs also NCCL ranks (one GPU each), eager and with their
-#                    decode passes as CUDA graphs (nccl+graphs: --tp-cuda-graphs)
+#                    decode passes as CUDA graphs (nccl+graphs: --tp-cuda-graphs); TPS and COMMS
+#                    narrow the sizes and communicators (a 70B model: TPS="4 8" COMMS=nccl)
 #   PART=lab         cuda_tp_lab: plain canonical GEMM vs the leaf tree vs subtrees, exchange bytes
 #   PART=bench       TP 1, llm42 (with ARGS, e.g. --cuda-fused-tree) against a base: the binary
 #                    llm42-base (BASE_BIN when packing), or else llm42 with BASE_ARGS where it is
@@ -42,14 +44,14 @@ invariance)
   for mode in ${MODES:-dvr global off}; do
     det="--deterministic"
     [ "$mode" = off ] && det=""
-    for tp in 1 2 4 8; do
-      for comm in in-process nccl nccl+graphs; do
+    for tp in ${TPS:-1 2 4 8}; do
+      for comm in ${COMMS:-in-process nccl nccl+graphs}; do
         [ "$comm" != in-process ] && [ "$tp" -gt "$gpus" ] && continue
         [ "$comm" != in-process ] && [ "$tp" = 1 ] && continue
         graphs=""
         [ "$comm" = nccl+graphs ] && graphs="--tp-cuda-graphs"
         line=$(timeout 240 $L42 generate --device cuda --model "$MODEL" --prompts \
-          "$OUT/prompts.txt" -n 96 -q --determinism "$mode" $det --tensor-parallel-size "$tp" \
+          "$OUT/prompts.txt" -n 96 -q --logprobs --determinism "$mode" $det --tensor-parallel-size "$tp" \
           --tp-communicator "${comm%+graphs}" $graphs --gpu-memory-fraction 0.85 2>&1 | tail -n 1)
         echo "$mode tp $tp $comm: ${line##*output hash }" | tee -a "$OUT/invariance.txt"
       done

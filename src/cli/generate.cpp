@@ -43,6 +43,7 @@ struct GenerateOptions {
   bool no_bos = false;
   bool ignore_eos = false;
   bool quiet = false;
+  bool logprobs = false;
   bool chat = false;
   std::string chat_template;
   std::string system;
@@ -78,6 +79,7 @@ Request base_request(const GenerateOptions& o) {
   if (o.seed >= 0) base.sampling.seed = static_cast<uint64_t>(o.seed);
   base.deterministic = o.deterministic;
   base.ignore_eos = o.ignore_eos;
+  base.logprobs = o.logprobs;
   return base;
 }
 
@@ -169,6 +171,7 @@ int run(const GenerateOptions& o) {
 
   struct Result {
     std::vector<int32_t> ids;
+    std::vector<float> logprobs;  // --logprobs: each token's
     std::string text;
     double first_token = 0;
     FinishReason reason = FinishReason::kNone;
@@ -190,6 +193,7 @@ int run(const GenerateOptions& o) {
       Result& res = results[i];
       if (res.first_token == 0 && !out.tokens.empty()) res.first_token = now_seconds();
       res.ids.insert(res.ids.end(), out.tokens.begin(), out.tokens.end());
+      for (const TokenLogprob& lp : out.logprobs) res.logprobs.push_back(lp.logprob);
       res.text += out.text;
       if (stream) {
         if (lm.tokenizer) {
@@ -228,14 +232,20 @@ int run(const GenerateOptions& o) {
   double first_all = t0;
   int64_t output_tokens = 0;
   XXH64_state_t* hs = XXH64_createState();
+  XXH64_state_t* hl = XXH64_createState();
   XXH64_reset(hs, 0);
+  XXH64_reset(hl, 0);
   for (const Result& r : results) {
     first_all = std::max(first_all, r.first_token);
     output_tokens += static_cast<int64_t>(r.ids.size());
     XXH64_update(hs, r.ids.data(), r.ids.size() * sizeof(int32_t));
+    // The logprobs' bits, in request order (a NaN's payload included).
+    XXH64_update(hl, r.logprobs.data(), r.logprobs.size() * sizeof(float));
   }
   const uint64_t hash = XXH64_digest(hs);
+  const uint64_t logprob_hash = XXH64_digest(hl);
   XXH64_freeState(hs);
+  XXH64_freeState(hl);
   const int64_t decode_tokens = output_tokens - static_cast<int64_t>(results.size());
   const double prefill_s = first_all - t0, decode_s = t1 - first_all;
   const EngineStats st = engine.stats();
@@ -252,7 +262,7 @@ int run(const GenerateOptions& o) {
   std::fprintf(stderr,
                "prompt: %lld tok, %.1f tok/s | decode: %lld tok, %.1f tok/s, weights read at "
                "%.0f GB/s | requests %zu | rollbacks %lld (recompute %.3f) | graph passes "
-               "%.0f%% | per step %.2f ms: passes %.2f, rest %.2f | output hash %016llx\n",
+               "%.0f%% | per step %.2f ms: passes %.2f, rest %.2f | output hash %016llx%s\n",
                static_cast<long long>(prompt_tokens),
                prefill_s > 0 ? static_cast<double>(prompt_tokens) / prefill_s : 0.0,
                static_cast<long long>(decode_tokens),
@@ -262,7 +272,8 @@ int run(const GenerateOptions& o) {
                1e3 * (st.schedule_s + st.pass_s + st.other_s) / std::max<int64_t>(1, st.steps),
                1e3 * st.pass_s / std::max<int64_t>(1, st.steps),
                1e3 * (st.schedule_s + st.other_s) / std::max<int64_t>(1, st.steps),
-               static_cast<unsigned long long>(hash));
+               static_cast<unsigned long long>(hash),
+               o.logprobs ? fmt::format(" | logprob hash {:016x}", logprob_hash).c_str() : "");
   return 0;
 }
 
@@ -292,6 +303,9 @@ void register_generate(CLI::App& app) {
   sub->add_flag("--no-bos", o->no_bos, "Do not add the tokenizer's special tokens (BOS)");
   sub->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past EOS");
   sub->add_flag("-q,--quiet", o->quiet, "Print only the summary line");
+  sub->add_flag("--logprobs", o->logprobs,
+                "Compute every output token's logprob and end the summary line with a hash of "
+                "their bits (`logprob hash`): two runs agree on it only if every logprob does");
   sub->add_flag("--chat", o->chat,
                 "Chat with the model's chat template: one answer to --prompt, or a conversation "
                 "read from stdin one user turn per line (interactive on a terminal)");
