@@ -2,6 +2,8 @@
 # Builds the CUDA tests and kernel labs on this machine (no GPU needed) and packs them, with the
 # small test models, into .gpubin/ (ignored by git) for the device machine, where
 # scripts/gpu-validate.sh runs them. Usage: scripts/gpu-pack.sh
+# TOKENIZERS="llama3 ...": also the shared tokenizers of those names (shared/tokenizers/NAME:
+# llama3 is 9 MB), for runs that send text to a dummy model (scripts/gpu-multi.sh PART=check).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
@@ -18,6 +20,10 @@ cp "$BUILD/tests/llm42_cuda_tests" "$BUILD"/bin/cuda_*_lab "$BUILD/bin/llm42" "$
 strip --strip-debug "$PACK"/llm42_cuda_tests "$PACK"/cuda_*_lab "$PACK"/llm42
 for m in stories260K stories260K-hf tiny-llama3 tiny-qwen2 tiny-qwen3 tiny-mistral; do
   cp -r "$SHARED/models/$m" "$PACK/shared/models/"
+done
+for t in ${TOKENIZERS:-}; do
+  mkdir -p "$PACK/shared/tokenizers"
+  cp -r "$SHARED/tokenizers/$t" "$PACK/shared/tokenizers/"
 done
 git -C "$ROOT" rev-parse HEAD >"$PACK/commit.txt"
 # BASE_BIN: another build's llm42 (e.g. the commit before a change), packed as llm42-base for

@@ -42,13 +42,24 @@ struct Group {
   const json* global = nullptr;
 };
 
+double tp_of(const json& r) { return r.value("tensor_parallel_size", 1.0); }
+
+// Whether the runs span more than one TP size.
+bool several_tp_sizes(const json& runs) {
+  for (const json& r : runs)
+    if (tp_of(r) != tp_of(runs.front())) return true;
+  return false;
+}
+
 std::vector<Group> group_runs(const json& runs) {
   std::vector<Group> groups;
   std::map<std::string, size_t> index;
+  const bool by_tp = several_tp_sizes(runs);
   for (const json& r : runs) {
     const double rate = r.value("request_rate", 0.0);
     std::string name = r["workload"].get<std::string>();
     if (rate > 0) name += fmt::format(" @ {:g}/s", rate);
+    if (by_tp) name += fmt::format(" TP {:g}", tp_of(r));
     auto [it, fresh] = index.emplace(name, groups.size());
     if (fresh) groups.push_back(Group{name, {}, nullptr, nullptr});
     Group& g = groups[it->second];
@@ -71,10 +82,14 @@ std::vector<Group> group_runs(const json& runs) {
 
 json merge_bench_runs(const std::vector<BenchResults>& files) {
   json merged = json::array();
-  std::map<std::tuple<std::string, std::string, double, double>, size_t> seen;
+  std::map<std::tuple<std::string, std::string, double, double, double>, size_t> seen;
   for (const BenchResults& f : files) {
     if (!f.doc.is_object() || !f.doc.contains("runs") || !f.doc["runs"].is_array())
       fail("{}: no 'runs' array (not an llm42 bench result?)", f.source);
+    // The TP size is the file's (one engine per `llm42 bench` run); each run carries it here.
+    const double file_tp = f.doc.contains("tensor_parallel_size")
+                               ? number(f.doc, {"tensor_parallel_size"}, f.source)
+                               : 1.0;
     int i = 0;
     for (const json& r : f.doc["runs"]) {
       const std::string where = fmt::format("{}: run {}", f.source, ++i);
@@ -88,13 +103,17 @@ json merge_bench_runs(const std::vector<BenchResults>& files) {
       number(r, {"ttft_s", "p99"}, where);
       number(r, {"recompute_rate"}, where);
       const double rate = r.contains("request_rate") ? number(r, {"request_rate"}, where) : 0.0;
+      const double tp =
+          r.contains("tensor_parallel_size") ? number(r, {"tensor_parallel_size"}, where) : file_tp;
       // off and global do not depend on the ratio: one run of each per workload.
-      const auto key = std::make_tuple(workload, mode, mode == "dvr" ? ratio : 0.0, rate);
+      const auto key = std::make_tuple(workload, mode, mode == "dvr" ? ratio : 0.0, rate, tp);
+      json copy = r;
+      copy["tensor_parallel_size"] = tp;
       auto [it, fresh] = seen.emplace(key, merged.size());
       if (fresh)
-        merged.push_back(r);
+        merged.push_back(std::move(copy));
       else
-        merged[it->second] = r;
+        merged[it->second] = std::move(copy);
     }
   }
   if (merged.empty()) fail("no runs to plot");
@@ -151,12 +170,56 @@ std::vector<PlotPanel> bench_plot_panels(const json& runs) {
   return {tput, rel, ttft, recompute};
 }
 
-std::string plot_bench_runs(const json& runs, const std::string& title) {
+std::vector<PlotPanel> bench_tp_panels(const json& runs) {
+  // One series per workload (and request rate), mode and, for dvr, deterministic share; a point
+  // per TP size. The ratio is to off of the same workload at the same TP size.
+  struct Series {
+    std::string workload, label;
+    std::map<double, double> tps;  // TP size -> total tok/s
+  };
+  std::vector<Series> series;
+  std::map<std::string, size_t> index;
+  std::map<std::pair<std::string, double>, double> off;  // (workload, TP) -> off's tok/s
+  std::map<std::string, bool> workloads;
+  for (const json& r : runs) {
+    const double rate = r.value("request_rate", 0.0);
+    std::string workload = r["workload"].get<std::string>();
+    if (rate > 0) workload += fmt::format(" @ {:g}/s", rate);
+    workloads[workload] = true;
+    const std::string mode = r["mode"].get<std::string>();
+    std::string what = mode;
+    if (mode == "dvr") what += fmt::format(" {:g} %", 100 * r["deterministic_ratio"].get<double>());
+    const double tps = r["total_tokens_per_s"].get<double>();
+    if (mode == "off") off[{workload, tp_of(r)}] = tps;
+    auto [it, fresh] = index.emplace(workload + "\n" + what, series.size());
+    if (fresh) series.push_back(Series{workload, what, {}});
+    series[it->second].tps[tp_of(r)] = tps;
+  }
+  const bool several = workloads.size() > 1;
+  const std::string x_label = "tensor-parallel size";
+  PlotPanel tput{"Total throughput", x_label, "tok/s", {}};
+  PlotPanel rel{"Throughput relative to off", x_label, "x off", {}, false};
+  for (const Series& s : series) {
+    const std::string label = several ? s.workload + " " + s.label : s.label;
+    PlotSeries t{label, {}}, q{label, {}};
+    for (const auto& [tp, tps] : s.tps) {
+      t.points.emplace_back(tp, tps);
+      const auto o = off.find({s.workload, tp});
+      if (o != off.end() && o->second > 0) q.points.emplace_back(tp, tps / o->second);
+    }
+    tput.series.push_back(std::move(t));
+    if (!q.points.empty()) rel.series.push_back(std::move(q));
+  }
+  return {tput, rel};
+}
+
+std::string plot_bench_runs(const json& runs, const std::string& title, PlotAgainst against) {
+  if (against == PlotAgainst::kTpSize) return render_svg(title, bench_tp_panels(runs), 2);
   return render_svg(title, bench_plot_panels(runs), 2);
 }
 
 size_t write_bench_plot(const std::string& path, const std::vector<BenchResults>& files,
-                        std::string title) {
+                        std::string title, PlotAgainst against) {
   const json runs = merge_bench_runs(files);
   if (title.empty()) {
     const json& doc = files.front().doc;
@@ -165,7 +228,7 @@ size_t write_bench_plot(const std::string& path, const std::vector<BenchResults>
   }
   std::ofstream out(path);
   if (!out) fail("{}: cannot write", path);
-  out << plot_bench_runs(runs, title);
+  out << plot_bench_runs(runs, title, against);
   out.close();
   if (!out) fail("{}: write failed", path);
   return runs.size();

@@ -15,6 +15,7 @@ namespace {
 struct PlotOptions {
   std::string out;
   std::string title;
+  std::string against = "share";
   std::vector<std::string> inputs;
 };
 
@@ -31,7 +32,9 @@ int run_plot(const PlotOptions& o) {
     }
     files.push_back(std::move(f));
   }
-  const size_t n_runs = bench::write_bench_plot(o.out, files, o.title);
+  const size_t n_runs = bench::write_bench_plot(
+      o.out, files, o.title,
+      o.against == "tp" ? bench::PlotAgainst::kTpSize : bench::PlotAgainst::kDeterministicShare);
   std::printf("plotted %zu runs from %zu files into %s\n", n_runs, files.size(), o.out.c_str());
   return 0;
 }
@@ -43,12 +46,18 @@ void register_bench_plot(CLI::App& bench) {
   CLI::App* sub = bench.add_subcommand(
       "plot",
       "Draw `llm42 bench --json` results (throughput, ratio to off, TTFT P99, recompute "
-      "rate against the deterministic share) as an SVG");
+      "rate against the deterministic share, or throughput against the TP size) as an SVG");
   sub->add_option("--out", o->out, "The SVG to write")->required();
   sub->add_option("--title", o->title, "Title (default: the first file's model and device)");
+  sub->add_option("--against", o->against,
+                  "The x axis: share (the deterministic share: throughput, ratio to off, TTFT "
+                  "P99, recompute rate) or tp (the tensor-parallel size of each file's runs: "
+                  "throughput and ratio to off)")
+      ->check(CLI::IsMember({"share", "tp"}))
+      ->capture_default_str();
   sub->add_option("results", o->inputs,
                   "Result files; a later file's run replaces an earlier one of the same "
-                  "workload, mode, ratio and request rate")
+                  "workload, mode, ratio, request rate and TP size")
       ->required()
       ->check(CLI::ExistingFile);
   bind(*sub, [o] { return run_plot(*o); });

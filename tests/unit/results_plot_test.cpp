@@ -30,6 +30,12 @@ BenchResults file(const std::string& name, std::vector<json> runs) {
   return {name, {{"model", "dummy:m"}, {"device", "cpu"}, {"runs", runs}}};
 }
 
+BenchResults file_at_tp(const std::string& name, int tp, std::vector<json> runs) {
+  BenchResults f = file(name, std::move(runs));
+  f.doc["tensor_parallel_size"] = tp;
+  return f;
+}
+
 const PlotSeries& series(const PlotPanel& p, const std::string& label) {
   for (const PlotSeries& s : p.series)
     if (s.label == label) return s;
@@ -102,6 +108,37 @@ TEST(BenchPlot, MarkersOnlyWhereARunMeasured) {
   EXPECT_EQ(markers, 3u * 4u) << "three dvr runs in each of four panels, nothing else";
   EXPECT_EQ(svg.find("off: ("), std::string::npos) << "a marker for off";
   EXPECT_NE(svg.find("stroke-dasharray"), std::string::npos);
+}
+
+TEST(BenchPlot, AgainstTheTpSize) {
+  // Three files, one per TP size (as `llm42 bench --tensor-parallel-size N --json` writes them),
+  // the same workload and modes: kept apart by TP size, a point per size, the ratio to off at
+  // the same size; a file without the field counts as TP 1 and a later one replaces it.
+  const json runs = merge_bench_runs(
+      {file("old.json", {run("off", 0.1, 500)}),
+       file_at_tp("tp1.json", 1, {run("off", 0.1, 1000), run("global", 0.1, 900),
+                                  run("dvr", 0.1, 980), run("dvr", 1.0, 920)}),
+       file_at_tp("tp2.json", 2, {run("off", 0.1, 1800), run("dvr", 1.0, 1710)}),
+       file_at_tp("tp4.json", 4, {run("off", 0.1, 3000), run("dvr", 1.0, 2400)})});
+  ASSERT_EQ(runs.size(), 8u);
+  const std::vector<PlotPanel> panels = bench_tp_panels(runs);
+  ASSERT_EQ(panels.size(), 2u);
+  const PlotSeries& off = series(panels[0], "off");
+  ASSERT_EQ(off.points.size(), 3u);
+  EXPECT_DOUBLE_EQ(off.points[0].first, 1.0);
+  EXPECT_DOUBLE_EQ(off.points[0].second, 1000.0);  // tp1.json replaced old.json's
+  EXPECT_DOUBLE_EQ(off.points[2].first, 4.0);
+  EXPECT_DOUBLE_EQ(off.points[2].second, 3000.0);
+  const PlotSeries& dvr100 = series(panels[1], "dvr 100 %");
+  ASSERT_EQ(dvr100.points.size(), 3u);
+  EXPECT_DOUBLE_EQ(dvr100.points[1].second, 0.95);
+  EXPECT_DOUBLE_EQ(dvr100.points[2].second, 0.8);
+  EXPECT_EQ(series(panels[0], "dvr 10 %").points.size(), 1u);
+  EXPECT_EQ(series(panels[0], "global").points.size(), 1u);
+  const std::string svg = plot_bench_runs(runs, "t", PlotAgainst::kTpSize);
+  EXPECT_NE(svg.find("tensor-parallel size"), std::string::npos);
+  // Against the share, the labels say which TP size a series is.
+  EXPECT_EQ(series(bench_plot_panels(runs)[0], "sharegpt TP 2 off").points.size(), 2u);
 }
 
 TEST(BenchPlot, ErrorsNameFileRunAndField) {
