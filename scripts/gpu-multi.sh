@@ -21,7 +21,8 @@
 #                    and ShareGPT-like (WORKLOADS, PROMPTS), off / global / dvr at 10 % and 100 %
 #   PART=bench70b    the Llama-3.3-70B shape at TP 4, then 8, on ShareGPT-like (PROMPTS), the
 #                    same modes; batch-1 decode at TP 8 in both lanes (weights read per GPU)
-# Then, here: `llm42 bench plot --against tp --out tp.svg $OUT/bench_*.json`.
+# Then, here, one plot per model: `llm42 bench plot --against tp --out tp-8b.svg
+# $OUT/bench_llama-3.1-8b_*.json`, and the same over $OUT/bench_llama-3.3-70b_*.json.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.gpubin}

@@ -44,21 +44,34 @@ struct Group {
 
 double tp_of(const json& r) { return r.value("tensor_parallel_size", 1.0); }
 
-// Whether the runs span more than one TP size.
+std::string model_of(const json& r) { return r.value("model", std::string()); }
+
+// Whether the runs span more than one TP size, or more than one model.
 bool several_tp_sizes(const json& runs) {
   for (const json& r : runs)
     if (tp_of(r) != tp_of(runs.front())) return true;
   return false;
 }
+bool several_models(const json& runs) {
+  for (const json& r : runs)
+    if (model_of(r) != model_of(runs.front())) return true;
+  return false;
+}
+
+// A run's workload (with its request rate), prefixed by its model where the runs span several.
+std::string workload_name(const json& r, bool with_model) {
+  std::string name = r["workload"].get<std::string>();
+  const double rate = r.value("request_rate", 0.0);
+  if (rate > 0) name += fmt::format(" @ {:g}/s", rate);
+  return with_model ? model_of(r) + " " + name : name;
+}
 
 std::vector<Group> group_runs(const json& runs) {
   std::vector<Group> groups;
   std::map<std::string, size_t> index;
-  const bool by_tp = several_tp_sizes(runs);
+  const bool by_tp = several_tp_sizes(runs), by_model = several_models(runs);
   for (const json& r : runs) {
-    const double rate = r.value("request_rate", 0.0);
-    std::string name = r["workload"].get<std::string>();
-    if (rate > 0) name += fmt::format(" @ {:g}/s", rate);
+    std::string name = workload_name(r, by_model);
     if (by_tp) name += fmt::format(" TP {:g}", tp_of(r));
     auto [it, fresh] = index.emplace(name, groups.size());
     if (fresh) groups.push_back(Group{name, {}, nullptr, nullptr});
@@ -82,7 +95,8 @@ std::vector<Group> group_runs(const json& runs) {
 
 json merge_bench_runs(const std::vector<BenchResults>& files) {
   json merged = json::array();
-  std::map<std::tuple<std::string, std::string, double, double, double>, size_t> seen;
+  std::map<std::tuple<std::string, std::string, std::string, double, double, double>, size_t>
+      seen;
   for (const BenchResults& f : files) {
     if (!f.doc.is_object() || !f.doc.contains("runs") || !f.doc["runs"].is_array())
       fail("{}: no 'runs' array (not an llm42 bench result?)", f.source);
@@ -90,6 +104,10 @@ json merge_bench_runs(const std::vector<BenchResults>& files) {
     const double file_tp = f.doc.contains("tensor_parallel_size")
                                ? number(f.doc, {"tensor_parallel_size"}, f.source)
                                : 1.0;
+    // Likewise the model: runs of two models are never merged into one.
+    const std::string file_model =
+        f.doc.contains("model") && f.doc["model"].is_string() ? f.doc["model"].get<std::string>()
+                                                              : std::string();
     int i = 0;
     for (const json& r : f.doc["runs"]) {
       const std::string where = fmt::format("{}: run {}", f.source, ++i);
@@ -106,9 +124,12 @@ json merge_bench_runs(const std::vector<BenchResults>& files) {
       const double tp =
           r.contains("tensor_parallel_size") ? number(r, {"tensor_parallel_size"}, where) : file_tp;
       // off and global do not depend on the ratio: one run of each per workload.
-      const auto key = std::make_tuple(workload, mode, mode == "dvr" ? ratio : 0.0, rate, tp);
+      const std::string model = r.value("model", file_model);
+      const auto key =
+          std::make_tuple(model, workload, mode, mode == "dvr" ? ratio : 0.0, rate, tp);
       json copy = r;
       copy["tensor_parallel_size"] = tp;
+      copy["model"] = model;
       auto [it, fresh] = seen.emplace(key, merged.size());
       if (fresh)
         merged.push_back(std::move(copy));
@@ -181,10 +202,9 @@ std::vector<PlotPanel> bench_tp_panels(const json& runs) {
   std::map<std::string, size_t> index;
   std::map<std::pair<std::string, double>, double> off;  // (workload, TP) -> off's tok/s
   std::map<std::string, bool> workloads;
+  const bool by_model = several_models(runs);
   for (const json& r : runs) {
-    const double rate = r.value("request_rate", 0.0);
-    std::string workload = r["workload"].get<std::string>();
-    if (rate > 0) workload += fmt::format(" @ {:g}/s", rate);
+    const std::string workload = workload_name(r, by_model);
     workloads[workload] = true;
     const std::string mode = r["mode"].get<std::string>();
     std::string what = mode;

@@ -23,9 +23,10 @@ struct BenchResults {
 enum class PlotAgainst { kDeterministicShare, kTpSize };
 
 // Every run of every file, in order, checked for the fields the plot reads (an error names the
-// file, the run and the field), each given its file's tensor_parallel_size (1 where absent); a
-// run with the same workload, mode, deterministic ratio, request rate and TP size as an earlier
-// one replaces it (so a later rerun wins).
+// file, the run and the field), each given its file's model and tensor_parallel_size (1 where
+// absent); a run with the same model, workload, mode, deterministic ratio, request rate and TP
+// size as an earlier one replaces it (so a later rerun wins). Labels name the model where the
+// runs span several.
 nlohmann::json merge_bench_runs(const std::vector<BenchResults>& files);
 
 // The four panels against the deterministic share, from merged runs (a workload's label gains

@@ -57,7 +57,7 @@ void register_bench_plot(CLI::App& bench) {
       ->capture_default_str();
   sub->add_option("results", o->inputs,
                   "Result files; a later file's run replaces an earlier one of the same "
-                  "workload, mode, ratio, request rate and TP size")
+                  "model, workload, mode, ratio, request rate and TP size")
       ->required()
       ->check(CLI::ExistingFile);
   bind(*sub, [o] { return run_plot(*o); });

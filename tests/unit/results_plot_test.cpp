@@ -139,6 +139,15 @@ TEST(BenchPlot, AgainstTheTpSize) {
   EXPECT_NE(svg.find("tensor-parallel size"), std::string::npos);
   // Against the share, the labels say which TP size a series is.
   EXPECT_EQ(series(bench_plot_panels(runs)[0], "sharegpt TP 2 off").points.size(), 2u);
+
+  // Another model's file at a TP size already plotted adds its own series, replacing nothing.
+  BenchResults big = file_at_tp("big.json", 4, {run("off", 0.1, 700)});
+  big.doc["model"] = "dummy:big";
+  const json two = merge_bench_runs({file_at_tp("tp4.json", 4, {run("off", 0.1, 3000)}), big});
+  ASSERT_EQ(two.size(), 2u);
+  const std::vector<PlotPanel> by_model = bench_tp_panels(two);
+  EXPECT_DOUBLE_EQ(series(by_model[0], "dummy:m sharegpt off").points[0].second, 3000.0);
+  EXPECT_DOUBLE_EQ(series(by_model[0], "dummy:big sharegpt off").points[0].second, 700.0);
 }
 
 TEST(BenchPlot, ErrorsNameFileRunAndField) {
