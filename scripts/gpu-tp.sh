@@ -23,16 +23,7 @@ PART=${PART:-invariance}
 MODEL=${MODEL:-dummy:llama-3.1-8b}
 PROMPTS=${PROMPTS:-512}
 mkdir -p "$OUT"
-# The canonical GEMM table: the engine's default file (~/.cache/llm42/), which a warm device
-# machine keeps between calls, so only a machine's first call tunes it (42 s for the 8B shape);
-# a copy goes to $OUT at the end.
-keep_gemm_table() {
-  for f in ${LLM42_GEMM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llm42/gemm-*.json}; do
-    [ -f "$f" ] && cp -f "$f" "$OUT/"
-  done
-  true
-}
-trap keep_gemm_table EXIT
+. scripts/gpu-common.sh  # the GEMM table kept between calls, a copy in $OUT
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}:$PWD/$BIN/lib
 export NCCL_NVLS_ENABLE=0
 L42="$BIN/llm42 --log-level warn"
