@@ -28,7 +28,7 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "cuda_lab_util.h"
-#include "parallel/nccl/nccl_communicator.h"
+#include "parallel/communicator_group.h"
 
 namespace {
 
@@ -100,9 +100,7 @@ int main(int argc, char** argv) {
       std::printf("N = %d: skipped, %d GPU(s)\n", n, gpus);
       continue;
     }
-    std::vector<int> ordinals(static_cast<size_t>(n));
-    for (int r = 0; r < n; ++r) ordinals[static_cast<size_t>(r)] = r;
-    auto group = make_nccl_group(ordinals);
+    auto group = make_communicator_group(CommKind::kNccl, n, "cuda");
     std::barrier sync(n);
     std::mutex mu;  // guards worst and error
     std::vector<double> worst(all.size(), 0.0);
@@ -112,7 +110,7 @@ int main(int argc, char** argv) {
       ranks.emplace_back([&, r] {
         try {
           BackendOptions o;
-          o.device = "cuda:" + std::to_string(r);
+          o.device = group->rank_device("cuda", r);
           o.cuda.memory_fraction = 0.1;
           CudaBackend b(o, r);
           std::unique_ptr<Communicator> comm = group->join(r, b);

@@ -332,9 +332,7 @@ TEST(CudaNccl, RanksOnSeveralGpusReduceGatherAndReplay) {
       continue;
     }
     ++ran;
-    std::vector<int> ordinals(static_cast<size_t>(size));
-    for (int r = 0; r < size; ++r) ordinals[static_cast<size_t>(r)] = r;
-    auto group = make_nccl_group(ordinals);
+    auto group = make_communicator_group(CommKind::kNccl, size, "cuda");
     std::barrier sync(size);
     std::atomic<int> done{0};
     std::vector<std::string> errors(static_cast<size_t>(size));
@@ -344,7 +342,7 @@ TEST(CudaNccl, RanksOnSeveralGpusReduceGatherAndReplay) {
         std::string& err = errors[static_cast<size_t>(r)];
         try {
           BackendOptions o;
-          o.device = "cuda:" + std::to_string(r);
+          o.device = group->rank_device("cuda", r);
           o.cuda.memory_fraction = 0.1;
           CudaBackend b(o, r);
           std::unique_ptr<Communicator> comm = group->join(r, b);
