@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <fstream>
 #include <map>
+#include <set>
 #include <tuple>
 
 #include "util/error.h"
@@ -46,15 +47,11 @@ double tp_of(const json& r) { return r.value("tensor_parallel_size", 1.0); }
 
 std::string model_of(const json& r) { return r.value("model", std::string()); }
 
-// Whether the runs span more than one TP size, or more than one model.
-bool several_tp_sizes(const json& runs) {
+// Whether the runs take more than one value of `of` (a TP size, a model).
+template <typename Of>
+bool several(const json& runs, Of of) {
   for (const json& r : runs)
-    if (tp_of(r) != tp_of(runs.front())) return true;
-  return false;
-}
-bool several_models(const json& runs) {
-  for (const json& r : runs)
-    if (model_of(r) != model_of(runs.front())) return true;
+    if (of(r) != of(runs.front())) return true;
   return false;
 }
 
@@ -69,7 +66,7 @@ std::string workload_name(const json& r, bool with_model) {
 std::vector<Group> group_runs(const json& runs) {
   std::vector<Group> groups;
   std::map<std::string, size_t> index;
-  const bool by_tp = several_tp_sizes(runs), by_model = several_models(runs);
+  const bool by_tp = several(runs, tp_of), by_model = several(runs, model_of);
   for (const json& r : runs) {
     std::string name = workload_name(r, by_model);
     if (by_tp) name += fmt::format(" TP {:g}", tp_of(r));
@@ -201,11 +198,11 @@ std::vector<PlotPanel> bench_tp_panels(const json& runs) {
   std::vector<Series> series;
   std::map<std::string, size_t> index;
   std::map<std::pair<std::string, double>, double> off;  // (workload, TP) -> off's tok/s
-  std::map<std::string, bool> workloads;
-  const bool by_model = several_models(runs);
+  std::set<std::string> workloads;
+  const bool by_model = several(runs, model_of);
   for (const json& r : runs) {
     const std::string workload = workload_name(r, by_model);
-    workloads[workload] = true;
+    workloads.insert(workload);
     const std::string mode = r["mode"].get<std::string>();
     std::string what = mode;
     if (mode == "dvr") what += fmt::format(" {:g} %", 100 * r["deterministic_ratio"].get<double>());
