@@ -2,7 +2,8 @@
 bits (`logprob hash`), which is how the GPU scripts compare logprobs, not only ids, across
 tensor-parallel sizes (scripts/gpu-tp.sh). On stories260K with CPU ranks: a deterministic request
 gives the same ids and the same logprob bits at TP 1, 2 and 4; without --logprobs the line has no
-logprob hash; with it the hash covers the logprobs (not the hash of nothing).
+logprob hash; with it the hash covers the logprobs (not the hash of nothing, and not the same
+at TP 2 in the fast lane, whose sums across ranks round differently).
 
 Needs LLM42_BIN and stories260K from the shared folder (skips with a message without it).
 """
@@ -43,6 +44,11 @@ class GenerateLogprobs(unittest.TestCase):
             ids, lp = summary("--deterministic", "--logprobs", "--tensor-parallel-size", tp)
             self.assertEqual(ids, ids1, f"ids at TP {tp}")
             self.assertEqual(lp, lp1, f"logprobs at TP {tp}")
+        # The hash sees the logprobs' bits: the fast lane at TP 2 (a plain sum across ranks, not
+        # the tree) rounds them differently, so a hash of unfilled (zero) logprobs, which would
+        # match at every size, fails here.
+        _, lp_off = summary("--logprobs", "--tensor-parallel-size", "2")
+        self.assertNotEqual(lp_off, lp1, "the fast lane's logprobs hash like the canonical ones")
 
     def test_no_logprob_hash_without_the_flag(self):
         ids, lp = summary("--deterministic")
