@@ -24,11 +24,20 @@ def shared_dir():
                           os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared"))
 
 
-def stories_model():
-    """Path of stories260K.bin, or exit 77 (skipped) when the shared data is absent."""
+def find_stories():
+    """(path, None) for stories260K.bin, or (None, why) when the shared data is absent."""
     path = os.path.join(shared_dir(), "models", "stories260K", "stories260K.bin")
     if not os.path.exists(path):
-        print(f"skipped: {path} not found (set LLM42_SHARED_DIR)")
+        return None, f"{path} not found (set LLM42_SHARED_DIR)"
+    return path, None
+
+
+def stories_model():
+    """Path of stories260K.bin, or exit 77 (skipped) when the shared data is absent. Call it at
+    import time, not inside a test: unittest reports an exit inside a test as an error."""
+    path, why = find_stories()
+    if path is None:
+        print(f"skipped: {why}")
         sys.exit(SKIP)
     return path
 
