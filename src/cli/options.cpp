@@ -56,8 +56,8 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
                "and is faster; same results either way)");
   app.add_flag("--cuda-fused-tree", o.cuda_fused_tree,
                "CUDA, experimental: let the autotune run the canonical lane's row-parallel GEMMs "
-               "(o, down) as the fused tree GEMM (the leaves kept in registers, the tree summed "
-               "in the kernel) for an M bucket where it reproduces the unfused path's every bit "
+               "(o, down) as the fused tree GEMM (the leaves kept on chip, the tree summed in "
+               "the kernel) for an M bucket where it reproduces the unfused path's every bit "
                "and is faster (not yet found faster on an H100; same results either way)");
   app.add_option("--cuda-canonical-m-step", o.cuda_canonical_m_step,
                  "CUDA: the canonical GEMM autotunes one algorithm per M bucket: the decode graph "

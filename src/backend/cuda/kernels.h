@@ -122,13 +122,19 @@ cudaError_t launch_gemv_sequential(const uint16_t* x, const uint16_t* w, float* 
 // which shapes it takes (leaves 2, 4 or 8, k % 64 == 0, n % 8 == 0); the launch also needs
 // 16-byte aligned x and w and returns cudaErrorInvalidValue otherwise.
 // Variants 0 .. kTreeGemmVariants - 1 differ in tile shape and where the tree's partial sums
-// wait; each is meant to give the same bits, and GemmRunner checks it before use.
-inline constexpr int kTreeGemmVariants = 2;
+// wait; each is meant to give the same bits, and GemmRunner checks it before use. 0 and 1 are
+// mma.sync kernels (tree_gemm.cu); 2, 3 and 4 run a leaf a block on wgmma and sum the tree
+// across a cluster (tree_gemm_wgmma.cu; sm_90a only, refused elsewhere).
+inline constexpr int kTreeGemmVariants = 5;
 bool tree_gemm_takes(int64_t m, int64_t n, int64_t k, int64_t ld, int leaves);
 const char* tree_gemm_variant_name(int variant);
 cudaError_t launch_tree_gemm(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,
                              int64_t m, int64_t n, int64_t k, int64_t ld, int leaves,
                              cudaStream_t stream, int variant = 0);
+// Variants 2, 3 and 4 of launch_tree_gemm (shape 0, 1, 2), after its argument checks.
+cudaError_t launch_tree_gemm_wgmma(const uint16_t* x, const uint16_t* w, void* out, bool out_f32,
+                                   int m, int n, int k, int64_t ld, int leaves, int shape,
+                                   cudaStream_t stream);
 
 // out = tmp + bias (fp32 add, then rounded to out's dtype), bias broadcast over rows.
 // tmp (m, n) f32, bias (n) f32, out (m, n) bf16 or f32 (may alias tmp when f32).

@@ -28,8 +28,8 @@ struct CudaOptions {
   bool canonical_skinny = true;
   // The canonical lane's row-parallel GEMM (Backend::matmul_leaves) may run as tree_gemm.cu's
   // fused kernel where its check found the unfused path's bits and a faster kernel. Off by
-  // default (--cuda-fused-tree): its first variant was slower than the unfused path at every M
-  // on an H100, its second is not yet measured (docs/tensor-parallel.md).
+  // default (--cuda-fused-tree): every variant, mma.sync and wgmma, was slower than the unfused
+  // path at every M on an H100 (docs/tensor-parallel.md).
   bool fused_tree = false;
   // The canonical GEMM's M buckets (one autotuned algorithm each): the decode graph sizes up to
   // 256, then multiples of this up to 4096; 0: powers of two throughout (docs/cuda-backend.md).

@@ -289,7 +289,18 @@ bool tree_gemm_takes(int64_t m, int64_t n, int64_t k, int64_t ld, int leaves) {
 }
 
 const char* tree_gemm_variant_name(int variant) {
-  return variant == 0 ? "narrow 128x64" : "wide 128x128";
+  switch (variant) {
+    case 0:
+      return "narrow 128x64";
+    case 1:
+      return "wide 128x128";
+    case 2:
+      return "wgmma cluster 128x128";
+    case 3:
+      return "wgmma cluster 128x256";
+    default:
+      return "wgmma cluster 128x128 deep";
+  }
 }
 
 cudaError_t launch_tree_gemm(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,
@@ -303,6 +314,8 @@ cudaError_t launch_tree_gemm(const uint16_t* x, const uint16_t* w, void* out, DT
   const bool f32 = out_dtype == DType::kF32;
   const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
   if (variant == 0) return launch_variant<Narrow>(leaves, stream, x, w, out, f32, mi, ni, ki, ld);
+  if (variant >= 2)
+    return launch_tree_gemm_wgmma(x, w, out, f32, mi, ni, ki, ld, leaves, variant - 2, stream);
   return launch_variant<Wide>(leaves, stream, x, w, out, f32, mi, ni, ki, ld);
 }
 

@@ -1,0 +1,343 @@
+// The fused tree GEMM of tree_gemm.cu on Hopper's warpgroup MMA, one leaf a block, the tree
+// summed across a thread-block cluster (sm_90a; kernels.h's tree_gemm variants 2, 3 and 4):
+//
+//   out (m, n) = the p leaves summed along the binary tree ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7))
+//                in fp32, leaf l = x (m, K range l) @ w (n, K range l)^T (as tree_gemm.cu).
+//
+// Why another form: tree_gemm.cu's mma.sync kernels keep every leaf of an output tile in one
+// block, so a block runs p times the K loop of a plain GEMM with the tree's partial sums taking
+// registers or shared memory from the tiles; they ran 1.5-2.7x slower than the unfused path
+// (docs/benchmarks.md, fifteenth and seventeenth sessions). Here the p leaves of a 128 x 128
+// or 128 x 256 output tile are p blocks of one cluster (cluster rank = leaf), each a plain
+// split-K-free GEMM of its K range on wgmma; the fp32 leaves then meet in distributed shared
+// memory instead of global memory: every block parks its leaf in its own shared memory, the cluster
+// syncs, and block r reads rows [r 128/p, (r+1) 128/p) of all p leaves, sums them along the tree
+// and writes those rows of out. Nothing but the result goes through global memory, and the blocks
+// of a tile run in parallel (a split-K whose fixed reduction is the tree).
+//
+// Each leaf is one chain of k16 MMAs in increasing k into a zeroed fp32 accumulator, as
+// gemv_canonical.cu and tree_gemm.cu reduce K: wgmma m64n128k16 per warpgroup (two warpgroups
+// a block, 64 tokens each), operands in shared memory in the no-swizzle ("interleaved") layout
+// of 8-row x 16-byte core matrices, streamed by cp.async through a ring of stages of 64 k.
+// That this gives cuBLASLt's bits is an observation like the others' (0 bits differ on an H100,
+// eighteenth session): GemmRunner admits the kernel for a bucket only after it reproduced the
+// unfused path's every output bit on that call's data, and tests/cuda checks it at several M and
+// leaf counts. It is slower than the unfused path at every M so far (1.8-4x on an H100:
+// docs/benchmarks.md, eighteenth session), so it is never admitted yet; what it lacks against
+// cuBLASLt is TMA loads into 128-byte swizzled stages and operand sharing across tiles.
+//
+// The layout is the PTX ISA's K-major canonical layout without swizzling,
+// ((8, m), (8, 2k)) : ((8, SBO), (1, LBO)) in bf16 elements: the descriptor's stride byte offset is
+// the distance between core matrices adjacent in M/N (128 bytes here), its leading byte offset
+// the distance between the two core matrices of a k16 step (rows x 16 bytes).
+#include <cooperative_groups.h>
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
+#include "backend/cuda/mma.cuh"
+
+namespace llm42::cuda {
+namespace {
+
+namespace cg = cooperative_groups;
+
+constexpr int kBM = 128;       // tokens a tile
+constexpr int kThreads = 256;  // two warpgroups, 64 tokens each
+
+// A variant's shape: kNt halves of 128 weight rows a warpgroup (an m64n128k16 MMA each), a ring
+// of kStages stages of 64 k, and whether a warpgroup keeps one stage's MMAs in flight while the
+// next stage's are issued (kOverlap; then a slot is refilled one stage later, so the ring is one
+// stage deeper for the same distance of prefetch).
+template <int Nt, int Stages, bool Overlap>
+struct Config {
+  static constexpr int kNt = Nt, kBK = 64, kStages = Stages;
+  static constexpr bool kOverlap = Overlap;
+  static constexpr int kBN = 128 * Nt;
+  static constexpr int kXBytes = kBM * kBK * 2, kStageBytes = (kBM + kBN) * kBK * 2;
+  static constexpr int kOutStride = kBN + 8;  // floats a row of the parked leaf: 8 banks of shift
+  static constexpr size_t kSmem =
+      std::max(size_t{kStages} * kStageBytes, size_t{kBM} * kOutStride * 4);
+  static constexpr int kBlocksPerSm = 2 * kSmem <= 227 * 1024 ? 2 : 1;
+  static_assert(kSmem <= 227 * 1024, "shared memory");
+  static_assert(kStages >= (Overlap ? 3 : 2), "prefetch distance");
+};
+// Variant 2: 128 x 128, 3 stages (32 KB), two blocks an SM hide each other's waits.
+// Variant 3: 128 x 256, 4 stages (48 KB), one block an SM, MMAs overlapped.
+// Variant 4: 128 x 128, 4 stages, one block an SM, MMAs overlapped.
+using Small = Config<1, 3, false>;
+using Large = Config<2, 4, true>;
+using SmallDeep = Config<1, 4, true>;
+
+__device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t leading, uint32_t stride) {
+  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  return static_cast<uint64_t>((a & 0x3FFFF) >> 4) | (static_cast<uint64_t>(leading >> 4) << 16) |
+         (static_cast<uint64_t>(stride >> 4) << 32);
+}
+
+__device__ __forceinline__ void wgmma_fence() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wgmma_commit() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+// Waits until at most N of this warpgroup's committed MMA groups are in flight.
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
+}
+// cp.async's writes (generic proxy) made visible to wgmma's reads (async proxy).
+__device__ __forceinline__ void fence_proxy_async() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+// d (64 x 128 of the warpgroup, fp32) += a (64 x 16) b (16 x 128), both K-major in shared memory.
+__device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], uint64_t a, uint64_t b) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "setp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, "
+      "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, "
+      "%38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, "
+      "%56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n"
+      "}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+        "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+        "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+        "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
+        "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]),
+        "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+        "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
+        "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]),
+        "+f"(d[63])
+      : "l"(a), "l"(b), "r"(1));
+#endif
+}
+
+// Stage s of the block's leaf into ring slot s % kStages: 128 token rows of x, then kBN weight
+// rows of w, 64 k each, in core matrices: the 16 bytes of row r at k chunk c (8 elements) sit at
+// byte (c * rows / 8 + r / 8) * 128 + (r % 8) * 16 of the operand. A warp copies 8 rows x 4
+// chunks at a time (64 contiguous bytes a row read; four whole core matrices written).
+template <int kRows>
+__device__ __forceinline__ void load_operand(char* dst, const uint16_t* src, int valid_rows,
+                                             int64_t ld, int64_t col0) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+#pragma unroll
+  for (int i = 0; i < kRows / 8 * 2 / (kThreads / 32); ++i) {
+    const int u = warp + i * (kThreads / 32);  // 8 rows x 4 chunks
+    const int r = (u / 2) * 8 + lane % 8, c = (u % 2) * 4 + lane / 8;
+    const bool valid = r < valid_rows;
+    cp_async16(dst + (c * (kRows / 8) + r / 8) * 128 + (r % 8) * 16,
+               valid ? src + r * ld + col0 + c * 8 : src, valid);
+  }
+}
+
+template <typename C, int P>
+__global__ void __launch_bounds__(kThreads, C::kBlocksPerSm)
+    tree_gemm_wgmma_kernel(const uint16_t* __restrict__ x, const uint16_t* __restrict__ w,
+                           void* __restrict__ out, bool out_f32, int m, int n, int k, int64_t ld) {
+  extern __shared__ __align__(128) char smem[];
+  cg::cluster_group cluster = cg::this_cluster();
+  const int leaf = static_cast<int>(cluster.block_rank());
+  const int m0 = blockIdx.y * kBM, n0 = (blockIdx.x / P) * C::kBN;
+  const int m_rows = min(kBM, m - m0), n_rows = min(C::kBN, n - n0);
+  const uint16_t* xt = x + int64_t{m0} * ld;
+  const uint16_t* wt = w + int64_t{n0} * ld;
+  const int64_t col_base = int64_t{leaf} * k;
+  const int stages = k / C::kBK;
+  auto load = [&](int s) {
+    char* slot = smem + (s % C::kStages) * C::kStageBytes;
+    const int64_t col = col_base + int64_t{s} * C::kBK;
+    load_operand<kBM>(slot, xt, m_rows, ld, col);
+    load_operand<C::kBN>(slot + C::kXBytes, wt, n_rows, ld, col);
+  };
+  // Stages in flight ahead of the one computed; with kOverlap a slot is free one stage later.
+  constexpr int kAhead = C::kOverlap ? C::kStages - 2 : C::kStages - 1;
+  pdl_wait();
+#pragma unroll
+  for (int s = 0; s < kAhead; ++s) {
+    if (s < stages) load(s);
+    cp_async_commit();
+  }
+  float d[C::kNt][64];
+#pragma unroll
+  for (int h = 0; h < C::kNt; ++h)
+#pragma unroll
+    for (int i = 0; i < 64; ++i) d[h][i] = 0.0f;
+  const int wg = threadIdx.x / 128;
+  // Core matrices: 128 bytes apart along M/N, rows * 16 bytes apart along K.
+  constexpr uint32_t kAlongMN = 128, kAlongKx = kBM * 16, kAlongKw = C::kBN * 16;
+  for (int s = 0; s < stages; ++s) {
+    // Stage s has landed for every thread, and every warpgroup is done with the stage whose
+    // slot is refilled now (s - 1, or s - 2 with kOverlap: it waited for those MMAs before this
+    // barrier).
+    cp_async_wait<kAhead - 1>();
+    fence_proxy_async();
+    __syncthreads();
+    if (s + kAhead < stages) load(s + kAhead);
+    cp_async_commit();
+    const char* slot = smem + (s % C::kStages) * C::kStageBytes;
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < C::kBK / 16; ++kk) {
+      // k16 step kk: core-matrix columns 2 kk and 2 kk + 1; the warpgroup's 64 tokens are core
+      // rows 8 wg .. 8 wg + 7; half h of the weight rows starts at core row 16 h.
+      const uint64_t a =
+          smem_desc(slot + 2 * kk * kAlongKx + wg * 8 * kAlongMN, kAlongKx, kAlongMN);
+#pragma unroll
+      for (int h = 0; h < C::kNt; ++h) {
+        const uint64_t b = smem_desc(slot + C::kXBytes + 2 * kk * kAlongKw + h * 16 * kAlongMN,
+                                     kAlongKw, kAlongMN);
+        wgmma_m64n128k16(d[h], a, b);
+      }
+    }
+    wgmma_commit();
+    if constexpr (C::kOverlap) {
+      wgmma_wait<1>();
+    } else {
+      wgmma_wait<0>();
+    }
+  }
+  wgmma_wait<0>();
+  cp_async_wait<0>();
+  pdl_trigger();
+  __syncthreads();  // the ring is read by no one: it becomes the parked leaf
+  // The accumulator layout of wgmma m64nNk16 (fp32): warp j of the warpgroup holds tokens
+  // 16 j .. 16 j + 15; register 4 t + e of a thread (lane = 4 g + c) is token g + 8 (e / 2), weight
+  // row 8 t + 2 c + e % 2 (of its half).
+  float* park = reinterpret_cast<float*>(smem);
+  {
+    const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+    const int row0 = wg * 64 + warp * 16 + g;
+#pragma unroll
+    for (int h = 0; h < C::kNt; ++h)
+#pragma unroll
+      for (int t = 0; t < 16; ++t)
+#pragma unroll
+        for (int e = 0; e < 2; ++e)
+          *reinterpret_cast<float2*>(park + (row0 + 8 * e) * C::kOutStride + 128 * h + 8 * t +
+                                     2 * c) =
+              make_float2(d[h][4 * t + 2 * e], d[h][4 * t + 2 * e + 1]);
+  }
+  cluster.sync();  // every leaf of the tile parked, and visible to the cluster
+  const float* leaves[P];
+#pragma unroll
+  for (int l = 0; l < P; ++l) leaves[l] = cluster.map_shared_rank(park, l);
+  constexpr int kRowsEach = kBM / P, kGroups = kRowsEach * (C::kBN / 4);
+  for (int gi = threadIdx.x; gi < kGroups; gi += kThreads) {
+    const int r = leaf * kRowsEach + gi / (C::kBN / 4), c4 = 4 * (gi % (C::kBN / 4));
+    const int row = m0 + r, col = n0 + c4;
+    if (r >= m_rows || c4 >= n_rows) continue;  // n % 8 == 0: a group is whole or outside
+    float4 v[P];
+#pragma unroll
+    for (int l = 0; l < P; ++l)
+      v[l] = *reinterpret_cast<const float4*>(leaves[l] + r * C::kOutStride + c4);
+      // sum_parts' tree: neighbours first, then pairs of pairs.
+#pragma unroll
+    for (int width = 1; width < P; width *= 2)
+#pragma unroll
+      for (int j = 0; j + width < P; j += 2 * width)
+        v[j] = make_float4(__fadd_rn(v[j].x, v[j + width].x), __fadd_rn(v[j].y, v[j + width].y),
+                           __fadd_rn(v[j].z, v[j + width].z), __fadd_rn(v[j].w, v[j + width].w));
+    const int64_t o = int64_t{row} * n + col;
+    if (out_f32) {
+      *reinterpret_cast<float4*>(static_cast<float*>(out) + o) = v[0];
+    } else {
+      __nv_bfloat162 lo = __floats2bfloat162_rn(v[0].x, v[0].y);
+      __nv_bfloat162 hi = __floats2bfloat162_rn(v[0].z, v[0].w);
+      uint2 packed;
+      packed.x = *reinterpret_cast<uint32_t*>(&lo);
+      packed.y = *reinterpret_cast<uint32_t*>(&hi);
+      *reinterpret_cast<uint2*>(static_cast<__nv_bfloat16*>(out) + o) = packed;
+    }
+  }
+  cluster.sync();  // no block leaves while another still reads its shared memory
+}
+
+template <typename C, int P>
+cudaError_t launch_wgmma_tree(cudaStream_t stream, const uint16_t* x, const uint16_t* w, void* out,
+                              bool f32, int m, int n, int k, int64_t ld) {
+  constexpr auto kernel = tree_gemm_wgmma_kernel<C, P>;
+  if (const cudaError_t e = allow_dynamic_smem<kernel>(C::kSmem, true); e != cudaSuccess) return e;
+  cudaLaunchAttribute attrs[2] = {};
+  attrs[0].id = cudaLaunchAttributeClusterDimension;
+  attrs[0].val.clusterDim.x = P;
+  attrs[0].val.clusterDim.y = 1;
+  attrs[0].val.clusterDim.z = 1;
+  attrs[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attrs[1].val.programmaticStreamSerializationAllowed = programmatic_launch() ? 1 : 0;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(static_cast<unsigned>(P * ((n + C::kBN - 1) / C::kBN)),
+                     static_cast<unsigned>((m + kBM - 1) / kBM));
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = C::kSmem;
+  cfg.stream = stream;
+  cfg.attrs = attrs;
+  cfg.numAttrs = 2;
+  const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, x, w, out, f32, m, n, k, ld);
+  if (e != cudaSuccess) cudaGetLastError();  // reported here; not left for the next launch
+  return e != cudaSuccess ? e : cudaGetLastError();
+}
+
+template <typename C>
+cudaError_t launch_leaves(int leaves, cudaStream_t stream, const uint16_t* x, const uint16_t* w,
+                          void* out, bool f32, int m, int n, int k, int64_t ld) {
+  switch (leaves) {
+    case 2:
+      return launch_wgmma_tree<C, 2>(stream, x, w, out, f32, m, n, k, ld);
+    case 4:
+      return launch_wgmma_tree<C, 4>(stream, x, w, out, f32, m, n, k, ld);
+    default:
+      return launch_wgmma_tree<C, 8>(stream, x, w, out, f32, m, n, k, ld);
+  }
+}
+
+// Whether this build's kernel holds the wgmma code and the current GPU runs it (compute 9.0).
+bool wgmma_runs_here() {
+  static const bool ok = [] {
+    int device = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess)
+      return false;
+    cudaFuncAttributes a{};
+    if (cudaFuncGetAttributes(&a, tree_gemm_wgmma_kernel<Small, 2>) != cudaSuccess) return false;
+    return major == 9 && minor == 0 && a.binaryVersion == 90;
+  }();
+  return ok;
+}
+
+}  // namespace
+
+cudaError_t launch_tree_gemm_wgmma(const uint16_t* x, const uint16_t* w, void* out, bool out_f32,
+                                   int m, int n, int k, int64_t ld, int leaves, int shape,
+                                   cudaStream_t stream) {
+  // The sm_90a code is compiled in (CMAKE_CUDA_ARCHITECTURES 90a) and this is a compute-9.0 GPU;
+  // else the launch is refused, as for a shape the kernel does not take.
+  if (!wgmma_runs_here()) return cudaErrorInvalidValue;
+  switch (shape) {
+    case 0:
+      return launch_leaves<Small>(leaves, stream, x, w, out, out_f32, m, n, k, ld);
+    case 1:
+      return launch_leaves<Large>(leaves, stream, x, w, out, out_f32, m, n, k, ld);
+    default:
+      return launch_leaves<SmallDeep>(leaves, stream, x, w, out, out_f32, m, n, k, ld);
+  }
+}
+
+}  // namespace llm42::cuda
