@@ -21,10 +21,17 @@
 // fp32 subtree sums) and in the fast lane (all-reduce of bf16 partials), with the time of a
 // device-to-device copy of those bytes here and the NVLink time predicted from a bus bandwidth
 // (--bus-gbs, default 330 GB/s: NCCL all-reduce of 1 GiB on 2-8 H100s measured 329-361).
-// Prints a table and writes JSON (--json FILE).
+// Prints a table and writes JSON (--json FILE; `fused_variants` names the entries of each row's
+// `fused_kernel_us`).
 //
-//   ./build/bin/cuda_tp_lab [--ms 1,8,...] [--bus-gbs 330] [--json out.json]
+// --profile WHAT runs nothing but one kernel for a profiler: for each shape and M, WHAT (a fused
+// tree variant's number, `plain` or `unfused`) once to warm up, then once between
+// cudaProfilerStart and cudaProfilerStop, so `ncu --profile-from-start off` sees exactly that
+// launch (scripts/gpu-tp.sh PART=profile).
+//
+//   ./build/bin/cuda_tp_lab [--ms 1,8,...] [--bus-gbs 330] [--json out.json] [--profile WHAT]
 #ifdef LLM42_HAVE_CUDA
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -54,7 +61,7 @@ using lab::time_us;
 int main(int argc, char** argv) {
   std::vector<int> ms = {1, 8, 64, 256, 1024, 2048, 4096};
   double bus_gbs = 330.0;
-  std::string json_path;
+  std::string json_path, profile;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--ms" && i + 1 < argc) {
@@ -63,10 +70,24 @@ int main(int argc, char** argv) {
       bus_gbs = std::atof(argv[++i]);
     } else if (a == "--json" && i + 1 < argc) {
       json_path = argv[++i];
+    } else if (a == "--profile" && i + 1 < argc) {
+      profile = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: cuda_tp_lab [--ms M,...] [--bus-gbs G] [--json FILE]\n");
+      std::fprintf(stderr,
+                   "usage: cuda_tp_lab [--ms M,...] [--bus-gbs G] [--json FILE] "
+                   "[--profile VARIANT|plain|unfused]\n");
       return 2;
     }
+  }
+  const bool profile_plain = profile == "plain", profile_unfused = profile == "unfused";
+  const int profile_variant =
+      profile.empty() || profile_plain || profile_unfused ? -1 : std::atoi(profile.c_str());
+  if (!profile.empty() && !profile_plain && !profile_unfused &&
+      (profile.find_first_not_of("0123456789") != std::string::npos || profile_variant < 0 ||
+       profile_variant >= cuda::kTreeGemmVariants)) {
+    std::fprintf(stderr, "cuda_tp_lab: --profile takes plain, unfused or a variant 0..%d, not %s\n",
+                 cuda::kTreeGemmVariants - 1, profile.c_str());
+    return 2;
   }
   if (cuda_device_count() == 0) {
     std::printf("cuda_tp_lab: no CUDA GPU\n");
@@ -94,6 +115,33 @@ int main(int argc, char** argv) {
     auto copy_dst = make(b, DType::kF32, {8, m_max, n});
     for (int m : ms) {
       const Tensor xm = x.t.rows(0, m), om = out.t.rows(0, m), fm = f32.t.rows(0, m);
+      // Fused tree variant v alone, 8 leaves into bf16.
+      const auto fused_kernel = [&](int v) {
+        LLM42_ASSERT(
+            cuda::launch_tree_gemm(static_cast<const uint16_t*>(xm.data),
+                                   static_cast<const uint16_t*>(w.t.data), om.data, DType::kBF16, m,
+                                   n, k / 8, k, 8, b.stream(), v) == cudaSuccess,
+            "fused tree GEMM launch");
+      };
+      if (!profile.empty()) {
+        const auto once = [&] {
+          if (profile_plain) {
+            b.matmul(xm, w.t, nullptr, om, Schedule::kCanonical);
+          } else if (profile_unfused) {
+            b.matmul_leaves(xm, w.t, shard_leaves(k, {0, 1}), om);
+          } else {
+            fused_kernel(profile_variant);
+          }
+        };
+        once();  // tunes the bucket, loads the module, sets the kernel's attributes
+        b.synchronize();
+        cudaProfilerStart();
+        once();
+        b.synchronize();
+        cudaProfilerStop();
+        std::printf("profiled %s: %s M %d\n", profile.c_str(), name, m);
+        continue;
+      }
       // Tune the buckets at their largest M first, as the engine's warm-up does.
       b.matmul(xm, w.t, nullptr, om, Schedule::kCanonical);
       const double plain =
@@ -105,13 +153,7 @@ int main(int argc, char** argv) {
       const bool fused = b.gemm().last_leaf_path() == cuda::GemmRunner::LeafPath::kFused;
       double fused_v[cuda::kTreeGemmVariants];
       for (int v = 0; v < cuda::kTreeGemmVariants; ++v)
-        fused_v[v] = time_us(b, 20, [&](int) {
-          LLM42_ASSERT(cuda::launch_tree_gemm(static_cast<const uint16_t*>(xm.data),
-                                              static_cast<const uint16_t*>(w.t.data), om.data,
-                                              DType::kBF16, m, n, k / 8, k, 8, b.stream(),
-                                              v) == cudaSuccess,
-                       "fused tree GEMM launch");
-        });
+        fused_v[v] = time_us(b, 20, [&](int) { fused_kernel(v); });
       const double fused_only = *std::min_element(fused_v, fused_v + cuda::kTreeGemmVariants);
       b.gemm().set_fused_tree(false);
       const double unfused = time_us(b, 20, [&](int) {
@@ -154,31 +196,40 @@ int main(int argc, char** argv) {
           name, m, plain, leaves, leaves / plain, fused ? "fused" : "parts", fused_only, unfused,
           per_leaf, tree, tree_gbs, sub[0], sub[1], sub[2], gather_mb, reduce_mb, copy, copy_gbs,
           nvlink);
-      rows.push_back({{"shape", name},
-                      {"n", n},
-                      {"k", k},
-                      {"m", m},
-                      {"plain_us", plain},
-                      {"leaves_us", leaves},
-                      {"leaves_fused", fused},
-                      {"fused_kernel_us", std::vector<double>(fused_v, fused_v + cuda::kTreeGemmVariants)},
-                      {"unfused_us", unfused},
-                      {"per_leaf_us", per_leaf},
-                      {"tree_us", tree},
-                      {"tree_gbs", tree_gbs},
-                      {"subtree_us", {sub[0], sub[1], sub[2]}},
-                      {"tp8_gather_mb", gather_mb},
-                      {"tp8_reduce_mb", reduce_mb},
-                      {"copy_us", copy},
-                      {"copy_gbs", copy_gbs},
-                      {"nvlink_pred_us", nvlink}});
+      rows.push_back(
+          {{"shape", name},
+           {"n", n},
+           {"k", k},
+           {"m", m},
+           {"plain_us", plain},
+           {"leaves_us", leaves},
+           {"leaves_fused", fused},
+           {"fused_kernel_us", std::vector<double>(fused_v, fused_v + cuda::kTreeGemmVariants)},
+           {"unfused_us", unfused},
+           {"per_leaf_us", per_leaf},
+           {"tree_us", tree},
+           {"tree_gbs", tree_gbs},
+           {"subtree_us", {sub[0], sub[1], sub[2]}},
+           {"tp8_gather_mb", gather_mb},
+           {"tp8_reduce_mb", reduce_mb},
+           {"copy_us", copy},
+           {"copy_gbs", copy_gbs},
+           {"nvlink_pred_us", nvlink}});
     }
   }
+  if (!profile.empty()) return 0;
   std::printf("nvlink: the TP 8 canonical gather's bytes at %.0f GB/s (latency not included)\n",
               bus_gbs);
   if (!json_path.empty()) {
+    std::vector<std::string> variants;
+    for (int v = 0; v < cuda::kTreeGemmVariants; ++v)
+      variants.push_back(cuda::tree_gemm_variant_name(v));
     std::ofstream f(json_path);
-    f << nlohmann::json{{"device", b.device_name()}, {"bus_gbs", bus_gbs}, {"rows", rows}}.dump(1)
+    f << nlohmann::json{{"device", b.device_name()},
+                        {"bus_gbs", bus_gbs},
+                        {"fused_variants", variants},
+                        {"rows", rows}}
+             .dump(1)
       << "\n";
   }
   return 0;

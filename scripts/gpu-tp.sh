@@ -10,6 +10,10 @@
 #                    decode passes as CUDA graphs (nccl+graphs: --tp-cuda-graphs); TPS and COMMS
 #                    narrow the sizes and communicators (a 70B model: TPS="4 8" COMMS=nccl)
 #   PART=lab         cuda_tp_lab: plain canonical GEMM vs the leaf tree vs subtrees, exchange bytes
+#   PART=profile     ncu (Nsight Compute) of one launch each of the canonical plain GEMM, the
+#                    unfused leaf tree and the fused tree variants (WHATS, default
+#                    "plain unfused 1 2 3 4") for o and down at M (MS, default 2048): speed of
+#                    light, memory workload, warp stalls, occupancy; ncu_WHAT.txt each
 #   PART=bench       TP 1, llm42 (with ARGS, e.g. --cuda-fused-tree) against a base: the binary
 #                    llm42-base (BASE_BIN when packing), or else llm42 with BASE_ARGS where it is
 #                    set (BASE_ARGS= : llm42 with no extra flags), in the same call:
@@ -60,6 +64,19 @@ invariance)
   ;;
 lab)
   timeout 300 "$BIN/cuda_tp_lab" --json "$OUT/tp_lab.json" | tee "$OUT/tp_lab.txt"
+  ;;
+profile)
+  ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
+  [ -n "$ncu" ] || { echo "no ncu on this machine" >&2; exit 2; }
+  for what in ${WHATS:-plain unfused 1 2 3 4}; do
+    # cuda_tp_lab --profile brackets the one launch with cudaProfilerStart/Stop.
+    timeout 150 "$ncu" --profile-from-start off --section SpeedOfLight \
+      --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy \
+      "$BIN/cuda_tp_lab" --profile "$what" --ms "${MS:-2048}" >"$OUT/ncu_$what.txt" 2>&1
+    echo "== $what rc $?"
+    grep -E "^  [a-zA-Z_].*\(|Duration|Throughput|Warp Cycles Per Issued|Achieved Occupancy" \
+      "$OUT/ncu_$what.txt" | head -n 24
+  done
   ;;
 bench)
   ids=$(seq -s, 1000 1031)
