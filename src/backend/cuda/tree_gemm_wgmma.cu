@@ -289,9 +289,17 @@ cudaError_t launch_wgmma_tree(cudaStream_t stream, const uint16_t* x, const uint
   cfg.stream = stream;
   cfg.attrs = attrs;
   cfg.numAttrs = 2;
-  const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, x, w, out, f32, m, n, k, ld);
-  if (e != cudaSuccess) cudaGetLastError();  // reported here; not left for the next launch
-  return e != cudaSuccess ? e : cudaGetLastError();
+  cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, x, w, out, f32, m, n, k, ld);
+  if (e != cudaSuccess)
+    cudaGetLastError();  // reported here; not left for the next launch
+  else
+    e = cudaGetLastError();
+  // A GPU that cannot hold a cluster of P such blocks (a partition with few SMs a GPC, another
+  // process's blocks) refuses the launch, as for a shape the kernel does not take: the caller
+  // runs the unfused path.
+  if (e == cudaErrorInvalidClusterSize || e == cudaErrorLaunchOutOfResources)
+    return cudaErrorInvalidValue;
+  return e;
 }
 
 template <typename C>
