@@ -34,6 +34,7 @@
 #include <cuda_bf16.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 
 #include "backend/cuda/kernels.h"
@@ -65,9 +66,9 @@ struct Config {
   static_assert(kSmem <= 227 * 1024, "shared memory");
   static_assert(kStages >= (Overlap ? 3 : 2), "prefetch distance");
 };
-// Variant 2: 128 x 128, 3 stages (32 KB), two blocks an SM hide each other's waits.
-// Variant 3: 128 x 256, 4 stages (48 KB), one block an SM, MMAs overlapped.
-// Variant 4: 128 x 128, 4 stages, one block an SM, MMAs overlapped.
+// Variant 2: 128 x 128, 3 stages of 32 KB, two blocks an SM hide each other's waits.
+// Variant 3: 128 x 256, 4 stages of 48 KB, one block an SM, MMAs overlapped.
+// Variant 4: 128 x 128, 4 stages of 32 KB, one block an SM, MMAs overlapped.
 using Small = Config<1, 3, false>;
 using Large = Config<2, 4, true>;
 using SmallDeep = Config<1, 4, true>;
@@ -94,6 +95,13 @@ __device__ __forceinline__ void wgmma_wait() {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 #endif
+}
+// Pins the accumulators at this point of the program: the compiler may not move a read or
+// write of them across it (around the MMAs in flight, which write them asynchronously).
+template <int N>
+__device__ __forceinline__ void fence_registers(float (&d)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 // cp.async's writes (generic proxy) made visible to wgmma's reads (async proxy).
 __device__ __forceinline__ void fence_proxy_async() {
@@ -192,6 +200,8 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSm)
     if (s + kAhead < stages) load(s + kAhead);
     cp_async_commit();
     const char* slot = smem + (s % C::kStages) * C::kStageBytes;
+#pragma unroll
+    for (int h = 0; h < C::kNt; ++h) fence_registers(d[h]);
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < C::kBK / 16; ++kk) {
@@ -212,8 +222,12 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSm)
     } else {
       wgmma_wait<0>();
     }
+#pragma unroll
+    for (int h = 0; h < C::kNt; ++h) fence_registers(d[h]);
   }
   wgmma_wait<0>();
+#pragma unroll
+  for (int h = 0; h < C::kNt; ++h) fence_registers(d[h]);
   cp_async_wait<0>();
   pdl_trigger();
   __syncthreads();  // the ring is read by no one: it becomes the parked leaf
@@ -255,8 +269,10 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSm)
         v[j] = make_float4(__fadd_rn(v[j].x, v[j + width].x), __fadd_rn(v[j].y, v[j + width].y),
                            __fadd_rn(v[j].z, v[j + width].z), __fadd_rn(v[j].w, v[j + width].w));
     const int64_t o = int64_t{row} * n + col;
-    if (out_f32) {
-      *reinterpret_cast<float4*>(static_cast<float*>(out) + o) = v[0];
+    if (out_f32) {  // two 8-byte stores: out is only known to be 8-byte aligned
+      float2* f = reinterpret_cast<float2*>(static_cast<float*>(out) + o);
+      f[0] = make_float2(v[0].x, v[0].y);
+      f[1] = make_float2(v[0].z, v[0].w);
     } else {
       __nv_bfloat162 lo = __floats2bfloat162_rn(v[0].x, v[0].y);
       __nv_bfloat162 hi = __floats2bfloat162_rn(v[0].z, v[0].w);
@@ -282,7 +298,7 @@ cudaError_t launch_wgmma_tree(cudaStream_t stream, const uint16_t* x, const uint
   attrs[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attrs[1].val.programmaticStreamSerializationAllowed = programmatic_launch() ? 1 : 0;
   cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(static_cast<unsigned>(P * ((n + C::kBN - 1) / C::kBN)),
+  cfg.gridDim = dim3(static_cast<unsigned>(P * ((int64_t{n} + C::kBN - 1) / C::kBN)),
                      static_cast<unsigned>((m + kBM - 1) / kBM));
   cfg.blockDim = dim3(kThreads);
   cfg.dynamicSmemBytes = C::kSmem;
@@ -315,19 +331,27 @@ cudaError_t launch_leaves(int leaves, cudaStream_t stream, const uint16_t* x, co
   }
 }
 
-// Whether this build's kernel holds the wgmma code and the current GPU runs it (compute 9.0).
+// Whether the current GPU is compute 9.0 and this build holds sm_90 code for the kernel (asked
+// once per device ordinal below 64). binaryVersion does not tell sm_90a from sm_90: a build for
+// plain sm_90 compiles the MMAs out (they need the sm_90a feature set), its blocks write zeros,
+// and GemmRunner's check of the bits refuses the variant.
 bool wgmma_runs_here() {
-  static const bool ok = [] {
-    int device = 0, major = 0, minor = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess)
-      return false;
-    cudaFuncAttributes a{};
-    if (cudaFuncGetAttributes(&a, tree_gemm_wgmma_kernel<Small, 2>) != cudaSuccess) return false;
-    return major == 9 && minor == 0 && a.binaryVersion == 90;
-  }();
-  return ok;
+  static std::atomic<uint64_t> known{0}, ok{0};  // a bit per device ordinal
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device >= 64) return false;
+  const uint64_t bit = uint64_t{1} << device;
+  if ((known.load(std::memory_order_acquire) & bit) != 0)
+    return (ok.load(std::memory_order_relaxed) & bit) != 0;
+  int major = 0, minor = 0;
+  cudaFuncAttributes a{};
+  const bool runs =
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
+      cudaFuncGetAttributes(&a, tree_gemm_wgmma_kernel<Small, 2>) == cudaSuccess && major == 9 &&
+      minor == 0 && a.binaryVersion == 90;
+  if (runs) ok.fetch_or(bit, std::memory_order_relaxed);
+  known.fetch_or(bit, std::memory_order_release);
+  return runs;
 }
 
 }  // namespace
@@ -335,8 +359,8 @@ bool wgmma_runs_here() {
 cudaError_t launch_tree_gemm_wgmma(const uint16_t* x, const uint16_t* w, void* out, bool out_f32,
                                    int m, int n, int k, int64_t ld, int leaves, int shape,
                                    cudaStream_t stream) {
-  // The sm_90a code is compiled in (CMAKE_CUDA_ARCHITECTURES 90a) and this is a compute-9.0 GPU;
-  // else the launch is refused, as for a shape the kernel does not take.
+  // A compute-9.0 GPU with sm_90 code for the kernel (CMAKE_CUDA_ARCHITECTURES 90a); else the
+  // launch is refused, as for a shape the kernel does not take.
   if (!wgmma_runs_here()) return cudaErrorInvalidValue;
   switch (shape) {
     case 0:
