@@ -17,6 +17,7 @@
 
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
+#include "backend/cuda/tree_sum.cuh"
 #include "util/hash.h"
 #include "util/numeric.h"
 
@@ -387,22 +388,6 @@ cudaError_t launch_fill_random(void* dst, DType dtype, int64_t n, uint64_t seed,
     fill_random_kernel<<<grid_for(n, 256), 256, 0, stream>>>(dst, dtype, n, seed, ones_noise,
                                                              scale, offset, cols, full_cols);
   return cudaGetLastError();
-}
-
-// The fixed binary tree over v[0..p) into v[0]: ((v0+v1)+(v2+v3))+((v4+v5)+(v6+v7)), each
-// addition rounded to fp32 (Backend::sum_parts). Both tree kernels below use it; with p a
-// compile-time constant the loops unroll.
-__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
-__device__ __forceinline__ float4 add_rn(float4 a, float4 b) {
-  return make_float4(__fadd_rn(a.x, b.x), __fadd_rn(a.y, b.y), __fadd_rn(a.z, b.z),
-                     __fadd_rn(a.w, b.w));
-}
-template <typename V>
-__device__ __forceinline__ void sum_tree(V* v, int p) {
-#pragma unroll
-  for (int width = 1; width < p; width *= 2)
-#pragma unroll
-    for (int j = 0; j + width < p; j += 2 * width) v[j] = add_rn(v[j], v[j + width]);
 }
 
 // One thread per output element: the parts summed in the fixed binary tree, rounded once.

@@ -36,6 +36,7 @@
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
 #include "backend/cuda/mma.cuh"
+#include "backend/cuda/tree_sum.cuh"
 
 namespace llm42::cuda {
 namespace {
@@ -269,14 +270,9 @@ cudaError_t launch_tree(cudaStream_t stream, const uint16_t* x, const uint16_t* 
 template <typename T>
 cudaError_t launch_variant(int leaves, cudaStream_t stream, const uint16_t* x, const uint16_t* w,
                            void* out, bool f32, int m, int n, int k, int64_t ld) {
-  switch (leaves) {
-    case 2:
-      return launch_tree<T, 2>(stream, x, w, out, f32, m, n, k, ld);
-    case 4:
-      return launch_tree<T, 4>(stream, x, w, out, f32, m, n, k, ld);
-    default:
-      return launch_tree<T, 8>(stream, x, w, out, f32, m, n, k, ld);
-  }
+  return with_leaf_count(leaves, [&](auto p) {
+    return launch_tree<T, decltype(p)::value>(stream, x, w, out, f32, m, n, k, ld);
+  });
 }
 
 }  // namespace

@@ -40,6 +40,7 @@
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
 #include "backend/cuda/mma.cuh"
+#include "backend/cuda/tree_sum.cuh"
 
 namespace llm42::cuda {
 namespace {
@@ -261,13 +262,7 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSm)
 #pragma unroll
     for (int l = 0; l < P; ++l)
       v[l] = *reinterpret_cast<const float4*>(leaves[l] + r * C::kOutStride + c4);
-      // sum_parts' tree: neighbours first, then pairs of pairs.
-#pragma unroll
-    for (int width = 1; width < P; width *= 2)
-#pragma unroll
-      for (int j = 0; j + width < P; j += 2 * width)
-        v[j] = make_float4(__fadd_rn(v[j].x, v[j + width].x), __fadd_rn(v[j].y, v[j + width].y),
-                           __fadd_rn(v[j].z, v[j + width].z), __fadd_rn(v[j].w, v[j + width].w));
+    sum_tree(v, P);
     const int64_t o = int64_t{row} * n + col;
     if (out_f32) {  // two 8-byte stores: out is only known to be 8-byte aligned
       float2* f = reinterpret_cast<float2*>(static_cast<float*>(out) + o);
@@ -290,26 +285,10 @@ cudaError_t launch_wgmma_tree(cudaStream_t stream, const uint16_t* x, const uint
                               bool f32, int m, int n, int k, int64_t ld) {
   constexpr auto kernel = tree_gemm_wgmma_kernel<C, P>;
   if (const cudaError_t e = allow_dynamic_smem<kernel>(C::kSmem, true); e != cudaSuccess) return e;
-  cudaLaunchAttribute attrs[2] = {};
-  attrs[0].id = cudaLaunchAttributeClusterDimension;
-  attrs[0].val.clusterDim.x = P;
-  attrs[0].val.clusterDim.y = 1;
-  attrs[0].val.clusterDim.z = 1;
-  attrs[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attrs[1].val.programmaticStreamSerializationAllowed = programmatic_launch() ? 1 : 0;
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(static_cast<unsigned>(P * ((int64_t{n} + C::kBN - 1) / C::kBN)),
-                     static_cast<unsigned>((m + kBM - 1) / kBM));
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = C::kSmem;
-  cfg.stream = stream;
-  cfg.attrs = attrs;
-  cfg.numAttrs = 2;
-  cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, x, w, out, f32, m, n, k, ld);
-  if (e != cudaSuccess)
-    cudaGetLastError();  // reported here; not left for the next launch
-  else
-    e = cudaGetLastError();
+  const dim3 grid(static_cast<unsigned>(P * ((int64_t{n} + C::kBN - 1) / C::kBN)),
+                  static_cast<unsigned>((m + kBM - 1) / kBM));
+  const cudaError_t e = launch_kernel_in_clusters(kernel, grid, kThreads, C::kSmem, stream, P, x, w,
+                                                  out, f32, m, n, k, ld);
   // A GPU that cannot hold a cluster of P such blocks (a partition with few SMs a GPC, another
   // process's blocks) refuses the launch, as for a shape the kernel does not take: the caller
   // runs the unfused path.
@@ -321,14 +300,9 @@ cudaError_t launch_wgmma_tree(cudaStream_t stream, const uint16_t* x, const uint
 template <typename C>
 cudaError_t launch_leaves(int leaves, cudaStream_t stream, const uint16_t* x, const uint16_t* w,
                           void* out, bool f32, int m, int n, int k, int64_t ld) {
-  switch (leaves) {
-    case 2:
-      return launch_wgmma_tree<C, 2>(stream, x, w, out, f32, m, n, k, ld);
-    case 4:
-      return launch_wgmma_tree<C, 4>(stream, x, w, out, f32, m, n, k, ld);
-    default:
-      return launch_wgmma_tree<C, 8>(stream, x, w, out, f32, m, n, k, ld);
-  }
+  return with_leaf_count(leaves, [&](auto p) {
+    return launch_wgmma_tree<C, decltype(p)::value>(stream, x, w, out, f32, m, n, k, ld);
+  });
 }
 
 // Whether the current GPU is compute 9.0 and this build holds sm_90 code for the kernel (asked
