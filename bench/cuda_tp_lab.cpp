@@ -80,11 +80,10 @@ int main(int argc, char** argv) {
     }
   }
   const bool profile_plain = profile == "plain", profile_unfused = profile == "unfused";
-  const int profile_variant =
-      profile.empty() || profile_plain || profile_unfused ? -1 : std::atoi(profile.c_str());
-  if (!profile.empty() && !profile_plain && !profile_unfused &&
-      (profile.find_first_not_of("0123456789") != std::string::npos || profile_variant < 0 ||
-       profile_variant >= cuda::kTreeGemmVariants)) {
+  int profile_variant = -1;  // a fused tree variant's number, else -1
+  for (int v = 0; v < cuda::kTreeGemmVariants; ++v)
+    if (profile == std::to_string(v)) profile_variant = v;
+  if (!profile.empty() && !profile_plain && !profile_unfused && profile_variant < 0) {
     std::fprintf(stderr, "cuda_tp_lab: --profile takes plain, unfused or a variant 0..%d, not %s\n",
                  cuda::kTreeGemmVariants - 1, profile.c_str());
     return 2;
