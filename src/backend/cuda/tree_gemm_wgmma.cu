@@ -22,8 +22,9 @@
 // That this gives cuBLASLt's bits is an observation like the others' (0 bits differ on an H100,
 // eighteenth session): GemmRunner admits the kernel for a bucket only after it reproduced the
 // unfused path's every output bit on that call's data, and tests/cuda checks it at several M and
-// leaf counts. It is slower than the unfused path at every M so far (1.8-4x on an H100:
-// docs/benchmarks.md, eighteenth session), so it is never admitted yet; what it lacks against
+// leaf counts. It is slower than the unfused path at every M so far (its fastest variant
+// 1.8-3.7x on an H100: docs/benchmarks.md, eighteenth session), so it is never admitted yet; what
+// it lacks against
 // cuBLASLt is TMA loads into 128-byte swizzled stages and operand sharing across tiles.
 //
 // The layout is the PTX ISA's K-major canonical layout without swizzling,
