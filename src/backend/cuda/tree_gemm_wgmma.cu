@@ -24,8 +24,8 @@
 // unfused path's every output bit on that call's data, and tests/cuda checks it at several M and
 // leaf counts. It is slower than the unfused path at every M so far (its fastest variant
 // 1.8-3.7x on an H100: docs/benchmarks.md, eighteenth session), so it is never admitted yet; what
-// it lacks against
-// cuBLASLt is TMA loads into 128-byte swizzled stages and operand sharing across tiles.
+// it lacks against cuBLASLt is TMA loads into 128-byte swizzled stages and operand sharing across
+// tiles.
 //
 // The layout is the PTX ISA's K-major canonical layout without swizzling,
 // ((8, m), (8, 2k)) : ((8, SBO), (1, LBO)) in bf16 elements: the descriptor's stride byte offset is
