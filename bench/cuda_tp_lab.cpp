@@ -2,12 +2,12 @@
 // row-parallel shapes (o: N 4096, K 4096; down: N 4096, K 14336), over M:
 //   plain     the canonical lane's GEMM before the tree (one split-K-free cuBLASLt algorithm
 //             per M bucket, bf16 out): what a canonical o/down cost at TP 1 until now
-//   leaves    Backend::matmul_leaves with 8 leaves into bf16 as with --cuda-fused-tree
-//             (tree_gemm.cu's fused kernel where the autotune admitted it for the bucket, else
-//             as `unfused`); `path` says which ran
-//   fused     tree_gemm.cu's kernel alone, launched directly (admitted or not), its faster
+//   leaves    Backend::matmul_leaves with 8 leaves into bf16 as by default (a fused tree
+//             kernel where the autotune admitted one for the bucket, else as `unfused`); `path`
+//             says which ran
+//   fused     the fused tree kernels alone, launched directly (admitted or not), the fastest
 //             variant (the JSON has each)
-//   unfused   the same without the fused kernel (the default): fp32 parts
+//   unfused   the same without the fused kernel (--no-cuda-fused-tree): fp32 parts
 //             (above the skinny range one strided-batched cuBLASLt call over the leaves), then
 //             the tree kernel rounding once
 //   per-leaf  unfused with one cuBLASLt call per leaf (GemmRunner::set_leaf_batching(false)):

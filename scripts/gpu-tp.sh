@@ -14,7 +14,7 @@
 #                    unfused leaf tree and the fused tree variants (WHATS, default
 #                    "plain unfused 1 2 3 4") for o and down at M (MS, default 2048): speed of
 #                    light, memory workload, warp stalls, occupancy; ncu_WHAT.txt each
-#   PART=bench       TP 1, llm42 (with ARGS, e.g. --cuda-fused-tree) against a base: the binary
+#   PART=bench       TP 1, llm42 (with ARGS, e.g. --no-cuda-fused-tree) against a base: the binary
 #                    llm42-base (BASE_BIN when packing), or else llm42 with BASE_ARGS where it is
 #                    set (BASE_ARGS= : llm42 with no extra flags), in the same call:
 #                    batch-1 decode in both lanes, offline (1K,256) and ShareGPT-like (PROMPTS)

@@ -54,11 +54,11 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
                "CUDA: keep the canonical lane on cuBLASLt at M <= 16 (by default its autotune "
                "may pick the sequential-K skinny GEMM where it reproduces cuBLASLt's every bit "
                "and is faster; same results either way)");
-  app.add_flag("--cuda-fused-tree", o.cuda_fused_tree,
-               "CUDA, experimental: let the autotune run the canonical lane's row-parallel GEMMs "
-               "(o, down) as the fused tree GEMM (the leaves kept on chip, the tree summed in "
-               "the kernel) for an M bucket where it reproduces the unfused path's every bit "
-               "and is faster (not yet found faster on an H100; same results either way)");
+  app.add_flag("!--no-cuda-fused-tree", o.cuda_fused_tree,
+               "CUDA: keep the canonical lane's row-parallel GEMMs (o, down) on leaf GEMMs "
+               "whose fp32 parts go through memory (by default the autotune may run them as the "
+               "fused tree GEMM for an M bucket where it reproduced that path's every bit and "
+               "was faster; same results either way)");
   app.add_option("--cuda-canonical-m-step", o.cuda_canonical_m_step,
                  "CUDA: the canonical GEMM autotunes one algorithm per M bucket: the decode graph "
                  "sizes up to 256 (1, 2, 4, 8, multiples of 8), then multiples of this up to 4096 "

@@ -27,7 +27,7 @@ struct ModelOptions {
   double gpu_memory_fraction = 0.9;
   bool cuda_pdl = true;               // programmatic dependent launch of the forward kernels
   bool cuda_canonical_skinny = true;  // the canonical lane may use the sequential-K skinny GEMM
-  bool cuda_fused_tree = false;       // ... and the fused leaf-tree GEMM (BackendOptions)
+  bool cuda_fused_tree = true;        // ... and the fused leaf-tree GEMM (BackendOptions)
   int cuda_canonical_m_step = 128;    // canonical GEMM M buckets (BackendOptions)
   std::string cuda_attention_tall = "auto";  // tall row tiles of fast prefill (BackendOptions)
   int tensor_parallel_size = 1;              // ranks (DESIGN.md §7)

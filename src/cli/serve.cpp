@@ -95,7 +95,7 @@ const std::pair<const char*, std::vector<std::string>> kHelpGroups[] = {
       "--canonical-decode-threshold"}},
     {"CUDA",
      {"--gpu-memory-fraction", "--no-cuda-pdl", "--no-cuda-canonical-skinny",
-      "--cuda-fused-tree",
+      "--no-cuda-fused-tree",
       "--cuda-canonical-m-step", "--cuda-attention-tall", "--cuda-graph-max-batch"}},
     {"HTTP",
      {"--host", "--port", "--api-key", "--api-key-file", "--max-queue", "--max-body-bytes",

@@ -349,7 +349,7 @@ void GemmRunner::check_tree(TreeCheck& c, const void* x, const void* w, void* ou
   run_unfused_tree(x, w, out, out_dtype, m, n, ld, leaves, parts);
   const std::vector<unsigned char> reference = to_host(out, bytes);
   std::string found;
-  for (int v = 0; v < kTreeGemmVariants; ++v) {
+  for (const int v : kTreeGemmCandidates) {
     // Every output bit, the variant's (over a poisoned output, so that an element it fails to
     // write cannot pass for a right one) against the unfused path's.
     LLM42_CUDA_CHECK(cudaMemsetAsync(out, 0xff, bytes, stream_));

@@ -89,16 +89,17 @@ class GemmRunner {
   // along the fixed binary tree in fp32 (launch_sum_parts), out f32 or bf16 (rounded once).
   // `parts` is scratch for p * m * n floats (p = leaves.size() - 1; unused, may be null, for
   // one leaf into an f32 out). Where the leaves are 2, 4
-  // or 8 of one size that tree_gemm.cu takes, its fused kernel (each output tile reduces its
-  // leaves one after another in registers, in the skinny GEMM's K order, and sums them along
-  // the tree; nothing goes through memory but the result) serves the (M bucket, n, leaf k,
-  // leaves, out dtype) once it reproduced the unfused path's every output bit on a call's data,
-  // outside a graph capture, and was faster there (checked again at the bucket's own size, as
+  // or 8 of one size that tree_gemm.cu takes, a fused kernel (the leaves kept on chip and summed
+  // along the tree; nothing goes through memory but the result: kTreeGemmCandidates, the TMA
+  // forms of tree_gemm_tma.cu) serves the (M bucket, n, leaf k, leaves, out dtype) once it
+  // reproduced the unfused path's every output bit on a call's data, outside a graph capture,
+  // and was faster there (checked again at the bucket's own size, as
   // tuning is). Otherwise, and for a check not yet made, run_canonical_leaves then the tree
   // kernel.
   void run_canonical_tree(const void* x, const void* w, void* out, DType out_dtype, int64_t m,
                           int64_t n, int64_t ld, const std::vector<int64_t>& leaves, float* parts);
-  // Whether the fused tree kernel may run (--cuda-fused-tree; tests and labs switch it).
+  // Whether a fused tree kernel may run (CudaOptions::fused_tree, on unless --no-cuda-fused-tree;
+  // tests and labs switch it).
   void set_fused_tree(bool on) { fused_tree_ = on; }
   bool fused_tree() const { return fused_tree_; }
   // What the last check of the fused tree kernel found for this call's bucket: none made, other

@@ -26,11 +26,11 @@ struct CudaOptions {
   // The canonical GEMM autotune may admit the sequential-K skinny GEMM (gemv_canonical.cu) at
   // M <= 16 where it reproduces cuBLASLt's bits and is faster (docs/cuda-backend.md).
   bool canonical_skinny = true;
-  // The canonical lane's row-parallel GEMM (Backend::matmul_leaves) may run as tree_gemm.cu's
-  // fused kernel where its check found the unfused path's bits and a faster kernel. Off by
-  // default (--cuda-fused-tree): every variant, mma.sync and wgmma, was slower than the unfused
-  // path at every M on an H100 (docs/tensor-parallel.md).
-  bool fused_tree = false;
+  // The canonical lane's row-parallel GEMM (Backend::matmul_leaves) may run as a fused tree
+  // GEMM (tree_gemm_tma.cu) where its check found the unfused path's bits and a faster kernel
+  // (--no-cuda-fused-tree: never). On an H100 the TMA form with two leaves a block is 8-14 %
+  // faster than the unfused path for o_proj from M 256 up (docs/benchmarks.md).
+  bool fused_tree = true;
   // The canonical GEMM's M buckets (one autotuned algorithm each): the decode graph sizes up to
   // 256, then multiples of this up to 4096; 0: powers of two throughout (docs/cuda-backend.md).
   int canonical_m_step = 128;

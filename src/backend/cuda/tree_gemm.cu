@@ -294,8 +294,14 @@ const char* tree_gemm_variant_name(int variant) {
       return "wgmma cluster 128x128";
     case 3:
       return "wgmma cluster 128x256";
-    default:
+    case 4:
       return "wgmma cluster 128x128 deep";
+    case 5:
+      return "tma cluster 128x256";
+    case 6:
+      return "tma cluster 128x128 x2";
+    default:
+      return "tma cluster 128x128 leaf pairs";
   }
 }
 
@@ -310,6 +316,8 @@ cudaError_t launch_tree_gemm(const uint16_t* x, const uint16_t* w, void* out, DT
   const bool f32 = out_dtype == DType::kF32;
   const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
   if (variant == 0) return launch_variant<Narrow>(leaves, stream, x, w, out, f32, mi, ni, ki, ld);
+  if (variant >= 5)
+    return launch_tree_gemm_tma(x, w, out, f32, mi, ni, ki, ld, leaves, variant - 5, stream);
   if (variant >= 2)
     return launch_tree_gemm_wgmma(x, w, out, f32, mi, ni, ki, ld, leaves, variant - 2, stream);
   return launch_variant<Wide>(leaves, stream, x, w, out, f32, mi, ni, ki, ld);

@@ -23,9 +23,10 @@
 // eighteenth session): GemmRunner admits the kernel for a bucket only after it reproduced the
 // unfused path's every output bit on that call's data, and tests/cuda checks it at several M and
 // leaf counts. It is slower than the unfused path at every M so far (its fastest variant
-// 1.8-3.7x on an H100: docs/benchmarks.md, eighteenth session), so it is never admitted yet; what
-// it lacks against cuBLASLt is TMA loads into 128-byte swizzled stages and operand sharing across
-// tiles.
+// 1.8-3.7x on an H100: docs/benchmarks.md, eighteenth session), so it is never admitted; what
+// it lacks is TMA loads into 128-byte swizzled stages, which tree_gemm_tma.cu adds (variants 5
+// to 7, 2x faster; GemmRunner checks only those). Its wgmma and mbarrier primitives are in
+// wgmma.cuh.
 //
 // The layout is the PTX ISA's K-major canonical layout without swizzling,
 // ((8, m), (8, 2k)) : ((8, SBO), (1, LBO)) in bf16 elements: the descriptor's stride byte offset is
@@ -38,10 +39,12 @@
 #include <atomic>
 #include <cstdint>
 
+#include "backend/cuda/cluster_tree.cuh"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
 #include "backend/cuda/mma.cuh"
 #include "backend/cuda/tree_sum.cuh"
+#include "backend/cuda/wgmma.cuh"
 
 namespace llm42::cuda {
 namespace {
@@ -79,64 +82,6 @@ __device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t leading, u
   const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(p));
   return static_cast<uint64_t>((a & 0x3FFFF) >> 4) | (static_cast<uint64_t>(leading >> 4) << 16) |
          (static_cast<uint64_t>(stride >> 4) << 32);
-}
-
-__device__ __forceinline__ void wgmma_fence() {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void wgmma_commit() {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-#endif
-}
-// Waits until at most N of this warpgroup's committed MMA groups are in flight.
-template <int N>
-__device__ __forceinline__ void wgmma_wait() {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-#endif
-}
-// Pins the accumulators at this point of the program: the compiler may not move a read or
-// write of them across it (around the MMAs in flight, which write them asynchronously).
-template <int N>
-__device__ __forceinline__ void fence_registers(float (&d)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
-}
-// cp.async's writes (generic proxy) made visible to wgmma's reads (async proxy).
-__device__ __forceinline__ void fence_proxy_async() {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-#endif
-}
-
-// d (64 x 128 of the warpgroup, fp32) += a (64 x 16) b (16 x 128), both K-major in shared memory.
-__device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], uint64_t a, uint64_t b) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  asm volatile(
-      "{\n"
-      ".reg .pred p;\n"
-      "setp.ne.b32 p, %66, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, "
-      "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, "
-      "%38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, "
-      "%56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n"
-      "}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
-        "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
-        "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
-        "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
-        "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]),
-        "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
-        "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
-        "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]),
-        "+f"(d[63])
-      : "l"(a), "l"(b), "r"(1));
-#endif
 }
 
 // Stage s of the block's leaf into ring slot s % kStages: 128 token rows of x, then kBN weight
@@ -233,51 +178,11 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSm)
   cp_async_wait<0>();
   pdl_trigger();
   __syncthreads();  // the ring is read by no one: it becomes the parked leaf
-  // The accumulator layout of wgmma m64nNk16 (fp32): warp j of the warpgroup holds tokens
-  // 16 j .. 16 j + 15; register 4 t + e of a thread (lane = 4 g + c) is token g + 8 (e / 2), weight
-  // row 8 t + 2 c + e % 2 (of its half).
   float* park = reinterpret_cast<float*>(smem);
-  {
-    const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
-    const int row0 = wg * 64 + warp * 16 + g;
-#pragma unroll
-    for (int h = 0; h < C::kNt; ++h)
-#pragma unroll
-      for (int t = 0; t < 16; ++t)
-#pragma unroll
-        for (int e = 0; e < 2; ++e)
-          *reinterpret_cast<float2*>(park + (row0 + 8 * e) * C::kOutStride + 128 * h + 8 * t +
-                                     2 * c) =
-              make_float2(d[h][4 * t + 2 * e], d[h][4 * t + 2 * e + 1]);
-  }
+  park_accumulators(park, C::kOutStride, d, wg);
   cluster.sync();  // every leaf of the tile parked, and visible to the cluster
-  const float* leaves[P];
-#pragma unroll
-  for (int l = 0; l < P; ++l) leaves[l] = cluster.map_shared_rank(park, l);
-  constexpr int kRowsEach = kBM / P, kGroups = kRowsEach * (C::kBN / 4);
-  for (int gi = threadIdx.x; gi < kGroups; gi += kThreads) {
-    const int r = leaf * kRowsEach + gi / (C::kBN / 4), c4 = 4 * (gi % (C::kBN / 4));
-    const int row = m0 + r, col = n0 + c4;
-    if (r >= m_rows || c4 >= n_rows) continue;  // n % 8 == 0: a group is whole or outside
-    float4 v[P];
-#pragma unroll
-    for (int l = 0; l < P; ++l)
-      v[l] = *reinterpret_cast<const float4*>(leaves[l] + r * C::kOutStride + c4);
-    sum_tree(v, P);
-    const int64_t o = int64_t{row} * n + col;
-    if (out_f32) {  // two 8-byte stores: out is only known to be 8-byte aligned
-      float2* f = reinterpret_cast<float2*>(static_cast<float*>(out) + o);
-      f[0] = make_float2(v[0].x, v[0].y);
-      f[1] = make_float2(v[0].z, v[0].w);
-    } else {
-      __nv_bfloat162 lo = __floats2bfloat162_rn(v[0].x, v[0].y);
-      __nv_bfloat162 hi = __floats2bfloat162_rn(v[0].z, v[0].w);
-      uint2 packed;
-      packed.x = *reinterpret_cast<uint32_t*>(&lo);
-      packed.y = *reinterpret_cast<uint32_t*>(&hi);
-      *reinterpret_cast<uint2*>(static_cast<__nv_bfloat16*>(out) + o) = packed;
-    }
-  }
+  sum_parked_subtrees<P, kBM, C::kBN>(cluster, park, C::kOutStride, leaf, kThreads, out, out_f32,
+                                      m0, n0, m_rows, n_rows, n);
   cluster.sync();  // no block leaves while another still reads its shared memory
 }
 
@@ -306,6 +211,8 @@ cudaError_t launch_leaves(int leaves, cudaStream_t stream, const uint16_t* x, co
   });
 }
 
+}  // namespace
+
 // Whether the current GPU is compute 9.0 and this build holds sm_90 code for the kernel (asked
 // once per device ordinal below 64). binaryVersion does not tell sm_90a from sm_90: a build for
 // plain sm_90 compiles the MMAs out (they need the sm_90a feature set), its blocks write zeros,
@@ -328,8 +235,6 @@ bool wgmma_runs_here() {
   known.fetch_or(bit, std::memory_order_release);
   return runs;
 }
-
-}  // namespace
 
 cudaError_t launch_tree_gemm_wgmma(const uint16_t* x, const uint16_t* w, void* out, bool out_f32,
                                    int m, int n, int k, int64_t ld, int leaves, int shape,

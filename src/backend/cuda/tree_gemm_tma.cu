@@ -1,0 +1,260 @@
+// The fused tree GEMM of tree_gemm_wgmma.cu with its operands loaded by the Tensor Memory
+// Accelerator (sm_90a; kernels.h's tree_gemm variants 5, 6 and 7):
+//
+//   out (m, n) = the p leaves summed along the binary tree ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7))
+//                in fp32, leaf l = x (m, K range l) @ w (n, K range l)^T (as tree_gemm.cu).
+//
+// Why: tree_gemm_wgmma.cu's blocks fill their stages with 16-byte cp.async copies and a block
+// barrier a stage; profiled on an H100 (docs/benchmarks.md, nineteenth session) they keep
+// neither the memory system nor the tensor cores busy (o at M 2048: L2 71 %, DRAM 9 %, SM 16 %;
+// the warps waiting on their copies). Here one producer warp has the TMA unit copy each stage
+// (a 128 x 64 box of x and a BN x 64 box of w, 128-byte swizzled: the layout wgmma reads) into a
+// ring of stages, and the two consumer warpgroups wait only on that stage's mbarrier, keeping
+// one stage's MMAs in flight while the next stage's are issued: no block barrier in the main
+// loop.
+//
+// The rest is tree_gemm_wgmma.cu's: the blocks of a 128 x BN output tile form one thread-block
+// cluster, each runs its leaf (or, variant 7, two consecutive leaves one after the other) as
+// one chain of wgmma m64n128k16 steps in increasing k into zeroed fp32 accumulators (warpgroup
+// g: tokens 64 g .. 64 g + 63), and the blocks' fp32 subtrees meet in distributed shared memory
+// (cluster_tree.cuh). Variant 7's block keeps its first leaf in registers while it reduces the
+// second and adds them, the tree's first level, so its cluster is half as large and its main
+// loop twice as long; on an H100 it is the form that beats the unfused path (o_proj from M 256
+// up). GemmRunner admits a variant for a bucket only after it reproduced the unfused path's
+// every output bit there, and only where it is faster.
+#include <cooperative_groups.h>
+#include <cuda.h>
+#include <cuda_bf16.h>
+#include <cudaTypedefs.h>
+
+#include <cstdint>
+
+#include "backend/cuda/cluster_tree.cuh"
+#include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
+#include "backend/cuda/tree_sum.cuh"
+#include "backend/cuda/wgmma.cuh"
+
+namespace llm42::cuda {
+namespace {
+
+namespace cg = cooperative_groups;
+
+constexpr int kBM = 128, kBK = 64;      // a 64-wide k stage: one 128-byte swizzle row
+constexpr int kConsumers = 256;           // two warpgroups of MMAs
+constexpr int kThreads = kConsumers + 32;  // and one producer warp
+constexpr int kXBytes = kBM * kBK * 2;
+
+// A variant's shape: kNt halves of 128 weight rows (an m64n128k16 MMA each per warpgroup and
+// k16 step), a ring of kStages stages, and kBlocksPerSm blocks an SM (two: one block's
+// prologue and tree overlap the other's main loop).
+template <int Nt, int Stages, int BlocksPerSm, int LeavesPerBlock = 1>
+struct Config {
+  static constexpr int kNt = Nt, kStages = Stages, kBlocksPerSm = BlocksPerSm;
+  static constexpr int kLeaves = LeavesPerBlock;
+  static constexpr int kBN = 128 * Nt;
+  static constexpr int kWBytes = kBN * kBK * 2;
+  static constexpr int kStageBytes = kXBytes + kWBytes;  // a multiple of 1,024
+  static constexpr int kOutStride = kBN + 8;             // floats a row of the parked leaf
+  static constexpr size_t kRingBytes = size_t{kStages} * kStageBytes;
+  static_assert(size_t{kBM} * kOutStride * 4 <= kRingBytes, "the parked leaf fits in the ring");
+  // The ring, then 2 kStages mbarriers, and 1,024 bytes to align the ring's start.
+  static constexpr size_t kSmem = kRingBytes + 2 * kStages * sizeof(uint64_t) + 1024;
+  static_assert(kSmem * kBlocksPerSm <= 227 * 1024, "shared memory");
+};
+// and kLeaves leaves a block, one after the other (two: the first leaf waits in registers for
+// the second, and they are added as the tree's first level; the cluster is half as large and
+// each block's main loop twice as long).
+// Variant 5: 128 x 256, 4 stages of 48 KB, one block an SM.
+// Variant 6: 128 x 128, 3 stages of 32 KB, two blocks an SM.
+// Variant 7: 128 x 128, 4 stages of 32 KB, one block an SM, two leaves a block.
+using Wide = Config<2, 4, 1>;
+using Pair = Config<1, 3, 2>;
+using Long = Config<1, 4, 1, 2>;
+
+template <typename C, int P>
+__global__ void __launch_bounds__(kThreads, C::kBlocksPerSm)
+    tree_gemm_tma_kernel(const __grid_constant__ CUtensorMap x_map,
+                         const __grid_constant__ CUtensorMap w_map, void* __restrict__ out,
+                         bool out_f32, int m, int n, int k) {
+  constexpr int kStages = C::kStages, kStageBytes = C::kStageBytes, kBN = C::kBN;
+  constexpr int kOutStride = C::kOutStride;
+  constexpr size_t kRingBytes = C::kRingBytes;
+  constexpr int kQ = P / C::kLeaves;  // blocks a cluster: each a subtree of kLeaves leaves
+  extern __shared__ __align__(16) char smem_raw[];
+  // Every block's dynamic shared memory starts at the same address, so the aligned ring (and the
+  // parked leaf read across the cluster) sits at the same offset in each.
+  char* ring = smem_raw + ((1024 - smem_u32(smem_raw) % 1024) % 1024);
+  uint64_t* full = reinterpret_cast<uint64_t*>(ring + kRingBytes);  // stage landed
+  uint64_t* empty = full + kStages;                                   // stage read by both MMAs
+  cg::cluster_group cluster = cg::this_cluster();
+  const int rank = static_cast<int>(cluster.block_rank());
+  // Clusters walk the token tiles first (blockIdx.x / P), the weight tiles second (blockIdx.y):
+  // the clusters in flight share one weight tile, which stays in L2, and stream x, the smaller
+  // operand (down at M 2048: w 117 MB, x 59 MB).
+  const int m0 = (blockIdx.x / kQ) * kBM, n0 = blockIdx.y * kBN;
+  const int m_rows = min(kBM, m - m0), n_rows = min(kBN, n - n0);
+  const int leaf_stages = k / kBK, stages = leaf_stages * C::kLeaves;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kStages; ++s) {
+      mbarrier_init(&full[s], 1);
+      mbarrier_init(&empty[s], 2);  // one arrival per consumer warpgroup
+    }
+    fence_mbarrier_init();
+  }
+  __syncthreads();
+  const int warp = threadIdx.x / 32;
+  float d[C::kNt][64], left[C::kLeaves > 1 ? C::kNt : 1][64];
+  if (warp == kConsumers / 32) {
+    // The producer: one thread issues every copy, kStages ahead of the slowest consumer.
+    if (threadIdx.x % 32 == 0) {
+      pdl_wait();  // x is the previous kernel's output
+      const int col0 = rank * C::kLeaves * k;  // the block's leaves are consecutive K ranges
+      for (int s = 0; s < stages; ++s) {
+        const int slot = s % kStages;
+        if (s >= kStages) mbarrier_wait(&empty[slot], ((s / kStages) - 1) & 1);
+        char* stage = ring + slot * kStageBytes;
+        mbarrier_arrive_expect_tx(&full[slot], kStageBytes);
+        tma_load_2d(stage, &x_map, col0 + s * kBK, m0, &full[slot]);
+        tma_load_2d(stage + kXBytes, &w_map, col0 + s * kBK, n0, &full[slot]);
+      }
+    }
+  } else {
+    const int wg = threadIdx.x / 128;
+#pragma unroll
+    for (int h = 0; h < C::kNt; ++h)
+#pragma unroll
+      for (int i = 0; i < 64; ++i) d[h][i] = 0.0f;
+    for (int s = 0; s < stages; ++s) {
+      const int slot = s % kStages;
+      mbarrier_wait(&full[slot], (s / kStages) & 1);
+      const char* stage = ring + slot * kStageBytes;
+      if constexpr (C::kLeaves > 1) {
+        if (s == leaf_stages) {  // the first leaf is done: it waits in `left`, a fresh chain
+          wgmma_wait<0>();
+#pragma unroll
+          for (int h = 0; h < C::kNt; ++h) {
+            fence_registers(d[h]);
+#pragma unroll
+            for (int i = 0; i < 64; ++i) {
+              left[h][i] = d[h][i];
+              d[h][i] = 0.0f;
+            }
+          }
+        }
+      }
+#pragma unroll
+      for (int h = 0; h < C::kNt; ++h) fence_registers(d[h]);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < kBK / 16; ++kk) {
+        // Rows of 128 bytes: the warpgroup's 64 tokens start 64 rows in per warpgroup, weight
+        // half h 128 rows in per half; k16 step kk is 32 bytes into each row.
+        const uint64_t a = smem_desc_sw128(stage + wg * 64 * 128 + kk * 32);
+#pragma unroll
+        for (int h = 0; h < C::kNt; ++h)
+          wgmma_m64n128k16(d[h], a, smem_desc_sw128(stage + kXBytes + h * 128 * 128 + kk * 32));
+      }
+      wgmma_commit();
+      // This stage's MMAs stay in flight while the next stage's are issued; the previous
+      // stage's are done, and its slot goes back to the producer (one arrival for the
+      // warpgroup, after all its warps are past the wait).
+      wgmma_wait<1>();
+#pragma unroll
+      for (int h = 0; h < C::kNt; ++h) fence_registers(d[h]);
+      if (s > 0) {
+        asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory");
+        if (threadIdx.x % 128 == 0) mbarrier_arrive(&empty[(s - 1) % kStages]);
+      }
+    }
+    wgmma_wait<0>();
+#pragma unroll
+    for (int h = 0; h < C::kNt; ++h) fence_registers(d[h]);
+    if constexpr (C::kLeaves > 1) {  // the tree's first level: left + right, rounded to fp32
+#pragma unroll
+      for (int h = 0; h < C::kNt; ++h)
+#pragma unroll
+        for (int i = 0; i < 64; ++i) d[h][i] = add_rn(left[h][i], d[h][i]);
+    }
+  }
+  pdl_trigger();
+  __syncthreads();  // every copy landed and was read: the ring becomes the parked leaf
+  float* park = reinterpret_cast<float*>(ring);
+  if (warp < kConsumers / 32) park_accumulators(park, kOutStride, d, threadIdx.x / 128);
+  cluster.sync();  // every subtree of the tile parked, and visible to the cluster
+  // The tree's upper levels over the blocks' subtrees.
+  sum_parked_subtrees<kQ, kBM, kBN>(cluster, park, kOutStride, rank, kThreads, out, out_f32, m0,
+                                    n0, m_rows, n_rows, n);
+  cluster.sync();  // no block leaves while another still reads its shared memory
+}
+
+// cuTensorMapEncodeTiled from the driver, found once through the runtime (no link to libcuda).
+PFN_cuTensorMapEncodeTiled_v12000 encode_tiled() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault,
+                                         &found) != cudaSuccess ||
+        found != cudaDriverEntryPointSuccess)
+      f = nullptr;
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
+
+// The tensor map of a bf16 matrix of `rows` rows of `cols` valid columns, row stride ld
+// elements, read in boxes of box_rows x 64 columns with 128-byte swizzling.
+bool make_map(CUtensorMap* map, const uint16_t* base, int64_t rows, int64_t cols, int64_t ld,
+              int box_rows) {
+  const auto encode = encode_tiled();
+  if (encode == nullptr) return false;
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(ld) * 2};
+  const cuuint32_t box[2] = {kBK, static_cast<cuuint32_t>(box_rows)};
+  const cuuint32_t elem_strides[2] = {1, 1};
+  return encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<uint16_t*>(base), dims,
+                strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+template <typename C, int P>
+cudaError_t launch_tma_tree(cudaStream_t stream, const CUtensorMap& xm, const CUtensorMap& wm,
+                            void* out, bool f32, int m, int n, int k) {
+  constexpr auto kernel = tree_gemm_tma_kernel<C, P>;
+  if (const cudaError_t e = allow_dynamic_smem<kernel>(C::kSmem, true); e != cudaSuccess)
+    return e;
+  constexpr int kQ = P / C::kLeaves;
+  const dim3 grid(static_cast<unsigned>(kQ * ((int64_t{m} + kBM - 1) / kBM)),
+                  static_cast<unsigned>((n + C::kBN - 1) / C::kBN));
+  const cudaError_t e = launch_kernel_in_clusters(kernel, grid, kThreads, C::kSmem, stream, kQ, xm,
+                                                  wm, out, f32, m, n, k);
+  // A GPU that cannot hold a cluster of P such blocks refuses the launch, as for a shape the
+  // kernel does not take: the caller runs the unfused path.
+  if (e == cudaErrorInvalidClusterSize || e == cudaErrorLaunchOutOfResources)
+    return cudaErrorInvalidValue;
+  return e;
+}
+
+}  // namespace
+
+cudaError_t launch_tree_gemm_tma(const uint16_t* x, const uint16_t* w, void* out, bool out_f32,
+                                 int m, int n, int k, int64_t ld, int leaves, int shape,
+                                 cudaStream_t stream) {
+  // TMA needs a row stride that is a multiple of 16 bytes (ld % 8 == 0: launch_tree_gemm's
+  // check) and 16-byte aligned bases.
+  if (!wgmma_runs_here() || k % kBK != 0) return cudaErrorInvalidValue;
+  CUtensorMap xm, wm;
+  const int64_t cols = int64_t{k} * leaves;
+  const int bn = shape == 0 ? Wide::kBN : Pair::kBN;  // Long's is Pair's
+  if (!make_map(&xm, x, m, cols, ld, kBM) || !make_map(&wm, w, n, cols, ld, bn))
+    return cudaErrorInvalidValue;
+  return with_leaf_count(leaves, [&](auto p) {
+    constexpr int kP = decltype(p)::value;
+    if (shape == 0) return launch_tma_tree<Wide, kP>(stream, xm, wm, out, out_f32, m, n, k);
+    if (shape == 1) return launch_tma_tree<Pair, kP>(stream, xm, wm, out, out_f32, m, n, k);
+    return launch_tma_tree<Long, kP>(stream, xm, wm, out, out_f32, m, n, k);
+  });
+}
+
+}  // namespace llm42::cuda
