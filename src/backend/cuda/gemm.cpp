@@ -287,7 +287,8 @@ void GemmRunner::run_canonical_tree(const void* x, const void* w, void* out, DTy
                                     const std::vector<int64_t>& leaves, float* parts) {
   const int p = static_cast<int>(leaves.size()) - 1;
   const int64_t k = leaves[1] - leaves[0];
-  if (fused_tree_ && equal_leaves(leaves) && aligned_rows(x, w, ld) &&
+  // The candidates are sm_90a kernels: on any other GPU no check is made.
+  if (fused_tree_ && wgmma_runs_here() && equal_leaves(leaves) && aligned_rows(x, w, ld) &&
       reinterpret_cast<uintptr_t>(out) % 8 == 0 && !uses_fallback(n, k) &&
       tree_gemm_takes(m, n, k, ld, p)) {
     // The leaves' bucket is tuned first (the unfused path, which the check compares with, needs
@@ -316,7 +317,7 @@ void GemmRunner::run_canonical_tree(const void* x, const void* w, void* out, DTy
 }
 
 GemmRunner::KernelStatus GemmRunner::status_of(const TreeCheck& c) {
-  if (c.checked_m == 0) return KernelStatus::kUnchecked;
+  if (c.checked_m == 0 || !c.ran) return KernelStatus::kUnchecked;  // none made, or all refused
   if (!c.same_bits) return KernelStatus::kDiffers;
   return c.fused_us < c.unfused_us ? KernelStatus::kAdmitted : KernelStatus::kSlower;
 }
@@ -354,6 +355,7 @@ void GemmRunner::check_tree(TreeCheck& c, const void* x, const void* w, void* ou
     // write cannot pass for a right one) against the unfused path's.
     LLM42_CUDA_CHECK(cudaMemsetAsync(out, 0xff, bytes, stream_));
     const cudaError_t e = launch_tree_gemm(xb, wb, out, out_dtype, m, n, k, ld, p, stream_, v);
+    c.ran = c.ran || e == cudaSuccess;
     if (e != cudaSuccess) {
       cudaGetLastError();  // a refused launch left nothing sticky
       log_warn("gemm autotune: the fused tree GEMM ({}) refused M {} N {} leaves {} of K {}: {}",

@@ -179,6 +179,7 @@ class GemmRunner {
   using TreeKey = std::tuple<int, int64_t, int64_t, int, DType>;
   struct TreeCheck {
     int64_t checked_m = 0;  // the M of the check (0: none)
+    bool ran = false;        // some variant launched (all may refuse: a cluster the GPU cannot hold)
     bool same_bits = false;  // some variant reproduced the unfused path
     int variant = 0;         // the fastest such variant
     double fused_us = 0.0, unfused_us = 0.0;

@@ -136,6 +136,9 @@ const char* tree_gemm_variant_name(int variant);
 cudaError_t launch_tree_gemm(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,
                              int64_t m, int64_t n, int64_t k, int64_t ld, int leaves,
                              cudaStream_t stream, int variant = 0);
+// Whether the current GPU is compute 9.0 and runs this build's sm_90a code (wgmma, TMA): where
+// not, variants 2 and up refuse every launch (tree_gemm_wgmma.cu).
+bool wgmma_runs_here();
 // Variants 2, 3 and 4 of launch_tree_gemm (shape 0, 1, 2), after its argument checks.
 cudaError_t launch_tree_gemm_wgmma(const uint16_t* x, const uint16_t* w, void* out, bool out_f32,
                                    int m, int n, int k, int64_t ld, int leaves, int shape,

@@ -54,7 +54,8 @@ struct Config {
   static constexpr int kLeaves = LeavesPerBlock;
   static constexpr int kBN = 128 * Nt;
   static constexpr int kWBytes = kBN * kBK * 2;
-  static constexpr int kStageBytes = kXBytes + kWBytes;  // a multiple of 1,024
+  static constexpr int kStageBytes = kXBytes + kWBytes;
+  static_assert(kStageBytes % 1024 == 0, "every stage starts 1,024-byte aligned (swizzling)");
   static constexpr int kOutStride = kBN + 8;             // floats a row of the parked leaf
   static constexpr size_t kRingBytes = size_t{kStages} * kStageBytes;
   static_assert(size_t{kBM} * kOutStride * 4 <= kRingBytes, "the parked leaf fits in the ring");
@@ -103,12 +104,14 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSm)
     fence_mbarrier_init();
   }
   __syncthreads();
+  // Every thread, before anything it does depends on the previous kernel: the producer's copies
+  // of x, and the result's writes.
+  pdl_wait();
   const int warp = threadIdx.x / 32;
   float d[C::kNt][64], left[C::kLeaves > 1 ? C::kNt : 1][64];
   if (warp == kConsumers / 32) {
     // The producer: one thread issues every copy, kStages ahead of the slowest consumer.
     if (threadIdx.x % 32 == 0) {
-      pdl_wait();  // x is the previous kernel's output
       const int col0 = rank * C::kLeaves * k;  // the block's leaves are consecutive K ranges
       for (int s = 0; s < stages; ++s) {
         const int slot = s % kStages;
@@ -163,7 +166,11 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSm)
 #pragma unroll
       for (int h = 0; h < C::kNt; ++h) fence_registers(d[h]);
       if (s > 0) {
-        asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory");
+        if (wg == 0) {  // named barriers 1 and 2 (0 is __syncthreads'), immediate ids
+          asm volatile("bar.sync 1, 128;\n" ::: "memory");
+        } else {
+          asm volatile("bar.sync 2, 128;\n" ::: "memory");
+        }
         if (threadIdx.x % 128 == 0) mbarrier_arrive(&empty[(s - 1) % kStages]);
       }
     }
@@ -247,6 +254,7 @@ cudaError_t launch_tree_gemm_tma(const uint16_t* x, const uint16_t* w, void* out
   CUtensorMap xm, wm;
   const int64_t cols = int64_t{k} * leaves;
   const int bn = shape == 0 ? Wide::kBN : Pair::kBN;  // Long's is Pair's
+  if ((int64_t{n} + bn - 1) / bn > 65535) return cudaErrorInvalidValue;  // gridDim.y
   if (!make_map(&xm, x, m, cols, ld, kBM) || !make_map(&wm, w, n, cols, ld, bn))
     return cudaErrorInvalidValue;
   return with_leaf_count(leaves, [&](auto p) {

@@ -211,12 +211,26 @@ cudaError_t launch_leaves(int leaves, cudaStream_t stream, const uint16_t* x, co
   });
 }
 
+// Built with the sm_90a feature set (wgmma, TMA, mbarrier tx counts), this kernel has 16 bytes
+// of static shared memory; built for plain sm_90, where those instructions are compiled out of
+// every kernel here, none. cudaFuncGetAttributes tells which without a launch (allowed while a
+// stream is captured). Never launched.
+__global__ void sm90a_probe_kernel(int* sink) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  __shared__ int probe[4];
+  probe[threadIdx.x % 4] = static_cast<int>(threadIdx.x);
+  __syncthreads();
+  if (sink != nullptr) sink[threadIdx.x] = probe[(threadIdx.x + 1) % 4];
+#else
+  if (sink != nullptr) sink[threadIdx.x] = 0;
+#endif
+}
+
 }  // namespace
 
-// Whether the current GPU is compute 9.0 and this build holds sm_90 code for the kernel (asked
-// once per device ordinal below 64). binaryVersion does not tell sm_90a from sm_90: a build for
-// plain sm_90 compiles the MMAs out (they need the sm_90a feature set), its blocks write zeros,
-// and GemmRunner's check of the bits refuses the variant.
+// Whether the current GPU is compute 9.0 and the code loaded for it has the sm_90a feature set
+// (asked once per device ordinal below 64). binaryVersion alone does not tell sm_90a from sm_90:
+// a build for plain sm_90 would run the wgmma and TMA kernels as no-ops writing zeros.
 bool wgmma_runs_here() {
   static std::atomic<uint64_t> known{0}, ok{0};  // a bit per device ordinal
   int device = 0;
@@ -229,8 +243,8 @@ bool wgmma_runs_here() {
   const bool runs =
       cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
       cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
-      cudaFuncGetAttributes(&a, tree_gemm_wgmma_kernel<Small, 2>) == cudaSuccess && major == 9 &&
-      minor == 0 && a.binaryVersion == 90;
+      cudaFuncGetAttributes(&a, sm90a_probe_kernel) == cudaSuccess && major == 9 && minor == 0 &&
+      a.binaryVersion == 90 && a.sharedSizeBytes >= 16;
   if (runs) ok.fetch_or(bit, std::memory_order_relaxed);
   known.fetch_or(bit, std::memory_order_release);
   return runs;

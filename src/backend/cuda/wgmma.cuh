@@ -2,7 +2,7 @@
 // (tree_gemm_wgmma.cu, tree_gemm_tma.cu): wgmma's fences, commit and wait, the m64n128k16 MMA
 // with both operands in shared memory, the Tensor Memory Accelerator's 2-D load into shared
 // memory and the mbarriers it completes. Each compiles to nothing outside sm_90a (a build for
-// plain sm_90 has no wgmma), where wgmma_runs_here() refuses the kernels on the host.
+// plain sm_90 has no wgmma), where wgmma_runs_here() (kernels.h) refuses the kernels on the host.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -10,10 +10,6 @@
 #include <cstdint>
 
 namespace llm42::cuda {
-
-// Whether the current GPU is compute 9.0 and this build holds sm_90 code for the wgmma kernels
-// (tree_gemm_wgmma.cu; asked once per device ordinal).
-bool wgmma_runs_here();
 
 __device__ __forceinline__ void wgmma_fence() {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
