@@ -46,8 +46,10 @@ constexpr int kThreads = kConsumers + 32;  // and one producer warp
 constexpr int kXBytes = kBM * kBK * 2;
 
 // A variant's shape: kNt halves of 128 weight rows (an m64n128k16 MMA each per warpgroup and
-// k16 step), a ring of kStages stages, and kBlocksPerSm blocks an SM (two: one block's
-// prologue and tree overlap the other's main loop).
+// k16 step), a ring of kStages stages, kBlocksPerSm blocks an SM (two: one block's prologue and
+// tree overlap the other's main loop), and kLeaves leaves a block, one after the other (two: the
+// first waits in registers for the second and they are added as the tree's first level; the
+// cluster is half as large and each block's main loop twice as long).
 template <int Nt, int Stages, int BlocksPerSm, int LeavesPerBlock = 1>
 struct Config {
   static constexpr int kNt = Nt, kStages = Stages, kBlocksPerSm = BlocksPerSm;
@@ -63,9 +65,6 @@ struct Config {
   static constexpr size_t kSmem = kRingBytes + 2 * kStages * sizeof(uint64_t) + 1024;
   static_assert(kSmem * kBlocksPerSm <= 227 * 1024, "shared memory");
 };
-// and kLeaves leaves a block, one after the other (two: the first leaf waits in registers for
-// the second, and they are added as the tree's first level; the cluster is half as large and
-// each block's main loop twice as long).
 // Variant 5: 128 x 256, 4 stages of 48 KB, one block an SM.
 // Variant 6: 128 x 128, 3 stages of 32 KB, two blocks an SM.
 // Variant 7: 128 x 128, 4 stages of 32 KB, one block an SM, two leaves a block.
@@ -90,7 +89,7 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSm)
   uint64_t* empty = full + kStages;                                   // stage read by both MMAs
   cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
-  // Clusters walk the token tiles first (blockIdx.x / P), the weight tiles second (blockIdx.y):
+  // Clusters walk the token tiles first (blockIdx.x / kQ), the weight tiles second (blockIdx.y):
   // the clusters in flight share one weight tile, which stays in L2, and stream x, the smaller
   // operand (down at M 2048: w 117 MB, x 59 MB).
   const int m0 = (blockIdx.x / kQ) * kBM, n0 = blockIdx.y * kBN;
@@ -110,7 +109,8 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSm)
   const int warp = threadIdx.x / 32;
   float d[C::kNt][64], left[C::kLeaves > 1 ? C::kNt : 1][64];
   if (warp == kConsumers / 32) {
-    // The producer: one thread issues every copy, kStages ahead of the slowest consumer.
+    // The producer: one thread issues every copy, as far ahead as the ring's free slots allow
+    // (a slot comes back once both warpgroups finished the MMAs of the stage after it).
     if (threadIdx.x % 32 == 0) {
       const int col0 = rank * C::kLeaves * k;  // the block's leaves are consecutive K ranges
       for (int s = 0; s < stages; ++s) {
