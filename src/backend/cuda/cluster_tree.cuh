@@ -34,7 +34,7 @@ __device__ __forceinline__ void park_accumulators(float* park, int stride, const
 }
 
 // After the cluster barrier that follows every block's park: this block (rank `rank` of Q)
-// sums its share of the BM x BN tile at (m0, n0) of out (m_rows x n_rows of it inside out,
+// sums its share (Q 1: a block alone, no cluster, after a block barrier; its own park rounded) of the BM x BN tile at (m0, n0) of out (m_rows x n_rows of it inside out,
 // row length n; n % 8 == 0, so a group of 4 columns is whole or outside) with `threads`
 // threads.
 template <int Q, int BM, int BN>
@@ -44,7 +44,7 @@ __device__ __forceinline__ void sum_parked_subtrees(cooperative_groups::cluster_
                                                     int m_rows, int n_rows, int n) {
   const float* parked[Q];
 #pragma unroll
-  for (int l = 0; l < Q; ++l) parked[l] = cluster.map_shared_rank(park, l);
+  for (int l = 0; l < Q; ++l) parked[l] = Q == 1 ? park : cluster.map_shared_rank(park, l);
   constexpr int kRowsEach = BM / Q, kGroups = kRowsEach * (BN / 4);
   for (int gi = threadIdx.x; gi < kGroups; gi += threads) {
     const int r = rank * kRowsEach + gi / (BN / 4), c4 = 4 * (gi % (BN / 4));

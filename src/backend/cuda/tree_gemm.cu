@@ -300,8 +300,12 @@ const char* tree_gemm_variant_name(int variant) {
       return "tma cluster 128x256";
     case 6:
       return "tma cluster 128x128 x2";
-    default:
+    case 7:
       return "tma cluster 128x128 leaf pairs";
+    case 8:
+      return "tma 128x128 all leaves a block";
+    default:
+      return "tma cluster 128x128 four leaves a block";
   }
 }
 

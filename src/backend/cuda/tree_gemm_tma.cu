@@ -1,5 +1,5 @@
 // The fused tree GEMM of tree_gemm_wgmma.cu with its operands loaded by the Tensor Memory
-// Accelerator (sm_90a; kernels.h's tree_gemm variants 5, 6 and 7):
+// Accelerator (sm_90a; kernels.h's tree_gemm variants 5 to 9):
 //
 //   out (m, n) = the p leaves summed along the binary tree ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7))
 //                in fp32, leaf l = x (m, K range l) @ w (n, K range l)^T (as tree_gemm.cu).
@@ -14,14 +14,15 @@
 // loop.
 //
 // The rest is tree_gemm_wgmma.cu's: the blocks of a 128 x BN output tile form one thread-block
-// cluster, each runs its leaf (or, variant 7, two consecutive leaves one after the other) as
+// cluster, each runs its leaf (or, variants 7 to 9, consecutive leaves one after the other) as
 // one chain of wgmma m64n128k16 steps in increasing k into zeroed fp32 accumulators (warpgroup
 // g: tokens 64 g .. 64 g + 63), and the blocks' fp32 subtrees meet in distributed shared memory
-// (cluster_tree.cuh). Variant 7's block keeps its first leaf in registers while it reduces the
-// second and adds them, the tree's first level, so its cluster is half as large and its main
-// loop twice as long; on an H100 it is the form that beats the unfused path (o_proj from M 256
-// up). GemmRunner admits a variant for a bucket only after it reproduced the unfused path's
-// every output bit there, and only where it is faster.
+// (cluster_tree.cuh). A block of several leaves sums their subtree itself as each leaf ends
+// (fold_leaf), so its cluster is that much smaller and its main loop that much longer; variant
+// 8 runs every leaf in one block, a plain GEMM's grid with the tree folded in at the leaves'
+// boundaries and nothing parked across blocks. Variant 7 was the first form on an H100 to beat
+// the unfused path (o_proj from M 256 up). GemmRunner admits a variant for a bucket only after
+// it reproduced the unfused path's every output bit there, and only where it is faster.
 #include <cooperative_groups.h>
 #include <cuda.h>
 #include <cuda_bf16.h>
@@ -47,9 +48,11 @@ constexpr int kXBytes = kBM * kBK * 2;
 
 // A variant's shape: kNt halves of 128 weight rows (an m64n128k16 MMA each per warpgroup and
 // k16 step), a ring of kStages stages, kBlocksPerSm blocks an SM (two: one block's prologue and
-// tree overlap the other's main loop), and kLeaves leaves a block, one after the other (two: the
-// first waits in registers for the second and they are added as the tree's first level; the
-// cluster is half as large and each block's main loop twice as long).
+// tree overlap the other's main loop), and kLeaves leaves a block, one after the other (0: all
+// of them, no cluster). A block of several leaves sums their subtree as it goes (fold_leaf): a
+// left subtree waits for its right sibling, the top level's in registers, the lower levels' in
+// shared memory; the cluster is P / kLeaves blocks and each block's main loop kLeaves leaves
+// long.
 template <int Nt, int Stages, int BlocksPerSm, int LeavesPerBlock = 1>
 struct Config {
   static constexpr int kNt = Nt, kStages = Stages, kBlocksPerSm = BlocksPerSm;
@@ -61,40 +64,107 @@ struct Config {
   static constexpr int kOutStride = kBN + 8;             // floats a row of the parked leaf
   static constexpr size_t kRingBytes = size_t{kStages} * kStageBytes;
   static_assert(size_t{kBM} * kOutStride * 4 <= kRingBytes, "the parked leaf fits in the ring");
-  // The ring, then 2 kStages mbarriers, and 1,024 bytes to align the ring's start.
-  static constexpr size_t kSmem = kRingBytes + 2 * kStages * sizeof(uint64_t) + 1024;
-  static_assert(kSmem * kBlocksPerSm <= 227 * 1024, "shared memory");
 };
 // Variant 5: 128 x 256, 4 stages of 48 KB, one block an SM.
 // Variant 6: 128 x 128, 3 stages of 32 KB, two blocks an SM.
 // Variant 7: 128 x 128, 4 stages of 32 KB, one block an SM, two leaves a block.
+// Variant 8: 128 x 128, 3 stages, every leaf in one block (two waiting subtrees of 64 KB in
+//            shared memory at 8 leaves): a plain GEMM's grid, no cluster.
+// Variant 9: 128 x 128, 4 stages, four leaves a block (one waiting subtree in shared memory).
 using Wide = Config<2, 4, 1>;
 using Pair = Config<1, 3, 2>;
 using Long = Config<1, 4, 1, 2>;
+using Whole = Config<1, 3, 1, 0>;
+using Quad = Config<1, 4, 1, 4>;
+
+constexpr int log2_of(int v) { return v <= 1 ? 0 : 1 + log2_of(v / 2); }
+
+// Variant C at P leaves.
+template <typename C, int P>
+struct Plan {
+  static constexpr int kLeaves = C::kLeaves == 0 || C::kLeaves > P ? P : C::kLeaves;
+  static constexpr int kQ = P / kLeaves;               // blocks a cluster
+  static constexpr int kLevels = log2_of(kLeaves);     // tree levels inside a block
+  static constexpr int kSlots = kLevels > 1 ? kLevels - 1 : 0;  // in shared memory
+  static constexpr size_t kSlotBytes = size_t{kConsumers} * 64 * 4 * C::kNt;
+  // The ring, the waiting subtrees, 2 kStages mbarriers, and 1,024 bytes to align the ring.
+  static constexpr size_t kSmem =
+      C::kRingBytes + kSlots * kSlotBytes + 2 * C::kStages * sizeof(uint64_t) + 1024;
+  static_assert(kSmem * C::kBlocksPerSm <= 227 * 1024, "shared memory");
+};
+
+// Leaf `leaf` of a block's kLeaves, reduced into d, folded into the block's subtree: at each
+// level b from the bottom, a left child (bit b of leaf clear) waits (in `left` at the top level,
+// in this thread's part of shared-memory slot b below it) and the fold stops; a right child is
+// added to its waiting sibling, left + right rounded to fp32, and goes up. After the last leaf d
+// holds the sum of all kLeaves along the tree ((l0+l1)+(l2+l3))+... (sum_tree's tree).
+template <int Levels, int Nt>
+__device__ __forceinline__ void fold_leaf(int leaf, float (&d)[Nt][64], float (&left)[Nt][64],
+                                          float4* slots) {
+  const int tid = threadIdx.x;  // consumer threads 0 .. 255
+#pragma unroll
+  for (int b = 0; b < Levels; ++b) {
+    const bool top = b == Levels - 1;
+    float4* slot = slots + size_t{b} * Nt * 16 * kConsumers;
+    if (((leaf >> b) & 1) == 0) {
+#pragma unroll
+      for (int h = 0; h < Nt; ++h)
+#pragma unroll
+        for (int i = 0; i < 16; ++i) {
+          if (top) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) left[h][4 * i + e] = d[h][4 * i + e];
+          } else {
+            slot[(h * 16 + i) * kConsumers + tid] =
+                make_float4(d[h][4 * i], d[h][4 * i + 1], d[h][4 * i + 2], d[h][4 * i + 3]);
+          }
+        }
+      return;
+    }
+#pragma unroll
+    for (int h = 0; h < Nt; ++h)
+#pragma unroll
+      for (int i = 0; i < 16; ++i) {
+        float4 l;
+        if (top) {
+          l = make_float4(left[h][4 * i], left[h][4 * i + 1], left[h][4 * i + 2],
+                          left[h][4 * i + 3]);
+        } else {
+          l = slot[(h * 16 + i) * kConsumers + tid];
+        }
+        d[h][4 * i] = add_rn(l.x, d[h][4 * i]);
+        d[h][4 * i + 1] = add_rn(l.y, d[h][4 * i + 1]);
+        d[h][4 * i + 2] = add_rn(l.z, d[h][4 * i + 2]);
+        d[h][4 * i + 3] = add_rn(l.w, d[h][4 * i + 3]);
+      }
+  }
+}
 
 template <typename C, int P>
 __global__ void __launch_bounds__(kThreads, C::kBlocksPerSm)
     tree_gemm_tma_kernel(const __grid_constant__ CUtensorMap x_map,
                          const __grid_constant__ CUtensorMap w_map, void* __restrict__ out,
                          bool out_f32, int m, int n, int k) {
+  using S = Plan<C, P>;
   constexpr int kStages = C::kStages, kStageBytes = C::kStageBytes, kBN = C::kBN;
   constexpr int kOutStride = C::kOutStride;
   constexpr size_t kRingBytes = C::kRingBytes;
-  constexpr int kQ = P / C::kLeaves;  // blocks a cluster: each a subtree of kLeaves leaves
+  constexpr int kQ = S::kQ;  // blocks a cluster: each a subtree of S::kLeaves leaves
   extern __shared__ __align__(16) char smem_raw[];
   // Every block's dynamic shared memory starts at the same address, so the aligned ring (and the
   // parked leaf read across the cluster) sits at the same offset in each.
   char* ring = smem_raw + ((1024 - smem_u32(smem_raw) % 1024) % 1024);
-  uint64_t* full = reinterpret_cast<uint64_t*>(ring + kRingBytes);  // stage landed
-  uint64_t* empty = full + kStages;                                   // stage read by both MMAs
+  float4* slots = reinterpret_cast<float4*>(ring + kRingBytes);  // the waiting subtrees
+  uint64_t* full = reinterpret_cast<uint64_t*>(ring + kRingBytes + S::kSlots * S::kSlotBytes);
+  uint64_t* empty = full + kStages;  // stage read by both MMAs
   cg::cluster_group cluster = cg::this_cluster();
-  const int rank = static_cast<int>(cluster.block_rank());
+  const int rank = kQ > 1 ? static_cast<int>(cluster.block_rank()) : 0;
   // Clusters walk the token tiles first (blockIdx.x / kQ), the weight tiles second (blockIdx.y):
   // the clusters in flight share one weight tile, which stays in L2, and stream x, the smaller
   // operand (down at M 2048: w 117 MB, x 59 MB).
   const int m0 = (blockIdx.x / kQ) * kBM, n0 = blockIdx.y * kBN;
   const int m_rows = min(kBM, m - m0), n_rows = min(kBN, n - n0);
-  const int leaf_stages = k / kBK, stages = leaf_stages * C::kLeaves;
+  const int leaf_stages = k / kBK, stages = leaf_stages * S::kLeaves;
   if (threadIdx.x == 0) {
     for (int s = 0; s < kStages; ++s) {
       mbarrier_init(&full[s], 1);
@@ -107,12 +177,12 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSm)
   // of x, and the result's writes.
   pdl_wait();
   const int warp = threadIdx.x / 32;
-  float d[C::kNt][64], left[C::kLeaves > 1 ? C::kNt : 1][64];
+  float d[C::kNt][64], left[C::kNt][64];  // left: unused (and gone) at one leaf a block
   if (warp == kConsumers / 32) {
     // The producer: one thread issues every copy, as far ahead as the ring's free slots allow
     // (a slot comes back once both warpgroups finished the MMAs of the stage after it).
     if (threadIdx.x % 32 == 0) {
-      const int col0 = rank * C::kLeaves * k;  // the block's leaves are consecutive K ranges
+      const int col0 = rank * S::kLeaves * k;  // the block's leaves are consecutive K ranges
       for (int s = 0; s < stages; ++s) {
         const int slot = s % kStages;
         if (s >= kStages) mbarrier_wait(&empty[slot], ((s / kStages) - 1) & 1);
@@ -124,75 +194,69 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSm)
     }
   } else {
     const int wg = threadIdx.x / 128;
+    int s = 0;
+    // Unrolled: each leaf's fold is known at compile time (no branch holds a third set live).
 #pragma unroll
-    for (int h = 0; h < C::kNt; ++h)
-#pragma unroll
-      for (int i = 0; i < 64; ++i) d[h][i] = 0.0f;
-    for (int s = 0; s < stages; ++s) {
-      const int slot = s % kStages;
-      mbarrier_wait(&full[slot], (s / kStages) & 1);
-      const char* stage = ring + slot * kStageBytes;
-      if constexpr (C::kLeaves > 1) {
-        if (s == leaf_stages) {  // the first leaf is done: it waits in `left`, a fresh chain
-          wgmma_wait<0>();
-#pragma unroll
-          for (int h = 0; h < C::kNt; ++h) {
-            fence_registers(d[h]);
-#pragma unroll
-            for (int i = 0; i < 64; ++i) {
-              left[h][i] = d[h][i];
-              d[h][i] = 0.0f;
-            }
-          }
-        }
-      }
-#pragma unroll
-      for (int h = 0; h < C::kNt; ++h) fence_registers(d[h]);
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < kBK / 16; ++kk) {
-        // Rows of 128 bytes: the warpgroup's 64 tokens start 64 rows in per warpgroup, weight
-        // half h 128 rows in per half; k16 step kk is 32 bytes into each row.
-        const uint64_t a = smem_desc_sw128(stage + wg * 64 * 128 + kk * 32);
-#pragma unroll
-        for (int h = 0; h < C::kNt; ++h)
-          wgmma_m64n128k16(d[h], a, smem_desc_sw128(stage + kXBytes + h * 128 * 128 + kk * 32));
-      }
-      wgmma_commit();
-      // This stage's MMAs stay in flight while the next stage's are issued; the previous
-      // stage's are done, and its slot goes back to the producer (one arrival for the
-      // warpgroup, after all its warps are past the wait).
-      wgmma_wait<1>();
-#pragma unroll
-      for (int h = 0; h < C::kNt; ++h) fence_registers(d[h]);
-      if (s > 0) {
-        if (wg == 0) {  // named barriers 1 and 2 (0 is __syncthreads'), immediate ids
-          asm volatile("bar.sync 1, 128;\n" ::: "memory");
-        } else {
-          asm volatile("bar.sync 2, 128;\n" ::: "memory");
-        }
-        if (threadIdx.x % 128 == 0) mbarrier_arrive(&empty[(s - 1) % kStages]);
-      }
-    }
-    wgmma_wait<0>();
-#pragma unroll
-    for (int h = 0; h < C::kNt; ++h) fence_registers(d[h]);
-    if constexpr (C::kLeaves > 1) {  // the tree's first level: left + right, rounded to fp32
+    for (int leaf = 0; leaf < S::kLeaves; ++leaf) {
+      // Each leaf a fresh chain into zeroed accumulators.
 #pragma unroll
       for (int h = 0; h < C::kNt; ++h)
 #pragma unroll
-        for (int i = 0; i < 64; ++i) d[h][i] = add_rn(left[h][i], d[h][i]);
+        for (int i = 0; i < 64; ++i) d[h][i] = 0.0f;
+      for (int j = 0; j < leaf_stages; ++j, ++s) {
+        const int slot = s % kStages;
+        mbarrier_wait(&full[slot], (s / kStages) & 1);
+        const char* stage = ring + slot * kStageBytes;
+#pragma unroll
+        for (int h = 0; h < C::kNt; ++h) fence_registers(d[h]);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < kBK / 16; ++kk) {
+          // Rows of 128 bytes: the warpgroup's 64 tokens start 64 rows in per warpgroup, weight
+          // half h 128 rows in per half; k16 step kk is 32 bytes into each row.
+          const uint64_t a = smem_desc_sw128(stage + wg * 64 * 128 + kk * 32);
+#pragma unroll
+          for (int h = 0; h < C::kNt; ++h)
+            wgmma_m64n128k16(d[h], a, smem_desc_sw128(stage + kXBytes + h * 128 * 128 + kk * 32));
+        }
+        wgmma_commit();
+        // This stage's MMAs stay in flight while the next stage's are issued; the previous
+        // stage's are done, and its slot goes back to the producer (one arrival for the
+        // warpgroup, after all its warps are past the wait).
+        wgmma_wait<1>();
+#pragma unroll
+        for (int h = 0; h < C::kNt; ++h) fence_registers(d[h]);
+        if (s > 0) {
+          if (wg == 0) {  // named barriers 1 and 2 (0 is __syncthreads'), immediate ids
+            asm volatile("bar.sync 1, 128;\n" ::: "memory");
+          } else {
+            asm volatile("bar.sync 2, 128;\n" ::: "memory");
+          }
+          if (threadIdx.x % 128 == 0) mbarrier_arrive(&empty[(s - 1) % kStages]);
+        }
+      }
+      wgmma_wait<0>();
+#pragma unroll
+      for (int h = 0; h < C::kNt; ++h) fence_registers(d[h]);
+      // Every thread folds its own accumulators; its shared-memory slots are its own too.
+      fold_leaf<S::kLevels>(leaf, d, left, slots);
     }
   }
   pdl_trigger();
   __syncthreads();  // every copy landed and was read: the ring becomes the parked leaf
   float* park = reinterpret_cast<float*>(ring);
   if (warp < kConsumers / 32) park_accumulators(park, kOutStride, d, threadIdx.x / 128);
-  cluster.sync();  // every subtree of the tile parked, and visible to the cluster
-  // The tree's upper levels over the blocks' subtrees.
+  // Every subtree of the tile parked, and visible to the cluster.
+  if constexpr (kQ > 1) {
+    cluster.sync();
+  } else {
+    __syncthreads();
+  }
+  // The tree's upper levels over the blocks' subtrees (at kQ 1: the rounding and the write).
   sum_parked_subtrees<kQ, kBM, kBN>(cluster, park, kOutStride, rank, kThreads, out, out_f32, m0,
                                     n0, m_rows, n_rows, n);
-  cluster.sync();  // no block leaves while another still reads its shared memory
+  // No block leaves while another still reads its shared memory.
+  if constexpr (kQ > 1) cluster.sync();
 }
 
 // cuTensorMapEncodeTiled from the driver, found once through the runtime (no link to libcuda).
@@ -229,12 +293,12 @@ template <typename C, int P>
 cudaError_t launch_tma_tree(cudaStream_t stream, const CUtensorMap& xm, const CUtensorMap& wm,
                             void* out, bool f32, int m, int n, int k) {
   constexpr auto kernel = tree_gemm_tma_kernel<C, P>;
-  if (const cudaError_t e = allow_dynamic_smem<kernel>(C::kSmem, true); e != cudaSuccess)
-    return e;
-  constexpr int kQ = P / C::kLeaves;
+  constexpr size_t kSmem = Plan<C, P>::kSmem;
+  if (const cudaError_t e = allow_dynamic_smem<kernel>(kSmem, true); e != cudaSuccess) return e;
+  constexpr int kQ = Plan<C, P>::kQ;
   const dim3 grid(static_cast<unsigned>(kQ * ((int64_t{m} + kBM - 1) / kBM)),
                   static_cast<unsigned>((n + C::kBN - 1) / C::kBN));
-  const cudaError_t e = launch_kernel_in_clusters(kernel, grid, kThreads, C::kSmem, stream, kQ, xm,
+  const cudaError_t e = launch_kernel_in_clusters(kernel, grid, kThreads, kSmem, stream, kQ, xm,
                                                   wm, out, f32, m, n, k);
   // A GPU that cannot hold a cluster of P such blocks refuses the launch, as for a shape the
   // kernel does not take: the caller runs the unfused path.
@@ -253,7 +317,7 @@ cudaError_t launch_tree_gemm_tma(const uint16_t* x, const uint16_t* w, void* out
   if (!wgmma_runs_here() || k % kBK != 0) return cudaErrorInvalidValue;
   CUtensorMap xm, wm;
   const int64_t cols = int64_t{k} * leaves;
-  const int bn = shape == 0 ? Wide::kBN : Pair::kBN;  // Long's is Pair's
+  const int bn = shape == 0 ? Wide::kBN : Pair::kBN;  // every other shape's is Pair's
   if ((int64_t{n} + bn - 1) / bn > 65535) return cudaErrorInvalidValue;  // gridDim.y
   if (!make_map(&xm, x, m, cols, ld, kBM) || !make_map(&wm, w, n, cols, ld, bn))
     return cudaErrorInvalidValue;
@@ -261,7 +325,9 @@ cudaError_t launch_tree_gemm_tma(const uint16_t* x, const uint16_t* w, void* out
     constexpr int kP = decltype(p)::value;
     if (shape == 0) return launch_tma_tree<Wide, kP>(stream, xm, wm, out, out_f32, m, n, k);
     if (shape == 1) return launch_tma_tree<Pair, kP>(stream, xm, wm, out, out_f32, m, n, k);
-    return launch_tma_tree<Long, kP>(stream, xm, wm, out, out_f32, m, n, k);
+    if (shape == 2) return launch_tma_tree<Long, kP>(stream, xm, wm, out, out_f32, m, n, k);
+    if (shape == 3) return launch_tma_tree<Whole, kP>(stream, xm, wm, out, out_f32, m, n, k);
+    return launch_tma_tree<Quad, kP>(stream, xm, wm, out, out_f32, m, n, k);
   });
 }
 
