@@ -14,22 +14,23 @@
 
 namespace llm42::cuda {
 
-// Warpgroup wg's accumulators (Nt halves of 128 weight rows, wgmma m64n128k16's fp32 layout) as
-// rows wg 64 .. wg 64 + 63 of `park` (rows of `stride` floats). In that layout warp j of the
-// warpgroup holds tokens 16 j .. 16 j + 15; register 4 t + e of a thread (lane = 4 g + c) is
-// token g + 8 (e / 2), weight row 8 t + 2 c + e % 2 of its half.
-template <int Nt>
-__device__ __forceinline__ void park_accumulators(float* park, int stride, const float (&d)[Nt][64],
+// Warpgroup wg's accumulators (Nt parts of 2 A weight rows, wgmma m64nNk16's fp32 layout, A a
+// thread: 64 for N 128, 32 for N 64) as rows wg 64 .. wg 64 + 63 of `park` (rows of `stride`
+// floats). In that layout warp j of the warpgroup holds tokens 16 j .. 16 j + 15; register
+// 4 t + e of a thread (lane = 4 g + c) is token g + 8 (e / 2), weight row 8 t + 2 c + e % 2 of
+// its part.
+template <int Nt, int A>
+__device__ __forceinline__ void park_accumulators(float* park, int stride, const float (&d)[Nt][A],
                                                   int wg) {
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
   const int row0 = wg * 64 + warp * 16 + g;
 #pragma unroll
   for (int h = 0; h < Nt; ++h)
 #pragma unroll
-    for (int t = 0; t < 16; ++t)
+    for (int t = 0; t < A / 4; ++t)
 #pragma unroll
       for (int e = 0; e < 2; ++e)
-        *reinterpret_cast<float2*>(park + (row0 + 8 * e) * stride + 128 * h + 8 * t + 2 * c) =
+        *reinterpret_cast<float2*>(park + (row0 + 8 * e) * stride + 2 * A * h + 8 * t + 2 * c) =
             make_float2(d[h][4 * t + 2 * e], d[h][4 * t + 2 * e + 1]);
 }
 

@@ -127,8 +127,8 @@ cudaError_t launch_gemv_sequential(const uint16_t* x, const uint16_t* w, float* 
 // across a cluster (tree_gemm_wgmma.cu; sm_90a only, refused elsewhere); 5 to 9 do the
 // same with TMA loads and a producer warp (tree_gemm_tma.cu; sm_90a only): 5 on 128 x 256
 // tiles, 6 on 128 x 128 tiles two blocks an SM, 7 on 128 x 128 tiles two leaves a block, 8 every
-// leaf in one block (no cluster), 9 four leaves a block.
-inline constexpr int kTreeGemmVariants = 10;
+// leaf in one block (no cluster), 9 four leaves a block, 10 every leaf in one block of 128 x 64.
+inline constexpr int kTreeGemmVariants = 11;
 // The variants GemmRunner's check times (the others lost everywhere they were measured on an
 // H100, docs/benchmarks.md; the lab and the tests still run them).
 inline constexpr int kTreeGemmCandidates[] = {5, 7};
@@ -144,7 +144,7 @@ bool wgmma_runs_here();
 cudaError_t launch_tree_gemm_wgmma(const uint16_t* x, const uint16_t* w, void* out, bool out_f32,
                                    int m, int n, int k, int64_t ld, int leaves, int shape,
                                    cudaStream_t stream);
-// Variants 5 to 9 of launch_tree_gemm (shape 0 to 4), after its argument checks.
+// Variants 5 to 10 of launch_tree_gemm (shape 0 to 5), after its argument checks.
 cudaError_t launch_tree_gemm_tma(const uint16_t* x, const uint16_t* w, void* out, bool out_f32,
                                  int m, int n, int k, int64_t ld, int leaves, int shape,
                                  cudaStream_t stream);

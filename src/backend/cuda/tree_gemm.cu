@@ -304,8 +304,10 @@ const char* tree_gemm_variant_name(int variant) {
       return "tma cluster 128x128 leaf pairs";
     case 8:
       return "tma 128x128 all leaves a block";
-    default:
+    case 9:
       return "tma cluster 128x128 four leaves a block";
+    default:
+      return "tma 128x64 all leaves a block";
   }
 }
 

@@ -1,5 +1,5 @@
 // The fused tree GEMM of tree_gemm_wgmma.cu with its operands loaded by the Tensor Memory
-// Accelerator (sm_90a; kernels.h's tree_gemm variants 5 to 9):
+// Accelerator (sm_90a; kernels.h's tree_gemm variants 5 to 10):
 //
 //   out (m, n) = the p leaves summed along the binary tree ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7))
 //                in fp32, leaf l = x (m, K range l) @ w (n, K range l)^T (as tree_gemm.cu).
@@ -14,9 +14,9 @@
 // loop.
 //
 // The rest is tree_gemm_wgmma.cu's: the blocks of a 128 x BN output tile form one thread-block
-// cluster, each runs its leaf (or, variants 7 to 9, consecutive leaves one after the other) as
-// one chain of wgmma m64n128k16 steps in increasing k into zeroed fp32 accumulators (warpgroup
-// g: tokens 64 g .. 64 g + 63), and the blocks' fp32 subtrees meet in distributed shared memory
+// cluster, each runs its leaf (or, variants 7 to 10, consecutive leaves one after the other) as
+// one chain of wgmma m64n128k16 (or m64n64k16) steps in increasing k into zeroed fp32
+// accumulators (warpgroup g: tokens 64 g .. 64 g + 63), and the blocks' fp32 subtrees meet in distributed shared memory
 // (cluster_tree.cuh). A block of several leaves sums their subtree itself as each leaf ends
 // (fold_leaf), so its cluster is that much smaller and its main loop that much longer; variant
 // 8 runs every leaf in one block, a plain GEMM's grid with the tree folded in at the leaves'
@@ -46,18 +46,20 @@ constexpr int kConsumers = 256;           // two warpgroups of MMAs
 constexpr int kThreads = kConsumers + 32;  // and one producer warp
 constexpr int kXBytes = kBM * kBK * 2;
 
-// A variant's shape: kNt halves of 128 weight rows (an m64n128k16 MMA each per warpgroup and
-// k16 step), a ring of kStages stages, kBlocksPerSm blocks an SM (two: one block's prologue and
-// tree overlap the other's main loop), and kLeaves leaves a block, one after the other (0: all
-// of them, no cluster). A block of several leaves sums their subtree as it goes (fold_leaf): a
-// left subtree waits for its right sibling, the top level's in registers, the lower levels' in
-// shared memory; the cluster is P / kLeaves blocks and each block's main loop kLeaves leaves
-// long.
-template <int Nt, int Stages, int BlocksPerSm, int LeavesPerBlock = 1>
+// A variant's shape: kNt parts of kMmaN weight rows (an m64nNk16 MMA each per warpgroup and
+// k16 step, N = kMmaN: 128, or 64 for narrow tiles), a ring of kStages stages, kBlocksPerSm
+// blocks an SM (two: one block's prologue and tree overlap the other's main loop), and kLeaves
+// leaves a block, one after the other (0: all of them, no cluster). A block of several leaves
+// sums their subtree as it goes (fold_leaf): a left subtree waits for its right sibling, the top
+// kRegLevels levels' in registers, the lower levels' in shared memory; the cluster is
+// P / kLeaves blocks and each block's main loop kLeaves leaves long.
+template <int Nt, int Stages, int BlocksPerSm, int LeavesPerBlock = 1, int MmaN = 128,
+          int RegLevels = 1>
 struct Config {
   static constexpr int kNt = Nt, kStages = Stages, kBlocksPerSm = BlocksPerSm;
-  static constexpr int kLeaves = LeavesPerBlock;
-  static constexpr int kBN = 128 * Nt;
+  static constexpr int kLeaves = LeavesPerBlock, kMmaN = MmaN, kRegLevels = RegLevels;
+  static constexpr int kAcc = MmaN / 2;  // accumulators a thread a part
+  static constexpr int kBN = MmaN * Nt;
   static constexpr int kWBytes = kBN * kBK * 2;
   static constexpr int kStageBytes = kXBytes + kWBytes;
   static_assert(kStageBytes % 1024 == 0, "every stage starts 1,024-byte aligned (swizzling)");
@@ -71,11 +73,14 @@ struct Config {
 // Variant 8: 128 x 128, 3 stages, every leaf in one block (two waiting subtrees of 64 KB in
 //            shared memory at 8 leaves): a plain GEMM's grid, no cluster.
 // Variant 9: 128 x 128, 4 stages, four leaves a block (one waiting subtree in shared memory).
+// Variant 10: 128 x 64, 6 stages of 24 KB, every leaf in one block, all three waiting subtrees
+//            in registers (32 floats a thread each): twice variant 8's blocks, for small M.
 using Wide = Config<2, 4, 1>;
 using Pair = Config<1, 3, 2>;
 using Long = Config<1, 4, 1, 2>;
 using Whole = Config<1, 3, 1, 0>;
 using Quad = Config<1, 4, 1, 4>;
+using Narrow = Config<1, 6, 1, 0, 64, 3>;
 
 constexpr int log2_of(int v) { return v <= 1 ? 0 : 1 + log2_of(v / 2); }
 
@@ -85,37 +90,40 @@ struct Plan {
   static constexpr int kLeaves = C::kLeaves == 0 || C::kLeaves > P ? P : C::kLeaves;
   static constexpr int kQ = P / kLeaves;               // blocks a cluster
   static constexpr int kLevels = log2_of(kLeaves);     // tree levels inside a block
-  static constexpr int kSlots = kLevels > 1 ? kLevels - 1 : 0;  // in shared memory
-  static constexpr size_t kSlotBytes = size_t{kConsumers} * 64 * 4 * C::kNt;
+  static constexpr int kRegLevels = kLevels < C::kRegLevels ? kLevels : C::kRegLevels;
+  static constexpr int kSlots = kLevels - kRegLevels;  // levels waiting in shared memory
+  static constexpr size_t kSlotBytes = size_t{kConsumers} * C::kAcc * 4 * C::kNt;
   // The ring, the waiting subtrees, 2 kStages mbarriers, and 1,024 bytes to align the ring.
   static constexpr size_t kSmem =
       C::kRingBytes + kSlots * kSlotBytes + 2 * C::kStages * sizeof(uint64_t) + 1024;
   static_assert(kSmem * C::kBlocksPerSm <= 227 * 1024, "shared memory");
 };
 
-// Leaf `leaf` of a block's kLeaves, reduced into d, folded into the block's subtree: at each
-// level b from the bottom, a left child (bit b of leaf clear) waits (in `left` at the top level,
-// in this thread's part of shared-memory slot b below it) and the fold stops; a right child is
-// added to its waiting sibling, left + right rounded to fp32, and goes up. After the last leaf d
-// holds the sum of all kLeaves along the tree ((l0+l1)+(l2+l3))+... (sum_tree's tree).
-template <int Levels, int Nt>
-__device__ __forceinline__ void fold_leaf(int leaf, float (&d)[Nt][64], float (&left)[Nt][64],
+// Leaf `leaf` of a block's leaves, reduced into d, folded into the block's subtree: at each
+// level b from the bottom, a left child (bit b of leaf clear) waits (in registers `wait` at the
+// top RegLevels levels, in this thread's part of shared-memory slot b below them) and the fold
+// stops; a right child is added to its waiting sibling, left + right rounded to fp32, and goes
+// up. After the last leaf d holds the sum of all 2^Levels leaves along the tree
+// ((l0+l1)+(l2+l3))+... (sum_tree's tree).
+template <int Levels, int RegLevels, int Nt, int A>
+__device__ __forceinline__ void fold_leaf(int leaf, float (&d)[Nt][A],
+                                          float (&wait)[RegLevels > 0 ? RegLevels : 1][Nt][A],
                                           float4* slots) {
   const int tid = threadIdx.x;  // consumer threads 0 .. 255
 #pragma unroll
   for (int b = 0; b < Levels; ++b) {
-    const bool top = b == Levels - 1;
-    float4* slot = slots + size_t{b} * Nt * 16 * kConsumers;
+    const int r = b - (Levels - RegLevels);  // its register set, where r >= 0
+    float4* slot = slots + size_t{b} * Nt * (A / 4) * kConsumers;
     if (((leaf >> b) & 1) == 0) {
 #pragma unroll
       for (int h = 0; h < Nt; ++h)
 #pragma unroll
-        for (int i = 0; i < 16; ++i) {
-          if (top) {
+        for (int i = 0; i < A / 4; ++i) {
+          if (r >= 0) {
 #pragma unroll
-            for (int e = 0; e < 4; ++e) left[h][4 * i + e] = d[h][4 * i + e];
+            for (int e = 0; e < 4; ++e) wait[r][h][4 * i + e] = d[h][4 * i + e];
           } else {
-            slot[(h * 16 + i) * kConsumers + tid] =
+            slot[(h * (A / 4) + i) * kConsumers + tid] =
                 make_float4(d[h][4 * i], d[h][4 * i + 1], d[h][4 * i + 2], d[h][4 * i + 3]);
           }
         }
@@ -124,13 +132,13 @@ __device__ __forceinline__ void fold_leaf(int leaf, float (&d)[Nt][64], float (&
 #pragma unroll
     for (int h = 0; h < Nt; ++h)
 #pragma unroll
-      for (int i = 0; i < 16; ++i) {
+      for (int i = 0; i < A / 4; ++i) {
         float4 l;
-        if (top) {
-          l = make_float4(left[h][4 * i], left[h][4 * i + 1], left[h][4 * i + 2],
-                          left[h][4 * i + 3]);
+        if (r >= 0) {
+          l = make_float4(wait[r][h][4 * i], wait[r][h][4 * i + 1], wait[r][h][4 * i + 2],
+                          wait[r][h][4 * i + 3]);
         } else {
-          l = slot[(h * 16 + i) * kConsumers + tid];
+          l = slot[(h * (A / 4) + i) * kConsumers + tid];
         }
         d[h][4 * i] = add_rn(l.x, d[h][4 * i]);
         d[h][4 * i + 1] = add_rn(l.y, d[h][4 * i + 1]);
@@ -177,7 +185,8 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSm)
   // of x, and the result's writes.
   pdl_wait();
   const int warp = threadIdx.x / 32;
-  float d[C::kNt][64], left[C::kNt][64];  // left: unused (and gone) at one leaf a block
+  constexpr int kAcc = C::kAcc;
+  float d[C::kNt][kAcc], wait[S::kRegLevels > 0 ? S::kRegLevels : 1][C::kNt][kAcc];
   if (warp == kConsumers / 32) {
     // The producer: one thread issues every copy, as far ahead as the ring's free slots allow
     // (a slot comes back once both warpgroups finished the MMAs of the stage after it).
@@ -202,7 +211,7 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSm)
 #pragma unroll
       for (int h = 0; h < C::kNt; ++h)
 #pragma unroll
-        for (int i = 0; i < 64; ++i) d[h][i] = 0.0f;
+        for (int i = 0; i < kAcc; ++i) d[h][i] = 0.0f;
       for (int j = 0; j < leaf_stages; ++j, ++s) {
         const int slot = s % kStages;
         mbarrier_wait(&full[slot], (s / kStages) & 1);
@@ -213,11 +222,12 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSm)
 #pragma unroll
         for (int kk = 0; kk < kBK / 16; ++kk) {
           // Rows of 128 bytes: the warpgroup's 64 tokens start 64 rows in per warpgroup, weight
-          // half h 128 rows in per half; k16 step kk is 32 bytes into each row.
+          // part h kMmaN rows in per part; k16 step kk is 32 bytes into each row.
           const uint64_t a = smem_desc_sw128(stage + wg * 64 * 128 + kk * 32);
 #pragma unroll
           for (int h = 0; h < C::kNt; ++h)
-            wgmma_m64n128k16(d[h], a, smem_desc_sw128(stage + kXBytes + h * 128 * 128 + kk * 32));
+            wgmma_m64k16(d[h], a,
+                         smem_desc_sw128(stage + kXBytes + h * C::kMmaN * 128 + kk * 32));
         }
         wgmma_commit();
         // This stage's MMAs stay in flight while the next stage's are issued; the previous
@@ -239,7 +249,7 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSm)
 #pragma unroll
       for (int h = 0; h < C::kNt; ++h) fence_registers(d[h]);
       // Every thread folds its own accumulators; its shared-memory slots are its own too.
-      fold_leaf<S::kLevels>(leaf, d, left, slots);
+      fold_leaf<S::kLevels, S::kRegLevels>(leaf, d, wait, slots);
     }
   }
   pdl_trigger();
@@ -317,7 +327,7 @@ cudaError_t launch_tree_gemm_tma(const uint16_t* x, const uint16_t* w, void* out
   if (!wgmma_runs_here() || k % kBK != 0) return cudaErrorInvalidValue;
   CUtensorMap xm, wm;
   const int64_t cols = int64_t{k} * leaves;
-  const int bn = shape == 0 ? Wide::kBN : Pair::kBN;  // every other shape's is Pair's
+  const int bn = shape == 0 ? Wide::kBN : shape == 5 ? Narrow::kBN : Pair::kBN;
   if ((int64_t{n} + bn - 1) / bn > 65535) return cudaErrorInvalidValue;  // gridDim.y
   if (!make_map(&xm, x, m, cols, ld, kBM) || !make_map(&wm, w, n, cols, ld, bn))
     return cudaErrorInvalidValue;
@@ -327,7 +337,8 @@ cudaError_t launch_tree_gemm_tma(const uint16_t* x, const uint16_t* w, void* out
     if (shape == 1) return launch_tma_tree<Pair, kP>(stream, xm, wm, out, out_f32, m, n, k);
     if (shape == 2) return launch_tma_tree<Long, kP>(stream, xm, wm, out, out_f32, m, n, k);
     if (shape == 3) return launch_tma_tree<Whole, kP>(stream, xm, wm, out, out_f32, m, n, k);
-    return launch_tma_tree<Quad, kP>(stream, xm, wm, out, out_f32, m, n, k);
+    if (shape == 4) return launch_tma_tree<Quad, kP>(stream, xm, wm, out, out_f32, m, n, k);
+    return launch_tma_tree<Narrow, kP>(stream, xm, wm, out, out_f32, m, n, k);
   });
 }
 

@@ -1,5 +1,5 @@
 // Hopper (sm_90a) primitives shared by the fused tree GEMMs on warpgroup MMA
-// (tree_gemm_wgmma.cu, tree_gemm_tma.cu): wgmma's fences, commit and wait, the m64n128k16 MMA
+// (tree_gemm_wgmma.cu, tree_gemm_tma.cu): wgmma's fences, commit and wait, the m64n128k16 and m64n64k16 MMAs
 // with both operands in shared memory, the Tensor Memory Accelerator's 2-D load into shared
 // memory and the mbarriers it completes. Each compiles to nothing outside sm_90a (a build for
 // plain sm_90 has no wgmma), where wgmma_runs_here() (kernels.h) refuses the kernels on the host.
@@ -67,6 +67,36 @@ __device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], uint64_t a, uin
         "+f"(d[63])
       : "l"(a), "l"(b), "r"(1));
 #endif
+}
+
+// The same with 64 weight rows: d 64 x 64 of the warpgroup, 32 fp32 a thread in the same layout.
+__device__ __forceinline__ void wgmma_m64n64k16(float (&d)[32], uint64_t a, uint64_t b) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "setp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, "
+      "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n"
+      "}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+        "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+        "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+        "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
+        "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "l"(a), "l"(b), "r"(1));
+#endif
+}
+// m64nNk16 for N = 2 A (A accumulators a thread): 128 or 64.
+template <int A>
+__device__ __forceinline__ void wgmma_m64k16(float (&d)[A], uint64_t a, uint64_t b) {
+  static_assert(A == 64 || A == 32, "m64n128k16 or m64n64k16");
+  if constexpr (A == 64) {
+    wgmma_m64n128k16(d, a, b);
+  } else {
+    wgmma_m64n64k16(d, a, b);
+  }
 }
 
 // A shared-memory address as the 32-bit form the PTX instructions take.
