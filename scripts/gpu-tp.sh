@@ -12,7 +12,7 @@
 #   PART=lab         cuda_tp_lab: plain canonical GEMM vs the leaf tree vs subtrees, exchange bytes
 #   PART=profile     ncu (Nsight Compute) of one launch each of the canonical plain GEMM, the
 #                    unfused leaf tree and the fused tree variants (WHATS, default
-#                    "plain unfused 3 5 7 8 9": the best cp.async form, then the TMA ones the
+#                    "plain unfused 3 5 7 8 9 10": the best cp.async form, then the TMA ones the
 #                    runner checks) for o and down at M (MS, default 2048): speed of
 #                    light, memory workload, warp stalls, occupancy; ncu_WHAT.txt each
 #   PART=bench       TP 1, llm42 (with ARGS, e.g. --no-cuda-fused-tree) against a base: the binary
@@ -69,7 +69,7 @@ lab)
 profile)
   ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
   [ -n "$ncu" ] || { echo "no ncu on this machine" >&2; exit 2; }
-  for what in ${WHATS:-plain unfused 3 5 7 8 9}; do
+  for what in ${WHATS:-plain unfused 3 5 7 8 9 10}; do
     # cuda_tp_lab --profile brackets the one launch with cudaProfilerStart/Stop.
     timeout 150 "$ncu" --profile-from-start off --section SpeedOfLight \
       --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy \

@@ -156,8 +156,10 @@ TEST(CudaRowParallel, BatchedLeavesHaveTheBitsOfOneCallPerLeaf) {
   LLM42_REQUIRE_GPU();
   CudaBackend& b = gpu();
   cuda::GemmRunner& g = b.gemm();
-  for (const auto& [n, k] :
-       {std::pair<int64_t, int64_t>{4096, 4096}, {4096, 14336}, {1024, 2048}}) {
+  // o, down, a smaller shape, and one whose last weight tile is partial (N 1032) with a k of 64
+  // a leaf (a fold, and a stage going back, after every stage).
+  for (const auto& [n, k] : {std::pair<int64_t, int64_t>{4096, 4096}, {4096, 14336}, {1024, 2048},
+                             {1032, 512}}) {
     const int64_t m_max = 1024;
     DeviceBuffer x(static_cast<size_t>(m_max * k) * 2), w(static_cast<size_t>(n * k) * 2);
     b.fill_random(x.view(DType::kBF16, {m_max, k}), 11, RandomInit::kNormal, 1.0f);
@@ -208,8 +210,10 @@ TEST(CudaRowParallel, FusedTreeHasTheBitsOfTheLeavesThroughMemory) {
     bool on;
     ~Restore() { g.set_fused_tree(on); }
   } restore{g, g.fused_tree()};
-  for (const auto& [n, k] :
-       {std::pair<int64_t, int64_t>{4096, 4096}, {4096, 14336}, {1024, 2048}}) {
+  // o, down, a smaller shape, and one whose last weight tile is partial (N 1032) with a k of 64
+  // a leaf (a fold, and a stage going back, after every stage).
+  for (const auto& [n, k] : {std::pair<int64_t, int64_t>{4096, 4096}, {4096, 14336}, {1024, 2048},
+                             {1032, 512}}) {
     const int64_t m_max = 2048;
     DeviceBuffer x(static_cast<size_t>(m_max * k) * 2), w(static_cast<size_t>(n * k) * 2);
     b.fill_random(x.view(DType::kBF16, {m_max, k}), 21, RandomInit::kNormal, 1.0f);

@@ -35,9 +35,10 @@ __device__ __forceinline__ void park_accumulators(float* park, int stride, const
 }
 
 // After the cluster barrier that follows every block's park: this block (rank `rank` of Q)
-// sums its share (Q 1: a block alone, no cluster, after a block barrier; its own park rounded) of the BM x BN tile at (m0, n0) of out (m_rows x n_rows of it inside out,
+// sums its share of the BM x BN tile at (m0, n0) of out (m_rows x n_rows of it inside out,
 // row length n; n % 8 == 0, so a group of 4 columns is whole or outside) with `threads`
-// threads.
+// threads. Q 1: a block alone, no cluster; after a block barrier it rounds and writes its own
+// park.
 template <int Q, int BM, int BN>
 __device__ __forceinline__ void sum_parked_subtrees(cooperative_groups::cluster_group& cluster,
                                                     float* park, int stride, int rank, int threads,
@@ -52,7 +53,8 @@ __device__ __forceinline__ void sum_parked_subtrees(cooperative_groups::cluster_
     if (r >= m_rows || c4 >= n_rows) continue;
     float4 v[Q];
 #pragma unroll
-    for (int l = 0; l < Q; ++l) v[l] = *reinterpret_cast<const float4*>(parked[l] + r * stride + c4);
+    for (int l = 0; l < Q; ++l)
+      v[l] = *reinterpret_cast<const float4*>(parked[l] + r * stride + c4);
     sum_tree(v, Q);
     const int64_t o = int64_t{m0 + r} * n + n0 + c4;
     if (out_f32) {  // two 8-byte stores: out is only known to be 8-byte aligned

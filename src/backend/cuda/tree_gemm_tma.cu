@@ -16,13 +16,14 @@
 // The rest is tree_gemm_wgmma.cu's: the blocks of a 128 x BN output tile form one thread-block
 // cluster, each runs its leaf (or, variants 7 to 10, consecutive leaves one after the other) as
 // one chain of wgmma m64n128k16 (or m64n64k16) steps in increasing k into zeroed fp32
-// accumulators (warpgroup g: tokens 64 g .. 64 g + 63), and the blocks' fp32 subtrees meet in distributed shared memory
-// (cluster_tree.cuh). A block of several leaves sums their subtree itself as each leaf ends
-// (fold_leaf), so its cluster is that much smaller and its main loop that much longer; variant
-// 8 runs every leaf in one block, a plain GEMM's grid with the tree folded in at the leaves'
-// boundaries and nothing parked across blocks. Variant 7 was the first form on an H100 to beat
-// the unfused path (o_proj from M 256 up). GemmRunner admits a variant for a bucket only after
-// it reproduced the unfused path's every output bit there, and only where it is faster.
+// accumulators (warpgroup g: tokens 64 g .. 64 g + 63), and the blocks' fp32 subtrees meet in
+// distributed shared memory (cluster_tree.cuh). A block of several leaves sums their subtree
+// itself as each leaf ends (fold_leaf), so its cluster is that much smaller and its main loop
+// that much longer; variants 8 and 10 run every leaf in one block, a plain GEMM's grid with the
+// tree folded in at the leaves' boundaries and nothing parked across blocks. Variant 7 was the
+// first form on an H100 to beat the unfused path (o_proj from M 256 up). GemmRunner admits a
+// variant for a bucket only after it reproduced the unfused path's every output bit there, and
+// only where it is faster.
 #include <cooperative_groups.h>
 #include <cuda.h>
 #include <cuda_bf16.h>
@@ -50,8 +51,8 @@ constexpr int kXBytes = kBM * kBK * 2;
 // k16 step, N = kMmaN: 128, or 64 for narrow tiles), a ring of kStages stages, kBlocksPerSm
 // blocks an SM (two: one block's prologue and tree overlap the other's main loop), and kLeaves
 // leaves a block, one after the other (0: all of them, no cluster). A block of several leaves
-// sums their subtree as it goes (fold_leaf): a left subtree waits for its right sibling, the top
-// kRegLevels levels' in registers, the lower levels' in shared memory; the cluster is
+// sums their subtree as it goes (fold_leaf): a left subtree waits for its right sibling, the
+// bottom kRegLevels levels' in registers, the levels above in shared memory; the cluster is
 // P / kLeaves blocks and each block's main loop kLeaves leaves long.
 template <int Nt, int Stages, int BlocksPerSm, int LeavesPerBlock = 1, int MmaN = 128,
           int RegLevels = 1>
@@ -100,11 +101,12 @@ struct Plan {
 };
 
 // Leaf `leaf` of a block's leaves, reduced into d, folded into the block's subtree: at each
-// level b from the bottom, a left child (bit b of leaf clear) waits (in registers `wait` at the
-// top RegLevels levels, in this thread's part of shared-memory slot b below them) and the fold
-// stops; a right child is added to its waiting sibling, left + right rounded to fp32, and goes
-// up. After the last leaf d holds the sum of all 2^Levels leaves along the tree
-// ((l0+l1)+(l2+l3))+... (sum_tree's tree).
+// level b from the bottom, a left child (bit b of leaf clear) waits and the fold stops; a right
+// child is added to its waiting sibling, left + right rounded to fp32, and goes up. The bottom
+// RegLevels levels, which wait most often (level 0 every other leaf), wait in registers `wait`;
+// the levels above in this thread's part of shared-memory slot b - RegLevels. After the last
+// leaf d holds the sum of all 2^Levels leaves along the tree ((l0+l1)+(l2+l3))+... (sum_tree's
+// tree).
 template <int Levels, int RegLevels, int Nt, int A>
 __device__ __forceinline__ void fold_leaf(int leaf, float (&d)[Nt][A],
                                           float (&wait)[RegLevels > 0 ? RegLevels : 1][Nt][A],
@@ -112,14 +114,16 @@ __device__ __forceinline__ void fold_leaf(int leaf, float (&d)[Nt][A],
   const int tid = threadIdx.x;  // consumer threads 0 .. 255
 #pragma unroll
   for (int b = 0; b < Levels; ++b) {
-    const int r = b - (Levels - RegLevels);  // its register set, where r >= 0
-    float4* slot = slots + size_t{b} * Nt * (A / 4) * kConsumers;
+    const bool in_registers = b < RegLevels;
+    const int r = in_registers ? b : 0;
+    float4* slot = slots + static_cast<size_t>(in_registers ? 0 : b - RegLevels) * Nt * (A / 4) *
+                               kConsumers;
     if (((leaf >> b) & 1) == 0) {
 #pragma unroll
       for (int h = 0; h < Nt; ++h)
 #pragma unroll
         for (int i = 0; i < A / 4; ++i) {
-          if (r >= 0) {
+          if (in_registers) {
 #pragma unroll
             for (int e = 0; e < 4; ++e) wait[r][h][4 * i + e] = d[h][4 * i + e];
           } else {
@@ -134,7 +138,7 @@ __device__ __forceinline__ void fold_leaf(int leaf, float (&d)[Nt][A],
 #pragma unroll
       for (int i = 0; i < A / 4; ++i) {
         float4 l;
-        if (r >= 0) {
+        if (in_registers) {
           l = make_float4(wait[r][h][4 * i], wait[r][h][4 * i + 1], wait[r][h][4 * i + 2],
                           wait[r][h][4 * i + 3]);
         } else {
@@ -146,6 +150,18 @@ __device__ __forceinline__ void fold_leaf(int leaf, float (&d)[Nt][A],
         d[h][4 * i + 3] = add_rn(l.w, d[h][4 * i + 3]);
       }
   }
+}
+
+// Ring slot `slot` back to the producer once warpgroup wg's MMAs that read it are done: one
+// arrival for the warpgroup, after all its warps are past their wait (named barriers 1 and 2;
+// 0 is __syncthreads'; immediate ids).
+__device__ __forceinline__ void release_stage(uint64_t* empty, int slot, int wg) {
+  if (wg == 0) {
+    asm volatile("bar.sync 1, 128;\n" ::: "memory");
+  } else {
+    asm volatile("bar.sync 2, 128;\n" ::: "memory");
+  }
+  if (threadIdx.x % 128 == 0) mbarrier_arrive(&empty[slot]);
 }
 
 template <typename C, int P>
@@ -189,7 +205,7 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSm)
   float d[C::kNt][kAcc], wait[S::kRegLevels > 0 ? S::kRegLevels : 1][C::kNt][kAcc];
   if (warp == kConsumers / 32) {
     // The producer: one thread issues every copy, as far ahead as the ring's free slots allow
-    // (a slot comes back once both warpgroups finished the MMAs of the stage after it).
+    // (a slot comes back once both warpgroups' MMAs that read it are done).
     if (threadIdx.x % 32 == 0) {
       const int col0 = rank * S::kLeaves * k;  // the block's leaves are consecutive K ranges
       for (int s = 0; s < stages; ++s) {
@@ -231,23 +247,18 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSm)
         }
         wgmma_commit();
         // This stage's MMAs stay in flight while the next stage's are issued; the previous
-        // stage's are done, and its slot goes back to the producer (one arrival for the
-        // warpgroup, after all its warps are past the wait).
+        // stage's are done, and its slot goes back to the producer.
         wgmma_wait<1>();
 #pragma unroll
         for (int h = 0; h < C::kNt; ++h) fence_registers(d[h]);
-        if (s > 0) {
-          if (wg == 0) {  // named barriers 1 and 2 (0 is __syncthreads'), immediate ids
-            asm volatile("bar.sync 1, 128;\n" ::: "memory");
-          } else {
-            asm volatile("bar.sync 2, 128;\n" ::: "memory");
-          }
-          if (threadIdx.x % 128 == 0) mbarrier_arrive(&empty[(s - 1) % kStages]);
-        }
+        // (A leaf's first stage: the stage before it went back when the last leaf ended.)
+        if (j > 0) release_stage(empty, (s - 1) % kStages, wg);
       }
       wgmma_wait<0>();
 #pragma unroll
       for (int h = 0; h < C::kNt; ++h) fence_registers(d[h]);
+      // The leaf's last stage goes back before the fold, so the producer refills it meanwhile.
+      release_stage(empty, (s - 1) % kStages, wg);
       // Every thread folds its own accumulators; its shared-memory slots are its own too.
       fold_leaf<S::kLevels, S::kRegLevels>(leaf, d, wait, slots);
     }
@@ -300,8 +311,13 @@ bool make_map(CUtensorMap* map, const uint16_t* base, int64_t rows, int64_t cols
 }
 
 template <typename C, int P>
-cudaError_t launch_tma_tree(cudaStream_t stream, const CUtensorMap& xm, const CUtensorMap& wm,
+cudaError_t launch_tma_tree(cudaStream_t stream, const uint16_t* x, const uint16_t* w, int64_t ld,
                             void* out, bool f32, int m, int n, int k) {
+  if ((int64_t{n} + C::kBN - 1) / C::kBN > 65535) return cudaErrorInvalidValue;  // gridDim.y
+  CUtensorMap xm, wm;
+  const int64_t cols = int64_t{k} * P;
+  if (!make_map(&xm, x, m, cols, ld, kBM) || !make_map(&wm, w, n, cols, ld, C::kBN))
+    return cudaErrorInvalidValue;
   constexpr auto kernel = tree_gemm_tma_kernel<C, P>;
   constexpr size_t kSmem = Plan<C, P>::kSmem;
   if (const cudaError_t e = allow_dynamic_smem<kernel>(kSmem, true); e != cudaSuccess) return e;
@@ -325,20 +341,22 @@ cudaError_t launch_tree_gemm_tma(const uint16_t* x, const uint16_t* w, void* out
   // TMA needs a row stride that is a multiple of 16 bytes (ld % 8 == 0: launch_tree_gemm's
   // check) and 16-byte aligned bases.
   if (!wgmma_runs_here() || k % kBK != 0) return cudaErrorInvalidValue;
-  CUtensorMap xm, wm;
-  const int64_t cols = int64_t{k} * leaves;
-  const int bn = shape == 0 ? Wide::kBN : shape == 5 ? Narrow::kBN : Pair::kBN;
-  if ((int64_t{n} + bn - 1) / bn > 65535) return cudaErrorInvalidValue;  // gridDim.y
-  if (!make_map(&xm, x, m, cols, ld, kBM) || !make_map(&wm, w, n, cols, ld, bn))
-    return cudaErrorInvalidValue;
   return with_leaf_count(leaves, [&](auto p) {
     constexpr int kP = decltype(p)::value;
-    if (shape == 0) return launch_tma_tree<Wide, kP>(stream, xm, wm, out, out_f32, m, n, k);
-    if (shape == 1) return launch_tma_tree<Pair, kP>(stream, xm, wm, out, out_f32, m, n, k);
-    if (shape == 2) return launch_tma_tree<Long, kP>(stream, xm, wm, out, out_f32, m, n, k);
-    if (shape == 3) return launch_tma_tree<Whole, kP>(stream, xm, wm, out, out_f32, m, n, k);
-    if (shape == 4) return launch_tma_tree<Quad, kP>(stream, xm, wm, out, out_f32, m, n, k);
-    return launch_tma_tree<Narrow, kP>(stream, xm, wm, out, out_f32, m, n, k);
+    switch (shape) {
+      case 0:
+        return launch_tma_tree<Wide, kP>(stream, x, w, ld, out, out_f32, m, n, k);
+      case 1:
+        return launch_tma_tree<Pair, kP>(stream, x, w, ld, out, out_f32, m, n, k);
+      case 2:
+        return launch_tma_tree<Long, kP>(stream, x, w, ld, out, out_f32, m, n, k);
+      case 3:
+        return launch_tma_tree<Whole, kP>(stream, x, w, ld, out, out_f32, m, n, k);
+      case 4:
+        return launch_tma_tree<Quad, kP>(stream, x, w, ld, out, out_f32, m, n, k);
+      default:
+        return launch_tma_tree<Narrow, kP>(stream, x, w, ld, out, out_f32, m, n, k);
+    }
   });
 }
 
