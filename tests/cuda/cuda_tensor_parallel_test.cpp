@@ -156,8 +156,7 @@ TEST(CudaRowParallel, BatchedLeavesHaveTheBitsOfOneCallPerLeaf) {
   LLM42_REQUIRE_GPU();
   CudaBackend& b = gpu();
   cuda::GemmRunner& g = b.gemm();
-  // o, down, a smaller shape, and one whose last weight tile is partial (N 1032) with a k of 64
-  // a leaf (a fold, and a stage going back, after every stage).
+  // o, down, a smaller shape, and one with a partial last weight tile (N 1032) and k 64 a leaf.
   for (const auto& [n, k] : {std::pair<int64_t, int64_t>{4096, 4096}, {4096, 14336}, {1024, 2048},
                              {1032, 512}}) {
     const int64_t m_max = 1024;

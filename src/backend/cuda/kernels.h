@@ -124,7 +124,7 @@ cudaError_t launch_gemv_sequential(const uint16_t* x, const uint16_t* w, float* 
 // Variants 0 .. kTreeGemmVariants - 1 differ in tile shape and where the tree's partial sums
 // wait; each is meant to give the same bits, and GemmRunner checks it before use. 0 and 1 are
 // mma.sync kernels (tree_gemm.cu); 2, 3 and 4 run a leaf a block on wgmma and sum the tree
-// across a cluster (tree_gemm_wgmma.cu; sm_90a only, refused elsewhere); 5 to 9 do the
+// across a cluster (tree_gemm_wgmma.cu; sm_90a only, refused elsewhere); 5 to 10 do the
 // same with TMA loads and a producer warp (tree_gemm_tma.cu; sm_90a only): 5 on 128 x 256
 // tiles, 6 on 128 x 128 tiles two blocks an SM, 7 on 128 x 128 tiles two leaves a block, 8 every
 // leaf in one block (no cluster), 9 four leaves a block, 10 every leaf in one block of 128 x 64.

@@ -1,8 +1,9 @@
 // Hopper (sm_90a) primitives shared by the fused tree GEMMs on warpgroup MMA
 // (tree_gemm_wgmma.cu, tree_gemm_tma.cu): wgmma's fences, commit and wait, the m64n128k16 and
 // m64n64k16 MMAs with both operands in shared memory, the Tensor Memory Accelerator's 2-D load
-// into shared memory and the mbarriers it completes. Each compiles to nothing outside sm_90a (a build for
-// plain sm_90 has no wgmma), where wgmma_runs_here() (kernels.h) refuses the kernels on the host.
+// into shared memory and the mbarriers it completes. Each compiles to nothing outside sm_90a (a
+// build for plain sm_90 has no wgmma), where wgmma_runs_here() (kernels.h) refuses the kernels
+// on the host.
 #pragma once
 
 #include <cuda_runtime.h>
