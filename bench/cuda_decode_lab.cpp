@@ -80,7 +80,7 @@ KvCache random_kv_cache(CudaBackend& b, const ModelConfig& c, int n_blocks, int 
 // One layer's activations for n rows (the residual stream, its update, the normed input, qkv,
 // attention output, gate_up, SwiGLU output), random.
 struct LayerActs {
-  lab::Owned x, delta, h, qkv, attn, gu, act, tree;  // tree: the leaf tree's fp32 sum
+  lab::Owned x, delta, h, qkv, attn, gu, act;
   LayerActs(CudaBackend& b, const ModelConfig& c, int64_t n)
       : x(lab::make(b, DType::kBF16, {n, c.dim})),
         delta(lab::make(b, DType::kBF16, {n, c.dim})),
@@ -88,8 +88,7 @@ struct LayerActs {
         qkv(lab::make(b, DType::kBF16, {n, (c.n_heads + 2LL * c.n_kv_heads) * c.head_dim})),
         attn(lab::make(b, DType::kBF16, {n, c.q_dim()})),
         gu(lab::make(b, DType::kBF16, {n, 2LL * c.ffn_dim})),
-        act(lab::make(b, DType::kBF16, {n, c.ffn_dim})),
-        tree(lab::make(b, DType::kF32, {n, c.dim})) {
+        act(lab::make(b, DType::kBF16, {n, c.ffn_dim})) {
     for (const Tensor* t : {&x.t, &delta.t, &h.t, &qkv.t, &attn.t, &gu.t, &act.t})
       b.fill_random(*t, 11, RandomInit::kNormal, 0.5f);
   }
@@ -111,15 +110,14 @@ struct OpState {
 };
 
 // A row-parallel GEMM as Transformer::row_parallel runs it at TP 1: the plain GEMM in the fast
-// lane, the leaf tree (matmul_leaves, then sum_parts rounding to bf16) in the canonical lane.
+// lane, the whole leaf tree rounded once to bf16 (matmul_leaves; fused or through memory, as the
+// runner's check decided) in the canonical lane.
 void row_parallel(CudaBackend& b, const Tensor& x, const Tensor& w, LayerActs& a, Schedule s) {
   if (s == Schedule::kFast) {
     b.matmul(x, w, nullptr, a.delta.t, s);
     return;
   }
-  const int64_t n = x.dim(0), d = a.delta.t.dim(1);
-  b.matmul_leaves(x, w, shard_leaves(x.dim(1), {0, 1}), a.tree.t);
-  b.sum_parts(a.tree.t.reshape({1, n, d}), a.delta.t);
+  b.matmul_leaves(x, w, shard_leaves(x.dim(1), {0, 1}), a.delta.t);
 }
 
 // The nine kernels of a layer over n rows of `a`, as Transformer::forward launches them.

@@ -22,7 +22,7 @@
 // device-to-device copy of those bytes here and the NVLink time predicted from a bus bandwidth
 // (--bus-gbs, default 330 GB/s: NCCL all-reduce of 1 GiB on 2-8 H100s measured 329-361).
 // Prints a table and writes JSON (--json FILE; `fused_variants` names the entries of each row's
-// `fused_kernel_us`).
+// `fused_kernel_us`, null where a variant does not take that M).
 //
 // --profile WHAT runs nothing but one kernel for a profiler: for each shape and M, WHAT (a fused
 // tree variant's number, `plain` or `unfused`) once to warm up, then once between
@@ -39,6 +39,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <tuple>
@@ -151,8 +152,10 @@ int main(int argc, char** argv) {
       });
       const bool fused = b.gemm().last_leaf_path() == cuda::GemmRunner::LeafPath::kFused;
       double fused_v[cuda::kTreeGemmVariants];
-      for (int v = 0; v < cuda::kTreeGemmVariants; ++v)
-        fused_v[v] = time_us(b, 20, [&](int) { fused_kernel(v); });
+      for (int v = 0; v < cuda::kTreeGemmVariants; ++v)  // infinite (JSON null): not at this M
+        fused_v[v] = cuda::tree_gemm_variant_takes(v, m)
+                         ? time_us(b, 20, [&](int) { fused_kernel(v); })
+                         : std::numeric_limits<double>::infinity();
       const double fused_only = *std::min_element(fused_v, fused_v + cuda::kTreeGemmVariants);
       b.gemm().set_fused_tree(false);
       const double unfused = time_us(b, 20, [&](int) {

@@ -195,7 +195,7 @@ TEST(CudaRowParallel, BatchedLeavesHaveTheBitsOfOneCallPerLeaf) {
 
 // tree_gemm.cu sums the leaves along the tree inside the GEMM: its every output bit must be the
 // unfused path's (the leaves' fp32 parts through memory, then the tree kernel), at every M (rows
-// past a 128-row tile, a single row), TP size (8, 4, 2 leaves) and output dtype; the runner
+// past a 128-row tile, a single row, the decode-size variants' 8- and 16-row forms), TP size (8, 4, 2 leaves) and output dtype; the runner
 // must give the same bits whichever path its check picks; and which it picked is printed for
 // the record (speed decides, so it is not asserted).
 TEST(CudaRowParallel, FusedTreeHasTheBitsOfTheLeavesThroughMemory) {
@@ -220,8 +220,8 @@ TEST(CudaRowParallel, FusedTreeHasTheBitsOfTheLeavesThroughMemory) {
                   1.0f / std::sqrt(static_cast<float>(k)));
     DeviceBuffer parts(static_cast<size_t>(8 * m_max * n) * 4),
         ref(static_cast<size_t>(m_max * n) * 4), got(static_cast<size_t>(m_max * n) * 4);
-    for (const int64_t m : {int64_t{2048}, int64_t{1}, int64_t{17}, int64_t{64}, int64_t{129},
-                            int64_t{300}, int64_t{1024}}) {
+    for (const int64_t m : {int64_t{2048}, int64_t{1}, int64_t{5}, int64_t{16}, int64_t{17},
+                            int64_t{64}, int64_t{129}, int64_t{300}, int64_t{1024}}) {
       for (int tp : {1, 2, 4}) {
         // Rank 0's leaves, read in place from the whole matrices (row stride k).
         const std::vector<int64_t> leaves = shard_leaves(k, {0, tp});
@@ -240,11 +240,16 @@ TEST(CudaRowParallel, FusedTreeHasTheBitsOfTheLeavesThroughMemory) {
           b.copy_to_host(a.data(), ref.b.get(), bytes);
           for (int v = 0; v < cuda::kTreeGemmVariants; ++v) {
             ASSERT_EQ(cudaMemsetAsync(got.b.get(), 0xff, bytes, b.stream()), cudaSuccess);
-            ASSERT_EQ(cuda::launch_tree_gemm(static_cast<const uint16_t*>(x.b.get()),
-                                             static_cast<const uint16_t*>(w.b.get()), got.b.get(),
-                                             out, m, n, k / 8, k, p, b.stream(), v),
-                      cudaSuccess)
-                << where;
+            const cudaError_t e = cuda::launch_tree_gemm(static_cast<const uint16_t*>(x.b.get()),
+                                                         static_cast<const uint16_t*>(w.b.get()),
+                                                         got.b.get(), out, m, n, k / 8, k, p,
+                                                         b.stream(), v);
+            if (!cuda::tree_gemm_variant_takes(v, m)) {  // decode sizes only: refused, cleanly
+              EXPECT_EQ(e, cudaErrorInvalidValue) << where << ", variant " << v;
+              cudaGetLastError();
+              continue;
+            }
+            ASSERT_EQ(e, cudaSuccess) << where << ", variant " << v;
             b.copy_to_host(c.data(), got.b.get(), bytes);
             EXPECT_EQ(std::memcmp(a.data(), c.data(), bytes), 0)
                 << where << ": the fused tree (" << cuda::tree_gemm_variant_name(v)

@@ -351,6 +351,7 @@ void GemmRunner::check_tree(TreeCheck& c, const void* x, const void* w, void* ou
   const std::vector<unsigned char> reference = to_host(out, bytes);
   std::string found;
   for (const int v : kTreeGemmCandidates) {
+    if (!tree_gemm_variant_takes(v, m)) continue;  // a decode-size variant, a larger M
     // Every output bit, the variant's (over a poisoned output, so that an element it fails to
     // write cannot pass for a right one) against the unfused path's.
     LLM42_CUDA_CHECK(cudaMemsetAsync(out, 0xff, bytes, stream_));
@@ -452,6 +453,10 @@ const GemmRunner::FastChoice& GemmRunner::fast_choice(const void* x, const void*
   if (m <= kGemvMaxM && launch_gemv(xb, wb, out, out_dtype, m, n, k, 0, stream_) == cudaSuccess) {
     best.us = median_us([&] { LLM42_CUBLAS_CHECK(matmul(l, best.algo, x, w, out)); });
     for (int v = 0; v < kGemvVariants; ++v) {
+      if (launch_gemv(xb, wb, out, out_dtype, m, n, k, v, stream_) != cudaSuccess) {
+        cudaGetLastError();  // a variant that does not take this shape: nothing sticky left
+        continue;
+      }
       const double us = median_us(
           [&] { LLM42_CUDA_CHECK(launch_gemv(xb, wb, out, out_dtype, m, n, k, v, stream_)); });
       if (us < best.us) {

@@ -248,7 +248,7 @@ struct Variant {
   int rt, u, p;
   const char* name;
 };
-constexpr Variant kVariants[kGemvVariants] = {
+constexpr Variant kVariants[kGemvSameOrderVariants] = {
     {1, 2, 0, "gemv rows 16 unroll 2"},          {1, 4, 0, "gemv rows 16 unroll 4"},
     {2, 2, 0, "gemv rows 32 unroll 2"},          {2, 4, 0, "gemv rows 32 unroll 4"},
     {1, 2, 3, "gemv rows 16 unroll 2 stages 3"}, {1, 2, 4, "gemv rows 16 unroll 2 stages 4"},
@@ -258,7 +258,7 @@ constexpr Variant kVariants[kGemvVariants] = {
 template <int NT, int V = 0>
 cudaError_t launch_variant(int variant, const uint16_t* x, const uint16_t* w, void* out,
                            bool out_f32, int m, int n, int k, cudaStream_t stream) {
-  if constexpr (V == kGemvVariants) {
+  if constexpr (V == kGemvSameOrderVariants) {
     return cudaErrorInvalidValue;
   } else {
     if (variant != V)
@@ -271,7 +271,9 @@ cudaError_t launch_variant(int variant, const uint16_t* x, const uint16_t* w, vo
 }  // namespace
 
 const char* gemv_variant_name(int variant) {
-  return variant >= 0 && variant < kGemvVariants ? kVariants[variant].name : "gemv ?";
+  if (variant == kGemvSameOrderVariants) return "gemv K in 8 slices, 16 rows a warp";
+  if (variant == kGemvSameOrderVariants + 1) return "gemv K in 8 slices, 8 rows a warp";
+  return variant >= 0 && variant < kGemvSameOrderVariants ? kVariants[variant].name : "gemv ?";
 }
 
 cudaError_t launch_gemv(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype, int64_t m,
@@ -282,6 +284,12 @@ cudaError_t launch_gemv(const uint16_t* x, const uint16_t* w, void* out, DType o
     return cudaErrorInvalidValue;
   const bool f32 = out_dtype == DType::kF32;
   const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
+  if (variant >= kGemvSameOrderVariants) {  // K in 8 slices: the leaf tree's kernel
+    if (variant >= kGemvVariants || !tree_gemm_takes(m, n, k / 8, k, 8) || k % 8 != 0)
+      return cudaErrorInvalidValue;
+    return launch_tree_gemv(x, w, out, f32, mi, ni, ki / 8, k, 8,
+                            variant - kGemvSameOrderVariants, stream);
+  }
   return m <= 8 ? launch_variant<1>(variant, x, w, out, f32, mi, ni, ki, stream)
                 : launch_variant<2>(variant, x, w, out, f32, mi, ni, ki, stream);
 }

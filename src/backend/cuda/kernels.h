@@ -93,10 +93,15 @@ cudaError_t launch_gemm_fallback(const uint16_t* x, const uint16_t* w, void* out
 // kGemvMaxM on tensor cores, K permuted per 32-wide chunk and split over the 8 warps of a block,
 // partial sums added in warp order. Repeats bit for bit for the same shape and variant; its K
 // order is not cuBLASLt's, so the canonical lane never uses it. Needs k % 8 == 0 and 16-byte
-// aligned x and w. x, w bf16; out bf16 or f32. Variants 0 .. kGemvVariants - 1 differ in rows
-// per warp and loads in flight; cudaErrorInvalidValue for arguments it cannot take.
+// aligned x and w. x, w bf16; out bf16 or f32. Variants 0 .. kGemvSameOrderVariants - 1 differ
+// in rows per warp and loads in flight, and add the same products in the same order. Variants
+// kGemvSameOrderVariants .. kGemvVariants - 1 cut K into 8 contiguous slices, a warp a slice,
+// summed along the leaf tree (tree_gemv.cu's kernel: at decode sizes it streamed o_proj and
+// down_proj faster than variants 0-7 on an H100, docs/benchmarks.md); another order, and only
+// where k % 512 == 0 and n % 8 == 0. cudaErrorInvalidValue for arguments a variant cannot take.
 inline constexpr int kGemvMaxM = 16;
-inline constexpr int kGemvVariants = 8;
+inline constexpr int kGemvSameOrderVariants = 8;
+inline constexpr int kGemvVariants = 10;
 cudaError_t launch_gemv(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype, int64_t m,
                         int64_t n, int64_t k, int variant, cudaStream_t stream);
 const char* gemv_variant_name(int variant);
@@ -127,13 +132,18 @@ cudaError_t launch_gemv_sequential(const uint16_t* x, const uint16_t* w, float* 
 // across a cluster (tree_gemm_wgmma.cu; sm_90a only, refused elsewhere); 5 to 10 do the
 // same with TMA loads and a producer warp (tree_gemm_tma.cu; sm_90a only): 5 on 128 x 256
 // tiles, 6 on 128 x 128 tiles two blocks an SM, 7 on 128 x 128 tiles two leaves a block, 8 every
-// leaf in one block (no cluster), 9 four leaves a block, 10 every leaf in one block of 128 x 64.
-inline constexpr int kTreeGemmVariants = 11;
+// leaf in one block (no cluster), 9 four leaves a block, 10 every leaf in one block of 128 x 64;
+// 11 and 12 only at decode sizes (m <= kGemvMaxM; refused above): a warp a leaf, the fast GEMV's
+// grid (tree_gemv.cu; 16 and 8 weight rows a warp).
+inline constexpr int kTreeGemmVariants = 13;
 // The variants GemmRunner's check times (the others lost everywhere they were measured on an
 // H100, docs/benchmarks.md; the lab and the tests still run them). On an H100 (twentieth
 // session) 9 served most buckets of o and down from M 56 and 80 up, 10 and 8 a few of o.
-inline constexpr int kTreeGemmCandidates[] = {5, 7, 8, 9, 10};
+inline constexpr int kTreeGemmCandidates[] = {5, 7, 8, 9, 10, 11, 12};
 bool tree_gemm_takes(int64_t m, int64_t n, int64_t k, int64_t ld, int leaves);
+// Whether variant `variant` takes m rows (11 and 12: m <= kGemvMaxM; the others: any m
+// tree_gemm_takes takes).
+bool tree_gemm_variant_takes(int variant, int64_t m);
 const char* tree_gemm_variant_name(int variant);
 cudaError_t launch_tree_gemm(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,
                              int64_t m, int64_t n, int64_t k, int64_t ld, int leaves,
@@ -149,6 +159,10 @@ cudaError_t launch_tree_gemm_wgmma(const uint16_t* x, const uint16_t* w, void* o
 cudaError_t launch_tree_gemm_tma(const uint16_t* x, const uint16_t* w, void* out, bool out_f32,
                                  int m, int n, int k, int64_t ld, int leaves, int shape,
                                  cudaStream_t stream);
+// Variants 11 and 12 of launch_tree_gemm (shape 0, 1), after its argument checks.
+cudaError_t launch_tree_gemv(const uint16_t* x, const uint16_t* w, void* out, bool out_f32, int m,
+                             int n, int k, int64_t ld, int leaves, int shape,
+                             cudaStream_t stream);
 
 // out = tmp + bias (fp32 add, then rounded to out's dtype), bias broadcast over rows.
 // tmp (m, n) f32, bias (n) f32, out (m, n) bf16 or f32 (may alias tmp when f32).

@@ -306,9 +306,17 @@ const char* tree_gemm_variant_name(int variant) {
       return "tma 128x128 all leaves a block";
     case 9:
       return "tma cluster 128x128 four leaves a block";
-    default:
+    case 10:
       return "tma 128x64 all leaves a block";
+    case 11:
+      return "skinny 16 rows a warp, a warp a leaf";
+    default:
+      return "skinny 8 rows a warp, a warp a leaf";
   }
+}
+
+bool tree_gemm_variant_takes(int variant, int64_t m) {
+  return variant < 11 || m <= kGemvMaxM;
 }
 
 cudaError_t launch_tree_gemm(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,
@@ -322,6 +330,8 @@ cudaError_t launch_tree_gemm(const uint16_t* x, const uint16_t* w, void* out, DT
   const bool f32 = out_dtype == DType::kF32;
   const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
   if (variant == 0) return launch_variant<Narrow>(leaves, stream, x, w, out, f32, mi, ni, ki, ld);
+  if (variant >= 11)
+    return launch_tree_gemv(x, w, out, f32, mi, ni, ki, ld, leaves, variant - 11, stream);
   if (variant >= 5)
     return launch_tree_gemm_tma(x, w, out, f32, mi, ni, ki, ld, leaves, variant - 5, stream);
   if (variant >= 2)
