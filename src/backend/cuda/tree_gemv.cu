@@ -23,8 +23,9 @@
 // meets only once, before the tree.
 //
 // The fast lane runs the same kernel on any skinny GEMM whose K splits into 8 slices of a
-// multiple of 64 (launch_gemv's variants 8 and 9: the K order is free there, and the grid
-// streams better than gemv.cu's interleaved chunks on the H100 for o_proj and down_proj).
+// multiple of 64 (launch_gemv's variants 8 and 9: the K order is free there, and on the H100 its
+// timing picked them at M 1 for qkv, gate_up, down_proj and the LM head; o_proj kept gemv.cu's
+// 3-stage pipeline).
 #include <cuda_bf16.h>
 
 #include <cstdint>
