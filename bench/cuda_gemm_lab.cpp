@@ -35,12 +35,6 @@ using lab::make;
 using lab::Owned;
 using lab::time_us;
 
-// Whether skinny variant v runs this shape (the K-in-8-slices variants need k % 512 == 0 and
-// n % 8 == 0).
-bool gemv_takes(int v, int64_t n, int64_t k) {
-  return v < cuda::kGemvSameOrderVariants || (k % 512 == 0 && n % 8 == 0);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -180,7 +174,7 @@ int main(int argc, char** argv) {
       double skinny_us = 0;
       if (m <= cuda::kGemvMaxM) {
         for (int v = 0; v < cuda::kGemvVariants; ++v) {
-          if (!gemv_takes(v, sh.n, sh.k)) continue;
+          if (!cuda::gemv_variant_takes(v, sh.n, sh.k)) continue;
           const double us = time_us(b, 20, [&](int r) {
             LLM42_CUDA_CHECK(cuda::launch_gemv(static_cast<const uint16_t*>(xm.data),
                                                static_cast<const uint16_t*>(ws[r % kCopies].t.data),
@@ -212,7 +206,7 @@ int main(int argc, char** argv) {
     for (int m : {1, 8}) {
       bursts += fmt::format("{:<8} {:>3} {:>7.1f}", sh.name, m, 2.0 * sh.n * sh.k / bw * 1e6);
       for (int v = 0; v < cuda::kGemvVariants; ++v) {
-        if (!gemv_takes(v, sh.n, sh.k)) {
+        if (!cuda::gemv_variant_takes(v, sh.n, sh.k)) {
           bursts += fmt::format(" {:>7}", "-");
           continue;
         }

@@ -195,9 +195,9 @@ TEST(CudaRowParallel, BatchedLeavesHaveTheBitsOfOneCallPerLeaf) {
 
 // tree_gemm.cu sums the leaves along the tree inside the GEMM: its every output bit must be the
 // unfused path's (the leaves' fp32 parts through memory, then the tree kernel), at every M (rows
-// past a 128-row tile, a single row, the decode-size variants' 8- and 16-row forms), TP size (8, 4, 2 leaves) and output dtype; the runner
-// must give the same bits whichever path its check picks; and which it picked is printed for
-// the record (speed decides, so it is not asserted).
+// past a 128-row tile, a single row, the decode-size variants' 8- and 16-row forms), TP size (8,
+// 4, 2 leaves) and output dtype; the runner must give the same bits whichever path its check
+// picks; and which it picked is printed for the record (speed decides, so it is not asserted).
 TEST(CudaRowParallel, FusedTreeHasTheBitsOfTheLeavesThroughMemory) {
   LLM42_REQUIRE_GPU();
   CudaBackend& b = gpu();

@@ -276,6 +276,11 @@ const char* gemv_variant_name(int variant) {
   return variant >= 0 && variant < kGemvSameOrderVariants ? kVariants[variant].name : "gemv ?";
 }
 
+bool gemv_variant_takes(int variant, int64_t n, int64_t k) {
+  if (variant < 0 || variant >= kGemvVariants) return false;
+  return variant < kGemvSameOrderVariants || (k % 8 == 0 && tree_gemm_takes(1, n, k / 8, k, 8));
+}
+
 cudaError_t launch_gemv(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype, int64_t m,
                         int64_t n, int64_t k, int variant, cudaStream_t stream) {
   if (m < 1 || m > kGemvMaxM || k % 8 != 0 || n > INT32_MAX || k > INT32_MAX ||
@@ -284,9 +289,8 @@ cudaError_t launch_gemv(const uint16_t* x, const uint16_t* w, void* out, DType o
     return cudaErrorInvalidValue;
   const bool f32 = out_dtype == DType::kF32;
   const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
+  if (!gemv_variant_takes(variant, n, k)) return cudaErrorInvalidValue;
   if (variant >= kGemvSameOrderVariants) {  // K in 8 slices: the leaf tree's kernel
-    if (variant >= kGemvVariants || !tree_gemm_takes(m, n, k / 8, k, 8) || k % 8 != 0)
-      return cudaErrorInvalidValue;
     return launch_tree_gemv(x, w, out, f32, mi, ni, ki / 8, k, 8,
                             variant - kGemvSameOrderVariants, stream);
   }

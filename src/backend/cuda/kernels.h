@@ -96,12 +96,15 @@ cudaError_t launch_gemm_fallback(const uint16_t* x, const uint16_t* w, void* out
 // aligned x and w. x, w bf16; out bf16 or f32. Variants 0 .. kGemvSameOrderVariants - 1 differ
 // in rows per warp and loads in flight, and add the same products in the same order. Variants
 // kGemvSameOrderVariants .. kGemvVariants - 1 cut K into 8 contiguous slices, a warp a slice,
-// summed along the leaf tree (tree_gemv.cu's kernel: at decode sizes it streamed o_proj and
-// down_proj faster than variants 0-7 on an H100, docs/benchmarks.md); another order, and only
-// where k % 512 == 0 and n % 8 == 0. cudaErrorInvalidValue for arguments a variant cannot take.
+// summed along the leaf tree (tree_gemv.cu's kernel: on an H100 the fast lane's timing picked
+// them at M 1 for qkv, gate_up, down_proj and the LM head, docs/benchmarks.md); another order,
+// and only where gemv_variant_takes says so (k % 512 == 0, n % 8 == 0). cudaErrorInvalidValue
+// for arguments a variant cannot take.
 inline constexpr int kGemvMaxM = 16;
 inline constexpr int kGemvSameOrderVariants = 8;
 inline constexpr int kGemvVariants = 10;
+// Whether variant `variant` runs an (n, k) shape (launch_gemv's other checks aside).
+bool gemv_variant_takes(int variant, int64_t n, int64_t k);
 cudaError_t launch_gemv(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype, int64_t m,
                         int64_t n, int64_t k, int variant, cudaStream_t stream);
 const char* gemv_variant_name(int variant);
@@ -133,16 +136,17 @@ cudaError_t launch_gemv_sequential(const uint16_t* x, const uint16_t* w, float* 
 // same with TMA loads and a producer warp (tree_gemm_tma.cu; sm_90a only): 5 on 128 x 256
 // tiles, 6 on 128 x 128 tiles two blocks an SM, 7 on 128 x 128 tiles two leaves a block, 8 every
 // leaf in one block (no cluster), 9 four leaves a block, 10 every leaf in one block of 128 x 64;
-// 11 and 12 only at decode sizes (m <= kGemvMaxM; refused above): a warp a leaf, the fast GEMV's
-// grid (tree_gemv.cu; 16 and 8 weight rows a warp).
+// kTreeGemvVariant (11) and 12 only at decode sizes (m <= kGemvMaxM; refused above): a warp a
+// leaf, the fast GEMV's grid (tree_gemv.cu; 16 and 8 weight rows a warp).
+inline constexpr int kTreeGemvVariant = 11;
 inline constexpr int kTreeGemmVariants = 13;
 // The variants GemmRunner's check times (the others lost everywhere they were measured on an
 // H100, docs/benchmarks.md; the lab and the tests still run them). On an H100 (twentieth
 // session) 9 served most buckets of o and down from M 56 and 80 up, 10 and 8 a few of o.
 inline constexpr int kTreeGemmCandidates[] = {5, 7, 8, 9, 10, 11, 12};
 bool tree_gemm_takes(int64_t m, int64_t n, int64_t k, int64_t ld, int leaves);
-// Whether variant `variant` takes m rows (11 and 12: m <= kGemvMaxM; the others: any m
-// tree_gemm_takes takes).
+// Whether variant `variant` takes m rows (kTreeGemvVariant and after: m <= kGemvMaxM; the
+// others: any m tree_gemm_takes takes).
 bool tree_gemm_variant_takes(int variant, int64_t m);
 const char* tree_gemm_variant_name(int variant);
 cudaError_t launch_tree_gemm(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,

@@ -316,7 +316,7 @@ const char* tree_gemm_variant_name(int variant) {
 }
 
 bool tree_gemm_variant_takes(int variant, int64_t m) {
-  return variant < 11 || m <= kGemvMaxM;
+  return variant < kTreeGemvVariant || m <= kGemvMaxM;
 }
 
 cudaError_t launch_tree_gemm(const uint16_t* x, const uint16_t* w, void* out, DType out_dtype,
@@ -330,8 +330,9 @@ cudaError_t launch_tree_gemm(const uint16_t* x, const uint16_t* w, void* out, DT
   const bool f32 = out_dtype == DType::kF32;
   const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
   if (variant == 0) return launch_variant<Narrow>(leaves, stream, x, w, out, f32, mi, ni, ki, ld);
-  if (variant >= 11)
-    return launch_tree_gemv(x, w, out, f32, mi, ni, ki, ld, leaves, variant - 11, stream);
+  if (variant >= kTreeGemvVariant)
+    return launch_tree_gemv(x, w, out, f32, mi, ni, ki, ld, leaves, variant - kTreeGemvVariant,
+                            stream);
   if (variant >= 5)
     return launch_tree_gemm_tma(x, w, out, f32, mi, ni, ki, ld, leaves, variant - 5, stream);
   if (variant >= 2)

@@ -195,10 +195,8 @@ cudaError_t launch_shape(cudaStream_t stream, const uint16_t* x, const uint16_t*
   using R = Ring<NT, XR>;
   static_assert(R::kBytes <= 227 * 1024, "tree GEMV ring does not fit in shared memory");
   static_assert(size_t{kWarps} * 8 * NT * XR * 4 <= R::kBytes, "the tree's inputs fit the ring");
-  auto* kernel = tree_gemv_kernel<L, NT, XR>;
-  if (const cudaError_t e = allow_dynamic_smem<tree_gemv_kernel<L, NT, XR>>(R::kBytes);
-      e != cudaSuccess)
-    return e;
+  constexpr auto kernel = tree_gemv_kernel<L, NT, XR>;
+  if (const cudaError_t e = allow_dynamic_smem<kernel>(R::kBytes); e != cudaSuccess) return e;
   const int block_rows = (kWarps / L) * 8 * NT;
   const unsigned blocks = static_cast<unsigned>((n + block_rows - 1) / block_rows);
   return launch_kernel(kernel, blocks, kThreads, R::kBytes, stream, x, w, out, f32, m, n, k, ld);
