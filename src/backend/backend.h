@@ -206,6 +206,9 @@ class Backend {
   // Runs a capture on the pass of the last begin_graph_pass. Returns false, having run
   // nothing, when a buffer the capture uses was reallocated after it was made.
   virtual bool replay(const PassGraph& graph);
+  // Which capture of its shape the pass of the last begin_graph_pass needs: a plan may choose
+  // among kernel variants, and a capture fixes one. Captures are kept per variant.
+  virtual int graph_variant() const { return 0; }
 
   // ---- kernels (all use the pass given to begin_pass) --------------------------------------
   // out[t, :] = table[tokens[t] - vocab_begin, :] for the tokens in [vocab_begin, vocab_begin +

@@ -91,7 +91,8 @@ Tensor Transformer::forward(const PassInput& pass, const KvCache& cache) {
     return logits;
   }
   backend_.begin_graph_pass(pass, cache, qkv_layout_);
-  std::unique_ptr<PassGraph>& graph = graphs_[GraphKey{pass.schedule, t, r, cache_identity(cache)}];
+  std::unique_ptr<PassGraph>& graph =
+      graphs_[GraphKey{pass.schedule, t, r, cache_identity(cache), backend_.graph_variant()}];
   if (graph != nullptr && backend_.replay(*graph)) {
     ++graph_replays_;
     return logits;

@@ -75,7 +75,8 @@ class Transformer {
 
   // The shape a captured graph serves: the kernels it holds depend on these and on nothing
   // else that changes between passes (the cache is named by its per-layer addresses).
-  using GraphKey = std::tuple<Schedule, int, int, uint64_t>;
+  // (schedule, tokens, logit rows, cache identity, Backend::graph_variant).
+  using GraphKey = std::tuple<Schedule, int, int, uint64_t, int>;
   static uint64_t cache_identity(const KvCache& cache);
 
   Backend& backend_;

@@ -255,15 +255,19 @@ TEST(AttentionPlan, TallItemsBesideDecodeRowsOnlyInMixedWhereTheChunksFillAWave)
   EXPECT_EQ(n_tall(step, Schedule::kCanonical, TallPolicy::kMixed), 0);
 }
 
-TEST(AttentionPlan, NarrowItemsAreUnsplitItemsOfFewRows) {
-  auto n_narrow = [](const std::vector<std::pair<int, int>>& spec, Schedule s, SplitPolicy split,
-                     int head_dim_pad = 128) {
+TEST(AttentionPlan, NarrowItemsAreItemsOfFewRowsWholeOrInPieces) {
+  auto plan_of = [](const std::vector<std::pair<int, int>>& spec, Schedule s, SplitPolicy split,
+                    int head_dim_pad = 128) {
     const PassInput pass = make_pass(spec);
     AttnPlanRequest req = request(s, split, TallPolicy::kAuto);
     req.head_dim_pad = head_dim_pad;
     const AttnPlan plan = cuda::plan_attention(pass, req);
     check_plan(pass, req, plan);
-    return plan.n_narrow;
+    return plan;
+  };
+  auto n_narrow = [&](const std::vector<std::pair<int, int>>& spec, Schedule s, SplitPolicy split,
+                      int head_dim_pad = 128) {
+    return plan_of(spec, s, split, head_dim_pad).n_narrow;
   };
   // A full decode batch: every item narrow, in both lanes.
   const std::vector<std::pair<int, int>> batch(256, {512, 1});
@@ -272,23 +276,54 @@ TEST(AttentionPlan, NarrowItemsAreUnsplitItemsOfFewRows) {
   // Of any length.
   const std::vector<std::pair<int, int>> short_batch(256, {100, 1});
   EXPECT_EQ(n_narrow(short_batch, Schedule::kFast, SplitPolicy::kAuto), 256 * 8);
-  // Too few for a wave unsplit: split, so wide (unless too short to split: one key tile).
-  EXPECT_EQ(n_narrow(std::vector<std::pair<int, int>>(16, {1000, 1}), Schedule::kFast,
-                     SplitPolicy::kAuto),
-            0);
-  EXPECT_EQ(
-      n_narrow(std::vector<std::pair<int, int>>(16, {40, 1}), Schedule::kFast, SplitPolicy::kAuto),
-      16 * 8);
-  // Split items are never narrow (a combine merges parts in the wide kernel).
-  EXPECT_EQ(n_narrow(batch, Schedule::kCanonical, SplitPolicy::kAlways), 0);
-  EXPECT_EQ(n_narrow({{3000, 1}}, Schedule::kFast, SplitPolicy::kAuto), 0);
+  // Too few for a wave unsplit: split into pieces, every piece narrow (the narrow kernel runs
+  // the combines too).
+  for (Schedule s : {Schedule::kFast, Schedule::kCanonical}) {
+    for (const auto& spec : {std::vector<std::pair<int, int>>(16, {1000, 1}),
+                             std::vector<std::pair<int, int>>{{3000, 1}}}) {
+      const AttnPlan plan = plan_of(spec, s, SplitPolicy::kAuto);
+      EXPECT_GT(plan.combines.size(), 0u) << schedule_name(s);
+      EXPECT_EQ(plan.n_narrow, static_cast<int>(plan.items.size())) << schedule_name(s);
+    }
+  }
+  const AttnPlan forced = plan_of(batch, Schedule::kCanonical, SplitPolicy::kAlways);
+  EXPECT_EQ(forced.n_narrow, static_cast<int>(forced.items.size()));
   EXPECT_EQ(n_narrow({{3000, 1}}, Schedule::kCanonical, SplitPolicy::kNever), 8);
-  // A verification window of 4 tokens (16 rows) narrow; of 5 (20 rows) wide.
+  // A verification window of 4 tokens (16 rows) narrow, whole or in pieces; of 5 (20 rows) wide.
   EXPECT_EQ(n_narrow({{3000, 4}}, Schedule::kCanonical, SplitPolicy::kNever), 8);
+  EXPECT_EQ(n_narrow({{3000, 4}}, Schedule::kCanonical, SplitPolicy::kAlways), 12 * 8);
   EXPECT_EQ(n_narrow({{3000, 5}}, Schedule::kCanonical, SplitPolicy::kNever), 0);
+  EXPECT_EQ(n_narrow({{3000, 5}}, Schedule::kCanonical, SplitPolicy::kAlways), 0);
   // Head dims padded below 64 have no narrow kernel.
   EXPECT_EQ(n_narrow(batch, Schedule::kFast, SplitPolicy::kAuto, 32), 0);
+  EXPECT_EQ(n_narrow({{3000, 1}}, Schedule::kFast, SplitPolicy::kAuto, 32), 0);
   EXPECT_EQ(n_narrow(batch, Schedule::kFast, SplitPolicy::kAuto, 64), 256 * 8);
+}
+
+// With the deep narrow kernel (one CTA an SM) the fast lane's pieces aim at one item an SM, at
+// most, instead of two at least; the canonical lane's pieces are its chunks either way.
+TEST(AttentionPlan, DeepNarrowPiecesFillOneWave) {
+  auto items = [](int kv_len, int n_seqs, Schedule s, bool deep) {
+    const PassInput pass = make_pass(std::vector<std::pair<int, int>>(n_seqs, {kv_len, 1}));
+    AttnPlanRequest req = request(s, SplitPolicy::kAuto, TallPolicy::kAuto);
+    req.deep_pieces = deep;
+    const AttnPlan plan = cuda::plan_attention(pass, req);
+    check_plan(pass, req, plan);
+    EXPECT_EQ(plan.n_narrow, static_cast<int>(plan.items.size()));
+    return static_cast<int>(plan.items.size());
+  };
+  // Batch 1, 8 KV heads: 16 pieces a head at 132 SMs (two a head: at least 264 items without).
+  EXPECT_EQ(items(4096, 1, Schedule::kFast, true), 16 * 8);
+  EXPECT_EQ(items(4096, 1, Schedule::kFast, false), 33 * 8);
+  // Capped at one key tile a piece.
+  EXPECT_EQ(items(1024, 1, Schedule::kFast, true), 16 * 8);
+  EXPECT_EQ(items(300, 1, Schedule::kFast, true), 4 * 8);
+  // At least two pieces.
+  EXPECT_EQ(items(4096, 16, Schedule::kFast, true), 16 * 8 * 2);
+  // Canonical: one piece a chunk of kCanonicalChunk positions, deep or not.
+  EXPECT_EQ(items(1023, 1, Schedule::kCanonical, true), 4 * 8);
+  EXPECT_EQ(items(1023, 1, Schedule::kCanonical, false), 4 * 8);
+  EXPECT_EQ(items(1024, 1, Schedule::kCanonical, true), 5 * 8);
 }
 
 }  // namespace

@@ -438,9 +438,9 @@ TEST_F(CudaKernels, AttentionAgainstCpu) {
   };
   const int block_size = 16, n_blocks = 330;
   // A prefill chunk from 0, a later chunk, a decode row at position 0, decode rows deep in the
-  // context, a verification window, and a prefill that crosses canonical chunks. With split
-  // policy never the decode rows run in the narrow kernel; split, in pieces with a combine
-  // (wide).
+  // context, a verification window, and a prefill that crosses canonical chunks. The decode rows
+  // run in the narrow kernel (where the head dim has one), whole with split policy never, in
+  // pieces with a combine when split.
   const std::vector<SeqSpec> specs = {{0, 70},   {100, 37},  {0, 1},   {700, 1},
                                       {520, 16}, {300, 290}, {3000, 1}};
   for (const Geo g : {Geo{4, 2, 16}, Geo{8, 4, 8}, Geo{4, 2, 32}, Geo{6, 3, 40}, Geo{8, 8, 64},
@@ -462,13 +462,15 @@ TEST_F(CudaKernels, AttentionAgainstCpu) {
         // part tile, and with split policy always tall pieces merged by a combine).
         for (cuda::TallPolicy tall : {cuda::TallPolicy::kAuto, cuda::TallPolicy::kAlways}) {
           if (s == Schedule::kCanonical && tall != cuda::TallPolicy::kAuto) continue;
-          // Narrow items (the decode row at 3000 when unsplit) in their kernel, then every item
-          // wide: the same bits.
-          std::vector<uint16_t> bits[2];
-          for (bool narrow : {true, false}) {
+          // Narrow items (the decode rows, whole or in pieces) in their kernel with two and
+          // with four K/V stages, then every item wide: the same bits.
+          std::vector<uint16_t> bits[3];
+          const int stages[3] = {0, cuda::kAttnNarrowStages, cuda::kAttnNarrowDeepStages};
+          for (int v = 0; v < 3; ++v) {
             gpu().set_attention_split_policy(policy);
             gpu().set_attention_tall_policy(tall);
-            gpu().set_attention_narrow(narrow);
+            gpu().set_attention_narrow(v > 0);
+            gpu().set_attention_narrow_stages(stages[v]);
             gpu().begin_pass(pass, cache.gpu, ql);
             DevTensor out = dev_tensor(DType::kBF16, {t, ql.q_dim()});
             poison(out.t);
@@ -476,14 +478,16 @@ TEST_F(CudaKernels, AttentionAgainstCpu) {
             EXPECT_LT(rel_error(download(out.t), ref), kAttention)
                 << "heads " << g.heads << "/" << g.kv_heads << " head_dim " << g.head_dim << " "
                 << schedule_name(s) << " split policy " << static_cast<int>(policy)
-                << " tall policy " << static_cast<int>(tall) << " narrow " << narrow;
-            bits[narrow].resize(out.t.nbytes() / 2);
-            gpu().copy_to_host(bits[narrow].data(), out.t.data, out.t.nbytes());
+                << " tall policy " << static_cast<int>(tall) << " narrow stages " << stages[v];
+            bits[v].resize(out.t.nbytes() / 2);
+            gpu().copy_to_host(bits[v].data(), out.t.data, out.t.nbytes());
           }
-          EXPECT_TRUE(bits[0] == bits[1])
-              << "narrow and wide items differ: heads " << g.heads << "/" << g.kv_heads
-              << " head_dim " << g.head_dim << " " << schedule_name(s) << " split policy "
-              << static_cast<int>(policy) << " tall policy " << static_cast<int>(tall);
+          for (int v = 1; v < 3; ++v)
+            EXPECT_TRUE(bits[0] == bits[v])
+                << "narrow items (" << stages[v] << " stages) and wide ones differ: heads "
+                << g.heads << "/" << g.kv_heads << " head_dim " << g.head_dim << " "
+                << schedule_name(s) << " split policy " << static_cast<int>(policy)
+                << " tall policy " << static_cast<int>(tall);
         }
       }
     }
@@ -491,6 +495,7 @@ TEST_F(CudaKernels, AttentionAgainstCpu) {
   gpu().set_attention_split_policy(cuda::SplitPolicy::kAuto);
   gpu().set_attention_tall_policy(cuda::TallPolicy::kAuto);
   gpu().set_attention_narrow(true);
+  gpu().set_attention_narrow_stages(0);
 }
 
 TEST_F(CudaKernels, SamplingMatchesCpuSampler) {

@@ -7,10 +7,12 @@
 // sequence and one KV head (the `group` query heads of that KV head for each token, so the K/V
 // tile is loaded once for all of them); each warp owns 16 rows as the MMA's M dimension. Three
 // kernels, one per item shape, launched in this order where a pass has items of the shape:
-//   narrow (attention_narrow_kernel): an unsplit item of at most kAttnNarrowMaxRows rows (a
-//          decode step's query heads of one KV head): the four warps split the tile's keys for
-//          the scores and head_dim for the output, the running O stays in registers, and the
-//          smaller footprint lets three CTAs share an SM;
+//   narrow (attention_narrow_kernel): an item of at most kAttnNarrowMaxRows rows (a decode
+//          step's query heads of one KV head), whole or a piece of a split tile: the four warps
+//          split the tile's keys for the scores and head_dim for the output, the running O
+//          stays in registers, and the smaller footprint lets three CTAs share an SM (two K/V
+//          stages), or one CTA an SM keep three tiles in flight (four stages, where the items
+//          fit one wave);
 //   tall   (attention_tall_kernel): a fast-lane item of more than 64 rows (a prefill chunk's):
 //          128 rows, 32 a warp (attend_tall);
 //   wide   (attention_kernel): every other item, and the combines.
@@ -133,7 +135,8 @@ struct Smem {
   static constexpr int kStride = D + 8;  // bf16 elements per row: 16 bytes of padding keeps
                                          // ldmatrix's 8 row addresses on distinct bank groups
   static constexpr int kTileElems = kAttnKeyTile * kStride;
-  static constexpr int kKvBytes = 2 * 2 * kTileElems * 2;  // K and V, two stages
+  static constexpr int kStages = 2;
+  static constexpr int kKvBytes = 2 * kStages * kTileElems * 2;  // K and V
   static constexpr int kQBytes = kAttnRowTile * kStride * 2;
   // The running O in fp32, rows padded by 8 floats: a half-warp's 8-byte accesses (4 rows x 4
   // column pairs) then fall on 32 distinct banks instead of 8-way on the same 8.
@@ -144,15 +147,17 @@ struct Smem {
   static constexpr int kQRows = kAttnRowTile;
 };
 
-// A narrow item's shared memory: the same K/V stages, then its 16 rows of Q, which the scores
-// exchange, fp32 [16][64 + 8] (the padding puts a half-warp's 8-byte accesses on 32 distinct
-// banks), reuses once every warp holds Q in registers. No running O: it lives in registers.
-// 74,240 bytes at head_dim 128, so three CTAs fit in an SM's 228 KB.
-template <int D>
+// A narrow item's shared memory: kStages K/V stages of the wide item's layout, then its 16 rows
+// of Q, which the scores exchange, fp32 [16][64 + 8] (the padding puts a half-warp's 8-byte
+// accesses on 32 distinct banks), reuses once every warp holds Q in registers. No running O: it
+// lives in registers. At head_dim 128: 74,240 bytes with two stages, so three CTAs fit in an
+// SM's 228 KB; 143,872 with four (kAttnNarrowDeepStages), one CTA.
+template <int D, int kStages_>
 struct NarrowSmem {
+  static constexpr int kStages = kStages_;
   static constexpr int kStride = Smem<D>::kStride;
   static constexpr int kTileElems = Smem<D>::kTileElems;
-  static constexpr int kKvBytes = Smem<D>::kKvBytes;
+  static constexpr int kKvBytes = 2 * kStages * kTileElems * 2;
   static constexpr int kQRows = kAttnNarrowMaxRows;
   static constexpr int kSStride = kAttnKeyTile + 8;
   static constexpr int kQBytes = kQRows * kStride * 2;
@@ -228,12 +233,13 @@ __device__ __forceinline__ void softmax_tile(float (&s)[kNT][4], float (&o)[kOTi
 
 // One work item, by the whole CTA. Every thread executes the same barriers; warps without rows
 // only skip the arithmetic.
-template <int D, bool kNarrow>
+template <int D, bool kNarrow, int kStages = 2>
 __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkItem& item,
                                             unsigned char* smem) {
-  using S = std::conditional_t<kNarrow, NarrowSmem<D>, Smem<D>>;
-  __nv_bfloat16* s_k = reinterpret_cast<__nv_bfloat16*>(smem);                // [2][64][stride]
-  __nv_bfloat16* s_v = s_k + 2 * S::kTileElems;                               // [2][64][stride]
+  using S = std::conditional_t<kNarrow, NarrowSmem<D, kStages>, Smem<D>>;
+  static_assert(S::kStages == kStages);
+  __nv_bfloat16* s_k = reinterpret_cast<__nv_bfloat16*>(smem);  // [kStages][64][stride]
+  __nv_bfloat16* s_v = s_k + kStages * S::kTileElems;           // [kStages][64][stride]
   __nv_bfloat16* s_q = reinterpret_cast<__nv_bfloat16*>(smem + S::kKvBytes);  // [rows][stride]
   float* s_orun = reinterpret_cast<float*>(smem + S::kKvBytes);  // wide: [64][D + 8], after s_q
   float* s_s = reinterpret_cast<float*>(smem + S::kKvBytes);     // narrow: [16][72], after s_q
@@ -252,9 +258,9 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
   const int n_tiles = (kv_limit - item.key_begin + kAttnKeyTile - 1) / kAttnKeyTile;
 
   // Keys before the sequence's first query position are not written by this pass (its KV write
-  // stores the queries' own keys): those of the first tile are copied before pdl_wait, while the
-  // kernels before this one may still run. Which: kOld the keys before first_new, kNew the rest
-  // (with the zero fill), kAll every key.
+  // stores the queries' own keys): those of the first kStages - 1 tiles are copied before
+  // pdl_wait, while the kernels before this one may still run. Which: kOld the keys before
+  // first_new, kNew the rest (with the zero fill), kAll every key.
   enum Part { kAll, kOld, kNew };
   constexpr int kChunks = D / 8;  // 16-byte chunks per row
   const int first_new = p.positions[item.q_begin];
@@ -277,8 +283,12 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
       cp_async_16(s_v + dst, p.v_cache + off, valid);
     }
   };
-  if (n_tiles > 0) load_tile(0, 0, kOld);
-  cp_async_commit();
+  // The first kStages - 1 tiles (one group each) fill the stages ahead of the loop.
+#pragma unroll
+  for (int t = 0; t < kStages - 1; ++t) {
+    if (t < n_tiles) load_tile(t, t, kOld);
+    cp_async_commit();
+  }
   // A no-op after the first item of a CTA. The wide kernel launched after the narrow one skips
   // it (see attention_narrow_kernel).
   if (kNarrow || !p.after_narrow) pdl_wait();
@@ -297,8 +307,11 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
     cp_async_16(s_q + r * S::kStride + part * 8, src, valid);
   }
   cp_async_commit();
-  if (n_tiles > 0) load_tile(0, 0, kNew);
-  cp_async_commit();
+#pragma unroll
+  for (int t = 0; t < kStages - 1; ++t) {
+    if (t < n_tiles) load_tile(t, t, kNew);
+    cp_async_commit();
+  }
 
   // Fragment ownership: this thread holds rows r0 = warp*16 + lane/4 and r0 + 8, and within
   // each 8-wide column tile the columns 2*(lane%4) and +1.
@@ -320,7 +333,7 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
   warp_min_pos = min(warp_min_pos, __shfl_xor_sync(0xffffffffu, warp_min_pos, 8));
   warp_min_pos = min(warp_min_pos, __shfl_xor_sync(0xffffffffu, warp_min_pos, 16));
 
-  cp_async_wait<1>();  // the first tile's old keys and Q have landed
+  cp_async_wait<kStages - 1>();  // the early tiles' old keys and Q have landed
   __syncthreads();
   uint32_t qa[D / 16][4];
 #pragma unroll
@@ -340,11 +353,14 @@ __device__ __forceinline__ void attend_item(const AttnParams& p, const AttnWorkI
   }
 
   for (int tile = 0; tile < n_tiles; ++tile) {
-    const int stage = tile & 1;
+    const int stage = tile % kStages;
     __syncthreads();  // every warp is done with the stage about to be refilled (and with s_q)
-    if (tile + 1 < n_tiles) load_tile(tile + 1, stage ^ 1, kAll);
+    // Refill the stage of the previous tile with the tile kStages - 1 ahead; after this group
+    // the kStages - 1 newest may pend: this tile's group has landed.
+    const int ahead = tile + kStages - 1;
+    if (ahead < n_tiles) load_tile(ahead, ahead % kStages, kAll);
     cp_async_commit();
-    cp_async_wait<1>();
+    cp_async_wait<kStages - 1>();
     __syncthreads();
 
     const __nv_bfloat16* tk = s_k + stage * S::kTileElems;
@@ -802,11 +818,11 @@ __device__ __forceinline__ void attend_tall(const AttnParams& p, const AttnWorkI
 // kernel it costs attend_item none. Then a warp per row merges the parts in increasing order,
 // lanes taking a fixed stride of head_dim. The copies read through L2 (cp.async.cg, __ldcg):
 // other CTAs of this launch stored the parts, and L1 is not coherent with them.
-template <int D>
+template <int D, int kSmemBytes>
 __device__ __forceinline__ void combine_item(const AttnParams& p, const AttnCombineItem c,
                                              unsigned char* smem) {
   static_assert(D % 4 == 0);
-  constexpr int kFloats = Smem<D>::kBytes / 4;
+  constexpr int kFloats = kSmemBytes / 4;
   constexpr int kPerLane = (D + 31) / 32;
   float* s_o = reinterpret_cast<float*>(smem);
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -877,7 +893,8 @@ __device__ __forceinline__ void combine_item(const AttnParams& p, const AttnComb
 // After a CTA stored one part of combine c: counts it, and the CTA that stored the last part
 // merges them all (so no second kernel, and no launch, waits for the parts). The fences order
 // every thread's stores of its part before the count, and the count before the last CTA's loads.
-template <int D>
+// kSmemBytes: the kernel's dynamic shared memory, which the merge reuses.
+template <int D, int kSmemBytes>
 __device__ __forceinline__ void finish_part(const AttnParams& p, int c, int* s_last,
                                             unsigned char* smem) {
   __threadfence();
@@ -889,7 +906,7 @@ __device__ __forceinline__ void finish_part(const AttnParams& p, int c, int* s_l
   __syncthreads();
   if (!*s_last) return;  // uniform over the CTA
   __threadfence();
-  combine_item<D>(p, p.combines[c], smem);
+  combine_item<D, kSmemBytes>(p, p.combines[c], smem);
   if (threadIdx.x == 0) p.split_done[c] = 0;  // every part is counted: ready for the next launch
 }
 
@@ -910,7 +927,7 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const AttnParams
     const AttnWorkItem& item = p.items[first + i];
     attend_item<D, false>(p, item, smem);
     const int combine = item.combine;
-    if (combine >= 0) finish_part<D>(p, combine, &s_last, smem);
+    if (combine >= 0) finish_part<D, Smem<D>::kBytes>(p, combine, &s_last, smem);
   }
   // Launched after the narrow kernel, this kernel did not wait at its start: it waits now for
   // its predecessor (the narrow kernel, or the tall one, which waited for the narrow one), so
@@ -919,9 +936,12 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const AttnParams
   if (p.after_narrow) pdl_wait();
 }
 
-// The narrow items, [n_tall, n_tall + n_narrow), launched first. Three CTAs an SM (launch
-// bounds and NarrowSmem), against two for the wide kernel: a decode step's attention is
-// memory-bound, and more resident CTAs keep more K/V tiles in flight. Each CTA triggers the next
+// The narrow items, [n_tall, n_tall + n_narrow), launched first. With two K/V stages three CTAs
+// an SM (launch bounds and NarrowSmem), against two for the wide kernel: a decode step's
+// attention is memory-bound, and more resident CTAs keep more K/V tiles in flight. With four
+// (passes of fewer row tiles than SMs, whose tiles are all split) one CTA an SM holds its
+// item's next three tiles in flight. A piece of a split tile counts itself, and the CTA that
+// stores a tile's last piece merges them (finish_part), as in the wide kernel. Each CTA triggers the next
 // kernel only after its pdl_wait (in attend_item; a CTA without items waits here), so when the
 // next kernel (tall, else wide) starts, everything before this kernel is complete: the tall and
 // wide kernels need nothing this kernel writes, so they skip their own wait at the start, and
@@ -929,14 +949,18 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const AttnParams
 // one at its start, which is then after this kernel's CTAs all waited too. Each of the two waits
 // at its end instead (the wide kernel in every CTA, the tall one in one), so that the last
 // kernel's completion (which the next op's pdl_wait waits for) implies every earlier one's.
-template <int D>
-__global__ void __launch_bounds__(kThreads, 3) attention_narrow_kernel(const AttnParams p) {
+template <int D, int kStages>
+__global__ void __launch_bounds__(kThreads, kStages == kAttnNarrowStages ? 3 : 1)
+    attention_narrow_kernel(const AttnParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
+  __shared__ int s_last;
   const int n = p.counts != nullptr ? p.counts[2] : p.n_narrow;
   for (int i = blockIdx.x; i < n; i += gridDim.x) {
     if (i != blockIdx.x) __syncthreads();
     const AttnWorkItem item = p.items[p.n_tall + i];  // in registers: the loads re-read it
-    attend_item<D, true>(p, item, smem);
+    attend_item<D, true, kStages>(p, item, smem);
+    if (item.combine >= 0)
+      finish_part<D, NarrowSmem<D, kStages>::kBytes>(p, item.combine, &s_last, smem);
   }
   if (static_cast<int>(blockIdx.x) >= n) pdl_wait();  // then exits, which counts as a trigger
 }
@@ -956,13 +980,22 @@ __global__ void __launch_bounds__(kThreads, 2) attention_tall_kernel(const AttnP
     if (i != blockIdx.x) __syncthreads();
     const AttnWorkItem& item = p.items[i];
     attend_tall<D>(p, item, smem);
-    if (item.combine >= 0) finish_part<D>(p, item.combine, &s_last, smem);
+    if (item.combine >= 0) finish_part<D, Smem<D>::kBytes>(p, item.combine, &s_last, smem);
   }
   // Launched after the narrow kernel, this kernel did not wait for it: one CTA waits now (see
   // attention_narrow_kernel). The grid completes only when that CTA exits, so its completion
   // implies the narrow kernel's, while the other CTAs free their SMs (for more tall items, and
   // for the next kernel's early CTAs) instead of idling in the wait.
   if (p.after_narrow && blockIdx.x == 0) pdl_wait();
+}
+
+template <int D, int kStages>
+cudaError_t launch_narrow(const AttnParams& p, int grid, cudaStream_t stream) {
+  constexpr int kBytes = NarrowSmem<D, kStages>::kBytes;
+  static_assert(kBytes <= 227 * 1024, "narrow attention stages do not fit in shared memory");
+  cudaError_t e = allow_dynamic_smem<attention_narrow_kernel<D, kStages>>(kBytes, true);
+  if (e != cudaSuccess) return e;
+  return launch_kernel(attention_narrow_kernel<D, kStages>, grid, kThreads, kBytes, stream, p);
 }
 
 template <int D>
@@ -972,10 +1005,12 @@ cudaError_t launch(const AttnParams& p, cudaStream_t stream) {
   if (p.n_tall < 0 || p.n_narrow < 0 || p.n_tall + p.n_narrow > p.n_items ||
       (p.counts != nullptr && p.n_tall != 0) ||
       (p.counts != nullptr && p.narrow_grid == 0 && p.n_narrow != 0) ||
-      (!kNarrowable<D> && p.n_narrow != 0))
+      (!kNarrowable<D> && p.n_narrow != 0) ||
+      (p.narrow_stages != kAttnNarrowStages && p.narrow_stages != kAttnNarrowDeepStages) ||
+      (p.counts != nullptr && p.grid == 0 && p.narrow_grid == 0))
     return cudaErrorInvalidValue;
-  // The narrow kernel first (captured graphs of batches that may have narrow items,
-  // narrow_grid > 0, hold it whatever the plan: counts from the device), then the tall one, then
+  // The narrow kernel first (a captured graph whose items are all narrow holds it, narrow_grid >
+  // 0, and no wide kernel, grid 0; its counts come from the device), then the tall one, then
   // the wide one; the kernels after the narrow one skip their wait at the start and wait at the
   // end (attention_narrow_kernel says why that is safe).
   AttnParams wide = p;
@@ -983,11 +1018,10 @@ cudaError_t launch(const AttnParams& p, cudaStream_t stream) {
   if constexpr (kNarrowable<D>) {
     wide.after_narrow = p.counts != nullptr ? p.narrow_grid > 0 : p.n_narrow > 0;
     if (wide.after_narrow) {
-      constexpr int kNarrowBytes = NarrowSmem<D>::kBytes;
-      cudaError_t e = allow_dynamic_smem<attention_narrow_kernel<D>>(kNarrowBytes, true);
       const int grid = p.counts != nullptr ? p.narrow_grid : p.n_narrow;
-      if (e == cudaSuccess)
-        e = launch_kernel(attention_narrow_kernel<D>, grid, kThreads, kNarrowBytes, stream, p);
+      const cudaError_t e = p.narrow_stages == kAttnNarrowDeepStages
+                                ? launch_narrow<D, kAttnNarrowDeepStages>(p, grid, stream)
+                                : launch_narrow<D, kAttnNarrowStages>(p, grid, stream);
       if (e != cudaSuccess) return e;
     }
   }

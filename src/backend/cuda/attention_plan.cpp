@@ -70,13 +70,15 @@ AttnPlan plan_attention(const PassInput& pass, const AttnPlanRequest& req) {
   }
   // Split keys only when the unsplit items cannot fill one wave (one per SM): splitting costs
   // partial-state traffic and a combine, and measured slower for prefill-sized passes. Pieces
-  // then aim at two resident CTAs per SM.
-  const int64_t target = 2LL * req.sm_count;
+  // then aim at two resident CTAs per SM (at least), or at one an SM for the deep narrow kernel
+  // (at most: a second round of a few items would hold the whole pass back).
   const int64_t unsplit = static_cast<int64_t>(tiles.size()) * req.n_kv_heads;
   const bool split = req.policy == SplitPolicy::kAlways ||
                      (req.policy == SplitPolicy::kAuto && unsplit < req.sm_count);
-  const int fast_pieces = static_cast<int>(
-      std::clamp<int64_t>((target + unsplit - 1) / std::max<int64_t>(unsplit, 1), 2, 64));
+  const int64_t per_tile =
+      req.deep_pieces ? req.sm_count / std::max<int64_t>(unsplit, 1)
+                      : (2LL * req.sm_count + unsplit - 1) / std::max<int64_t>(unsplit, 1);
+  const int fast_pieces = static_cast<int>(std::clamp<int64_t>(per_tile, 2, 64));
 
   AttnPlan plan;
   for (const RowTile& t : tiles) {

@@ -6,7 +6,7 @@
 // A sequence's query rows are packed as (token, query head of one KV head) and cut into tiles
 // of kAttnRowTile rows, per KV head (fast lane, passes of prefill chunks only: of
 // kAttnTallRowTile rows where that still leaves a wave of items; a tall item reads each K/V
-// fragment for twice the rows). Unsplit items of few rows and many keys run narrow
+// fragment for twice the rows). Items of few rows, whole or pieces, run narrow
 // (attn_item_narrow, kernels.h), in the lane's bits. Then:
 //   canonical: keys in chunks of kCanonicalChunk absolute positions, merged in increasing order.
 //              A row tile runs as one item (chunks merged in the kernel) or, when the pass is
@@ -42,6 +42,9 @@ struct AttnPlanRequest {
   int64_t partial_capacity = 0;         // partial rows available in the workspace
   int head_dim_pad = 0;                 // attention_head_dim_pad: whether items may run narrow
   bool narrow = true;                   // false: every item wide (tests and labs)
+  // Fast-lane pieces aim at one item an SM, at most, instead of two an SM, at least: the narrow
+  // kernel runs with kAttnNarrowDeepStages stages, one CTA an SM, where its items fit one wave.
+  bool deep_pieces = false;
 };
 
 struct AttnPlan {

@@ -310,10 +310,19 @@ void CudaBackend::point_at(const int32_t* d, const PassOffsets& o) {
   d_seqs_ = reinterpret_cast<const cuda::AttnSeq*>(d + o.seqs);
 }
 
-bool CudaBackend::graph_has_narrow(const QkvLayout& layout) const {
-  // Fewer row tiles than SMs: the planner splits every tile, and split items are never narrow.
-  // A pure function of the graph's shape (its bucket of sequences), so capture and replays agree.
-  return static_cast<int64_t>(pass_.seqs.size()) * layout.n_kv_heads >= sm_count_;
+bool CudaBackend::graph_narrow_only(const QkvLayout& layout) const {
+  // A graph pass holds decode rows only (begin_graph_pass checks): one row tile of `group` rows
+  // a sequence and KV head, whole or in pieces. A pure function of the layout, so capture and
+  // replays agree.
+  return narrow_ && layout.n_heads / layout.n_kv_heads <= cuda::kAttnNarrowMaxRows &&
+         cuda::attn_narrowable(cuda::attention_head_dim_pad(layout.head_dim));
+}
+
+bool CudaBackend::deep_pieces(const QkvLayout& layout) const {
+  // Not narrow_: a test or lab that turns narrow items off keeps the same pieces (and bits).
+  return layout.n_heads / layout.n_kv_heads <= cuda::kAttnNarrowMaxRows &&
+         cuda::attn_narrowable(cuda::attention_head_dim_pad(layout.head_dim)) &&
+         static_cast<int64_t>(pass_.seqs.size()) * layout.n_kv_heads < sm_count_;
 }
 
 cuda::AttnPlan CudaBackend::make_attention_plan(const QkvLayout& layout, Schedule s) {
@@ -321,7 +330,8 @@ cuda::AttnPlan CudaBackend::make_attention_plan(const QkvLayout& layout, Schedul
   req.schedule = s;
   req.policy = split_policy_;
   req.tall = graph_pass_ ? cuda::TallPolicy::kNever : tall_policy_;
-  req.narrow = narrow_ && (!graph_pass_ || graph_has_narrow(layout));
+  req.narrow = narrow_ && (!graph_pass_ || graph_narrow_only(layout));
+  req.deep_pieces = deep_pieces(layout);
   req.n_heads = layout.n_heads;
   req.n_kv_heads = layout.n_kv_heads;
   req.sm_count = sm_count_;
@@ -333,6 +343,11 @@ cuda::AttnPlan CudaBackend::make_attention_plan(const QkvLayout& layout, Schedul
   n_items_ = static_cast<int>(plan.items.size());
   n_tall_ = plan.n_tall;
   n_narrow_ = plan.n_narrow;
+  // Four stages at one CTA an SM where the narrow items fit one wave of it (a batch-1 step's
+  // canonical chunks: each item's tiles load at once); else two at three CTAs an SM (a B 8 step
+  // at context 4096 has 1,024 canonical chunk items: 10.16 ms a step deep, H100).
+  narrow_deep_ = narrow_stages_ != 0 ? narrow_stages_ == cuda::kAttnNarrowDeepStages
+                                     : n_narrow_ > 0 && n_narrow_ <= sm_count_;
   n_combines_ = static_cast<int>(plan.combines.size());
   last_plan_stats_ = {n_items_, n_combines_, plan.partial_rows, n_tall_, n_narrow_};
   plan_valid_ = true;
@@ -379,10 +394,16 @@ class CudaPassGraph final : public PassGraph {
 void CudaBackend::begin_graph_pass(const PassInput& pass, const KvCache& cache,
                                    const QkvLayout& layout) {
   pass.check(cache.block_size, cache.n_blocks);
+  // Decode rows only (PassInput::graph): graph_narrow_only relies on it.
+  LLM42_ASSERT(std::all_of(pass.seqs.begin(), pass.seqs.end(),
+                           [](const PassSeq& sq) { return sq.q_len == 1; }),
+               "a graph pass holds a sequence of more than one query row");
   pass_ = pass;
   plan_valid_ = false;
   graph_pass_ = true;
   const cuda::AttnPlan plan = make_attention_plan(layout, pass.schedule);
+  LLM42_ASSERT(!graph_narrow_only(layout) || plan.n_narrow == static_cast<int>(plan.items.size()),
+               "a graph pass without its wide attention kernel has wide items");
 
   // Grow the capacities (from sizes that hold 256 rows of 2K-position sequences, then
   // geometrically, so that a run settles at once); a change moves offsets, so graphs made
@@ -628,14 +649,16 @@ void CudaBackend::attention(const Tensor& qkv, const QkvLayout& layout, const Kv
   p.n_items = n_items_;
   p.n_tall = n_tall_;
   p.n_narrow = n_narrow_;
+  p.narrow_stages = narrow_deep_ ? cuda::kAttnNarrowDeepStages : cuda::kAttnNarrowStages;
   if (graph_pass_) {
-    // The captured kernels read the counts at replay; two CTAs per SM stay resident (three of
-    // the narrow kernel).
+    // The captured kernels read the counts at replay: the narrow kernel alone, with as many CTAs
+    // as stay resident (three an SM, one with the deep stages), or the wide kernel alone (two).
     p.items = d_graph_items_;
     p.combines = d_graph_combines_;
     p.counts = d_attn_counts_;
-    p.grid = 2 * sm_count_;
-    p.narrow_grid = graph_has_narrow(layout) ? 3 * sm_count_ : 0;
+    const bool narrow_only = graph_narrow_only(layout);
+    p.grid = narrow_only ? 0 : 2 * sm_count_;
+    p.narrow_grid = !narrow_only ? 0 : narrow_deep_ ? sm_count_ : 3 * sm_count_;
   } else {
     p.items = reinterpret_cast<const cuda::AttnWorkItem*>(d_plan_);
     p.combines = reinterpret_cast<const cuda::AttnCombineItem*>(

@@ -67,6 +67,8 @@ class CudaBackend final : public Backend {
                         const QkvLayout& layout) override;
   std::unique_ptr<PassGraph> capture(const std::function<void()>& launch) override;
   bool replay(const PassGraph& graph) override;
+  // 1 where the pass's attention runs the deep narrow kernel (narrow_deep_), else 0.
+  int graph_variant() const override { return narrow_deep_ ? 1 : 0; }
 
   void embedding(const Tensor& table, int64_t vocab_begin, const Tensor& out) override;
   void rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out, Schedule s) override;
@@ -115,6 +117,12 @@ class CudaBackend final : public Backend {
     narrow_ = on;
     plan_valid_ = false;
   }
+  // Forces the narrow kernel's K/V stages (cuda::kAttnNarrowStages or kAttnNarrowDeepStages; 0:
+  // by the plan). Results must not change.
+  void set_attention_narrow_stages(int stages) {
+    narrow_stages_ = stages;
+    plan_valid_ = false;
+  }
   struct AttnPlanStats {
     int items = 0;
     int combines = 0;
@@ -149,8 +157,13 @@ class CudaBackend final : public Backend {
   // Points the kernels' pass arrays into an uploaded buffer laid out as `o` says.
   void point_at(const int32_t* d, const PassOffsets& o);
   void prepare_attention(const QkvLayout& layout, Schedule s);
-  // Whether a captured graph pass holds the narrow attention kernel (else no item runs narrow).
-  bool graph_has_narrow(const QkvLayout& layout) const;
+  // Whether every attention item of a captured graph pass (decode rows only) runs in the narrow
+  // kernel, which the graph then holds alone; else every item runs wide.
+  bool graph_narrow_only(const QkvLayout& layout) const;
+  // Whether the current pass has fewer row tiles than SMs (every tile split) of decode-like rows
+  // that run narrow: the planner's pieces then aim at the deep narrow kernel
+  // (AttnPlanRequest::deep_pieces).
+  bool deep_pieces(const QkvLayout& layout) const;
   cuda::AttnPlan make_attention_plan(const QkvLayout& layout, Schedule s);
 
   int ordinal_;
@@ -178,6 +191,10 @@ class CudaBackend final : public Backend {
   cuda::SplitPolicy split_policy_ = cuda::SplitPolicy::kAuto;
   cuda::TallPolicy tall_policy_ = cuda::TallPolicy::kAuto;
   bool narrow_ = true;
+  int narrow_stages_ = 0;  // 0: by the plan (narrow_deep_)
+  // The plan's narrow items fit one wave of the deep narrow kernel (one CTA an SM): it runs with
+  // kAttnNarrowDeepStages. A captured graph fixes the choice: graph_variant().
+  bool narrow_deep_ = false;
   bool plan_valid_ = false;
   Schedule plan_schedule_ = Schedule::kCanonical;
   int plan_heads_ = 0, plan_kv_heads_ = 0;

@@ -228,16 +228,23 @@ inline constexpr int kAttnKeyTile = 64;  // keys per tile (one shared-memory sta
 inline constexpr int kAttnRowTile = 64;  // packed query rows per work item (4 warps x 16)
 // Rows of a tall item (4 warps x 32): fast-lane items of one chunk (tiles_per_chunk = 0) only.
 inline constexpr int kAttnTallRowTile = 128;
-// Narrow items: unsplit (partial < 0) items of at most kAttnNarrowMaxRows rows (a decode row's
-// query heads of one KV head), at a padded head_dim of at least 64, of any length. Narrow and
-// wide forms give the same bits. (When the narrow form was a branch of the wide kernel, items
-// under 512 keys stayed wide: its code made batch-1 steps slower. In a kernel of its own it
-// measured faster at every decode batch and context tried, H200, 2026-12-03.)
+// Narrow items: items of at most kAttnNarrowMaxRows rows (a decode row's query heads of one KV
+// head), at a padded head_dim of at least 64, of any length, whole or one piece of a split row
+// tile (the narrow kernel then runs the combine too). Narrow and wide forms give the same bits.
+// (When the narrow form was a branch of the wide kernel, items under 512 keys stayed wide: its
+// code made batch-1 steps slower. In a kernel of its own it measured faster at every decode
+// batch and context tried, H200, 2026-12-03.)
 inline constexpr int kAttnNarrowMaxRows = 16;
 constexpr bool attn_narrowable(int head_dim_pad) { return head_dim_pad >= 64; }
 inline bool attn_item_narrow(const AttnWorkItem& it, int head_dim_pad) {
-  return attn_narrowable(head_dim_pad) && it.n_rows <= kAttnNarrowMaxRows && it.partial < 0;
+  return attn_narrowable(head_dim_pad) && it.n_rows <= kAttnNarrowMaxRows;
 }
+// K/V stages of the narrow kernel: two (three CTAs an SM: many items), or four where the pass's
+// narrow items fit one wave of one CTA an SM (a small batch's pieces: each CTA has three tiles
+// in flight ahead of the one it computes, so a canonical chunk's four tiles load at once). The
+// stage count changes no bit.
+inline constexpr int kAttnNarrowStages = 2;
+inline constexpr int kAttnNarrowDeepStages = 4;
 
 struct AttnParams {
   const uint16_t* qkv;  // (T, qkv_stride): q heads first
@@ -264,8 +271,9 @@ struct AttnParams {
   // Captured graphs: the kernel runs `grid` CTAs and reads n_items from counts[0] here, so
   // one capture serves every plan. Null in eager passes (one CTA per item, counts above).
   const int32_t* counts;
-  int grid;           // of the wide kernel
+  int grid;           // of the wide kernel (captured graphs: 0 where every item is narrow)
   int narrow_grid;    // of the narrow kernel
+  int narrow_stages;  // kAttnNarrowStages or kAttnNarrowDeepStages
   float* partial_o;   // (P, head_dim_pad) fp32
   float* partial_ml;  // (P, 2) fp32: running max (log2 units), running sum
   // One counter per combine, zero between launches: the parts of a combine stored so far. The
