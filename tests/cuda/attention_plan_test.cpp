@@ -324,6 +324,19 @@ TEST(AttentionPlan, DeepNarrowPiecesFillOneWave) {
   EXPECT_EQ(items(1023, 1, Schedule::kCanonical, true), 4 * 8);
   EXPECT_EQ(items(1023, 1, Schedule::kCanonical, false), 4 * 8);
   EXPECT_EQ(items(1024, 1, Schedule::kCanonical, true), 5 * 8);
+  // Not where a tile has more rows than a narrow item (a window of 5 tokens: 20 rows) or the
+  // head dim has no narrow kernel: two pieces an SM, at least, as for the wide kernel.
+  auto wide_items = [](int q_len, int head_dim_pad) {
+    const PassInput pass = make_pass({{4096, q_len}});
+    AttnPlanRequest req = request(Schedule::kFast, SplitPolicy::kAuto, TallPolicy::kAuto);
+    req.head_dim_pad = head_dim_pad;
+    req.deep_pieces = true;
+    const AttnPlan plan = cuda::plan_attention(pass, req);
+    check_plan(pass, req, plan);
+    return static_cast<int>(plan.items.size());
+  };
+  EXPECT_EQ(wide_items(5, 128), 33 * 8);
+  EXPECT_EQ(wide_items(1, 32), 33 * 8);
 }
 
 }  // namespace

@@ -20,7 +20,9 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <sstream>
+#include <tuple>
 
 #include "../unit/engine_harness.cpp"  // the determinism harness, shared with tests/unit
 #include "../unit/test_util.h"
@@ -447,31 +449,47 @@ TEST(CudaGraphs, ReplayEqualsEagerWhilePlansChange) {
     return paged_pass(c, ctx, std::vector<int>(ctx.size(), 1), s, seed, bs, per_seq);
   };
   auto logits_bits = [&](const Tensor& t) { return device_bits(*m.backend, t); };
+  // Each graph pass against the same pass run eagerly. A capture serves one (lane, batch,
+  // Backend::graph_variant): the attention kernel's form, which the plan picks (four K/V
+  // stages where the narrow items fit one wave at one CTA an SM), so the expected captures
+  // follow the variants the passes got on this GPU.
+  const Transformer::GraphStats before = model.graph_stats();
+  std::set<std::tuple<Schedule, int, int>> shapes;
+  std::set<int> variants;
+  int graph_passes = 0;
+  auto check = [&](const std::vector<int>& ctx, Schedule s, uint32_t seed, const char* what) {
+    PassInput pass = decode_pass(ctx, s, seed);
+    const std::vector<uint32_t> eager = logits_bits(model.forward(pass, cache));
+    pass.graph = true;
+    const std::vector<uint32_t> graph = logits_bits(model.forward(pass, cache));
+    EXPECT_EQ(graph, eager) << schedule_name(s) << " " << what << " seed " << seed;
+    shapes.insert({s, static_cast<int>(ctx.size()), m.backend->graph_variant()});
+    variants.insert(m.backend->graph_variant());
+    ++graph_passes;
+  };
   const std::vector<std::vector<int>> contexts = {
       {1, 2, 3, 4}, {700, 5, 1900, 64}, {2048, 2048, 1, 257}, {256, 512, 768, 1024}, {9, 9, 9, 9}};
-  const Transformer::GraphStats before = model.graph_stats();
-  int replays = 0;
-  for (Schedule s : {Schedule::kFast, Schedule::kCanonical}) {
-    for (size_t i = 0; i < contexts.size(); ++i) {
-      PassInput pass = decode_pass(contexts[i], s, static_cast<uint32_t>(i));
-      const std::vector<uint32_t> eager = logits_bits(model.forward(pass, cache));
-      pass.graph = true;
-      const std::vector<uint32_t> graph = logits_bits(model.forward(pass, cache));
-      EXPECT_EQ(graph, eager) << schedule_name(s) << " pass " << i;
-      replays += i > 0;  // the first graph pass of a lane captures
-    }
+  for (Schedule s : {Schedule::kFast, Schedule::kCanonical})
+    for (size_t i = 0; i < contexts.size(); ++i)
+      check(contexts[i], s, static_cast<uint32_t>(i), "batch of 4");
+  // Another batch size is another shape.
+  check({3, 30, 300, 1000, 2000}, Schedule::kCanonical, 9, "batch of 5");
+  check({3, 30, 300, 1000, 2000}, Schedule::kCanonical, 10, "batch of 5");
+  // Eight canonical rows at context 1500 have 8 x 6 chunks x 4 KV heads = 192 narrow pieces,
+  // more than one an SM (the two-stage form), at context 10, 32 (the four-stage form): both
+  // forms of one shape, each replayed after the other's capture.
+  const std::vector<int> long8(8, 1500), short8(8, 10);
+  for (uint32_t seed : {11u, 12u}) {
+    check(long8, Schedule::kCanonical, seed, "batch of 8, context 1500");
+    check(short8, Schedule::kCanonical, seed, "batch of 8, context 10");
   }
-  Transformer::GraphStats after = model.graph_stats();
-  EXPECT_EQ(after.captures - before.captures, 2);
-  EXPECT_EQ(after.replays - before.replays, replays);
-  // Another batch size is another shape: captured once, then replayed.
-  PassInput five = decode_pass({3, 30, 300, 1000, 2000}, Schedule::kCanonical, 9);
-  five.graph = true;
-  const std::vector<uint32_t> first = logits_bits(model.forward(five, cache));
-  EXPECT_EQ(logits_bits(model.forward(five, cache)), first);
-  after = model.graph_stats();
-  EXPECT_EQ(after.captures - before.captures, 3);
-  EXPECT_EQ(after.replays - before.replays, replays + 1);
+  const Transformer::GraphStats after = model.graph_stats();
+  EXPECT_EQ(after.captures - before.captures, static_cast<int64_t>(shapes.size()));
+  EXPECT_EQ(after.replays - before.replays, graph_passes - static_cast<int64_t>(shapes.size()));
+  const int sms = static_cast<CudaBackend&>(*m.backend).sm_count();
+  if (sms >= 32 && sms < 192) {
+    EXPECT_EQ(variants.size(), 2u) << "the batch of 8 ran both attention forms";
+  }
 }
 
 // ---- programmatic dependent launch ----------------------------------------------------------

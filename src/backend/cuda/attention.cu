@@ -939,9 +939,10 @@ __global__ void __launch_bounds__(kThreads, 2) attention_kernel(const AttnParams
 // The narrow items, [n_tall, n_tall + n_narrow), launched first. With two K/V stages three CTAs
 // an SM (launch bounds and NarrowSmem), against two for the wide kernel: a decode step's
 // attention is memory-bound, and more resident CTAs keep more K/V tiles in flight. With four
-// (passes of fewer row tiles than SMs, whose tiles are all split) one CTA an SM holds its
-// item's next three tiles in flight. A piece of a split tile counts itself, and the CTA that
-// stores a tile's last piece merges them (finish_part), as in the wide kernel. Each CTA triggers the next
+// (where every item of the pass is narrow and they fit one wave of one CTA an SM) each CTA
+// holds its item's next three tiles in flight. A piece of a split tile counts itself, and the
+// CTA that stores a tile's last piece merges them (finish_part), as in the wide kernel. Each
+// CTA triggers the next
 // kernel only after its pdl_wait (in attend_item; a CTA without items waits here), so when the
 // next kernel (tall, else wide) starts, everything before this kernel is complete: the tall and
 // wide kernels need nothing this kernel writes, so they skip their own wait at the start, and

@@ -75,8 +75,12 @@ AttnPlan plan_attention(const PassInput& pass, const AttnPlanRequest& req) {
   const int64_t unsplit = static_cast<int64_t>(tiles.size()) * req.n_kv_heads;
   const bool split = req.policy == SplitPolicy::kAlways ||
                      (req.policy == SplitPolicy::kAuto && unsplit < req.sm_count);
+  const bool deep = req.deep_pieces && attn_narrowable(req.head_dim_pad) &&
+                    std::all_of(tiles.begin(), tiles.end(), [](const RowTile& t) {
+                      return t.n_rows <= kAttnNarrowMaxRows;
+                    });
   const int64_t per_tile =
-      req.deep_pieces ? req.sm_count / std::max<int64_t>(unsplit, 1)
+      deep ? req.sm_count / std::max<int64_t>(unsplit, 1)
                       : (2LL * req.sm_count + unsplit - 1) / std::max<int64_t>(unsplit, 1);
   const int fast_pieces = static_cast<int>(std::clamp<int64_t>(per_tile, 2, 64));
 

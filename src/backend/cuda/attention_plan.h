@@ -42,8 +42,11 @@ struct AttnPlanRequest {
   int64_t partial_capacity = 0;         // partial rows available in the workspace
   int head_dim_pad = 0;                 // attention_head_dim_pad: whether items may run narrow
   bool narrow = true;                   // false: every item wide (tests and labs)
-  // Fast-lane pieces aim at one item an SM, at most, instead of two an SM, at least: the narrow
-  // kernel runs with kAttnNarrowDeepStages stages, one CTA an SM, where its items fit one wave.
+  // Where every row tile is a narrow one (at most kAttnNarrowMaxRows rows, a head dim with a
+  // narrow kernel) and the tiles are split, fast-lane pieces aim at one item an SM, at most,
+  // instead of two an SM, at least: the narrow kernel runs with kAttnNarrowDeepStages stages,
+  // one CTA an SM, where its items fit one wave. Independent of `narrow` (same pieces, same
+  // bits, with narrow items off).
   bool deep_pieces = false;
 };
 

@@ -318,12 +318,6 @@ bool CudaBackend::graph_narrow_only(const QkvLayout& layout) const {
          cuda::attn_narrowable(cuda::attention_head_dim_pad(layout.head_dim));
 }
 
-bool CudaBackend::deep_pieces(const QkvLayout& layout) const {
-  // Not narrow_: a test or lab that turns narrow items off keeps the same pieces (and bits).
-  return layout.n_heads / layout.n_kv_heads <= cuda::kAttnNarrowMaxRows &&
-         cuda::attn_narrowable(cuda::attention_head_dim_pad(layout.head_dim)) &&
-         static_cast<int64_t>(pass_.seqs.size()) * layout.n_kv_heads < sm_count_;
-}
 
 cuda::AttnPlan CudaBackend::make_attention_plan(const QkvLayout& layout, Schedule s) {
   cuda::AttnPlanRequest req;
@@ -331,7 +325,9 @@ cuda::AttnPlan CudaBackend::make_attention_plan(const QkvLayout& layout, Schedul
   req.policy = split_policy_;
   req.tall = graph_pass_ ? cuda::TallPolicy::kNever : tall_policy_;
   req.narrow = narrow_ && (!graph_pass_ || graph_narrow_only(layout));
-  req.deep_pieces = deep_pieces(layout);
+  // Not tied to narrow_: a test or lab that turns narrow items off keeps the same pieces (and
+  // fast-lane bits).
+  req.deep_pieces = true;
   req.n_heads = layout.n_heads;
   req.n_kv_heads = layout.n_kv_heads;
   req.sm_count = sm_count_;
@@ -346,8 +342,10 @@ cuda::AttnPlan CudaBackend::make_attention_plan(const QkvLayout& layout, Schedul
   // Four stages at one CTA an SM where the narrow items fit one wave of it (a batch-1 step's
   // canonical chunks: each item's tiles load at once); else two at three CTAs an SM (a B 8 step
   // at context 4096 has 1,024 canonical chunk items: 10.16 ms a step deep, H100).
-  narrow_deep_ = narrow_stages_ != 0 ? narrow_stages_ == cuda::kAttnNarrowDeepStages
-                                     : n_narrow_ > 0 && n_narrow_ <= sm_count_;
+  // Only where every item is narrow: no wide or tall CTA fits beside a deep one on an SM.
+  narrow_deep_ = narrow_stages_ != 0
+                     ? narrow_stages_ == cuda::kAttnNarrowDeepStages
+                     : n_narrow_ > 0 && n_narrow_ == n_items_ && n_narrow_ <= sm_count_;
   n_combines_ = static_cast<int>(plan.combines.size());
   last_plan_stats_ = {n_items_, n_combines_, plan.partial_rows, n_tall_, n_narrow_};
   plan_valid_ = true;
@@ -404,6 +402,8 @@ void CudaBackend::begin_graph_pass(const PassInput& pass, const KvCache& cache,
   const cuda::AttnPlan plan = make_attention_plan(layout, pass.schedule);
   LLM42_ASSERT(!graph_narrow_only(layout) || plan.n_narrow == static_cast<int>(plan.items.size()),
                "a graph pass without its wide attention kernel has wide items");
+  // A capture holds one attention kernel, narrow or wide, in one form: graph_variant().
+  graph_variant_ = (graph_narrow_only(layout) ? 2 : 0) + (narrow_deep_ ? 1 : 0);
 
   // Grow the capacities (from sizes that hold 256 rows of 2K-position sequences, then
   // geometrically, so that a run settles at once); a change moves offsets, so graphs made

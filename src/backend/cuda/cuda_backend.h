@@ -25,6 +25,7 @@
 #include "backend/cuda/attention_plan.h"
 #include "backend/cuda/gemm.h"
 #include "backend/cuda/kernels.h"
+#include "util/error.h"
 
 namespace llm42 {
 
@@ -67,8 +68,9 @@ class CudaBackend final : public Backend {
                         const QkvLayout& layout) override;
   std::unique_ptr<PassGraph> capture(const std::function<void()>& launch) override;
   bool replay(const PassGraph& graph) override;
-  // 1 where the pass's attention runs the deep narrow kernel (narrow_deep_), else 0.
-  int graph_variant() const override { return narrow_deep_ ? 1 : 0; }
+  // The attention kernels a capture of the last begin_graph_pass holds: 2 for the narrow kernel
+  // alone (else the wide one), plus 1 for its four-stage form (narrow_deep_).
+  int graph_variant() const override { return graph_variant_; }
 
   void embedding(const Tensor& table, int64_t vocab_begin, const Tensor& out) override;
   void rmsnorm(const Tensor& x, const Tensor& w, float eps, const Tensor& out, Schedule s) override;
@@ -120,6 +122,10 @@ class CudaBackend final : public Backend {
   // Forces the narrow kernel's K/V stages (cuda::kAttnNarrowStages or kAttnNarrowDeepStages; 0:
   // by the plan). Results must not change.
   void set_attention_narrow_stages(int stages) {
+    LLM42_ASSERT(stages == 0 || stages == cuda::kAttnNarrowStages ||
+                     stages == cuda::kAttnNarrowDeepStages,
+                 "narrow attention stages {} (0, {} or {})", stages, cuda::kAttnNarrowStages,
+                 cuda::kAttnNarrowDeepStages);
     narrow_stages_ = stages;
     plan_valid_ = false;
   }
@@ -160,10 +166,6 @@ class CudaBackend final : public Backend {
   // Whether every attention item of a captured graph pass (decode rows only) runs in the narrow
   // kernel, which the graph then holds alone; else every item runs wide.
   bool graph_narrow_only(const QkvLayout& layout) const;
-  // Whether the current pass has fewer row tiles than SMs (every tile split) of decode-like rows
-  // that run narrow: the planner's pieces then aim at the deep narrow kernel
-  // (AttnPlanRequest::deep_pieces).
-  bool deep_pieces(const QkvLayout& layout) const;
   cuda::AttnPlan make_attention_plan(const QkvLayout& layout, Schedule s);
 
   int ordinal_;
@@ -195,6 +197,7 @@ class CudaBackend final : public Backend {
   // The plan's narrow items fit one wave of the deep narrow kernel (one CTA an SM): it runs with
   // kAttnNarrowDeepStages. A captured graph fixes the choice: graph_variant().
   bool narrow_deep_ = false;
+  int graph_variant_ = 0;  // graph_variant(), set by begin_graph_pass
   bool plan_valid_ = false;
   Schedule plan_schedule_ = Schedule::kCanonical;
   int plan_heads_ = 0, plan_kv_heads_ = 0;

@@ -260,16 +260,18 @@ struct AttnParams {
   int n_items;
   // Items [0, n_tall) are tall (more than kAttnRowTile rows) and run in a kernel of their own;
   // eager passes only (0 in captured graphs). Items [n_tall, n_tall + n_narrow) are narrow
-  // (attn_item_narrow) and run in a kernel of their own (captured graphs: always launched,
-  // counts[2] items). Launch order: narrow, tall, wide (each where it has items).
+  // (attn_item_narrow) and run in a kernel of their own (captured graphs: counts[2] items, and
+  // the kernel launched where narrow_grid > 0). Launch order: narrow, tall, wide (each where it
+  // has items).
   int n_tall;
   int n_narrow;
   // Set by launch_attention for the kernels launched after the narrow one (tall, wide): they
   // skip the wait at their start and wait at their end (see attention_narrow_kernel).
   bool after_narrow;
   const AttnCombineItem* combines;
-  // Captured graphs: the kernel runs `grid` CTAs and reads n_items from counts[0] here, so
-  // one capture serves every plan. Null in eager passes (one CTA per item, counts above).
+  // Captured graphs: the kernels run `grid` and `narrow_grid` CTAs and read the item counts
+  // here, so one capture serves every plan of its shape and kernel form
+  // (Backend::graph_variant). Null in eager passes (one CTA per item, counts above).
   const int32_t* counts;
   int grid;           // of the wide kernel (captured graphs: 0 where every item is narrow)
   int narrow_grid;    // of the narrow kernel
